@@ -1,0 +1,26 @@
+# Third-party dependencies. Required: CUDA toolkit (cudart, cuBLAS, CUB), cuDNN 9, GoogleTest
+# (tests only), nlohmann/json, zlib, OpenSSL's libcrypto (MD5). CLI11 for the programs.
+# Optional: libcurl (the --download option; without it, --download says it was built without).
+find_package(CUDAToolkit 12.4 REQUIRED)
+find_package(CUDNN 9 REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(ZLIB REQUIRED)
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)
+
+set(KESTREL_OPTIONAL_LIBS nlohmann_json::nlohmann_json ZLIB::ZLIB OpenSSL::Crypto)
+set(KESTREL_OPTIONAL_DEFS "")
+find_package(CURL QUIET)
+if(CURL_FOUND)
+  list(APPEND KESTREL_OPTIONAL_LIBS CURL::libcurl)
+  set(KESTREL_HAVE_CURL 1)
+else()
+  message(STATUS "libcurl not found: cifar10_train --download will say Kestrel was built without it")
+  set(KESTREL_HAVE_CURL 0)
+endif()
+if(KESTREL_BUILD_EXAMPLES)
+  find_package(CLI11 REQUIRED)
+endif()
+if(KESTREL_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+message(STATUS "Kestrel: CUDA ${CUDAToolkit_VERSION}, cuDNN ${CUDNN_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}")

@@ -1,0 +1,78 @@
+#include "kestrel/core/device.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdio>
+
+#include "kestrel/core/cuda_check_internal.h"
+#include "kestrel/core/error.h"
+
+namespace kestrel {
+namespace {
+struct Probe {
+  int count = 0;
+  std::string reason;
+};
+
+Probe probe_cuda() noexcept {
+  Probe p;
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    p.reason = std::string(cudaGetErrorString(e)) + " (" + cudaGetErrorName(e) + ")";
+    (void)cudaGetLastError();
+    return p;
+  }
+  p.count = n;
+  if (n == 0) p.reason = "the CUDA runtime reports 0 devices";
+  return p;
+}
+
+const Probe& cached_probe() noexcept {
+  // Immutable after first use: the set of devices does not change within a process.
+  static const Probe p = probe_cuda();
+  return p;
+}
+}  // namespace
+
+std::string Device::to_string() const {
+  return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index);
+}
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::cpu();
+  if (name == "cuda") return Device::cuda(0);
+  if (name.rfind("cuda:", 0) == 0) {
+    const std::string num = name.substr(5);
+    KESTREL_CHECK(!num.empty() && num.find_first_not_of("0123456789") == std::string::npos,
+                  "bad device '", name, "' (expected cpu, cuda or cuda:N)");
+    return Device::cuda(std::stoi(num));
+  }
+  KESTREL_FAIL("unknown device '", name, "' (expected cpu, cuda or cuda:N)");
+}
+
+int cuda_device_count() noexcept { return cached_probe().count; }
+
+std::string cuda_unavailable_reason() { return cached_probe().reason; }
+
+void require_device(const Device& d) {
+  if (d.is_cpu()) return;
+  const Probe& p = cached_probe();
+  KESTREL_CHECK(p.count > 0, "no CUDA device: ", p.reason);
+  KESTREL_CHECK(d.index >= 0 && d.index < p.count, "no CUDA device: ", d.to_string(),
+                " requested but only ", p.count, " device(s) exist");
+}
+
+std::string device_description(const Device& d) {
+  if (d.is_cpu()) return "cpu";
+  require_device(d);
+  cudaDeviceProp prop{};
+  KESTREL_CUDA_CHECK(cudaGetDeviceProperties(&prop, d.index));
+  char mem[32];
+  std::snprintf(mem, sizeof mem, "%.1f GiB",
+                static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0));
+  return std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) +
+         ", " + std::to_string(prop.multiProcessorCount) + " SMs, " + mem + ")";
+}
+
+}  // namespace kestrel

@@ -1,0 +1,58 @@
+#include "kestrel/core/shape.h"
+
+#include "kestrel/core/error.h"
+
+namespace kestrel {
+
+Shape::Shape(std::initializer_list<std::int64_t> dims) { init(dims.begin(), dims.size()); }
+Shape::Shape(const std::vector<std::int64_t>& dims) { init(dims.data(), dims.size()); }
+
+void Shape::init(const std::int64_t* dims, std::size_t n) {
+  KESTREL_CHECK(n <= static_cast<std::size_t>(kMaxRank), "a shape has at most ", kMaxRank,
+                " dimensions, got ", n);
+  for (std::size_t i = 0; i < n; ++i) {
+    KESTREL_CHECK(dims[i] >= 0, "shape dimension ", i, " is negative (", dims[i], ")");
+    dims_[i] = dims[i];
+  }
+  rank_ = static_cast<int>(n);
+}
+
+std::int64_t Shape::operator[](int i) const {
+  const int j = i < 0 ? i + rank_ : i;
+  KESTREL_CHECK(j >= 0 && j < rank_, "dimension index ", i, " out of range for shape ", to_string());
+  return dims_[j];
+}
+
+std::int64_t Shape::numel() const noexcept {
+  std::int64_t n = 1;
+  for (int i = 0; i < rank_; ++i) n *= dims_[i];
+  return n;
+}
+
+std::vector<std::int64_t> Shape::contiguous_strides() const {
+  std::vector<std::int64_t> s(rank_);
+  std::int64_t acc = 1;
+  for (int i = rank_ - 1; i >= 0; --i) {
+    s[i] = acc;
+    acc *= dims_[i];
+  }
+  return s;
+}
+
+bool Shape::operator==(const Shape& o) const noexcept {
+  if (rank_ != o.rank_) return false;
+  for (int i = 0; i < rank_; ++i)
+    if (dims_[i] != o.dims_[i]) return false;
+  return true;
+}
+
+std::string Shape::to_string() const {
+  std::string s = "[";
+  for (int i = 0; i < rank_; ++i) {
+    if (i) s += ", ";
+    s += std::to_string(dims_[i]);
+  }
+  return s + "]";
+}
+
+}  // namespace kestrel

@@ -1,0 +1,239 @@
+#include "kestrel/core/tensor.h"
+
+#include <cuda_runtime.h>
+
+#include <cstring>
+
+#include "kestrel/core/cuda_check_internal.h"
+#include "kestrel/core/device_guard_internal.h"
+#include "kestrel/kernels/cpu/fill.h"
+#include "kestrel/kernels/fill.h"
+
+namespace kestrel {
+
+Storage::Storage(std::size_t bytes, std::shared_ptr<Allocator> allocator, StreamHandle stream)
+    : bytes_(bytes), device_(allocator->device()), allocator_(std::move(allocator)) {
+  data_ = allocator_->allocate(bytes, stream);
+}
+
+std::shared_ptr<Storage> Storage::wrap(void* data, std::size_t bytes, Device device) {
+  std::shared_ptr<Storage> s(new Storage());
+  s->data_ = data;
+  s->bytes_ = bytes;
+  s->device_ = device;
+  return s;
+}
+
+Storage::~Storage() {
+  if (allocator_) allocator_->deallocate(data_);
+}
+
+std::vector<std::int64_t> layout_strides(const Shape& shape, Layout layout) {
+  if (layout == Layout::kNHWC && shape.rank() == 4) {
+    const std::int64_t c = shape[1], h = shape[2], w = shape[3];
+    return {h * w * c, 1, w * c, c};
+  }
+  return shape.contiguous_strides();
+}
+
+namespace {
+void check_layout(const Shape& shape, Layout layout) {
+  KESTREL_CHECK(layout == Layout::kNCHW || shape.rank() == 4,
+                "layout nhwc needs a rank-4 shape, got ", shape.to_string());
+}
+}  // namespace
+
+Tensor::Tensor(std::shared_ptr<Storage> storage, std::size_t offset_bytes, const Shape& shape,
+               DType dtype, Layout layout, Device device)
+    : storage_(std::move(storage)),
+      offset_bytes_(offset_bytes),
+      shape_(shape),
+      strides_(layout_strides(shape, layout)),
+      dtype_(dtype),
+      layout_(layout),
+      device_(device) {}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Context& ctx, Layout layout) {
+  check_layout(shape, layout);
+  const std::size_t bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
+  auto storage = std::make_shared<Storage>(bytes, ctx.allocator(), ctx.stream().handle());
+  return Tensor(std::move(storage), 0, shape, dtype, layout, ctx.device());
+}
+
+Tensor Tensor::empty_cpu(const Shape& shape, DType dtype, Layout layout) {
+  check_layout(shape, layout);
+  const std::size_t bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
+  auto storage = std::make_shared<Storage>(bytes, cpu_allocator(), nullptr);
+  return Tensor(std::move(storage), 0, shape, dtype, layout, Device::cpu());
+}
+
+Tensor Tensor::wrap(void* data, const Shape& shape, DType dtype, Device device, Layout layout) {
+  check_layout(shape, layout);
+  const std::size_t bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
+  return Tensor(Storage::wrap(data, bytes, device), 0, shape, dtype, layout, device);
+}
+
+Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape, DType dtype,
+                           Layout layout) {
+  KESTREL_CHECK(static_cast<std::int64_t>(values.size()) == shape.numel(), "from_vector: ",
+                values.size(), " values for shape ", shape.to_string(), " (", shape.numel(),
+                " elements)");
+  KESTREL_CHECK(is_floating(dtype) || dtype == DType::kInt32 || dtype == DType::kUInt8,
+                "from_vector: unsupported dtype ", dtype_name(dtype));
+  Tensor t = empty_cpu(shape, dtype, layout);
+  const std::vector<std::int64_t> logical = shape.contiguous_strides();
+  const int rank = shape.rank();
+  for (std::int64_t i = 0; i < shape.numel(); ++i) {
+    std::int64_t rem = i, phys = 0;
+    for (int d = 0; d < rank; ++d) {
+      phys += (rem / logical[d]) * t.strides_[d];
+      rem %= logical[d];
+    }
+    const float v = values[i];
+    switch (dtype) {
+      case DType::kFloat32: static_cast<float*>(t.data())[phys] = v; break;
+      case DType::kBFloat16: static_cast<bfloat16*>(t.data())[phys] = to_bf16(v); break;
+      case DType::kFloat16: static_cast<float16*>(t.data())[phys] = to_fp16(v); break;
+      case DType::kInt32: static_cast<std::int32_t*>(t.data())[phys] = static_cast<std::int32_t>(v); break;
+      case DType::kUInt8: static_cast<std::uint8_t*>(t.data())[phys] = static_cast<std::uint8_t>(v); break;
+    }
+  }
+  return t;
+}
+
+bool Tensor::is_contiguous() const noexcept {
+  const std::vector<std::int64_t> dense = layout_strides(shape_, layout_);
+  for (int d = 0; d < shape_.rank(); ++d)
+    if (shape_[d] > 1 && strides_[d] != dense[d]) return false;
+  return true;
+}
+
+void* Tensor::data() const noexcept {
+  if (!storage_ || storage_->data() == nullptr) return nullptr;
+  return static_cast<char*>(storage_->data()) + offset_bytes_;
+}
+
+Tensor Tensor::reshape(const Shape& shape) const {
+  KESTREL_CHECK(shape.numel() == numel(), "reshape ", shape_.to_string(), " -> ", shape.to_string(),
+                ": element counts differ (", numel(), " vs ", shape.numel(), ")");
+  KESTREL_CHECK(is_contiguous(), "reshape needs a contiguous tensor, got ", to_string());
+  Layout out_layout = Layout::kNCHW;
+  if (layout_ == Layout::kNHWC && shape_.rank() == 4) {
+    // Memory order is N,H,W,C: only an NHWC view of the same shape, or a shape that keeps the
+    // batch and flattens the rest when C or H*W is 1 (then both orders agree), is meaningful.
+    const bool same = shape == shape_;
+    const bool trivially_ordered = shape_[1] == 1 || shape_[2] * shape_[3] == 1;
+    KESTREL_CHECK(same || trivially_ordered, "reshape of an nhwc tensor ", shape_.to_string(),
+                  " to ", shape.to_string(), " would reorder elements; convert the layout first");
+    if (same) out_layout = Layout::kNHWC;
+  }
+  Tensor t(storage_, offset_bytes_, shape, dtype_, out_layout, device_);
+  return t;
+}
+
+Tensor Tensor::narrow(int dim, std::int64_t start, std::int64_t length) const {
+  const int d = dim < 0 ? dim + shape_.rank() : dim;
+  KESTREL_CHECK(d >= 0 && d < shape_.rank(), "narrow: dimension ", dim, " out of range for ",
+                to_string());
+  KESTREL_CHECK(start >= 0 && length >= 0 && start + length <= shape_[d], "narrow: range [", start,
+                ", ", start + length, ") out of bounds for dimension ", d, " of size ", shape_[d]);
+  std::vector<std::int64_t> dims = shape_.dims();
+  dims[d] = length;
+  Tensor t = *this;
+  t.shape_ = Shape(dims);
+  t.offset_bytes_ = offset_bytes_ + static_cast<std::size_t>(start * strides_[d]) * dtype_size(dtype_);
+  return t;  // strides unchanged
+}
+
+void Tensor::copy_from(const Tensor& src, const Stream& stream) {
+  KESTREL_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_ && src.layout_ == layout_,
+                "copy_from: source ", src.to_string(), " does not match destination ", to_string());
+  KESTREL_CHECK(is_contiguous() && src.is_contiguous(),
+                "copy_from needs contiguous tensors (got ", src.to_string(), " -> ", to_string(), ")");
+  if (nbytes() == 0) return;
+  if (device_.is_cpu() && src.device_.is_cpu()) {
+    std::memcpy(data(), src.data(), nbytes());
+    return;
+  }
+  const Device gpu = device_.is_cuda() ? device_ : src.device_;
+  KESTREL_CHECK(stream.device() == gpu || (device_.is_cuda() && src.device_.is_cuda()),
+                "copy_from: stream is on ", stream.device().to_string(), " but the copy involves ",
+                gpu.to_string());
+  DeviceGuard guard(gpu);
+  KESTREL_CUDA_CHECK(cudaMemcpyAsync(data(), src.data(), nbytes(), cudaMemcpyDefault, stream.handle()));
+  if (device_.is_cpu()) stream.synchronize();
+}
+
+Tensor Tensor::to(Context& ctx, const Stream& stream) const {
+  Tensor t = empty(shape_, dtype_, ctx, layout_);
+  t.copy_from(*this, stream);
+  return t;
+}
+
+void Tensor::check_fillable(const char* what) const {
+  KESTREL_CHECK(is_contiguous(), what, " needs a contiguous tensor, got ", to_string());
+}
+
+void Tensor::fill(float value, const Stream& stream) {
+  check_fillable("fill");
+  if (device_.is_cpu()) return cpu::fill_constant(data(), dtype_, numel(), value);
+  DeviceGuard guard(device_);
+  cuda::fill_constant(data(), dtype_, numel(), value, stream.handle());
+}
+
+void Tensor::zero(const Stream& stream) {
+  check_fillable("zero");
+  if (nbytes() == 0) return;
+  if (device_.is_cpu()) {
+    std::memset(data(), 0, nbytes());
+    return;
+  }
+  DeviceGuard guard(device_);
+  KESTREL_CUDA_CHECK(cudaMemsetAsync(data(), 0, nbytes(), stream.handle()));
+}
+
+void Tensor::fill_uniform(std::uint64_t seed, float lo, float hi, const Stream& stream,
+                          std::uint64_t offset) {
+  check_fillable("fill_uniform");
+  if (device_.is_cpu()) return cpu::fill_uniform(data(), dtype_, numel(), seed, offset, lo, hi);
+  DeviceGuard guard(device_);
+  cuda::fill_uniform(data(), dtype_, numel(), seed, offset, lo, hi, stream.handle());
+}
+
+void Tensor::fill_normal(std::uint64_t seed, float mean, float stddev, const Stream& stream,
+                         std::uint64_t offset) {
+  check_fillable("fill_normal");
+  if (device_.is_cpu()) return cpu::fill_normal(data(), dtype_, numel(), seed, offset, mean, stddev);
+  DeviceGuard guard(device_);
+  cuda::fill_normal(data(), dtype_, numel(), seed, offset, mean, stddev, stream.handle());
+}
+
+std::vector<float> Tensor::to_float_vector() const {
+  KESTREL_CHECK(device_.is_cpu(), "to_float_vector reads host memory; copy ", to_string(),
+                " to the CPU first (Tensor::to)");
+  std::vector<float> out(static_cast<std::size_t>(numel()));
+  const std::vector<std::int64_t> logical = shape_.contiguous_strides();
+  const int rank = shape_.rank();
+  for (std::int64_t i = 0; i < numel(); ++i) {
+    std::int64_t rem = i, phys = 0;
+    for (int d = 0; d < rank; ++d) {
+      phys += (rem / logical[d]) * strides_[d];
+      rem %= logical[d];
+    }
+    switch (dtype_) {
+      case DType::kFloat32: out[i] = static_cast<const float*>(data())[phys]; break;
+      case DType::kBFloat16: out[i] = to_float(static_cast<const bfloat16*>(data())[phys]); break;
+      case DType::kFloat16: out[i] = to_float(static_cast<const float16*>(data())[phys]); break;
+      case DType::kInt32: out[i] = static_cast<float>(static_cast<const std::int32_t*>(data())[phys]); break;
+      case DType::kUInt8: out[i] = static_cast<float>(static_cast<const std::uint8_t*>(data())[phys]); break;
+    }
+  }
+  return out;
+}
+
+std::string Tensor::to_string() const {
+  return "Tensor(" + shape_.to_string() + ", " + dtype_name(dtype_) + ", " + layout_name(layout_) +
+         ", " + device_.to_string() + ")";
+}
+
+}  // namespace kestrel

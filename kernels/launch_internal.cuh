@@ -1,0 +1,24 @@
+// Launch helpers shared by Kestrel's CUDA kernels.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kestrel/core/cuda_check_internal.h"
+
+namespace kestrel::cuda_detail {
+
+// Multiprocessor count of the current device (a device property; cached per device).
+int sm_count();
+
+// Blocks for a grid-stride loop over `work_items` items with `threads` threads a block:
+// enough to fill the device several times over, never more than the work needs.
+inline unsigned grid_for(std::int64_t work_items, int threads, int blocks_per_sm = 8) {
+  const std::int64_t needed = (work_items + threads - 1) / threads;
+  const std::int64_t cap = static_cast<std::int64_t>(sm_count()) * blocks_per_sm;
+  return static_cast<unsigned>(std::max<std::int64_t>(1, std::min(needed, cap)));
+}
+
+}  // namespace kestrel::cuda_detail

@@ -1,0 +1,106 @@
+#include "harness.h"
+
+#include <CLI/CLI.hpp>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <vector>
+
+#include "kestrel/core/cuda_check_internal.h"
+#include "kestrel/core/tensor.h"
+
+namespace kestrel::bench {
+
+Harness::Harness(Context& ctx, Options opts) : ctx_(ctx), opts_(std::move(opts)) {
+  KESTREL_CHECK(ctx.device().is_cuda(), "benchmarks need a CUDA device");
+  cudaDeviceProp prop{};
+  KESTREL_CUDA_CHECK(cudaGetDeviceProperties(&prop, ctx.device().index));
+  device_name_ = prop.name;
+  l2_bytes_ = static_cast<std::size_t>(prop.l2CacheSize);
+}
+
+double Harness::measure_copy_bandwidth() {
+  const std::size_t bytes = std::size_t(1) << 30;
+  Tensor a = Tensor::empty(Shape{static_cast<std::int64_t>(bytes)}, DType::kUInt8, ctx_);
+  Tensor b = Tensor::empty(Shape{static_cast<std::int64_t>(bytes)}, DType::kUInt8, ctx_);
+  a.zero(ctx_.stream());
+  const double us = median_us([&](int) {
+    KESTREL_CUDA_CHECK(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice,
+                                       ctx_.stream().handle()));
+  });
+  copy_gbps_ = 2.0 * static_cast<double>(bytes) / (us * 1e3);
+  report("copy", "1 GiB device-to-device", us, 2.0 * static_cast<double>(bytes));
+  return copy_gbps_;
+}
+
+int Harness::rotation_sets(std::size_t bytes_per_set) const {
+  if (bytes_per_set == 0) return 1;
+  const std::size_t target = 3 * std::max<std::size_t>(l2_bytes_, 1);
+  return static_cast<int>(std::max<std::size_t>(1, (target + bytes_per_set - 1) / bytes_per_set));
+}
+
+double Harness::median_us(const std::function<void(int)>& fn) {
+  const int warmup = opts_.quick ? 2 : opts_.warmup;
+  const int runs = opts_.quick ? std::min(opts_.runs, 10) : opts_.runs;
+  int i = 0;
+  for (int w = 0; w < warmup; ++w) fn(i++);
+  std::vector<Event> start, end;
+  for (int r = 0; r < runs; ++r) {
+    start.emplace_back(ctx_.device());
+    end.emplace_back(ctx_.device());
+  }
+  for (int r = 0; r < runs; ++r) {
+    start[r].record(ctx_.stream());
+    fn(i++);
+    end[r].record(ctx_.stream());
+  }
+  ctx_.stream().synchronize();
+  std::vector<double> us(runs);
+  for (int r = 0; r < runs; ++r) us[r] = 1e3 * Event::elapsed_ms(start[r], end[r]);
+  std::nth_element(us.begin(), us.begin() + runs / 2, us.end());
+  return us[runs / 2];
+}
+
+void Harness::print_header() const {
+  std::printf("%-26s %-36s %12s %10s %8s\n", "kernel", "config", "median us", "GB/s", "% copy");
+}
+
+void Harness::report(const std::string& bench, const std::string& config, double us,
+                     double bytes_moved) {
+  const double gbps = bytes_moved > 0 ? bytes_moved / (us * 1e3) : 0.0;
+  const double pct = (gbps > 0 && copy_gbps_ > 0) ? 100.0 * gbps / copy_gbps_ : 0.0;
+  std::printf("%-26s %-36s %12.1f %10.0f %7.0f%%\n", bench.c_str(), config.c_str(), us, gbps, pct);
+  char body[512];
+  std::snprintf(body, sizeof body,
+                "\"bench\": \"%s\", \"config\": \"%s\", \"median_us\": %.3f, \"gbps\": %.1f, "
+                "\"pct_copy\": %.1f, \"copy_gbps\": %.1f",
+                bench.c_str(), config.c_str(), us, gbps, pct, copy_gbps_);
+  report_json(body);
+}
+
+void Harness::report_json(const std::string& body) {
+  const std::string line = "{\"impl\": \"kestrel\", \"device\": \"" + device_name_ + "\", " + body + "}";
+  if (opts_.json_path.empty()) return;
+  std::ofstream f(opts_.json_path, std::ios::app);
+  KESTREL_CHECK(f.good(), "cannot append to ", opts_.json_path);
+  f << line << "\n";
+}
+
+Options parse_options(int argc, char** argv, const std::string& program, const std::string& about) {
+  Options o;
+  CLI::App app{program + ": " + about};
+  app.add_option("--json", o.json_path, "append one JSON line per measurement to this file");
+  app.add_flag("--quick", o.quick, "fewer runs and sizes (smoke test)");
+  app.add_option("--runs", o.runs, "timed runs per measurement (>= 20 for reported figures)")
+      ->check(CLI::Range(1, 100000));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e) == 0 ? 0 : 2);
+  }
+  return o;
+}
+
+}  // namespace kestrel::bench

@@ -1,0 +1,25 @@
+// kestrel_info: what Kestrel sees on this machine (build, devices, libraries).
+#include <CLI/CLI.hpp>
+#include <kestrel/kestrel.h>
+
+#include <cstdio>
+
+int main(int argc, char** argv) {
+  CLI::App app{"kestrel_info: print Kestrel's build and the devices it can use"};
+  CLI11_PARSE(app, argc, argv);
+  try {
+    std::printf("Kestrel %s (CUDA architectures %s)\n", KESTREL_VERSION_STRING, KESTREL_CUDA_ARCHITECTURES);
+    const int n = kestrel::cuda_device_count();
+    if (n == 0) {
+      std::printf("CUDA devices: none (%s); the CPU backend is used\n",
+                  kestrel::cuda_unavailable_reason().c_str());
+    }
+    for (int i = 0; i < n; ++i)
+      std::printf("cuda:%d %s\n", i, kestrel::device_description(kestrel::Device::cuda(i)).c_str());
+    std::printf("cuDNN runtime %zu\n", kestrel::cudnn_runtime_version());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kestrel_info: %s\n", e.what());
+    return 1;
+  }
+}

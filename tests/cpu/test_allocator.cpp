@@ -1,0 +1,166 @@
+// The caching allocator's bookkeeping, driven by a fake backend with a fixed capacity, and the
+// CPU allocator.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "kestrel/core/allocator.h"
+#include "kestrel/core/error.h"
+
+namespace {
+// A backend with `capacity` bytes that counts its calls.
+class FakeRawMemory final : public kestrel::RawMemory {
+ public:
+  explicit FakeRawMemory(std::size_t capacity, int* allocs, int* frees, int* syncs)
+      : capacity_(capacity), allocs_(allocs), frees_(frees), syncs_(syncs) {}
+  void* raw_allocate(std::size_t bytes) noexcept override {
+    if (used_ + bytes > capacity_) return nullptr;
+    void* p = std::malloc(bytes);
+    sizes_[p] = bytes;
+    used_ += bytes;
+    ++*allocs_;
+    return p;
+  }
+  void raw_free(void* p) noexcept override {
+    used_ -= sizes_[p];
+    sizes_.erase(p);
+    std::free(p);
+    ++*frees_;
+  }
+  std::size_t free_bytes() const noexcept override { return capacity_ - used_; }
+  void synchronize() noexcept override { ++*syncs_; }
+  kestrel::Device device() const noexcept override { return kestrel::Device::cuda(0); }
+
+ private:
+  std::size_t capacity_, used_ = 0;
+  std::map<void*, std::size_t> sizes_;
+  int *allocs_, *frees_, *syncs_;
+};
+
+struct Fixture {
+  int allocs = 0, frees = 0, syncs = 0;
+  kestrel::CachingAllocator make(std::size_t capacity) {
+    return kestrel::CachingAllocator(std::make_unique<FakeRawMemory>(capacity, &allocs, &frees, &syncs));
+  }
+};
+
+kestrel::StreamHandle stream_id(std::uintptr_t i) { return reinterpret_cast<kestrel::StreamHandle>(i); }
+}  // namespace
+
+TEST(SizeClass, RoundsSmallToHalfKiBAndLargeToQuarterPowersOfTwo) {
+  using kestrel::allocation_size_class;
+  EXPECT_EQ(allocation_size_class(0), 0u);
+  EXPECT_EQ(allocation_size_class(1), 512u);
+  EXPECT_EQ(allocation_size_class(512), 512u);
+  EXPECT_EQ(allocation_size_class(513), 1024u);
+  EXPECT_EQ(allocation_size_class((1u << 20) - 1), 1u << 20);
+  EXPECT_EQ(allocation_size_class(1u << 20), 1u << 20);
+  EXPECT_EQ(allocation_size_class((1u << 20) + 1), (1u << 20) + (1u << 18));
+  EXPECT_EQ(allocation_size_class(3u << 20), 3u << 20);
+  EXPECT_EQ(allocation_size_class((3u << 20) + 1), (3u << 20) + (1u << 19));
+  for (std::size_t b = 1; b < (64u << 20); b = b * 3 + 7) {
+    const std::size_t c = allocation_size_class(b);
+    EXPECT_GE(c, b);
+    EXPECT_LE(static_cast<double>(c), static_cast<double>(b) * 1.25 + 512) << b;
+  }
+}
+
+TEST(CachingAllocator, ReusesFreedBlocksOfTheSameClassOnTheSameStream) {
+  Fixture f;
+  auto a = f.make(1 << 30);
+  void* p = a.allocate(1000, stream_id(1));
+  a.deallocate(p);
+  void* q = a.allocate(900, stream_id(1));  // same 1024-byte class
+  EXPECT_EQ(p, q);
+  EXPECT_EQ(f.allocs, 1);
+  EXPECT_EQ(a.stats().cache_hits, 1u);
+  void* r = a.allocate(900, stream_id(2));  // another stream never gets that block
+  EXPECT_NE(r, q);
+  EXPECT_EQ(f.allocs, 2);
+  a.deallocate(q);
+  a.deallocate(r);
+}
+
+TEST(CachingAllocator, TracksCurrentPeakAndReservedBytes) {
+  Fixture f;
+  auto a = f.make(1 << 30);
+  void* p = a.allocate(4096, stream_id(1));
+  void* q = a.allocate(10000, stream_id(1));  // 10240 after rounding
+  auto s = a.stats();
+  EXPECT_EQ(s.current_bytes, 4096u + 10240u);
+  EXPECT_EQ(s.peak_bytes, 4096u + 10240u);
+  EXPECT_EQ(s.reserved_bytes, 4096u + 10240u);
+  a.deallocate(q);
+  s = a.stats();
+  EXPECT_EQ(s.current_bytes, 4096u);
+  EXPECT_EQ(s.peak_bytes, 4096u + 10240u);
+  EXPECT_EQ(s.reserved_bytes, 4096u + 10240u) << "freed blocks stay cached";
+  a.reset_peak();
+  EXPECT_EQ(a.stats().peak_bytes, 4096u);
+  a.release_cached();
+  s = a.stats();
+  EXPECT_EQ(s.reserved_bytes, 4096u);
+  EXPECT_EQ(f.frees, 1);
+  EXPECT_GE(f.syncs, 1) << "cached blocks are released only after synchronising";
+  a.deallocate(p);
+  EXPECT_EQ(a.allocate(0, stream_id(1)), nullptr);
+}
+
+TEST(CachingAllocator, OutOfMemoryStatesRequestedAndFreeBytesAndStaysUsable) {
+  Fixture f;
+  auto a = f.make(1 << 20);  // 1 MiB device
+  void* p = a.allocate(600 * 1024, stream_id(1));
+  try {
+    (void)a.allocate(700 * 1024, stream_id(1));
+    FAIL() << "expected OutOfMemoryError";
+  } catch (const kestrel::OutOfMemoryError& e) {
+    EXPECT_EQ(e.requested_bytes(), 700u * 1024u);
+    EXPECT_EQ(e.free_bytes(), (1u << 20) - 600u * 1024u);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("out of memory on cuda:0"), std::string::npos) << what;
+    EXPECT_NE(what.find("requested 716800 bytes"), std::string::npos) << what;
+    EXPECT_NE(what.find("434176 bytes free"), std::string::npos) << what;
+  }
+  EXPECT_EQ(a.stats().ooms, 1u);
+  EXPECT_EQ(a.stats().current_bytes, 600u * 1024u) << "a failed request changes nothing";
+  void* q = a.allocate(300 * 1024, stream_id(1));  // still usable
+  EXPECT_NE(q, nullptr);
+  a.deallocate(p);
+  a.deallocate(q);
+}
+
+TEST(CachingAllocator, ReleasesTheCacheAndRetriesBeforeGivingUp) {
+  Fixture f;
+  auto a = f.make(1 << 20);
+  void* p = a.allocate(700 * 1024, stream_id(1));
+  a.deallocate(p);  // cached: the device is "full" of a free block
+  void* q = a.allocate(800 * 1024, stream_id(1));  // different class: needs the cache released
+  EXPECT_NE(q, nullptr);
+  EXPECT_EQ(f.frees, 1);
+  a.deallocate(q);
+}
+
+TEST(CpuAllocator, AlignsTo64BytesAndCounts) {
+  kestrel::CpuAllocator a;
+  std::set<void*> seen;
+  for (std::size_t n : {1u, 63u, 64u, 1000u, 1u << 20}) {
+    void* p = a.allocate(n, nullptr);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 64, 0u);
+    seen.insert(p);
+  }
+  EXPECT_EQ(a.stats().allocations, 5u);
+  EXPECT_EQ(a.stats().current_bytes, 64u + 64u + 64u + 1024u + (1u << 20));
+  for (void* p : seen) a.deallocate(p);
+  EXPECT_EQ(a.stats().current_bytes, 0u);
+}
+
+TEST(CpuAllocator, ImpossibleRequestRaisesOutOfMemory) {
+  kestrel::CpuAllocator a;
+  EXPECT_THROW((void)a.allocate(std::size_t(1) << 62, nullptr), kestrel::OutOfMemoryError);
+  EXPECT_EQ(a.stats().ooms, 1u);
+}

@@ -1,0 +1,47 @@
+// Error formatting and the typed error tree.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "kestrel/core/error.h"
+
+TEST(Error, CheckNamesConditionMessageFileAndLine) {
+  try {
+    const int got = 7;
+    KESTREL_CHECK(got == 3, "expected 3 things, got ", got);
+    FAIL() << "no throw";
+  } catch (const kestrel::Error& e) {
+    const std::string w = e.what();
+    EXPECT_EQ(e.message(), "expected 3 things, got 7");
+    EXPECT_NE(w.find("expected 3 things, got 7 [at tests/cpu/test_error.cpp:"), std::string::npos) << w;
+    EXPECT_STREQ(e.file(), "tests/cpu/test_error.cpp");
+    EXPECT_GT(e.line(), 0);
+    EXPECT_TRUE(e.call().empty());
+  }
+}
+
+TEST(Error, VendorErrorsCarryCallAndCodeAndAreKestrelErrors) {
+  const kestrel::CudaError cuda(2, "CUDA error cudaErrorMemoryAllocation (2): out of memory",
+                                "cudaMalloc(&p, n)", "core/x.cpp", 12);
+  EXPECT_EQ(std::string(cuda.what()),
+            "CUDA error cudaErrorMemoryAllocation (2): out of memory in `cudaMalloc(&p, n)` [at core/x.cpp:12]");
+  EXPECT_EQ(cuda.code(), 2);
+  const kestrel::Error& base = cuda;
+  EXPECT_EQ(base.call(), "cudaMalloc(&p, n)");
+  const kestrel::CudnnError dnn(3000, "cuDNN error CUDNN_STATUS_NOT_SUPPORTED (3000)", "cudnnBackendFinalize(plan)", "core/c.cpp", 5);
+  EXPECT_EQ(dnn.status(), 3000);
+  const kestrel::CublasError blas(13, "cuBLAS error CUBLAS_STATUS_EXECUTION_FAILED (13)", "cublasSgemm(...)", "core/b.cpp", 9);
+  EXPECT_EQ(blas.status(), 13);
+  EXPECT_NE(std::string(blas.what()).find("in `cublasSgemm(...)`"), std::string::npos);
+}
+
+TEST(Error, ShortFileKeepsTheProjectRelativePart) {
+  EXPECT_STREQ(kestrel::detail::short_file("/home/x/kestrel/core/tensor.cpp"), "core/tensor.cpp");
+  EXPECT_STREQ(kestrel::detail::short_file("/a/core/b/kernels/cpu/fill.cpp"), "kernels/cpu/fill.cpp");
+  EXPECT_STREQ(kestrel::detail::short_file("plain.cpp"), "plain.cpp");
+}
+
+TEST(Error, FailAlwaysThrowsKestrelError) {
+  EXPECT_THROW(KESTREL_FAIL("boom ", 1), kestrel::Error);
+  EXPECT_THROW(KESTREL_FAIL("boom"), std::runtime_error);
+}

@@ -1,0 +1,180 @@
+// Shapes, dtypes, layouts, views and fills of host tensors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+
+#include "kestrel/core/context.h"
+#include "kestrel/core/device.h"
+#include "kestrel/core/tensor.h"
+#include "kestrel/kernels/cpu/fill.h"
+
+using kestrel::DType;
+using kestrel::Layout;
+using kestrel::Shape;
+using kestrel::Tensor;
+
+TEST(Shape, BasicsAndErrors) {
+  const Shape s{2, 3, 4, 5};
+  EXPECT_EQ(s.rank(), 4);
+  EXPECT_EQ(s.numel(), 120);
+  EXPECT_EQ(s[-1], 5);
+  EXPECT_EQ(s.to_string(), "[2, 3, 4, 5]");
+  EXPECT_EQ(s.contiguous_strides(), (std::vector<std::int64_t>{60, 20, 5, 1}));
+  EXPECT_EQ(Shape{}.numel(), 1);
+  EXPECT_EQ((Shape{3, 0}).numel(), 0);
+  EXPECT_THROW((Shape{2, -1}), kestrel::Error);
+  EXPECT_THROW((void)s[4], kestrel::Error);
+  EXPECT_THROW(Shape(std::vector<std::int64_t>(9, 1)), kestrel::Error);
+  EXPECT_NE((Shape{2, 3}), (Shape{3, 2}));
+}
+
+TEST(DType, SizesNamesAndParsing) {
+  EXPECT_EQ(kestrel::dtype_size(DType::kFloat32), 4u);
+  EXPECT_EQ(kestrel::dtype_size(DType::kBFloat16), 2u);
+  EXPECT_EQ(kestrel::dtype_size(DType::kFloat16), 2u);
+  EXPECT_EQ(kestrel::dtype_size(DType::kInt32), 4u);
+  EXPECT_EQ(kestrel::dtype_size(DType::kUInt8), 1u);
+  for (DType t : {DType::kFloat32, DType::kBFloat16, DType::kFloat16, DType::kInt32, DType::kUInt8})
+    EXPECT_EQ(kestrel::parse_dtype(kestrel::dtype_name(t)), t);
+  try {
+    (void)kestrel::parse_dtype("fp8");
+    FAIL();
+  } catch (const kestrel::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown dtype 'fp8' (known: fp32, bf16, fp16, int32, uint8)"),
+              std::string::npos);
+  }
+  EXPECT_EQ(kestrel::parse_layout("nhwc"), Layout::kNHWC);
+  EXPECT_THROW(kestrel::parse_layout("chwn"), kestrel::Error);
+}
+
+TEST(Device, ParsingAndNoGpuIsANormalState) {
+  EXPECT_EQ(kestrel::parse_device("cpu"), kestrel::Device::cpu());
+  EXPECT_EQ(kestrel::parse_device("cuda:1"), kestrel::Device::cuda(1));
+  EXPECT_THROW(kestrel::parse_device("cuda:x"), kestrel::Error);
+  EXPECT_THROW(kestrel::parse_device("tpu"), kestrel::Error);
+  if (kestrel::cuda_device_count() == 0) {
+    EXPECT_FALSE(kestrel::cuda_unavailable_reason().empty());
+    try {
+      kestrel::Context ctx(kestrel::Device::cuda(0));
+      FAIL() << "a CUDA context without a device must raise";
+    } catch (const kestrel::Error& e) {
+      EXPECT_EQ(std::string(e.message()).rfind("no CUDA device: ", 0), 0u) << e.what();
+    }
+  }
+}
+
+TEST(Tensor, FromVectorRoundTripsInEveryDtypeAndLayout) {
+  std::vector<float> v(2 * 3 * 4 * 5);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i % 97) - 40.f;
+  for (Layout l : {Layout::kNCHW, Layout::kNHWC}) {
+    for (DType t : {DType::kFloat32, DType::kBFloat16, DType::kFloat16, DType::kInt32}) {
+      const Tensor x = Tensor::from_vector(v, Shape{2, 3, 4, 5}, t, l);
+      EXPECT_EQ(x.to_float_vector(), v) << kestrel::dtype_name(t) << " " << kestrel::layout_name(l);
+    }
+  }
+  EXPECT_THROW(Tensor::from_vector(v, Shape{2, 3}), kestrel::Error);
+}
+
+TEST(Tensor, NhwcStridesPlaceChannelsInnermost) {
+  std::vector<float> v(1 * 3 * 2 * 2);
+  std::iota(v.begin(), v.end(), 0.f);  // logical NCHW order: c*4 + h*2 + w
+  const Tensor x = Tensor::from_vector(v, Shape{1, 3, 2, 2}, DType::kFloat32, Layout::kNHWC);
+  EXPECT_EQ(x.strides(), (std::vector<std::int64_t>{12, 1, 6, 3}));
+  const float* p = x.data_as<float>();
+  // Memory order is h, w, c: element (c=1, h=0, w=1) = logical 5 sits at 0*6 + 1*3 + 1 = 4.
+  EXPECT_EQ(p[4], 5.f);
+  EXPECT_EQ(p[11], 11.f);
+  EXPECT_TRUE(x.is_contiguous());
+  EXPECT_THROW((void)x.data_as<std::int32_t>(), kestrel::Error);
+  EXPECT_THROW(Tensor::empty_cpu(Shape{2, 3}, DType::kFloat32, Layout::kNHWC), kestrel::Error);
+}
+
+TEST(Tensor, ViewsShareStorageAndCheckBounds) {
+  std::vector<float> v(4 * 6);
+  std::iota(v.begin(), v.end(), 0.f);
+  Tensor x = Tensor::from_vector(v, Shape{4, 6});
+  Tensor rows = x.narrow(0, 1, 2);
+  EXPECT_EQ(rows.shape(), (Shape{2, 6}));
+  EXPECT_TRUE(rows.is_contiguous());
+  EXPECT_EQ(rows.to_float_vector()[0], 6.f);
+  Tensor cols = x.narrow(1, 2, 3);
+  EXPECT_FALSE(cols.is_contiguous());
+  EXPECT_EQ(cols.to_float_vector(), (std::vector<float>{2, 3, 4, 8, 9, 10, 14, 15, 16, 20, 21, 22}));
+  Tensor flat = x.reshape(Shape{24});
+  flat.data_as<float>()[7] = 100.f;
+  EXPECT_EQ(x.to_float_vector()[7], 100.f) << "views share storage";
+  EXPECT_THROW(x.reshape(Shape{5, 5}), kestrel::Error);
+  EXPECT_THROW(cols.reshape(Shape{12}), kestrel::Error);
+  EXPECT_THROW(x.narrow(0, 3, 2), kestrel::Error);
+  EXPECT_THROW(x.narrow(2, 0, 1), kestrel::Error);
+  kestrel::Stream cpu;
+  Tensor y = Tensor::empty_cpu(Shape{3, 6}, DType::kFloat32);
+  EXPECT_THROW(y.copy_from(cols, cpu), kestrel::Error);
+}
+
+TEST(Tensor, NhwcReshapeRefusesToReorder) {
+  const Tensor x = Tensor::empty_cpu(Shape{2, 3, 4, 4}, DType::kFloat32, Layout::kNHWC);
+  EXPECT_THROW(x.reshape(Shape{2, 48}), kestrel::Error);
+  const Tensor pooled = Tensor::empty_cpu(Shape{2, 3, 1, 1}, DType::kFloat32, Layout::kNHWC);
+  EXPECT_EQ(pooled.reshape(Shape{2, 3}).shape(), (Shape{2, 3}));
+}
+
+TEST(Tensor, UniformFillIsSeededAndInRange) {
+  kestrel::Context ctx;
+  Tensor a = Tensor::empty(Shape{1000}, DType::kFloat32, ctx);
+  Tensor b = Tensor::empty(Shape{1000}, DType::kFloat32, ctx);
+  a.fill_uniform(7, -2.f, 3.f, ctx.stream());
+  b.fill_uniform(7, -2.f, 3.f, ctx.stream());
+  EXPECT_EQ(a.to_float_vector(), b.to_float_vector());
+  b.fill_uniform(8, -2.f, 3.f, ctx.stream());
+  EXPECT_NE(a.to_float_vector(), b.to_float_vector());
+  b.fill_uniform(7, -2.f, 3.f, ctx.stream(), /*offset=*/1);
+  EXPECT_NE(a.to_float_vector(), b.to_float_vector());
+  double mean = 0;
+  for (float x : a.to_float_vector()) {
+    EXPECT_GT(x, -2.f);
+    EXPECT_LE(x, 3.f);
+    mean += x / 1000.0;
+  }
+  EXPECT_NEAR(mean, 0.5, 5 * 5.0 / std::sqrt(12.0 * 1000));
+}
+
+TEST(Tensor, NormalFillHasTheRequestedMoments) {
+  kestrel::Context ctx;
+  Tensor a = Tensor::empty(Shape{200000}, DType::kFloat32, ctx);
+  a.fill_normal(3, 1.5f, 2.f, ctx.stream());
+  double m = 0, m2 = 0;
+  const auto v = a.to_float_vector();
+  for (float x : v) m += x;
+  m /= v.size();
+  for (float x : v) m2 += (x - m) * (x - m);
+  const double sd = std::sqrt(m2 / (v.size() - 1));
+  EXPECT_NEAR(m, 1.5, 5 * 2.0 / std::sqrt(200000.0));
+  EXPECT_NEAR(sd, 2.0, 0.02);
+}
+
+TEST(Tensor, Bf16FillRoundsTheFp32Values) {
+  kestrel::Context ctx;
+  Tensor a = Tensor::empty(Shape{999}, DType::kFloat32, ctx);
+  Tensor b = Tensor::empty(Shape{999}, DType::kBFloat16, ctx);
+  a.fill_uniform(11, -1.f, 1.f, ctx.stream());
+  b.fill_uniform(11, -1.f, 1.f, ctx.stream());
+  const auto fa = a.to_float_vector(), fb = b.to_float_vector();
+  for (std::size_t i = 0; i < fa.size(); ++i) ASSERT_EQ(fb[i], kestrel::round_to_bf16(fa[i])) << i;
+  Tensor i32 = Tensor::empty(Shape{4}, DType::kInt32, ctx);
+  EXPECT_THROW(i32.fill(1.f, ctx.stream()), kestrel::Error);
+  i32.zero(ctx.stream());
+  EXPECT_EQ(i32.to_float_vector(), (std::vector<float>{0, 0, 0, 0}));
+}
+
+TEST(Tensor, CpuCopiesAndContextStats) {
+  kestrel::Context ctx;
+  Tensor a = Tensor::from_vector({1, 2, 3, 4, 5, 6}, Shape{2, 3});
+  Tensor b = a.to(ctx, ctx.stream());
+  EXPECT_EQ(b.to_float_vector(), a.to_float_vector());
+  EXPECT_NE(b.data(), a.data());
+  EXPECT_EQ(b.to_string(), "Tensor([2, 3], fp32, nchw, cpu)");
+  EXPECT_GE(ctx.allocator()->stats().current_bytes, 24u);
+  EXPECT_THROW((void)ctx.cudnn(), kestrel::Error);
+}

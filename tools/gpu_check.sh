@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The one script the lent GPU machine runs (see README "On a GPU machine").
+#
+#   configure (gpu preset: Release, sm_90, ninja) -> build -j16 -> every test with
+#   KESTREL_REQUIRE_GPU=1 -> CUDA tests under compute-sanitizer memcheck (+ racecheck on the
+#   kernel suites) -> every bench_* program -> tools/pytorch_reference.py (same sizes, same call)
+#   -> a short table last.
+#
+# Writes at most 8 files under $OUT (the device tool returns no more):
+#   build.log tests.log sanitizer.log bench.log bench.jsonl pytorch.jsonl train.log summary.txt
+# Options: --quick (benchmarks in quick mode, skip racecheck), --no-pytorch, --no-sanitizer.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/out}
+mkdir -p "$OUT"
+quick=0; pytorch=1; sanitizer=1
+for a in "$@"; do
+  case "$a" in
+    --quick) quick=1 ;;
+    --no-pytorch) pytorch=0 ;;
+    --no-sanitizer) sanitizer=0 ;;
+    *) echo "usage: tools/gpu_check.sh [--quick] [--no-pytorch] [--no-sanitizer]" >&2; exit 2 ;;
+  esac
+done
+status() { echo "gpu_check: $*" | tee -a "$OUT/summary.txt" >&2; }
+: > "$OUT/summary.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu_check: device: /' | tee -a "$OUT/summary.txt"
+
+t0=$(date +%s)
+if ! { cmake --preset gpu && cmake --build --preset gpu -j 16; } > "$OUT/build.log" 2>&1; then
+  status "BUILD FAILED (see build.log)"; tail -40 "$OUT/build.log"; exit 1
+fi
+status "build ok in $(( $(date +%s) - t0 )) s"
+
+t0=$(date +%s)
+KESTREL_REQUIRE_GPU=1 ctest --preset gpu -j 4 --timeout 900 > "$OUT/tests.log" 2>&1
+test_rc=$?
+status "tests: $(grep -E 'tests passed|tests failed' "$OUT/tests.log" | tail -1) ($(( $(date +%s) - t0 )) s)"
+grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess aborted|Not Run)\)' "$OUT/tests.log" | head -20 | sed 's/^/gpu_check:   /' | tee -a "$OUT/summary.txt"
+
+san_rc=0
+if [ $sanitizer = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
+  t0=$(date +%s)
+  : > "$OUT/sanitizer.log"
+  tools=(memcheck); [ $quick = 0 ] && tools+=(racecheck)
+  for tool in "${tools[@]}"; do
+    filter='*'; [ "$tool" = racecheck ] && filter='*Kernel*:*Dropout*:*BatchNorm*:*Reduce*'
+    echo "=== compute-sanitizer --tool $tool (filter $filter)" >> "$OUT/sanitizer.log"
+    KESTREL_REQUIRE_GPU=1 compute-sanitizer --tool "$tool" --error-exitcode 99 \
+      build-gpu/bin/kestrel_cuda_tests --gtest_filter="$filter" --gtest_brief=1 >> "$OUT/sanitizer.log" 2>&1
+    rc=$?; [ $rc -ne 0 ] && san_rc=$rc
+    status "compute-sanitizer $tool: $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1) rc=$rc"
+  done
+  status "sanitizer done in $(( $(date +%s) - t0 )) s"
+fi
+
+: > "$OUT/bench.jsonl"; : > "$OUT/bench.log"
+qflag=(); [ $quick = 1 ] && qflag=(--quick)
+for b in build-gpu/bin/bench_*; do
+  [ -x "$b" ] || continue
+  t0=$(date +%s)
+  echo "=== $b ${qflag[*]}" >> "$OUT/bench.log"
+  timeout 600 "$b" --json "$OUT/bench.jsonl" "${qflag[@]}" >> "$OUT/bench.log" 2>&1
+  status "$(basename "$b"): rc=$? ($(( $(date +%s) - t0 )) s)"
+done
+
+if [ $pytorch = 1 ] && [ -f tools/pytorch_reference.py ]; then
+  t0=$(date +%s)
+  PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" "${qflag[@]}" >> "$OUT/bench.log" 2>&1
+  status "pytorch_reference: rc=$? ($(( $(date +%s) - t0 )) s)"
+fi
+
+python3 tools/gpu_summary.py "$OUT" | tee -a "$OUT/summary.txt"
+[ $test_rc -eq 0 ] && [ $san_rc -eq 0 ]
