@@ -9,8 +9,8 @@ constexpr int kThreads = 256;
 
 struct MaskArgs {
   std::uint64_t seed;
-  std::uint64_t offset;               // added to *offset_ptr
-  const std::uint64_t* offset_ptr;    // device memory or null
+  std::uint64_t offset;             // added to *offset_ptr
+  const std::uint64_t* offset_ptr;  // device memory or null
   std::uint32_t threshold;
   float factor;
 };
@@ -26,8 +26,8 @@ __global__ void __launch_bounds__(kThreads)
   const std::uint64_t offset = m.offset + (m.offset_ptr != nullptr ? *m.offset_ptr : 0);
   const std::int64_t units = (n + kN - 1) / kN;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t u = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       u < units; u += stride) {
+  for (std::int64_t u = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < units;
+       u += stride) {
     std::uint32_t w[kN];
 #pragma unroll
     for (int b = 0; b < kBlocks; ++b) {
@@ -62,24 +62,22 @@ __global__ void advance_offset_kernel(std::uint64_t* offset_ptr, std::uint64_t i
 // Forward and backward are the same map (backward applies forward's factor and mask to dy).
 void run(const char* what, const void* x, void* y, std::int64_t n, DType dtype,
          const DropoutParams& p, cudaStream_t stream) {
-  const dropout_detail::Plan plan = dropout_detail::plan(p);
-  element_io::check_buffers(what, n, {x, y});
-  element_io::dispatch_floating(dtype, what, [&](auto tag) {
+  using dropout_detail::Action;
+  dropout_detail::dispatch(what, x, y, n, dtype, p, [&](auto tag, const auto& plan) {
     using T = decltype(tag);
-    if (n == 0) return;
     const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(T);
     switch (plan.action) {
-      case dropout_detail::Action::kCopy:
+      case Action::kCopy:
         if (x != y)
           KESTREL_CUDA_CHECK(cudaMemcpyAsync(y, x, bytes, cudaMemcpyDeviceToDevice, stream));
         return;
-      case dropout_detail::Action::kZero:
+      case Action::kZero:
         KESTREL_CUDA_CHECK(cudaMemsetAsync(y, 0, bytes, stream));  // +0 in every dtype
         return;
-      case dropout_detail::Action::kScale:
+      case Action::kScale:
         scale(x, y, n, dtype, plan.factor, stream);
         return;
-      case dropout_detail::Action::kMask: {
+      case Action::kMask: {
         const MaskArgs m{p.seed, p.offset, p.offset_ptr, plan.threshold, plan.factor};
         const bool vectorized = cuda_detail::aligned16(x) && cuda_detail::aligned16(y);
         static const int per_sm = cuda_detail::blocks_per_sm(dropout_kernel<T>, kThreads);
@@ -99,8 +97,8 @@ void dropout_forward(const void* x, void* y, std::int64_t n, DType dtype, const 
   run("dropout_forward", x, y, n, dtype, p, stream);
 }
 
-void dropout_backward(const void* dy, void* dx, std::int64_t n, DType dtype,
-                      const DropoutParams& p, cudaStream_t stream) {
+void dropout_backward(const void* dy, void* dx, std::int64_t n, DType dtype, const DropoutParams& p,
+                      cudaStream_t stream) {
   run("dropout_backward", dy, dx, n, dtype, p, stream);
 }
 

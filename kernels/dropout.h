@@ -19,8 +19,8 @@ namespace kestrel::cuda {
 void dropout_forward(const void* x, void* y, std::int64_t n, DType dtype, const DropoutParams& p,
                      cudaStream_t stream);
 // dx = dy * (the factor and mask forward applied with the same parameters).
-void dropout_backward(const void* dy, void* dx, std::int64_t n, DType dtype,
-                      const DropoutParams& p, cudaStream_t stream);
+void dropout_backward(const void* dy, void* dx, std::int64_t n, DType dtype, const DropoutParams& p,
+                      cudaStream_t stream);
 // *offset_ptr += increment, in order on `stream` (offset_ptr in device memory).
 void advance_offset(std::uint64_t* offset_ptr, std::uint64_t increment, cudaStream_t stream);
 }  // namespace kestrel::cuda

@@ -13,8 +13,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kestrel/core/dtype.h"
 #include "kestrel/core/error.h"
 #include "kestrel/core/hd.h"
+#include "kestrel/kernels/element_io.h"
 #include "kestrel/kernels/philox.h"
 
 namespace kestrel {
@@ -25,7 +27,7 @@ enum class DropoutMode : std::uint8_t { kInverted, kVanilla };
 // advances *offset_ptr (advance_offset) so a replayed CUDA Graph draws a fresh mask, and
 // `offset` separates the dropout layers within one step.
 struct DropoutParams {
-  float p = 0.5f;                             // drop probability, [0, 1]
+  float p = 0.5f;  // drop probability, [0, 1]
   DropoutMode mode = DropoutMode::kInverted;
   bool training = true;
   std::uint64_t seed = 0;
@@ -75,6 +77,18 @@ inline Plan plan(const DropoutParams& p) {
   if (p.p == 1.f) return Plan{Action::kZero, 0.f, 0};
   const float scale = inverted ? 1.0f / (1.0f - p.p) : 1.0f;
   return Plan{Action::kMask, scale, keep_threshold(p.p)};
+}
+
+// Both twins' entry: validates the call (raising before any work), resolves its plan, then calls
+// f(T{}, plan) with T the storage type of `dtype`; nothing for n == 0.
+template <typename F>
+void dispatch(const char* what, const void* x, const void* y, std::int64_t n, DType dtype,
+              const DropoutParams& p, F&& f) {
+  const Plan resolved = plan(p);
+  element_io::check_buffers(what, n, {x, y});
+  element_io::dispatch_floating(dtype, what, [&](auto tag) {
+    if (n > 0) f(tag, resolved);
+  });
 }
 
 inline std::uint64_t effective_offset(const DropoutParams& p) {

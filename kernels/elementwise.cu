@@ -8,16 +8,16 @@
 
 namespace kestrel::cuda {
 namespace {
-using elementwise_detail::MapPtrs;
 using element_io::dispatch_floating;
+using elementwise_detail::MapPtrs;
 
 constexpr int kThreads = 256;
 
 // Elements a thread handles at once: 16 bytes of the narrower of the two storage types.
 template <typename TIn, typename TOut>
-constexpr int kUnit = cuda_detail::kVecElems<TIn> > cuda_detail::kVecElems<TOut>
-                          ? cuda_detail::kVecElems<TIn>
-                          : cuda_detail::kVecElems<TOut>;
+constexpr int kUnit =
+    cuda_detail::kVecElems<TIn> > cuda_detail::kVecElems<TOut> ? cuda_detail::kVecElems<TIn>
+                                                               : cuda_detail::kVecElems<TOut>;
 
 // Grid-stride over units of kUnit elements (kernels/vector_internal.cuh). `vectorized`: every
 // pointer is 16-byte aligned. All inputs of a unit are read before any output is written.
@@ -27,8 +27,8 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int kN = kUnit<TIn, TOut>;
   const std::int64_t units = (n + kN - 1) / kN;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t u = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       u < units; u += stride) {
+  for (std::int64_t u = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < units;
+       u += stride) {
     const std::int64_t base = u * kN;
     if (vectorized && base + kN <= n) {
       float a[kIn][kN];
@@ -73,7 +73,7 @@ void launch_map(const std::array<const void*, kIn>& in, const std::array<void*, 
   constexpr int kN = kUnit<TIn, TOut>;
   const std::int64_t units = (n + kN - 1) / kN;
   kernel<<<cuda_detail::grid_for(units, kThreads, per_sm), kThreads, 0, stream>>>(p, n, vectorized,
-                                                                                 op);
+                                                                                  op);
   KESTREL_CUDA_CHECK_LAUNCH();
 }
 

@@ -80,7 +80,9 @@ struct TanhOp {  // x -> tanh(x)
   KESTREL_HD void operator()(const float* a, float* r) const { r[0] = tanhf(a[0]); }
 };
 struct TanhBackwardOp {  // (dy, y) -> dy * (1 - y * y), 1 - y*y rounded once
-  KESTREL_HD void operator()(const float* a, float* r) const { r[0] = a[0] * fmaf(-a[1], a[1], 1.0f); }
+  KESTREL_HD void operator()(const float* a, float* r) const {
+    r[0] = a[0] * fmaf(-a[1], a[1], 1.0f);
+  }
 };
 struct CopyOp {  // x -> x (casts: the conversion happens in load and store)
   KESTREL_HD void operator()(const float* a, float* r) const { r[0] = a[0]; }

@@ -24,23 +24,21 @@ void apply_mask(const T* x, T* y, std::int64_t n, std::uint64_t seed, std::uint6
 // Forward and backward are the same map (backward applies forward's factor and mask to dy).
 void run(const char* what, const void* x, void* y, std::int64_t n, DType dtype,
          const DropoutParams& p) {
-  const dropout_detail::Plan plan = dropout_detail::plan(p);
-  element_io::check_buffers(what, n, {x, y});
-  element_io::dispatch_floating(dtype, what, [&](auto tag) {
+  using dropout_detail::Action;
+  dropout_detail::dispatch(what, x, y, n, dtype, p, [&](auto tag, const auto& plan) {
     using T = decltype(tag);
-    if (n == 0) return;
     const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(T);
     switch (plan.action) {
-      case dropout_detail::Action::kCopy:
+      case Action::kCopy:
         if (x != y) std::memmove(y, x, bytes);
         return;
-      case dropout_detail::Action::kZero:
+      case Action::kZero:
         std::memset(y, 0, bytes);  // +0 in every dtype
         return;
-      case dropout_detail::Action::kScale:
+      case Action::kScale:
         scale(x, y, n, dtype, plan.factor);
         return;
-      case dropout_detail::Action::kMask:
+      case Action::kMask:
         apply_mask(static_cast<const T*>(x), static_cast<T*>(y), n, p.seed,
                    dropout_detail::effective_offset(p), plan);
         return;

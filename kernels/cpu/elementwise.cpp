@@ -8,8 +8,8 @@
 
 namespace kestrel::cpu {
 namespace {
-using elementwise_detail::MapPtrs;
 using element_io::dispatch_floating;
+using elementwise_detail::MapPtrs;
 
 template <typename TIn, typename TOut, int kIn, int kOut, typename Op>
 void map_all(const std::array<const void*, kIn>& in, const std::array<void*, kOut>& out,

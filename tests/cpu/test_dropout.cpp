@@ -21,18 +21,6 @@ using kestrel::testing::DtypeBuffer;
 using kestrel::testing::random_floats;
 
 namespace {
-constexpr DType kDtypes[] = {DType::kFloat32, DType::kBFloat16, DType::kFloat16};
-
-DropoutParams params(float p, DropoutMode mode, bool training = true, std::uint64_t seed = 1234,
-                     std::uint64_t offset = 0) {
-  DropoutParams d;
-  d.p = p;
-  d.mode = mode;
-  d.training = training;
-  d.seed = seed;
-  d.offset = offset;
-  return d;
-}
 
 // The contract, element by element: u_i from word i % 4 of block i / 4, keep = u > p.
 std::vector<float> reference_forward(const DtypeBuffer& x, const DropoutParams& p) {
@@ -67,22 +55,22 @@ double four_sigma(double q, double n) { return 4.0 * std::sqrt(q * (1.0 - q) / n
 }  // namespace
 
 TEST(Dropout, ForwardFollowsTheContractForEveryDtypeSizeModeAndAlignment) {
-  for (DType t : kDtypes) {
+  for (DType t : kestrel::testing::kFloatingDtypes) {
     for (std::int64_t n : {1, 3, 4, 7, 9, 1001}) {
       for (std::int64_t lead : {0, 1}) {
         for (float p : {0.1f, 0.5f, 0.9f}) {
           for (DropoutMode mode : {DropoutMode::kInverted, DropoutMode::kVanilla}) {
             const DtypeBuffer x = DtypeBuffer::from(random_floats(n, 7, -2.f, 2.f), t, lead);
-            const DropoutParams d = params(p, mode, true, 99, 5);
-            EXPECT_TRUE(kestrel::testing::bit_equal(forward(x, d, lead).values(),
-                                                    reference_forward(x, d)))
+            const DropoutParams d{p, mode, true, 99, 5};
+            EXPECT_TRUE(
+                kestrel::testing::bit_equal(forward(x, d, lead).values(), reference_forward(x, d)))
                 << kestrel::dtype_name(t) << " n=" << n << " lead=" << lead << " p=" << p;
           }
         }
       }
     }
     const DtypeBuffer big = DtypeBuffer::from(random_floats(1000003, 8, -3.f, 3.f), t, 1);
-    const DropoutParams d = params(0.3f, DropoutMode::kInverted, true, 0xfeedbeefcafe, 1ull << 40);
+    const DropoutParams d{0.3f, DropoutMode::kInverted, true, 0xfeedbeefcafe, 1ull << 40};
     EXPECT_TRUE(kestrel::testing::bit_equal(forward(big, d).values(), reference_forward(big, d)))
         << kestrel::dtype_name(t);
   }
@@ -120,7 +108,7 @@ TEST(Dropout, KeptFractionOn10MIsWithin4SigmaOfOneMinusP) {
   DtypeBuffer y(DType::kFloat32, kN);
   for (float p : {0.1f, 0.5f, 0.9f}) {
     kestrel::cpu::dropout_forward(x.data(), y.data(), kN, DType::kFloat32,
-                                  params(p, DropoutMode::kInverted, true, 42, 0));
+                                  DropoutParams{p, DropoutMode::kInverted, true, 42, 0});
     std::int64_t kept = 0;
     const float* v = static_cast<const float*>(y.data());
     for (std::int64_t i = 0; i < kN; ++i) kept += v[i] != 0.f;
@@ -143,8 +131,8 @@ TEST(Dropout, InvertedTrainingPreservesTheMeanAndVanillaScalesItByOneMinusP) {
     for (DropoutMode mode : {DropoutMode::kInverted, DropoutMode::kVanilla}) {
       const bool inv = mode == DropoutMode::kInverted;
       double sum_train = 0, sum_eval = 0;
-      for (float v : forward(x, params(p, mode, true, 5, 1)).values()) sum_train += v;
-      for (float v : forward(x, params(p, mode, false)).values()) sum_eval += v;
+      for (float v : forward(x, DropoutParams{p, mode, true, 5, 1}).values()) sum_train += v;
+      for (float v : forward(x, DropoutParams{p, mode, false}).values()) sum_eval += v;
       const double c = inv ? 1.0 / (1.0 - p) : 1.0;
       const double expected = inv ? sum_x : (1.0 - p) * sum_x;
       const double bound = 4.0 * c * std::sqrt(p * (1.0 - p) * sum_x2) + 1e-5 * sum_x;
@@ -158,8 +146,8 @@ TEST(Dropout, InvertedTrainingPreservesTheMeanAndVanillaScalesItByOneMinusP) {
 TEST(Dropout, InvertedIsVanillaTimesTheScaleWithTheSameMask) {
   const DtypeBuffer x = DtypeBuffer::from(random_floats(100003, 12, -4.f, 4.f), DType::kFloat32);
   for (float p : {0.2f, 0.7f}) {
-    const auto inv = forward(x, params(p, DropoutMode::kInverted, true, 77, 3)).values();
-    const auto van = forward(x, params(p, DropoutMode::kVanilla, true, 77, 3)).values();
+    const auto inv = forward(x, DropoutParams{p, DropoutMode::kInverted, true, 77, 3}).values();
+    const auto van = forward(x, DropoutParams{p, DropoutMode::kVanilla, true, 77, 3}).values();
     const float scale = 1.0f / (1.0f - p);
     std::vector<float> expected(van.size());
     for (std::size_t i = 0; i < van.size(); ++i) expected[i] = van[i] * scale;
@@ -169,7 +157,7 @@ TEST(Dropout, InvertedIsVanillaTimesTheScaleWithTheSameMask) {
 
 TEST(Dropout, BackwardAppliesExactlyTheForwardMask) {
   constexpr std::int64_t kN = 200003;
-  for (DType t : kDtypes) {
+  for (DType t : kestrel::testing::kFloatingDtypes) {
     for (DropoutMode mode : {DropoutMode::kInverted, DropoutMode::kVanilla}) {
       // Inputs bounded away from 0 so y == 0 means "dropped".
       std::vector<float> xs = random_floats(kN, 13, 0.25f, 2.f);
@@ -177,7 +165,7 @@ TEST(Dropout, BackwardAppliesExactlyTheForwardMask) {
       for (std::int64_t i = 0; i < kN; i += 2) xs[i] = -xs[i];
       for (std::int64_t i = 0; i < kN; i += 3) dys[i] = -dys[i];
       const DtypeBuffer x = DtypeBuffer::from(xs, t), dy = DtypeBuffer::from(dys, t);
-      const DropoutParams d = params(0.4f, mode, true, 2024, 9);
+      const DropoutParams d{0.4f, mode, true, 2024, 9};
       const DtypeBuffer y = forward(x, d);
       DtypeBuffer dx(t, kN);
       kestrel::cpu::dropout_backward(dy.data(), dx.data(), kN, t, d);
@@ -206,9 +194,9 @@ TEST(Dropout, ANewOffsetOrSeedDrawsAnIndependentMask) {
   constexpr std::int64_t kN = 1'000'000;
   const float p = 0.5f;
   const DtypeBuffer x = DtypeBuffer::from(random_floats(kN, 15, 1.f, 2.f), DType::kFloat32);
-  const auto base = forward(x, params(p, DropoutMode::kInverted, true, 10, 0)).values();
-  for (const DropoutParams& other : {params(p, DropoutMode::kInverted, true, 10, 1),
-                                     params(p, DropoutMode::kInverted, true, 11, 0)}) {
+  const auto base = forward(x, DropoutParams{p, DropoutMode::kInverted, true, 10, 0}).values();
+  for (const DropoutParams& other : {DropoutParams{p, DropoutMode::kInverted, true, 10, 1},
+                                     DropoutParams{p, DropoutMode::kInverted, true, 11, 0}}) {
     const auto y = forward(x, other).values();
     std::int64_t differ = 0;
     for (std::int64_t i = 0; i < kN; ++i) differ += (base[i] == 0.f) != (y[i] == 0.f);
@@ -221,46 +209,50 @@ TEST(Dropout, ANewOffsetOrSeedDrawsAnIndependentMask) {
 TEST(Dropout, OffsetPointerAddsToTheOffsetValue) {
   const DtypeBuffer x = DtypeBuffer::from(random_floats(4099, 16, -1.f, 1.f), DType::kBFloat16);
   std::uint64_t counter = 5;
-  DropoutParams via_ptr = params(0.5f, DropoutMode::kInverted, true, 8, 3);
+  DropoutParams via_ptr{0.5f, DropoutMode::kInverted, true, 8, 3};
   via_ptr.offset_ptr = &counter;
   const auto a = forward(x, via_ptr).all_bits();
-  EXPECT_EQ(a, forward(x, params(0.5f, DropoutMode::kInverted, true, 8, 8)).all_bits());
-  EXPECT_NE(a, forward(x, params(0.5f, DropoutMode::kInverted, true, 8, 3)).all_bits());
+  EXPECT_EQ(a, forward(x, DropoutParams{0.5f, DropoutMode::kInverted, true, 8, 8}).all_bits());
+  EXPECT_NE(a, forward(x, DropoutParams{0.5f, DropoutMode::kInverted, true, 8, 3}).all_bits());
   // The pointer is read at call time: advancing it changes the next mask.
   kestrel::cpu::advance_offset(&counter, 7);
   EXPECT_EQ(counter, 12u);
   EXPECT_EQ(forward(x, via_ptr).all_bits(),
-            forward(x, params(0.5f, DropoutMode::kInverted, true, 8, 15)).all_bits());
+            forward(x, DropoutParams{0.5f, DropoutMode::kInverted, true, 8, 15}).all_bits());
   EXPECT_THROW(kestrel::cpu::advance_offset(nullptr, 1), kestrel::Error);
 }
 
 TEST(Dropout, EvalModesAndTheEdgeValuesOfP) {
-  for (DType t : kDtypes) {
+  for (DType t : kestrel::testing::kFloatingDtypes) {
     const DtypeBuffer x = DtypeBuffer::from(random_floats(1003, 17, -3.f, 3.f), t);
     const auto xb = x.all_bits();
     for (float p : {0.f, 0.3f, 1.f}) {
-      EXPECT_EQ(forward(x, params(p, DropoutMode::kInverted, false)).all_bits(), xb) << "eval identity";
+      EXPECT_EQ(forward(x, DropoutParams{p, DropoutMode::kInverted, false}).all_bits(), xb)
+          << "eval identity";
     }
     for (float p : {0.f, 0.3f, 1.f}) {
       std::vector<double> want;
       for (float v : x.values()) want.push_back(static_cast<double>(v) * (1.0 - p));
-      EXPECT_TRUE(kestrel::testing::all_close(forward(x, params(p, DropoutMode::kVanilla, false)).values(),
-                                              want, 0.0, 2 * kestrel::dtype_eps(t)))
+      EXPECT_TRUE(kestrel::testing::all_close(
+          forward(x, DropoutParams{p, DropoutMode::kVanilla, false}).values(), want, 0.0,
+          2 * kestrel::dtype_eps(t)))
           << kestrel::dtype_name(t) << " vanilla eval p=" << p;
     }
     for (DropoutMode mode : {DropoutMode::kInverted, DropoutMode::kVanilla}) {
-      EXPECT_EQ(forward(x, params(0.f, mode)).all_bits(), xb) << "p = 0 is the identity";
-      const auto zeros = forward(x, params(1.f, mode)).values();
+      EXPECT_EQ(forward(x, DropoutParams{0.f, mode}).all_bits(), xb) << "p = 0 is the identity";
+      const auto zeros = forward(x, DropoutParams{1.f, mode}).values();
       EXPECT_EQ(zeros, std::vector<float>(zeros.size(), 0.f)) << "p = 1 gives zeros";
-      for (std::uint32_t b : forward(x, params(1.f, mode)).all_bits()) ASSERT_EQ(b, 0u) << "+0";
+      for (std::uint32_t b : forward(x, DropoutParams{1.f, mode}).all_bits())
+        ASSERT_EQ(b, 0u) << "+0";
     }
   }
 }
 
 TEST(Dropout, InPlaceEqualsOutOfPlace) {
-  for (DType t : kDtypes) {
+  for (DType t : kestrel::testing::kFloatingDtypes) {
     const DtypeBuffer x = DtypeBuffer::from(random_floats(777, 18, -1.f, 1.f), t);
-    for (const DropoutParams& d : {params(0.3f, DropoutMode::kInverted), params(0.3f, DropoutMode::kVanilla, false)}) {
+    for (const DropoutParams& d : {DropoutParams{0.3f, DropoutMode::kInverted},
+                                   DropoutParams{0.3f, DropoutMode::kVanilla, false}}) {
       DtypeBuffer inplace = x;
       kestrel::cpu::dropout_forward(inplace.data(), inplace.data(), x.size(), t, d);
       EXPECT_EQ(inplace.all_bits(), forward(x, d).all_bits()) << kestrel::dtype_name(t);
@@ -270,29 +262,42 @@ TEST(Dropout, InPlaceEqualsOutOfPlace) {
 
 TEST(Dropout, InvalidArgumentsRaiseBeforeTouchingData) {
   const float bad_ps[] = {-0.01f, 1.01f, std::numeric_limits<float>::quiet_NaN(),
-                          std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()};
+                          std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity()};
   DtypeBuffer x(DType::kFloat32, 8), y(DType::kFloat32, 8);
   for (float p : bad_ps) {
     for (bool training : {true, false}) {
-      const DropoutParams d = params(p, DropoutMode::kInverted, training);
+      const DropoutParams d{p, DropoutMode::kInverted, training};
       EXPECT_THROW(kestrel::validate_dropout(d), kestrel::Error) << p;
-      EXPECT_THROW(kestrel::cpu::dropout_forward(x.data(), y.data(), 8, DType::kFloat32, d), kestrel::Error) << p;
-      EXPECT_THROW(kestrel::cpu::dropout_backward(x.data(), y.data(), 8, DType::kFloat32, d), kestrel::Error) << p;
+      EXPECT_THROW(kestrel::cpu::dropout_forward(x.data(), y.data(), 8, DType::kFloat32, d),
+                   kestrel::Error)
+          << p;
+      EXPECT_THROW(kestrel::cpu::dropout_backward(x.data(), y.data(), 8, DType::kFloat32, d),
+                   kestrel::Error)
+          << p;
       // The CUDA launchers validate on the host before any CUDA call (runs without a GPU).
-      EXPECT_THROW(kestrel::cuda::dropout_forward(x.data(), y.data(), 8, DType::kFloat32, d, nullptr),
-                   kestrel::Error) << p;
+      EXPECT_THROW(
+          kestrel::cuda::dropout_forward(x.data(), y.data(), 8, DType::kFloat32, d, nullptr),
+          kestrel::Error)
+          << p;
     }
   }
-  const DropoutParams ok = params(0.5f, DropoutMode::kInverted);
+  const DropoutParams ok{0.5f, DropoutMode::kInverted};
   EXPECT_NO_THROW(kestrel::validate_dropout(ok));
   DropoutParams bad_mode = ok;
   bad_mode.mode = static_cast<DropoutMode>(7);
   EXPECT_THROW(kestrel::validate_dropout(bad_mode), kestrel::Error);
-  EXPECT_THROW(kestrel::cpu::dropout_forward(x.data(), y.data(), 8, DType::kInt32, ok), kestrel::Error);
-  EXPECT_THROW(kestrel::cpu::dropout_forward(x.data(), y.data(), -1, DType::kFloat32, ok), kestrel::Error);
-  EXPECT_THROW(kestrel::cpu::dropout_forward(nullptr, y.data(), 8, DType::kFloat32, ok), kestrel::Error);
-  EXPECT_THROW(kestrel::cuda::dropout_forward(x.data(), y.data(), 8, DType::kUInt8, ok, nullptr), kestrel::Error);
-  EXPECT_THROW(kestrel::cuda::dropout_backward(x.data(), nullptr, 8, DType::kFloat32, ok, nullptr), kestrel::Error);
+  EXPECT_THROW(kestrel::cpu::dropout_forward(x.data(), y.data(), 8, DType::kInt32, ok),
+               kestrel::Error);
+  EXPECT_THROW(kestrel::cpu::dropout_forward(x.data(), y.data(), -1, DType::kFloat32, ok),
+               kestrel::Error);
+  EXPECT_THROW(kestrel::cpu::dropout_forward(nullptr, y.data(), 8, DType::kFloat32, ok),
+               kestrel::Error);
+  EXPECT_THROW(kestrel::cuda::dropout_forward(x.data(), y.data(), 8, DType::kUInt8, ok, nullptr),
+               kestrel::Error);
+  EXPECT_THROW(kestrel::cuda::dropout_backward(x.data(), nullptr, 8, DType::kFloat32, ok, nullptr),
+               kestrel::Error);
   EXPECT_THROW(kestrel::cuda::advance_offset(nullptr, 1, nullptr), kestrel::Error);
-  EXPECT_NO_THROW(kestrel::cpu::dropout_forward(nullptr, nullptr, 0, DType::kFloat32, ok)) << "n = 0";
+  EXPECT_NO_THROW(kestrel::cpu::dropout_forward(nullptr, nullptr, 0, DType::kFloat32, ok))
+      << "n = 0";
 }

@@ -23,7 +23,6 @@ using kestrel::testing::ElementwiseCase;
 using kestrel::testing::random_floats;
 
 namespace {
-constexpr DType kDtypes[] = {DType::kFloat32, DType::kBFloat16, DType::kFloat16};
 
 void run_cpu(const ElementwiseCase& c, kestrel::testing::CaseBuffers& b, DType t) {
   const auto in = b.in_ptrs();
@@ -34,7 +33,7 @@ void run_cpu(const ElementwiseCase& c, kestrel::testing::CaseBuffers& b, DType t
 
 TEST(Elementwise, EveryOpMatchesItsDoubleReference) {
   for (const ElementwiseCase& c : kestrel::testing::elementwise_cases()) {
-    for (DType t : kDtypes) {
+    for (DType t : kestrel::testing::kFloatingDtypes) {
       for (std::int64_t n : {1, 3, 7, 8, 9, 100003}) {
         auto b = kestrel::testing::make_case_buffers(c, t, n, 0, 21);
         run_cpu(c, b, t);
@@ -61,7 +60,7 @@ TEST(Elementwise, EveryOpMatchesItsDoubleReference) {
 
 TEST(Elementwise, InPlaceAndMisalignedDataGiveTheSameBits) {
   for (const ElementwiseCase& c : kestrel::testing::elementwise_cases()) {
-    for (DType t : kDtypes) {
+    for (DType t : kestrel::testing::kFloatingDtypes) {
       const std::int64_t n = 1031;
       auto ref = kestrel::testing::make_case_buffers(c, t, n, 0, 22);
       run_cpu(c, ref, t);
@@ -86,14 +85,16 @@ TEST(Elementwise, InPlaceAndMisalignedDataGiveTheSameBits) {
 
 TEST(Elementwise, SigmoidSaturatesWithoutOverflow) {
   const float inf = std::numeric_limits<float>::infinity();
-  const std::vector<float> xs = {-1e4f, -1e4f, -200.f, -100.f, -88.f, -20.f, 0.f, 20.f, 88.f, 100.f, 1e4f, -inf, inf};
-  for (DType t : kDtypes) {
+  const std::vector<float> xs = {-1e4f, -1e4f, -200.f, -100.f, -88.f, -20.f, 0.f,
+                                 20.f,  88.f,  100.f,  1e4f,   -inf,  inf};
+  for (DType t : kestrel::testing::kFloatingDtypes) {
     const DtypeBuffer x = DtypeBuffer::from(xs, t);
     DtypeBuffer y(t, x.size());
     kestrel::cpu::sigmoid(x.data(), y.data(), x.size(), t);
     const auto v = y.values();
     for (std::size_t i = 0; i < v.size(); ++i) {
-      EXPECT_TRUE(std::isfinite(v[i]) && v[i] >= 0.f && v[i] <= 1.f) << "x=" << xs[i] << " y=" << v[i];
+      EXPECT_TRUE(std::isfinite(v[i]) && v[i] >= 0.f && v[i] <= 1.f)
+          << "x=" << xs[i] << " y=" << v[i];
     }
     EXPECT_EQ(v[0], 0.f);
     EXPECT_EQ(v[6], 0.5f);
@@ -174,8 +175,8 @@ DtypeBuffer cast_inputs(DType t, std::int64_t lead) {
   for (int i = 0; i < 20000; ++i) bits.push_back(gen());
   if (t == DType::kFloat32) {
     for (std::uint32_t hi = 0; hi < 0x10000u; hi += 97) {
-      bits.push_back((hi << 16) | 0x8000u);          // bf16 tie
-      bits.push_back((hi << 16) | 0x7fffu);          // just below a tie
+      bits.push_back((hi << 16) | 0x8000u);             // bf16 tie
+      bits.push_back((hi << 16) | 0x7fffu);             // just below a tie
       bits.push_back((gen() & 0xffffe000u) | 0x1000u);  // fp16 tie (normal range)
     }
     for (float f : {65504.f, 65519.f, 65520.f, 3.0e38f, 3.4e38f, 5.96e-8f, 2.98e-8f, 2.99e-8f,
@@ -188,15 +189,16 @@ DtypeBuffer cast_inputs(DType t, std::int64_t lead) {
   DtypeBuffer b(t, static_cast<std::int64_t>(bits.size()), lead);
   for (std::size_t i = 0; i < bits.size(); ++i) {
     const std::uint32_t u = t == DType::kFloat32 ? bits[i] : (bits[i] & 0xffffu);
-    std::memcpy(static_cast<char*>(b.data()) + i * kestrel::dtype_size(t), &u, kestrel::dtype_size(t));
+    std::memcpy(static_cast<char*>(b.data()) + i * kestrel::dtype_size(t), &u,
+                kestrel::dtype_size(t));
   }
   return b;
 }
 }  // namespace
 
 TEST(Elementwise, CastsRoundToNearestEvenAndCopySameDtypeBits) {
-  for (DType from : kDtypes) {
-    for (DType to : kDtypes) {
+  for (DType from : kestrel::testing::kFloatingDtypes) {
+    for (DType to : kestrel::testing::kFloatingDtypes) {
       for (std::int64_t lead : {0, 1}) {
         const DtypeBuffer x = cast_inputs(from, lead);
         DtypeBuffer y(to, x.size(), lead);
@@ -209,8 +211,9 @@ TEST(Elementwise, CastsRoundToNearestEvenAndCopySameDtypeBits) {
         for (std::int64_t i = 0; i < x.size(); ++i) {
           const double want = kestrel::testing::round_to_dtype(x.value(i), to);
           const double got = y.value(i);
-          const bool ok = std::isnan(want) ? std::isnan(got)
-                                           : (got == want && std::signbit(got) == std::signbit(want));
+          const bool ok = std::isnan(want)
+                              ? std::isnan(got)
+                              : (got == want && std::signbit(got) == std::signbit(want));
           if (!ok && ++bad <= 5) {
             ADD_FAILURE() << kestrel::dtype_name(from) << "->" << kestrel::dtype_name(to) << " ["
                           << i << "] " << x.value(i) << " -> " << got << ", want " << want;
@@ -235,6 +238,8 @@ TEST(Elementwise, InvalidArgumentsRaiseBeforeTouchingData) {
   EXPECT_THROW(kestrel::cuda::add(a, b, y, 4, DType::kInt32, nullptr), kestrel::Error);
   EXPECT_THROW(kestrel::cuda::sigmoid(a, nullptr, 4, DType::kFloat32, nullptr), kestrel::Error);
   EXPECT_THROW(kestrel::cuda::scale(a, y, -3, DType::kBFloat16, 2.f, nullptr), kestrel::Error);
-  EXPECT_THROW(kestrel::cuda::mul_backward(a, a, b, y, y, 4, DType::kFloat32, nullptr), kestrel::Error);
-  EXPECT_THROW(kestrel::cuda::cast(a, DType::kFloat32, y, DType::kInt32, 4, nullptr), kestrel::Error);
+  EXPECT_THROW(kestrel::cuda::mul_backward(a, a, b, y, y, 4, DType::kFloat32, nullptr),
+               kestrel::Error);
+  EXPECT_THROW(kestrel::cuda::cast(a, DType::kFloat32, y, DType::kInt32, 4, nullptr),
+               kestrel::Error);
 }

@@ -24,31 +24,21 @@ using kestrel::testing::DtypeBuffer;
 using kestrel::testing::random_floats;
 
 namespace {
-constexpr DType kDtypes[] = {DType::kFloat32, DType::kBFloat16, DType::kFloat16};
-
-DropoutParams params(float p, DropoutMode mode, bool training, std::uint64_t seed,
-                     std::uint64_t offset) {
-  DropoutParams d;
-  d.p = p;
-  d.mode = mode;
-  d.training = training;
-  d.seed = seed;
-  d.offset = offset;
-  return d;
-}
 
 // One device offset counter (8 bytes) holding `value`.
 struct DeviceCounter {
   kestrel::Tensor t;
   DeviceCounter(kestrel::Context& gpu, std::uint64_t value)
       : t(kestrel::Tensor::empty(kestrel::Shape{2}, DType::kInt32, gpu)) {
-    KESTREL_CUDA_CHECK(cudaMemcpyAsync(t.data(), &value, 8, cudaMemcpyHostToDevice, gpu.stream().handle()));
+    KESTREL_CUDA_CHECK(
+        cudaMemcpyAsync(t.data(), &value, 8, cudaMemcpyHostToDevice, gpu.stream().handle()));
     gpu.stream().synchronize();
   }
   std::uint64_t* ptr() const { return static_cast<std::uint64_t*>(t.data()); }
   std::uint64_t read(kestrel::Context& gpu) const {
     std::uint64_t v = 0;
-    KESTREL_CUDA_CHECK(cudaMemcpyAsync(&v, ptr(), 8, cudaMemcpyDeviceToHost, gpu.stream().handle()));
+    KESTREL_CUDA_CHECK(
+        cudaMemcpyAsync(&v, ptr(), 8, cudaMemcpyDeviceToHost, gpu.stream().handle()));
     gpu.stream().synchronize();
     return v;
   }
@@ -58,9 +48,11 @@ DtypeBuffer gpu_forward(kestrel::Context& gpu, const DtypeBuffer& x, const Dropo
                         std::int64_t out_lead, bool backward = false) {
   DeviceDtypeBuffer dx(x, gpu), dy(DtypeBuffer(x.dtype(), x.size(), out_lead), gpu);
   if (backward) {
-    kestrel::cuda::dropout_backward(dx.data(), dy.data(), x.size(), x.dtype(), d, gpu.stream().handle());
+    kestrel::cuda::dropout_backward(dx.data(), dy.data(), x.size(), x.dtype(), d,
+                                    gpu.stream().handle());
   } else {
-    kestrel::cuda::dropout_forward(dx.data(), dy.data(), x.size(), x.dtype(), d, gpu.stream().handle());
+    kestrel::cuda::dropout_forward(dx.data(), dy.data(), x.size(), x.dtype(), d,
+                                   gpu.stream().handle());
   }
   return dy.to_host();
 }
@@ -79,7 +71,7 @@ DtypeBuffer cpu_forward(const DtypeBuffer& x, const DropoutParams& d, bool backw
 TEST(CudaDropout, BitIdenticalToTheCpuTwinForEveryDtypeModeSizeAndAlignment) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
   kestrel::Context gpu(kestrel::Device::cuda(0));
-  for (DType t : kDtypes) {
+  for (DType t : kestrel::testing::kFloatingDtypes) {
     for (std::int64_t n : {1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 1000003}) {
       for (std::int64_t lead : {0, 1}) {
         const DtypeBuffer x = DtypeBuffer::from(random_floats(n, 61, -2.f, 2.f), t, lead);
@@ -88,9 +80,11 @@ TEST(CudaDropout, BitIdenticalToTheCpuTwinForEveryDtypeModeSizeAndAlignment) {
           for (DropoutMode mode : {DropoutMode::kInverted, DropoutMode::kVanilla}) {
             for (bool training : {true, false}) {
               for (bool backward : {false, true}) {
-                const DropoutParams d = params(p, mode, training, 0x5eedull + n, 3 + lead);
-                EXPECT_TRUE(kestrel::testing::bit_equal(gpu_forward(gpu, x, d, lead, backward).all_bits(),
-                                                        cpu_forward(x, d, backward).all_bits()))
+                const DropoutParams d{p, mode, training, 0x5eedull + static_cast<std::uint64_t>(n),
+                                      3 + static_cast<std::uint64_t>(lead)};
+                EXPECT_TRUE(
+                    kestrel::testing::bit_equal(gpu_forward(gpu, x, d, lead, backward).all_bits(),
+                                                cpu_forward(x, d, backward).all_bits()))
                     << kestrel::dtype_name(t) << " n=" << n << " lead=" << lead << " p=" << p
                     << " vanilla=" << (mode == DropoutMode::kVanilla) << " training=" << training
                     << " backward=" << backward;
@@ -103,7 +97,7 @@ TEST(CudaDropout, BitIdenticalToTheCpuTwinForEveryDtypeModeSizeAndAlignment) {
     // x aligned, y not (and the reverse): the scalar path, same bits.
     const DtypeBuffer x = DtypeBuffer::from(random_floats(4099, 62, -2.f, 2.f), t, 0);
     const DtypeBuffer x1 = DtypeBuffer::from(random_floats(4099, 62, -2.f, 2.f), t, 1);
-    const DropoutParams d = params(0.3f, DropoutMode::kInverted, true, 9, 1);
+    const DropoutParams d{0.3f, DropoutMode::kInverted, true, 9, 1};
     const auto want = cpu_forward(x, d).all_bits();
     EXPECT_EQ(gpu_forward(gpu, x, d, 1).all_bits(), want) << kestrel::dtype_name(t);
     EXPECT_EQ(gpu_forward(gpu, x1, d, 0).all_bits(), want) << kestrel::dtype_name(t);
@@ -113,9 +107,9 @@ TEST(CudaDropout, BitIdenticalToTheCpuTwinForEveryDtypeModeSizeAndAlignment) {
 TEST(CudaDropout, InPlaceMatchesTheCpuTwin) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
   kestrel::Context gpu(kestrel::Device::cuda(0));
-  for (DType t : kDtypes) {
+  for (DType t : kestrel::testing::kFloatingDtypes) {
     const DtypeBuffer x = DtypeBuffer::from(random_floats(100001, 63, -2.f, 2.f), t);
-    const DropoutParams d = params(0.5f, DropoutMode::kInverted, true, 17, 4);
+    const DropoutParams d{0.5f, DropoutMode::kInverted, true, 17, 4};
     DeviceDtypeBuffer dx(x, gpu);
     kestrel::cuda::dropout_forward(dx.data(), dx.data(), x.size(), t, d, gpu.stream().handle());
     EXPECT_EQ(dx.to_host().all_bits(), cpu_forward(x, d).all_bits()) << kestrel::dtype_name(t);
@@ -130,7 +124,8 @@ TEST(CudaDropout, KeptFractionAndMeanOn10MElements) {
   double sum_x = 0, sum_x2 = 0;
   for (float v : x.values()) sum_x += v, sum_x2 += static_cast<double>(v) * v;
   for (float p : {0.1f, 0.5f, 0.9f}) {
-    const DtypeBuffer y = gpu_forward(gpu, x, params(p, DropoutMode::kInverted, true, 123, 0), 0);
+    const DtypeBuffer y =
+        gpu_forward(gpu, x, DropoutParams{p, DropoutMode::kInverted, true, 123, 0}, 0);
     std::int64_t kept = 0;
     double sum_y = 0;
     for (float v : y.values()) kept += v != 0.f, sum_y += v;
@@ -146,13 +141,15 @@ TEST(CudaDropout, DeviceOffsetPointerAndAdvanceOffset) {
   kestrel::Context gpu(kestrel::Device::cuda(0));
   const DtypeBuffer x = DtypeBuffer::from(random_floats(65537, 65, -1.f, 1.f), DType::kBFloat16);
   DeviceCounter counter(gpu, 5);
-  DropoutParams via_ptr = params(0.5f, DropoutMode::kInverted, true, 8, 3);
+  DropoutParams via_ptr{0.5f, DropoutMode::kInverted, true, 8, 3};
   via_ptr.offset_ptr = counter.ptr();
-  const auto want8 = cpu_forward(x, params(0.5f, DropoutMode::kInverted, true, 8, 8)).all_bits();
+  const auto want8 =
+      cpu_forward(x, DropoutParams{0.5f, DropoutMode::kInverted, true, 8, 8}).all_bits();
   EXPECT_EQ(gpu_forward(gpu, x, via_ptr, 0).all_bits(), want8);
   kestrel::cuda::advance_offset(counter.ptr(), 7, gpu.stream().handle());
   EXPECT_EQ(counter.read(gpu), 12u);
-  const auto want15 = cpu_forward(x, params(0.5f, DropoutMode::kInverted, true, 8, 15)).all_bits();
+  const auto want15 =
+      cpu_forward(x, DropoutParams{0.5f, DropoutMode::kInverted, true, 8, 15}).all_bits();
   EXPECT_EQ(gpu_forward(gpu, x, via_ptr, 0).all_bits(), want15);
   EXPECT_NE(want8, want15);
 }
@@ -164,7 +161,7 @@ TEST(CudaDropout, ReplayedCudaGraphDrawsAFreshMaskEachTime) {
   const DtypeBuffer x = DtypeBuffer::from(random_floats(n, 66, -1.f, 1.f), DType::kFloat32);
   DeviceDtypeBuffer dx(x, gpu), dy(DtypeBuffer(DType::kFloat32, n), gpu);
   DeviceCounter counter(gpu, 0);
-  DropoutParams d = params(0.25f, DropoutMode::kInverted, true, 77, 100);
+  DropoutParams d{0.25f, DropoutMode::kInverted, true, 77, 100};
   d.offset_ptr = counter.ptr();
   cudaStream_t s = gpu.stream().handle();
   cudaGraph_t graph = nullptr;
@@ -178,7 +175,9 @@ TEST(CudaDropout, ReplayedCudaGraphDrawsAFreshMaskEachTime) {
   for (std::uint64_t step = 1; step <= 3; ++step) {
     KESTREL_CUDA_CHECK(cudaGraphLaunch(exec, s));
     const auto got = dy.to_host().all_bits();
-    EXPECT_EQ(got, cpu_forward(x, params(0.25f, DropoutMode::kInverted, true, 77, 100 + step)).all_bits())
+    EXPECT_EQ(got,
+              cpu_forward(x, DropoutParams{0.25f, DropoutMode::kInverted, true, 77, 100 + step})
+                  .all_bits())
         << "replay " << step;
     EXPECT_NE(got, previous);
     previous = got;

@@ -21,7 +21,6 @@ using kestrel::testing::DtypeBuffer;
 using kestrel::testing::ElementwiseCase;
 
 namespace {
-constexpr DType kDtypes[] = {DType::kFloat32, DType::kBFloat16, DType::kFloat16};
 
 // GPU result of one case vs the CPU twin. `out_lead` may differ from the inputs' lead.
 void expect_gpu_matches_cpu(kestrel::Context& gpu, const ElementwiseCase& c, DType t,
@@ -47,7 +46,8 @@ void expect_gpu_matches_cpu(kestrel::Context& gpu, const ElementwiseCase& c, DTy
     if (c.libm) {
       // A few fp32 ulps before rounding to the dtype; for 16-bit dtypes that can move the
       // result by one ulp of the dtype.
-      const double rel = 8 * kestrel::dtype_eps(DType::kFloat32) + 2 * kestrel::dtype_eps(t) * (t != DType::kFloat32);
+      const double rel = 8 * kestrel::dtype_eps(DType::kFloat32) +
+                         2 * kestrel::dtype_eps(t) * (t != DType::kFloat32);
       EXPECT_TRUE(kestrel::testing::all_close(got.values(), host.out[k].values(), 1e-30, rel))
           << c.name << " " << kestrel::dtype_name(t) << " n=" << n << " lead=" << lead;
     } else {
@@ -63,7 +63,7 @@ TEST(CudaElementwise, EveryOpMatchesTheCpuTwinForEverySizeAndAlignment) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
   kestrel::Context gpu(kestrel::Device::cuda(0));
   for (const ElementwiseCase& c : kestrel::testing::elementwise_cases()) {
-    for (DType t : kDtypes) {
+    for (DType t : kestrel::testing::kFloatingDtypes) {
       for (std::int64_t n : {1, 3, 7, 8, 9, 15, 17, 1000003}) {
         expect_gpu_matches_cpu(gpu, c, t, n, 0, 0);
         expect_gpu_matches_cpu(gpu, c, t, n, 1, 1);
@@ -79,7 +79,7 @@ TEST(CudaElementwise, InPlaceMatchesTheCpuTwin) {
   kestrel::Context gpu(kestrel::Device::cuda(0));
   for (const ElementwiseCase& c : kestrel::testing::elementwise_cases()) {
     if (c.libm) continue;  // bit comparison below
-    for (DType t : kDtypes) {
+    for (DType t : kestrel::testing::kFloatingDtypes) {
       const std::int64_t n = 100003;
       auto host = kestrel::testing::make_case_buffers(c, t, n, 0, 52);
       std::vector<DeviceDtypeBuffer> din;
@@ -106,8 +106,8 @@ TEST(CudaElementwise, CastsMatchTheCpuTwinBitForBit) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
   kestrel::Context gpu(kestrel::Device::cuda(0));
   std::mt19937 gen(53);
-  for (DType from : kDtypes) {
-    for (DType to : kDtypes) {
+  for (DType from : kestrel::testing::kFloatingDtypes) {
+    for (DType to : kestrel::testing::kFloatingDtypes) {
       for (std::int64_t lead : {0, 1}) {
         // Random bit patterns: every exponent, subnormals, infinities and NaNs.
         const std::int64_t n = 200003;

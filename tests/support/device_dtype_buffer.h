@@ -15,7 +15,10 @@ namespace kestrel::testing {
 class DeviceDtypeBuffer {
  public:
   DeviceDtypeBuffer(const DtypeBuffer& host, Context& gpu)
-      : gpu_(gpu), n_(host.size()), lead_(host.lead()), dtype_(host.dtype()),
+      : gpu_(gpu),
+        n_(host.size()),
+        lead_(host.lead()),
+        dtype_(host.dtype()),
         storage_(Tensor::empty(Shape{host.size() + host.lead()}, host.dtype(), gpu)) {
     KESTREL_CUDA_CHECK(cudaMemcpyAsync(data(), host.data(), host.nbytes(), cudaMemcpyHostToDevice,
                                        gpu_.stream().handle()));
@@ -23,7 +26,8 @@ class DeviceDtypeBuffer {
   }
 
   void* data() const noexcept {
-    return static_cast<char*>(storage_.data()) + lead_ * static_cast<std::int64_t>(dtype_size(dtype_));
+    return static_cast<char*>(storage_.data()) +
+           lead_ * static_cast<std::int64_t>(dtype_size(dtype_));
   }
 
   // The device contents as a host buffer with the same lead (waits for the stream first).

@@ -13,10 +13,15 @@
 
 namespace kestrel::testing {
 
+// The storage dtypes the streaming kernels support.
+inline constexpr DType kFloatingDtypes[] = {DType::kFloat32, DType::kBFloat16, DType::kFloat16};
+
 class DtypeBuffer {
  public:
   DtypeBuffer(DType dtype, std::int64_t n, std::int64_t lead = 0)
-      : dtype_(dtype), n_(n), lead_(lead),
+      : dtype_(dtype),
+        n_(n),
+        lead_(lead),
         storage_((static_cast<std::size_t>(n + lead) * dtype_size(dtype) + 15) / 16 + 1) {}
 
   static DtypeBuffer from(const std::vector<float>& values, DType dtype, std::int64_t lead = 0) {

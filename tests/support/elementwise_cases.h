@@ -11,10 +11,10 @@
 #include <utility>
 #include <vector>
 
+#include "dtype_buffer.h"
 #include "kestrel/core/dtype.h"
 #include "kestrel/kernels/cpu/elementwise.h"
 #include "kestrel/kernels/elementwise.h"
-#include "dtype_buffer.h"
 
 namespace kestrel::testing {
 
@@ -36,43 +36,91 @@ inline const std::vector<ElementwiseCase>& elementwise_cases() {
   using Out = void* const*;
   using S = cudaStream_t;
   static const std::vector<ElementwiseCase> cases = {
-      {"add", 2, 1, {{-2.f, 2.f}, {-2.f, 2.f}, {}},
+      {"add",
+       2,
+       1,
+       {{-2.f, 2.f}, {-2.f, 2.f}, {}},
        [](In i, Out o, std::int64_t n, DType t) { cpu::add(i[0], i[1], o[0], n, t); },
        [](In i, Out o, std::int64_t n, DType t, S s) { cuda::add(i[0], i[1], o[0], n, t, s); },
-       [](const double* x, double* y) { y[0] = x[0] + x[1]; }, 1, false},
-      {"accumulate", 2, 1, {{-2.f, 2.f}, {-2.f, 2.f}, {}},
+       [](const double* x, double* y) { y[0] = x[0] + x[1]; },
+       1,
+       false},
+      {"accumulate",
+       2,
+       1,
+       {{-2.f, 2.f}, {-2.f, 2.f}, {}},
        // y (input 0) += x (input 1): the output buffer is input 0's.
        [](In i, Out o, std::int64_t n, DType t) { cpu::accumulate(o[0], i[1], n, t); },
        [](In i, Out o, std::int64_t n, DType t, S s) { cuda::accumulate(o[0], i[1], n, t, s); },
-       [](const double* x, double* y) { y[0] = x[0] + x[1]; }, 1, false, true},
-      {"add_relu", 2, 1, {{-2.f, 2.f}, {-2.f, 2.f}, {}},
+       [](const double* x, double* y) { y[0] = x[0] + x[1]; },
+       1,
+       false,
+       true},
+      {"add_relu",
+       2,
+       1,
+       {{-2.f, 2.f}, {-2.f, 2.f}, {}},
        [](In i, Out o, std::int64_t n, DType t) { cpu::add_relu(i[0], i[1], o[0], n, t); },
        [](In i, Out o, std::int64_t n, DType t, S s) { cuda::add_relu(i[0], i[1], o[0], n, t, s); },
-       [](const double* x, double* y) { y[0] = std::max(x[0] + x[1], 0.0); }, 1, false},
-      {"add_relu_backward", 2, 1, {{-2.f, 2.f}, {-1.f, 1.f}, {}},
+       [](const double* x, double* y) { y[0] = std::max(x[0] + x[1], 0.0); },
+       1,
+       false},
+      {"add_relu_backward",
+       2,
+       1,
+       {{-2.f, 2.f}, {-1.f, 1.f}, {}},
        [](In i, Out o, std::int64_t n, DType t) { cpu::add_relu_backward(i[0], i[1], o[0], n, t); },
        [](In i, Out o, std::int64_t n, DType t, S s) {
          cuda::add_relu_backward(i[0], i[1], o[0], n, t, s);
        },
-       [](const double* x, double* y) { y[0] = x[1] > 0 ? x[0] : 0.0; }, 0, false},
-      {"relu", 1, 1, {{-2.f, 2.f}, {}, {}},
+       [](const double* x, double* y) { y[0] = x[1] > 0 ? x[0] : 0.0; },
+       0,
+       false},
+      {"relu",
+       1,
+       1,
+       {{-2.f, 2.f}, {}, {}},
        [](In i, Out o, std::int64_t n, DType t) { cpu::relu(i[0], o[0], n, t); },
        [](In i, Out o, std::int64_t n, DType t, S s) { cuda::relu(i[0], o[0], n, t, s); },
-       [](const double* x, double* y) { y[0] = std::max(x[0], 0.0); }, 0, false},
-      {"relu_backward", 2, 1, {{-2.f, 2.f}, {-1.f, 1.f}, {}},
+       [](const double* x, double* y) { y[0] = std::max(x[0], 0.0); },
+       0,
+       false},
+      {"relu_backward",
+       2,
+       1,
+       {{-2.f, 2.f}, {-1.f, 1.f}, {}},
        [](In i, Out o, std::int64_t n, DType t) { cpu::relu_backward(i[0], i[1], o[0], n, t); },
-       [](In i, Out o, std::int64_t n, DType t, S s) { cuda::relu_backward(i[0], i[1], o[0], n, t, s); },
-       [](const double* x, double* y) { y[0] = x[1] > 0 ? x[0] : 0.0; }, 0, false},
-      {"scale", 1, 1, {{-2.f, 2.f}, {}, {}},
+       [](In i, Out o, std::int64_t n, DType t, S s) {
+         cuda::relu_backward(i[0], i[1], o[0], n, t, s);
+       },
+       [](const double* x, double* y) { y[0] = x[1] > 0 ? x[0] : 0.0; },
+       0,
+       false},
+      {"scale",
+       1,
+       1,
+       {{-2.f, 2.f}, {}, {}},
        [](In i, Out o, std::int64_t n, DType t) { cpu::scale(i[0], o[0], n, t, -1.7f); },
        [](In i, Out o, std::int64_t n, DType t, S s) { cuda::scale(i[0], o[0], n, t, -1.7f, s); },
-       [](const double* x, double* y) { y[0] = static_cast<double>(-1.7f) * x[0]; }, 1, false},
-      {"mul", 2, 1, {{-2.f, 2.f}, {-2.f, 2.f}, {}},
+       [](const double* x, double* y) { y[0] = static_cast<double>(-1.7f) * x[0]; },
+       1,
+       false},
+      {"mul",
+       2,
+       1,
+       {{-2.f, 2.f}, {-2.f, 2.f}, {}},
        [](In i, Out o, std::int64_t n, DType t) { cpu::mul(i[0], i[1], o[0], n, t); },
        [](In i, Out o, std::int64_t n, DType t, S s) { cuda::mul(i[0], i[1], o[0], n, t, s); },
-       [](const double* x, double* y) { y[0] = x[0] * x[1]; }, 1, false},
-      {"mul_backward", 3, 2, {{-2.f, 2.f}, {-2.f, 2.f}, {-2.f, 2.f}},
-       [](In i, Out o, std::int64_t n, DType t) { cpu::mul_backward(i[0], i[1], i[2], o[0], o[1], n, t); },
+       [](const double* x, double* y) { y[0] = x[0] * x[1]; },
+       1,
+       false},
+      {"mul_backward",
+       3,
+       2,
+       {{-2.f, 2.f}, {-2.f, 2.f}, {-2.f, 2.f}},
+       [](In i, Out o, std::int64_t n, DType t) {
+         cpu::mul_backward(i[0], i[1], i[2], o[0], o[1], n, t);
+       },
        [](In i, Out o, std::int64_t n, DType t, S s) {
          cuda::mul_backward(i[0], i[1], i[2], o[0], o[1], n, t, s);
        },
@@ -80,25 +128,48 @@ inline const std::vector<ElementwiseCase>& elementwise_cases() {
          y[0] = x[0] * x[2];
          y[1] = x[0] * x[1];
        },
-       1, false},
-      {"sigmoid", 1, 1, {{-12.f, 12.f}, {}, {}},
+       1,
+       false},
+      {"sigmoid",
+       1,
+       1,
+       {{-12.f, 12.f}, {}, {}},
        [](In i, Out o, std::int64_t n, DType t) { cpu::sigmoid(i[0], o[0], n, t); },
        [](In i, Out o, std::int64_t n, DType t, S s) { cuda::sigmoid(i[0], o[0], n, t, s); },
-       [](const double* x, double* y) { y[0] = 1.0 / (1.0 + std::exp(-x[0])); }, 3, true},
-      {"sigmoid_backward", 2, 1, {{-2.f, 2.f}, {0.f, 1.f}, {}},
+       [](const double* x, double* y) { y[0] = 1.0 / (1.0 + std::exp(-x[0])); },
+       3,
+       true},
+      {"sigmoid_backward",
+       2,
+       1,
+       {{-2.f, 2.f}, {0.f, 1.f}, {}},
        [](In i, Out o, std::int64_t n, DType t) { cpu::sigmoid_backward(i[0], i[1], o[0], n, t); },
        [](In i, Out o, std::int64_t n, DType t, S s) {
          cuda::sigmoid_backward(i[0], i[1], o[0], n, t, s);
        },
-       [](const double* x, double* y) { y[0] = x[0] * x[1] * (1.0 - x[1]); }, 3, false},
-      {"tanh_forward", 1, 1, {{-5.f, 5.f}, {}, {}},
+       [](const double* x, double* y) { y[0] = x[0] * x[1] * (1.0 - x[1]); },
+       3,
+       false},
+      {"tanh_forward",
+       1,
+       1,
+       {{-5.f, 5.f}, {}, {}},
        [](In i, Out o, std::int64_t n, DType t) { cpu::tanh_forward(i[0], o[0], n, t); },
        [](In i, Out o, std::int64_t n, DType t, S s) { cuda::tanh_forward(i[0], o[0], n, t, s); },
-       [](const double* x, double* y) { y[0] = std::tanh(x[0]); }, 1, true},
-      {"tanh_backward", 2, 1, {{-2.f, 2.f}, {-1.f, 1.f}, {}},
+       [](const double* x, double* y) { y[0] = std::tanh(x[0]); },
+       1,
+       true},
+      {"tanh_backward",
+       2,
+       1,
+       {{-2.f, 2.f}, {-1.f, 1.f}, {}},
        [](In i, Out o, std::int64_t n, DType t) { cpu::tanh_backward(i[0], i[1], o[0], n, t); },
-       [](In i, Out o, std::int64_t n, DType t, S s) { cuda::tanh_backward(i[0], i[1], o[0], n, t, s); },
-       [](const double* x, double* y) { y[0] = x[0] * (1.0 - x[1] * x[1]); }, 2, false},
+       [](In i, Out o, std::int64_t n, DType t, S s) {
+         cuda::tanh_backward(i[0], i[1], o[0], n, t, s);
+       },
+       [](const double* x, double* y) { y[0] = x[0] * (1.0 - x[1] * x[1]); },
+       2,
+       false},
   };
   return cases;
 }
@@ -124,9 +195,9 @@ inline CaseBuffers make_case_buffers(const ElementwiseCase& c, DType t, std::int
                                      std::int64_t lead, std::uint32_t seed) {
   CaseBuffers b;
   for (int k = 0; k < c.inputs; ++k) {
-    b.in.push_back(DtypeBuffer::from(
-        random_floats(n, seed + 101u * static_cast<std::uint32_t>(k), c.range[k].first, c.range[k].second),
-        t, lead));
+    b.in.push_back(DtypeBuffer::from(random_floats(n, seed + 101u * static_cast<std::uint32_t>(k),
+                                                   c.range[k].first, c.range[k].second),
+                                     t, lead));
   }
   for (int k = 0; k < c.outputs; ++k) {
     b.out.push_back(c.output_is_input0 ? b.in[0] : DtypeBuffer(t, n, lead));
