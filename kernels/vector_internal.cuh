@@ -73,9 +73,10 @@ __device__ __forceinline__ void store_unit(T* p, const float (&v)[kN]) {
   for (int c = 0; c < kN / kVecElems<T>; ++c) q[c] = pack16(v + c * kVecElems<T>, T{});
 }
 
-// Blocks for a grid-stride loop over `units` with `threads` threads a block: as many as the
-// device holds resident at once for this kernel (so no block waits for a second wave while the
-// others idle), never more than the work needs. Cache blocks_per_sm per kernel.
+// How many blocks of `threads` threads of `kernel` one multiprocessor of the current device holds
+// at once. Launchers size grid-stride grids as grid_for(units, threads, blocks_per_sm(...)) so
+// every block is resident from the start (no partial second wave while other SMs idle); they
+// cache the value per kernel instantiation (it depends only on the kernel and the architecture).
 template <typename Kernel>
 int blocks_per_sm(Kernel kernel, int threads) {
   int blocks = 0;
