@@ -160,10 +160,12 @@ TEST(CudaDropout, ReplayedCudaGraphDrawsAFreshMaskEachTime) {
   const std::int64_t n = 100003;
   const DtypeBuffer x = DtypeBuffer::from(random_floats(n, 66, -1.f, 1.f), DType::kFloat32);
   DeviceDtypeBuffer dx(x, gpu), dy(DtypeBuffer(DType::kFloat32, n), gpu);
-  DeviceCounter counter(gpu, 0);
   DropoutParams d{0.25f, DropoutMode::kInverted, true, 77, 100};
-  d.offset_ptr = counter.ptr();
   cudaStream_t s = gpu.stream().handle();
+  // Warm-up outside the capture, as a training loop does (loads the kernels).
+  kestrel::cuda::dropout_forward(dx.data(), dy.data(), n, DType::kFloat32, d, s);
+  DeviceCounter counter(gpu, 0);
+  d.offset_ptr = counter.ptr();
   cudaGraph_t graph = nullptr;
   KESTREL_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
   kestrel::cuda::advance_offset(counter.ptr(), 1, s);  // a training step bumps its counter

@@ -44,9 +44,9 @@ void expect_gpu_matches_cpu(kestrel::Context& gpu, const ElementwiseCase& c, DTy
   for (int k = 0; k < c.outputs; ++k) {
     const DtypeBuffer got = dout[k].to_host();
     if (c.libm) {
-      // A few fp32 ulps before rounding to the dtype; for 16-bit dtypes that can move the
-      // result by one ulp of the dtype.
-      const double rel = 8 * kestrel::dtype_eps(DType::kFloat32) +
+      // Device expf/tanhf are within 2 ulps, glibc's within 1-2: a few fp32 ulps apart before
+      // rounding to the dtype; for 16-bit dtypes that can move the result by one ulp of the dtype.
+      const double rel = 16 * kestrel::dtype_eps(DType::kFloat32) +
                          2 * kestrel::dtype_eps(t) * (t != DType::kFloat32);
       EXPECT_TRUE(kestrel::testing::all_close(got.values(), host.out[k].values(), 1e-30, rel))
           << c.name << " " << kestrel::dtype_name(t) << " n=" << n << " lead=" << lead;
