@@ -162,9 +162,10 @@ TEST(CudaDropout, ReplayedCudaGraphDrawsAFreshMaskEachTime) {
   DeviceDtypeBuffer dx(x, gpu), dy(DtypeBuffer(DType::kFloat32, n), gpu);
   DropoutParams d{0.25f, DropoutMode::kInverted, true, 77, 100};
   cudaStream_t s = gpu.stream().handle();
+  DeviceCounter counter(gpu, 0);
   // Warm-up outside the capture, as a training loop does (loads the kernels).
   kestrel::cuda::dropout_forward(dx.data(), dy.data(), n, DType::kFloat32, d, s);
-  DeviceCounter counter(gpu, 0);
+  kestrel::cuda::advance_offset(counter.ptr(), 0, s);
   d.offset_ptr = counter.ptr();
   cudaGraph_t graph = nullptr;
   KESTREL_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
