@@ -23,9 +23,10 @@ namespace kestrel {
 
 enum class DropoutMode : std::uint8_t { kInverted, kVanilla };
 
-// One dropout call. `seed` and the effective offset select the Philox stream; a training step
-// advances *offset_ptr (advance_offset) so a replayed CUDA Graph draws a fresh mask, and
-// `offset` separates the dropout layers within one step.
+// One dropout call. `seed` and the effective offset select the Philox stream (one offset value
+// per call: 2^66 words). A training step gives its dropout layers offsets 0..k-1 and advances
+// *offset_ptr by k (advance_offset), so no two calls of any two steps share a stream and a
+// replayed CUDA Graph draws fresh masks; backward reuses its forward's parameters.
 struct DropoutParams {
   float p = 0.5f;  // drop probability, [0, 1]
   DropoutMode mode = DropoutMode::kInverted;
