@@ -28,7 +28,9 @@ def load(path):
 
 def main(out):
     ours = load(os.path.join(out, "bench.jsonl"))
-    ref = {(r.get("bench"), r.get("config")): r for r in load(os.path.join(out, "pytorch.jsonl"))}
+    # Eager PyTorch is the reference; other impls (e.g. "pytorch_compile") stay in the JSON only.
+    ref = {(r.get("bench"), r.get("config")): r for r in load(os.path.join(out, "pytorch.jsonl"))
+           if r.get("impl", "pytorch") == "pytorch"}
     if not ours:
         print("gpu_summary: no benchmark lines")
         return

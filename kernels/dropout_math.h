@@ -1,0 +1,108 @@
+// Dropout's parameters and element formula, shared by kernels/dropout.cu and
+// kernels/cpu/dropout.cpp (no CUDA headers: the CPU twin includes this).
+//
+// Element i of a call keeps its value when u_i > p, u_i = uniform_from_u32(word i % 4 of
+// philox_block(seed, offset_eff, i / 4)), offset_eff = (offset_ptr ? *offset_ptr : 0) + offset.
+//   training, inverted: y = keep ? x * (1 / (1 - p)) : 0   (scale computed once, as float)
+//   training, vanilla:  y = keep ? x : 0
+//   eval, inverted:     y = x
+//   eval, vanilla:      y = x * (1 - p)
+// Backward applies the same factor and the same (regenerated) mask to dy. No mask is stored.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kestrel/core/dtype.h"
+#include "kestrel/core/error.h"
+#include "kestrel/core/hd.h"
+#include "kestrel/kernels/element_io.h"
+#include "kestrel/kernels/philox.h"
+
+namespace kestrel {
+
+enum class DropoutMode : std::uint8_t { kInverted, kVanilla };
+
+// One dropout call. `seed` and the effective offset select the Philox stream (one offset value
+// per call: 2^66 words). A training step gives its dropout layers offsets 0..k-1 and advances
+// *offset_ptr by k (advance_offset), so no two calls of any two steps share a stream and a
+// replayed CUDA Graph draws fresh masks; backward reuses its forward's parameters.
+struct DropoutParams {
+  float p = 0.5f;  // drop probability, [0, 1]
+  DropoutMode mode = DropoutMode::kInverted;
+  bool training = true;
+  std::uint64_t seed = 0;
+  std::uint64_t offset = 0;                   // added to *offset_ptr when offset_ptr is set
+  const std::uint64_t* offset_ptr = nullptr;  // device memory on CUDA, host memory on the CPU;
+                                              // read when the kernel runs
+};
+
+// Raises kestrel::Error for p outside [0, 1] (NaN included) or an unknown mode.
+inline void validate_dropout(const DropoutParams& p) {
+  KESTREL_CHECK(p.p >= 0.f && p.p <= 1.f, "dropout: p must lie in [0, 1], got ", p.p);
+  KESTREL_CHECK(p.mode == DropoutMode::kInverted || p.mode == DropoutMode::kVanilla,
+                "dropout: unknown mode ", static_cast<int>(p.mode));
+}
+
+namespace dropout_detail {
+
+// What a call does to each element, resolved once on the host.
+enum class Action : std::uint8_t {
+  kCopy,   // y = x (eval inverted, p = 0)
+  kZero,   // y = 0 (training with p = 1)
+  kScale,  // y = x * factor (eval vanilla)
+  kMask,   // y = keep ? x * factor : 0
+};
+
+struct Plan {
+  Action action = Action::kCopy;
+  float factor = 1.f;
+  // keep <=> (word >> 8) >= threshold; equals uniform_from_u32(word) > p exactly (see below).
+  std::uint32_t threshold = 0;
+};
+
+// u = k * 2^-24 with k = (word >> 8) + 1 an integer in [1, 2^24], so u > p <=> k > p * 2^24
+// <=> k > floor(p * 2^24) <=> (word >> 8) >= floor(p * 2^24). p * 2^24 is exact in float.
+inline std::uint32_t keep_threshold(float p) {
+  return static_cast<std::uint32_t>(std::floor(p * 16777216.0f));
+}
+
+inline Plan plan(const DropoutParams& p) {
+  validate_dropout(p);
+  const bool inverted = p.mode == DropoutMode::kInverted;
+  if (!p.training) {
+    if (inverted || p.p == 0.f) return Plan{Action::kCopy, 1.f, 0};
+    return Plan{Action::kScale, 1.0f - p.p, 0};
+  }
+  if (p.p == 0.f) return Plan{Action::kCopy, 1.f, 0};
+  if (p.p == 1.f) return Plan{Action::kZero, 0.f, 0};
+  const float scale = inverted ? 1.0f / (1.0f - p.p) : 1.0f;
+  return Plan{Action::kMask, scale, keep_threshold(p.p)};
+}
+
+// Both twins' entry: validates the call (raising before any work), resolves its plan, then calls
+// f(T{}, plan) with T the storage type of `dtype`; nothing for n == 0.
+template <typename F>
+void dispatch(const char* what, const void* x, const void* y, std::int64_t n, DType dtype,
+              const DropoutParams& p, F&& f) {
+  const Plan resolved = plan(p);
+  element_io::check_buffers(what, n, {x, y});
+  element_io::dispatch_floating(dtype, what, [&](auto tag) {
+    if (n > 0) f(tag, resolved);
+  });
+}
+
+inline std::uint64_t effective_offset(const DropoutParams& p) {
+  return (p.offset_ptr != nullptr ? *p.offset_ptr : 0) + p.offset;
+}
+
+KESTREL_HD bool keep(std::uint32_t word, std::uint32_t threshold) {
+  return (word >> 8) >= threshold;
+}
+
+KESTREL_HD float apply(float x, std::uint32_t word, std::uint32_t threshold, float factor) {
+  return keep(word, threshold) ? x * factor : 0.f;
+}
+
+}  // namespace dropout_detail
+}  // namespace kestrel
