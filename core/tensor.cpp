@@ -145,6 +145,16 @@ Tensor Tensor::narrow(int dim, std::int64_t start, std::int64_t length) const {
   return t;  // strides unchanged
 }
 
+Tensor Tensor::view_bytes(std::size_t byte_offset, const Shape& shape, DType dtype,
+                          Layout layout) const {
+  check_layout(shape, layout);
+  KESTREL_CHECK(is_contiguous(), "view_bytes needs a contiguous tensor, got ", to_string());
+  const std::size_t bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
+  KESTREL_CHECK(byte_offset + bytes <= nbytes(), "view_bytes: ", bytes, " bytes at offset ",
+                byte_offset, " do not fit in ", to_string(), " (", nbytes(), " bytes)");
+  return Tensor(storage_, offset_bytes_ + byte_offset, shape, dtype, layout, device_);
+}
+
 void Tensor::copy_from(const Tensor& src, const Stream& stream) {
   KESTREL_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_ && src.layout_ == layout_,
                 "copy_from: source ", src.to_string(), " does not match destination ", to_string());

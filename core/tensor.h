@@ -87,6 +87,11 @@ class Tensor {
   Tensor reshape(const Shape& shape) const;
   // A view of `length` entries of dimension `dim` starting at `start`.
   Tensor narrow(int dim, std::int64_t start, std::int64_t length) const;
+  // A dense view of `shape` (stored as dtype in layout) starting `byte_offset` bytes into this
+  // tensor's memory: how the executor carves values out of its arena. Needs a contiguous tensor
+  // and the whole view inside it.
+  Tensor view_bytes(std::size_t byte_offset, const Shape& shape, DType dtype,
+                    Layout layout = Layout::kNCHW) const;
 
   // Copies src (same shape, dtype and layout; both contiguous) into this tensor on `stream`.
   // A copy into host memory has finished when copy_from returns; a copy from host memory may

@@ -1,0 +1,65 @@
+// Learning-rate schedules against their closed forms.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kestrel/core/error.h"
+#include "kestrel/layers/schedule.h"
+
+using kestrel::LrSchedule;
+using kestrel::learning_rate_at;
+
+TEST(Schedule, StepDividesByTenAtHalfAndThreeQuarters) {
+  LrSchedule s;
+  s.kind = LrSchedule::Kind::kStep;
+  s.base = 0.1f;
+  s.total_steps = 1000;
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 0), 0.1f);
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 499), 0.1f);
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 500), 0.01f);
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 749), 0.01f);
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 750), 0.001f);
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 5000), 0.001f) << "clamped to the last step";
+}
+
+TEST(Schedule, CosineFollowsHalfCosineWithWarmup) {
+  LrSchedule s;
+  s.kind = LrSchedule::Kind::kCosine;
+  s.base = 0.4f;
+  s.total_steps = 101;
+  s.warmup_steps = 10;
+  s.warmup_div = 4.f;
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 0), 0.1f);
+  EXPECT_NEAR(learning_rate_at(s, 5), 0.1 + 0.3 * 0.5, 1e-7);
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 10), 0.4f);
+  const double mid = 0.4 * 0.5 * (1 + std::cos(3.14159265358979 * 45.0 / 90.0));
+  EXPECT_NEAR(learning_rate_at(s, 55), mid, 1e-6);
+  EXPECT_NEAR(learning_rate_at(s, 100), 0.0, 1e-7);
+}
+
+TEST(Schedule, OneCycleRisesThenFallsLikePyTorch) {
+  LrSchedule s;
+  s.kind = LrSchedule::Kind::kOneCycle;
+  s.base = 1.0f;
+  s.total_steps = 100;
+  s.pct_start = 0.3f;
+  // PyTorch: initial = max/25, peak at step pct*total - 1 = 29, final = initial/1e4 at step 99.
+  EXPECT_NEAR(learning_rate_at(s, 0), 0.04, 1e-7);
+  EXPECT_NEAR(learning_rate_at(s, 29), 1.0, 1e-6);
+  EXPECT_NEAR(learning_rate_at(s, 99), 0.04 / 1e4, 1e-9);
+  EXPECT_LT(learning_rate_at(s, 60), learning_rate_at(s, 40));
+}
+
+TEST(Schedule, RejectsBadSettings) {
+  LrSchedule s;
+  s.total_steps = 0;
+  EXPECT_THROW(learning_rate_at(s, 0), kestrel::Error);
+  s.total_steps = 10;
+  s.base = -1.f;
+  EXPECT_THROW(learning_rate_at(s, 0), kestrel::Error);
+  s.base = 0.1f;
+  s.milestones = {0.75, 0.5};
+  EXPECT_THROW(learning_rate_at(s, 0), kestrel::Error);
+  EXPECT_THROW(kestrel::parse_schedule_kind("exp"), kestrel::Error);
+  EXPECT_EQ(kestrel::parse_schedule_kind("cosine"), LrSchedule::Kind::kCosine);
+}
