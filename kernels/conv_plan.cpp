@@ -194,8 +194,9 @@ std::unique_ptr<ConvPlan> build_conv_plan(cudnnHandle_t handle, ConvOp op, const
              << rank.dropped_nondeterministic << " nondeterministic, " << rank.dropped_workspace
              << " over the workspace limit, " << rank.dropped_unreadable << " unreadable)";
     for (const std::size_t i : rank.order) {
+      // Runtime-compiled engines come last and only when nothing else built (NVRTC is slow).
+      if (built.size() >= wanted || (infos[i].runtime_compiled && !built.empty())) break;
       if (auto p = try_plan(handle, configs[i], infos[i], policy, why)) built.push_back(std::move(p));
-      if (built.size() >= wanted) break;
     }
     if (!built.empty()) break;
   }
