@@ -19,13 +19,6 @@ using kestrel::Layout;
 using kestrel::testing::HostBuffer;
 using kestrel::testing::random_buffer;
 
-std::vector<float> bias_values(std::int64_t c, std::uint32_t seed) {
-  const HostBuffer b = random_buffer(DType::kFloat32, static_cast<std::size_t>(c), seed, -2.f, 2.f);
-  std::vector<float> v(static_cast<std::size_t>(c));
-  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(b.get(i));
-  return v;
-}
-
 struct Sizes {
   std::int64_t n, c, hw;
 };
@@ -43,7 +36,7 @@ TEST(BiasCpu, ChannelAddIsExactInEveryLayoutAndDtype) {
     for (Layout l : {Layout::kNCHW, Layout::kNHWC})
       for (DType t : {DType::kFloat32, DType::kBFloat16}) {
         HostBuffer y = random_buffer(t, static_cast<std::size_t>(s.n * s.c * s.hw), seed++);
-        const std::vector<float> bias = bias_values(s.c, seed++);
+        const std::vector<float> bias = kestrel::testing::random_bias(s.c, seed++);
         const auto expected =
             kestrel::testing::ref_channel_bias_add(y.values(), bias, t, s.n, s.c, s.hw, l);
         kestrel::cpu::channel_bias_add(y.data(), bias.data(), t, s.n, s.c, s.hw, l);
@@ -57,7 +50,7 @@ TEST(BiasCpu, RowAddIsTheNhwcCaseWithOnePixel) {
     for (DType t : {DType::kFloat32, DType::kBFloat16}) {
       const std::int64_t rows = s.n * s.hw, cols = s.c;
       HostBuffer y = random_buffer(t, static_cast<std::size_t>(rows * cols), seed++);
-      const std::vector<float> bias = bias_values(cols, seed++);
+      const std::vector<float> bias = kestrel::testing::random_bias(cols, seed++);
       // Row-major [rows, cols]: element (i, j) gets bias[j].
       std::vector<double> expected = y.values();
       for (std::int64_t i = 0; i < rows; ++i)

@@ -34,13 +34,6 @@ std::string describe(const Sizes& s, DType t, Layout l) {
          std::to_string(s.n) + " c=" + std::to_string(s.c) + " hw=" + std::to_string(s.hw);
 }
 
-std::vector<float> bias_values(std::int64_t c, std::uint32_t seed) {
-  const HostBuffer b = random_buffer(DType::kFloat32, static_cast<std::size_t>(c), seed, -2.f, 2.f);
-  std::vector<float> v(static_cast<std::size_t>(c));
-  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(b.get(i));
-  return v;
-}
-
 TEST(CudaBias, AddsAreBitIdenticalToTheCpuTwin) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
   kestrel::Context ctx(kestrel::Device::cuda(0));
@@ -52,7 +45,7 @@ TEST(CudaBias, AddsAreBitIdenticalToTheCpuTwin) {
         for (bool rows : {false, true}) {
           if (rows && l == Layout::kNCHW) continue;
           HostBuffer y = random_buffer(t, static_cast<std::size_t>(z.n * z.c * z.hw), seed++);
-          const std::vector<float> bias = bias_values(z.c, seed++);
+          const std::vector<float> bias = kestrel::testing::random_bias(z.c, seed++);
           DeviceBuffer dy(y), db(bias.size() * sizeof(float) + 4);
           db.upload(bias.data(), bias.size() * sizeof(float));
           if (rows) {

@@ -9,6 +9,7 @@
 #include "kestrel/core/dtype.h"
 #include "kestrel/core/half.h"
 #include "kestrel/core/layout.h"
+#include "storage_test_util.h"
 
 namespace kestrel::testing {
 
@@ -43,5 +44,13 @@ inline std::vector<double> ref_channel_sums(const std::vector<double>& dy, std::
   return out;
 }
 
+
+// Fixed-seed fp32 biases in [-2, 2].
+inline std::vector<float> random_bias(std::int64_t c, std::uint32_t seed) {
+  const HostBuffer b = random_buffer(DType::kFloat32, static_cast<std::size_t>(c), seed, -2.f, 2.f);
+  std::vector<float> v(static_cast<std::size_t>(c));
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(b.get(i));
+  return v;
+}
 
 }  // namespace kestrel::testing
