@@ -7,6 +7,7 @@
 #include "kestrel/core/cuda_check_internal.h"
 #include "kestrel/core/cudnn_check_internal.h"
 #include "kestrel/core/device_guard_internal.h"
+#include "kestrel/kernels/conv.h"
 
 namespace kestrel {
 namespace {
@@ -24,6 +25,10 @@ Context::~Context() {
   if (workspace_ != nullptr) {
     (void)cudaStreamSynchronize(stream_.handle());
     allocator_->deallocate(workspace_);
+  }
+  if (conv_plans_) {
+    (void)cudaStreamSynchronize(stream_.handle());  // no plan may still run when it goes
+    conv_plans_.reset();  // and plans go before the handle they were built with
   }
   if (cudnn_ != nullptr) (void)cudnnDestroy(cudnn_);
   if (cublas_ != nullptr) (void)cublasDestroy(cublas_);
@@ -51,6 +56,17 @@ cublasContext* Context::cublas() {
     cublas_ = h;
   }
   return cublas_;
+}
+
+cuda::ConvPlanCache& Context::conv_plans() {
+  if (!conv_plans_) conv_plans_ = std::make_unique<cuda::ConvPlanCache>(conv_policy_);
+  return *conv_plans_;
+}
+
+void Context::set_conv_policy(ConvPolicy policy) {
+  KESTREL_CHECK(!conv_plans_, "set_conv_policy must come before the first conv_plans(): plans "
+                "already built under the old policy would stay in use");
+  conv_policy_ = policy;
 }
 
 void* Context::workspace(std::size_t bytes) {

@@ -13,11 +13,15 @@
 #include "kestrel/core/allocator.h"
 #include "kestrel/core/device.h"
 #include "kestrel/core/stream.h"
+#include "kestrel/kernels/conv_desc.h"
 
 struct cudnnContext;
 struct cublasContext;
 
 namespace kestrel {
+namespace cuda {
+class ConvPlanCache;
+}  // namespace cuda
 
 class Context {
  public:
@@ -36,6 +40,13 @@ class Context {
   cudnnContext* cudnn();
   cublasContext* cublas();
 
+  // The cuDNN convolution plan cache (kernels/conv.h), created on first use with the policy set
+  // by set_conv_policy (defaults: first engine that builds, TF32 off, non-deterministic engines
+  // allowed, 256 MiB workspace cap). set_conv_policy raises once the cache exists.
+  cuda::ConvPlanCache& conv_plans();
+  void set_conv_policy(ConvPolicy policy);
+  const ConvPolicy& conv_policy() const noexcept { return conv_policy_; }
+
   // Scratch memory of at least `bytes`, valid for work ordered on stream() until the next call
   // that grows it. Raises kestrel::Error above workspace_limit().
   void* workspace(std::size_t bytes);
@@ -52,6 +63,8 @@ class Context {
   Stream stream_;
   cudnnContext* cudnn_ = nullptr;
   cublasContext* cublas_ = nullptr;
+  ConvPolicy conv_policy_;
+  std::unique_ptr<cuda::ConvPlanCache> conv_plans_;  // plans refer to cudnn_: freed before it
   void* workspace_ = nullptr;
   std::size_t workspace_bytes_ = 0;
   std::size_t workspace_limit_ = std::size_t(256) << 20;  // 256 MiB

@@ -1,0 +1,63 @@
+// 2-D convolutions on the GPU through cuDNN's graph (backend) API. CPU twins: kernels/cpu/conv.h.
+//
+// ConvPlanCache owns cuDNN execution plans, one per (op, Conv2dDesc, pointer alignments, handle),
+// built on first use and kept for the cache's life (a plan costs 1-10 ms to find, more for
+// runtime-compiled engines). It is not thread-safe: one per Context (Context::conv_plans()).
+// Constructing one needs no GPU; building a plan needs a cuDNN handle (cuDNN >= 9.2).
+//
+// The launchers compute y = conv(x, w), dx = conv_backward_data(dy, w) and dw =
+// conv_backward_filter(x, dy) (alpha 1, beta 0: outputs are overwritten), ordered on `stream`.
+// `workspace` must hold at least workspace_bytes(...) bytes for the same op, desc and pointer
+// alignments and stay alive until the stream passes the call. All pointers are device memory in
+// `desc.dtype` and `desc.layout` (filters KCRS for NCHW, KRSC for NHWC). Invalid descs, a too
+// small workspace and "no cuDNN engine works" raise kestrel::Error before anything is launched;
+// the last names the op, the desc and cuDNN's own message.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <memory>
+
+#include "kestrel/kernels/conv_desc.h"
+
+struct cudnnContext;
+
+namespace kestrel::cuda {
+
+class ConvPlanCache {
+ public:
+  explicit ConvPlanCache(ConvPolicy policy = {});
+  ~ConvPlanCache();
+  ConvPlanCache(const ConvPlanCache&) = delete;
+  ConvPlanCache& operator=(const ConvPlanCache&) = delete;
+
+  // Scratch bytes the plan for (op, d) needs, building and caching the plan if needed. Assumes
+  // 16-byte aligned tensors (any cudaMalloc'd or caching-allocator block); the second form takes
+  // the three pointers the launcher will bind, in the launcher's order.
+  std::size_t workspace_bytes(cudnnContext* handle, ConvOp op, const Conv2dDesc& d);
+  std::size_t workspace_bytes(cudnnContext* handle, ConvOp op, const Conv2dDesc& d,
+                              const void* a, const void* b, const void* c);
+
+  std::size_t size() const noexcept;  // plans cached
+  std::size_t hits() const noexcept;  // lookups answered from the cache
+  const ConvPolicy& policy() const noexcept;
+
+  struct Impl;  // cuDNN objects; defined in kernels/conv_plan_internal.h
+  Impl& impl() noexcept { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+void conv2d_forward(ConvPlanCache& cache, cudnnContext* handle, const Conv2dDesc& d,
+                    const void* x, const void* w, void* y, void* workspace,
+                    std::size_t workspace_bytes, cudaStream_t stream);
+void conv2d_backward_data(ConvPlanCache& cache, cudnnContext* handle, const Conv2dDesc& d,
+                          const void* dy, const void* w, void* dx, void* workspace,
+                          std::size_t workspace_bytes, cudaStream_t stream);
+void conv2d_backward_filter(ConvPlanCache& cache, cudnnContext* handle, const Conv2dDesc& d,
+                            const void* x, const void* dy, void* dw, void* workspace,
+                            std::size_t workspace_bytes, cudaStream_t stream);
+
+}  // namespace kestrel::cuda

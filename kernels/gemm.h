@@ -1,0 +1,24 @@
+// Dense matrix products on the GPU through cuBLAS (cublasGemmEx), row-major interface; the
+// rules are in kernels/gemm_args.h. CPU twin: kernels/cpu/gemm.h.
+//
+// fp32: CUBLAS_COMPUTE_32F, exact fp32 (no TF32) unless allow_tf32 (then COMPUTE_32F_FAST_TF32).
+// bf16: CUBLAS_COMPUTE_32F, fp32 accumulation, result rounded to bf16. alpha and beta are host
+// floats. The handle's stream is set to `stream`, its math mode to default and its pointer mode
+// to host. Raises kestrel::Error before any launch for invalid arguments.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kestrel/core/dtype.h"
+#include "kestrel/kernels/gemm_args.h"
+
+struct cublasContext;
+
+namespace kestrel::cuda {
+void gemm(cublasContext* handle, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
+          std::int64_t k, float alpha, const void* a, std::int64_t lda, const void* b,
+          std::int64_t ldb, float beta, void* c, std::int64_t ldc, DType dtype, bool allow_tf32,
+          cudaStream_t stream);
+}  // namespace kestrel::cuda

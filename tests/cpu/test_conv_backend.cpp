@@ -1,0 +1,223 @@
+// The cuDNN graph-API pieces of the convolution path that run without a GPU (cuDNN 9.19 on the
+// development machine): tensor, convolution, operation and operation-graph descriptors finalize
+// for every op x layout x dtype (and fail for invalid ones), the engine ranking rules, pointer
+// alignment and the plan cache's argument checks. Heuristics and plans need a device: they are
+// covered by tests/cuda/test_conv_cuda.cpp.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kestrel/core/error.h"
+#include "kestrel/kernels/conv.h"
+#include "kestrel/kernels/conv_backend_internal.h"
+#include "kestrel/kernels/conv_plan_internal.h"
+
+namespace {
+using kestrel::Conv2dDesc;
+using kestrel::ConvOp;
+using kestrel::ConvPolicy;
+using kestrel::DType;
+using kestrel::Layout;
+namespace cd = kestrel::cudnn_detail;
+
+Conv2dDesc desc(std::int64_t c, std::int64_t k, std::int64_t r, int pad, int stride, int dil) {
+  Conv2dDesc d;
+  d.n = 8; d.c = c; d.h = 32; d.w = 32; d.k = k; d.r = r; d.s = r;
+  d.pad_h = d.pad_w = pad; d.stride_h = d.stride_w = stride; d.dil_h = d.dil_w = dil;
+  return d;
+}
+
+// The shapes of CUDNN_GRAPH.md section 8 and the ResNet downsampling convolutions.
+std::vector<Conv2dDesc> shapes() {
+  return {desc(16, 16, 3, 1, 1, 1), desc(3, 16, 3, 1, 1, 1), desc(16, 32, 1, 0, 2, 1),
+          desc(32, 32, 3, 2, 1, 2), desc(16, 32, 3, 1, 2, 1)};
+}
+
+TEST(ConvBackend, GraphsFinalizeForEveryOpLayoutAndDtype) {
+  for (Conv2dDesc d : shapes()) {
+    for (Layout l : {Layout::kNCHW, Layout::kNHWC}) {
+      for (DType t : {DType::kFloat32, DType::kBFloat16}) {
+        for (ConvOp op : {ConvOp::kForward, ConvOp::kBackwardData, ConvOp::kBackwardFilter}) {
+          d.layout = l;
+          d.dtype = t;
+          cd::ConvGraph g;
+          EXPECT_NO_THROW(g = cd::make_conv_graph(op, d, cd::ConvAlignment{}, nullptr))
+              << kestrel::conv_op_name(op) << " " << kestrel::to_string(d);
+          EXPECT_TRUE(g.x && g.w && g.y && g.conv && g.op && g.graph);
+        }
+      }
+    }
+  }
+}
+
+TEST(ConvBackend, GraphsFinalizeWithSmallerPointerAlignments) {
+  Conv2dDesc d = desc(16, 16, 3, 1, 1, 1);
+  d.dtype = DType::kBFloat16;
+  d.layout = Layout::kNHWC;
+  EXPECT_NO_THROW(cd::make_conv_graph(ConvOp::kForward, d, cd::ConvAlignment{2, 4, 8}, nullptr));
+  d.dtype = DType::kFloat32;
+  EXPECT_NO_THROW(cd::make_conv_graph(ConvOp::kBackwardFilter, d, cd::ConvAlignment{4, 16, 4}, nullptr));
+}
+
+TEST(ConvBackend, TensorDescriptorRejectsBadAlignment) {
+  const cd::Dims4 dims{2, 3, 4, 5};
+  const cd::Dims4 strides = cd::packed_strides(Layout::kNCHW, dims);
+  EXPECT_NO_THROW(cd::make_tensor(1, DType::kFloat32, dims, strides, 16));
+  EXPECT_NO_THROW(cd::make_tensor(1, DType::kBFloat16, dims, strides, 2));
+  EXPECT_THROW(cd::make_tensor(1, DType::kFloat32, dims, strides, 0), kestrel::CudnnError);
+  EXPECT_THROW(cd::make_tensor(1, DType::kFloat32, dims, strides, 2), kestrel::CudnnError);
+  EXPECT_THROW(cd::make_tensor(1, DType::kFloat16, dims, strides, 16), kestrel::Error);
+}
+
+TEST(ConvBackend, OperationRejectsAWrongOutputShapeWithCudnnsMessage) {
+  const Conv2dDesc d = desc(16, 16, 3, 1, 1, 1);
+  const cd::Dims4 xd = cd::x_dims(d), wd = cd::w_dims(d);
+  cd::Dims4 yd = cd::y_dims(d);
+  yd[2] += 1;  // one row too many
+  const auto x = cd::make_tensor(cd::kUidX, d.dtype, xd, cd::packed_strides(d.layout, xd), 16);
+  const auto w = cd::make_tensor(cd::kUidW, d.dtype, wd, cd::packed_strides(d.layout, wd), 16);
+  const auto y = cd::make_tensor(cd::kUidY, d.dtype, yd, cd::packed_strides(d.layout, yd), 16);
+  const auto conv = cd::make_convolution(d);
+  try {
+    cd::make_conv_operation(ConvOp::kForward, x, w, y, conv);
+    ADD_FAILURE() << "a forward operation with a wrong y shape finalized";
+  } catch (const kestrel::CudnnError& e) {
+    EXPECT_NE(e.status(), 0);
+    EXPECT_NE(std::string(e.what()).find("CONVOLUTION_FORWARD"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ConvBackend, GraphBuilderValidatesTheDescFirst) {
+  Conv2dDesc d = desc(16, 16, 3, 1, 1, 1);
+  d.k = 0;
+  EXPECT_THROW(cd::make_conv_graph(ConvOp::kForward, d, cd::ConvAlignment{}, nullptr), kestrel::Error);
+}
+
+TEST(ConvBackend, PackedStridesPutChannelsInnermostForNhwc) {
+  const cd::Dims4 d{2, 3, 4, 5};  // N C H W
+  EXPECT_EQ(cd::packed_strides(Layout::kNCHW, d), (cd::Dims4{60, 20, 5, 1}));
+  EXPECT_EQ(cd::packed_strides(Layout::kNHWC, d), (cd::Dims4{60, 1, 15, 3}));
+  const cd::Dims4 f{7, 3, 2, 4};  // K C R S: KRSC = {C*R*S, 1, S*C, C}
+  EXPECT_EQ(cd::packed_strides(Layout::kNHWC, f), (cd::Dims4{24, 1, 12, 3}));
+}
+
+TEST(ConvBackend, PointerAlignmentIsTheLargestPowerOfTwoUpTo16) {
+  alignas(64) static unsigned char buf[128];
+  EXPECT_EQ(cd::pointer_alignment(buf), 16);
+  EXPECT_EQ(cd::pointer_alignment(buf + 1), 1);
+  EXPECT_EQ(cd::pointer_alignment(buf + 2), 2);
+  EXPECT_EQ(cd::pointer_alignment(buf + 4), 4);
+  EXPECT_EQ(cd::pointer_alignment(buf + 12), 4);
+  EXPECT_EQ(cd::pointer_alignment(buf + 8), 8);
+  EXPECT_EQ(cd::pointer_alignment(buf + 32), 16);
+  EXPECT_EQ(cd::pointer_alignment(nullptr), 16);
+}
+
+TEST(ConvBackend, LauncherAlignmentMapsPointersToSlotsAndChecksThem) {
+  alignas(64) static unsigned char buf[256];
+  Conv2dDesc d = desc(16, 16, 3, 1, 1, 1);
+  d.dtype = DType::kBFloat16;
+  // backward-data binds (dy, w, dx): dy is the y slot, dx the x slot.
+  const cd::ConvAlignment a =
+      cd::launcher_alignment(ConvOp::kBackwardData, d, buf + 2, buf + 64, buf + 136);
+  EXPECT_EQ(a.y, 2);
+  EXPECT_EQ(a.w, 16);
+  EXPECT_EQ(a.x, 8);
+  // backward-filter binds (x, dy, dw).
+  const cd::ConvAlignment b =
+      cd::launcher_alignment(ConvOp::kBackwardFilter, d, buf + 4, buf + 2, buf + 64);
+  EXPECT_EQ(b.x, 4);
+  EXPECT_EQ(b.y, 2);
+  EXPECT_EQ(b.w, 16);
+  EXPECT_THROW(cd::launcher_alignment(ConvOp::kForward, d, buf, nullptr, buf), kestrel::Error);
+  EXPECT_THROW(cd::launcher_alignment(ConvOp::kForward, d, buf + 1, buf, buf), kestrel::Error);
+  d.dtype = DType::kFloat32;
+  EXPECT_THROW(cd::launcher_alignment(ConvOp::kForward, d, buf, buf, buf + 2), kestrel::Error);
+}
+
+cd::EngineInfo engine(bool tc, bool down, bool nondet, bool rtc, std::int64_t ws = 0) {
+  cd::EngineInfo e;
+  e.tensor_core = tc;
+  e.down_convert_inputs = down;
+  e.nondeterministic = nondet;
+  e.runtime_compiled = rtc;
+  e.workspace = ws;
+  return e;
+}
+
+TEST(ConvBackend, RankingAppliesThePolicyAndPutsRuntimeCompiledEnginesLast) {
+  std::vector<cd::EngineInfo> e = {
+      engine(true, false, false, false),         // 0: tensor core
+      engine(false, true, false, false),         // 1: down-converts inputs
+      engine(false, false, true, false),         // 2: nondeterministic
+      engine(false, false, false, true),         // 3: runtime compiled
+      engine(false, false, false, false, 1024),  // 4: plain, 1 KiB workspace
+      engine(false, false, false, false),        // 5: plain
+  };
+  e.push_back(cd::EngineInfo{});
+  e.back().readable = false;  // 6: notes unreadable
+  ConvPolicy p;
+  cd::EngineRanking r = cd::rank_engines(e, DType::kFloat32, p);
+  EXPECT_EQ(r.order, (std::vector<std::size_t>{2, 4, 5, 3}));
+  EXPECT_EQ(r.dropped_precision, 2);
+  EXPECT_EQ(r.dropped_unreadable, 1);
+  // bf16 keeps tensor-core engines (never down-converting ones).
+  r = cd::rank_engines(e, DType::kBFloat16, p);
+  EXPECT_EQ(r.order, (std::vector<std::size_t>{0, 2, 4, 5, 3}));
+  p.allow_tf32 = true;
+  r = cd::rank_engines(e, DType::kFloat32, p);
+  EXPECT_EQ(r.order, (std::vector<std::size_t>{0, 2, 4, 5, 3}));
+  p = ConvPolicy{};
+  p.deterministic = true;
+  p.workspace_limit = 1023;
+  r = cd::rank_engines(e, DType::kFloat32, p);
+  EXPECT_EQ(r.order, (std::vector<std::size_t>{5, 3}));
+  EXPECT_EQ(r.dropped_nondeterministic, 1);
+  EXPECT_EQ(r.dropped_workspace, 1);
+  p.workspace_limit = 0;
+  r = cd::rank_engines(e, DType::kFloat32, p);
+  EXPECT_EQ(r.order, (std::vector<std::size_t>{5, 3}));
+}
+
+TEST(ConvBackend, PlanCacheConstructsWithoutAGpuAndRejectsANullHandle) {
+  ConvPolicy p;
+  p.deterministic = true;
+  kestrel::cuda::ConvPlanCache cache(p);
+  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(cache.hits(), 0u);
+  EXPECT_TRUE(cache.policy().deterministic);
+  const Conv2dDesc d = desc(16, 16, 3, 1, 1, 1);
+  EXPECT_THROW(cache.workspace_bytes(nullptr, ConvOp::kForward, d), kestrel::Error);
+  Conv2dDesc bad = d;
+  bad.stride_h = 0;
+  EXPECT_THROW(cache.workspace_bytes(nullptr, ConvOp::kForward, bad), kestrel::Error);
+  EXPECT_EQ(cache.size(), 0u);
+}
+
+TEST(ConvBackend, PlanKeysDistinguishEveryField) {
+  const Conv2dDesc d = desc(16, 16, 3, 1, 1, 1);
+  const cd::ConvPlanKey base{nullptr, ConvOp::kForward, d, cd::ConvAlignment{}};
+  cd::ConvPlanKeyHash hash;
+  std::vector<cd::ConvPlanKey> variants(12, base);
+  variants[0].op = ConvOp::kBackwardData;
+  variants[1].desc.layout = Layout::kNHWC;
+  variants[2].desc.dtype = DType::kBFloat16;
+  variants[3].desc.pad_w = 0;
+  variants[4].desc.stride_h = 2;
+  variants[5].desc.dil_w = 2;
+  variants[6].desc.n = 4;
+  variants[7].align.y = 4;
+  variants[8].desc.k = 32;
+  variants[9].desc.s = 1;
+  variants[10].desc.w = 31;
+  variants[11].handle = reinterpret_cast<cudnnHandle_t>(std::uintptr_t{64});
+  EXPECT_TRUE(base == base);
+  for (const auto& v : variants) {
+    EXPECT_FALSE(v == base);
+    EXPECT_NE(hash(v), hash(base));
+  }
+}
+
+}  // namespace
