@@ -17,6 +17,9 @@ using kestrel::Tensor;
 using kestrel::testing::all_close;
 using kestrel::testing::bit_equal;
 using kestrel::testing::device_buffer;
+using kestrel::testing::DeviceStorage;
+using kestrel::testing::download;
+using kestrel::testing::upload;
 using kestrel::testing::device_ptr;
 using kestrel::testing::random_buffer;
 using kestrel::testing::random_ints;
@@ -25,14 +28,6 @@ using kestrel::testing::to_device;
 using kestrel::testing::to_host;
 
 namespace {
-// A device copy of a host StorageBuffer, and its values read back as a StorageBuffer.
-Tensor upload(StorageBuffer& b, kestrel::Context& gpu) { return to_device(b.bytes(), gpu); }
-StorageBuffer download(const Tensor& d, DType t, std::int64_t n, kestrel::Context& gpu) {
-  StorageBuffer b(t, n);
-  b.bytes() = to_host<std::uint8_t>(d, static_cast<std::int64_t>(b.nbytes()), gpu);
-  return b;
-}
-
 struct GpuCe {
   float loss;
   StorageBuffer dlogits;
@@ -42,20 +37,17 @@ GpuCe gpu_cross_entropy(StorageBuffer& z, int shift, const std::vector<std::int3
                         std::int64_t n, std::int64_t k, float eps, float scale,
                         kestrel::Context& gpu) {
   const DType t = z.dtype();
-  const Tensor dz = upload(z, gpu);
+  const DeviceStorage dz = upload(z, gpu);
   const Tensor dl = to_device(labels, gpu);
   const Tensor dscale = to_device(std::vector<float>{scale}, gpu);
   const Tensor dloss = device_buffer<float>(1, gpu);
-  StorageBuffer grad_host(t, n * k);
-  const Tensor dgrad = upload(grad_host, gpu);  // shifted like the input
+  const DeviceStorage dgrad = upload(StorageBuffer(t, n * k), gpu);  // shifted like the input
   const Tensor work = device_buffer<std::uint8_t>(
       static_cast<std::int64_t>(kestrel::cuda::softmax_cross_entropy_workspace_bytes(n, k)), gpu);
-  const std::size_t esize = kestrel::dtype_size(t);
   kestrel::cuda::softmax_cross_entropy(
-      static_cast<const char*>(dz.data()) + shift * esize, t, device_ptr<std::int32_t>(dl), n, k,
-      eps, device_ptr<float>(dloss), static_cast<char*>(dgrad.data()) + shift * esize,
+      dz.at(shift), t, device_ptr<std::int32_t>(dl), n, k, eps, device_ptr<float>(dloss), dgrad.at(shift),
       device_ptr<float>(dscale), work.data(), gpu.stream().handle());
-  GpuCe r{to_host<float>(dloss, 1, gpu)[0], download(dgrad, t, n * k, gpu)};
+  GpuCe r{to_host<float>(dloss, 1, gpu)[0], download(dgrad, gpu)};
   return r;
 }
 }  // namespace
@@ -134,14 +126,13 @@ TEST(CudaSoftmax, ForwardAndBackwardMatchTheCpuTwin) {
       StorageBuffer x = random_buffer(t, e, 101, -20.f, 20.f);
       StorageBuffer dy = random_buffer(t, e, 102, -1.f, 1.f);
       StorageBuffer y(t, e), dx(t, e);
-      const Tensor dx_dev = upload(x, gpu), ddy = upload(dy, gpu);
-      const Tensor dy_out = device_buffer<std::uint8_t>(static_cast<std::int64_t>(y.nbytes()), gpu);
-      const Tensor dx_out = device_buffer<std::uint8_t>(static_cast<std::int64_t>(y.nbytes()), gpu);
-      kestrel::cuda::softmax_forward(dx_dev.data(), dy_out.data(), t, c.rows, c.cols, gpu.stream().handle());
-      kestrel::cuda::softmax_backward(ddy.data(), dy_out.data(), dx_out.data(), t, c.rows, c.cols,
+      const DeviceStorage dx_dev = upload(x, gpu), ddy = upload(dy, gpu);
+      const DeviceStorage dy_out = upload(y, gpu), dx_out = upload(dx, gpu);
+      kestrel::cuda::softmax_forward(dx_dev.at(), dy_out.at(), t, c.rows, c.cols, gpu.stream().handle());
+      kestrel::cuda::softmax_backward(ddy.at(), dy_out.at(), dx_out.at(), t, c.rows, c.cols,
                                       gpu.stream().handle());
-      const StorageBuffer gy = download(dy_out, t, e, gpu);
-      const StorageBuffer gdx = download(dx_out, t, e, gpu);
+      const StorageBuffer gy = download(dy_out, gpu);
+      const StorageBuffer gdx = download(dx_out, gpu);
       kestrel::cpu::softmax_forward(x.data(), y.data(), t, c.rows, c.cols);
       // Backward from the GPU's y, so only the backward arithmetic is compared.
       kestrel::cpu::softmax_backward(dy.data(), gy.data(), dx.data(), t, c.rows, c.cols);
@@ -163,13 +154,14 @@ TEST(CudaArgmax, RowsAndCountCorrectMatchTheCpuTwin) {
       const auto ints = random_ints(n * k, 111, -3, 3);
       for (std::int64_t e = 0; e < n * k; ++e) z.set(e, static_cast<float>(ints[static_cast<std::size_t>(e)]));
       const auto labels = random_ints(n, 112, 0, static_cast<std::int32_t>(k - 1));
-      const Tensor dz = upload(z, gpu), dl = to_device(labels, gpu);
+      const DeviceStorage dz = upload(z, gpu);
+      const Tensor dl = to_device(labels, gpu);
       const Tensor dout = device_buffer<std::int32_t>(n, gpu);
       const Tensor dcorrect = to_device(std::vector<std::int64_t>{7}, gpu);
-      kestrel::cuda::argmax_rows(dz.data(), t, n, k, device_ptr<std::int32_t>(dout), gpu.stream().handle());
-      kestrel::cuda::count_correct(dz.data(), t, device_ptr<std::int32_t>(dl), n, k,
+      kestrel::cuda::argmax_rows(dz.at(), t, n, k, device_ptr<std::int32_t>(dout), gpu.stream().handle());
+      kestrel::cuda::count_correct(dz.at(), t, device_ptr<std::int32_t>(dl), n, k,
                                    device_ptr<std::int64_t>(dcorrect), gpu.stream().handle());
-      kestrel::cuda::count_correct(dz.data(), t, device_ptr<std::int32_t>(dl), n, k,
+      kestrel::cuda::count_correct(dz.at(), t, device_ptr<std::int32_t>(dl), n, k,
                                    device_ptr<std::int64_t>(dcorrect), gpu.stream().handle());
       std::vector<std::int32_t> out(static_cast<std::size_t>(n));
       std::int64_t correct = 7;

@@ -8,6 +8,7 @@
 
 #include "kestrel/core/context.h"
 #include "kestrel/core/tensor.h"
+#include "storage_buffer.h"
 
 namespace kestrel::testing {
 
@@ -45,6 +46,23 @@ std::vector<T> to_host(const Tensor& d, std::int64_t count, Context& gpu) {
 template <typename T>
 T* device_ptr(const Tensor& d, std::int64_t shift = 0) {
   return static_cast<T*>(d.data()) + shift;
+}
+
+// A device copy of a StorageBuffer (including its spare element, for shifted pointers).
+struct DeviceStorage {
+  Tensor t;
+  DType dtype;
+  std::int64_t n;
+  void* at(int shift = 0) const { return static_cast<char*>(t.data()) + shift * dtype_size(dtype); }
+};
+inline DeviceStorage upload(const StorageBuffer& b, Context& gpu) {
+  return DeviceStorage{to_device(b.bytes(), gpu), b.dtype(), b.size()};
+}
+// The device contents back as a StorageBuffer (read it with the same shift as on the device).
+inline StorageBuffer download(const DeviceStorage& d, Context& gpu) {
+  StorageBuffer b(d.dtype, d.n);
+  b.bytes() = to_host<std::uint8_t>(d.t, static_cast<std::int64_t>(b.nbytes()), gpu);
+  return b;
 }
 
 }  // namespace kestrel::testing
