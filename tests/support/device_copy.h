@@ -42,6 +42,16 @@ std::vector<T> to_host(const Tensor& d, std::int64_t count, Context& gpu) {
   return out;
 }
 
+// Overwrites the start of device tensor `d` with `v` (in stream order on gpu.stream()).
+template <typename T>
+void copy_into(Tensor& d, const std::vector<T>& v, Context& gpu) {
+  std::vector<T> copy = v;
+  const std::int64_t bytes = static_cast<std::int64_t>(copy.size() * sizeof(T));
+  const Tensor host = Tensor::wrap(copy.data(), Shape{bytes}, DType::kUInt8, Device::cpu());
+  d.narrow(0, 0, bytes).copy_from(host, gpu.stream());
+  gpu.stream().synchronize();  // `copy` dies on return
+}
+
 // Typed device pointer `shift` elements into d.
 template <typename T>
 T* device_ptr(const Tensor& d, std::int64_t shift = 0) {
