@@ -1,0 +1,87 @@
+// Row formulas of softmax, softmax cross-entropy and arg-max, shared by kernels/loss.cu and
+// kernels/cpu/loss.cpp. A row is reduced to RowStats first (max, then sums relative to the max),
+// so the formulas stay finite for logits of any finite magnitude.
+#pragma once
+
+#include <math.h>
+
+#include <cstdint>
+
+#include "kestrel/core/dtype.h"
+#include "kestrel/core/error.h"
+#include "kestrel/core/hd.h"
+#include "kestrel/kernels/element_io.h"
+
+namespace kestrel::loss_detail {
+
+// Per-row statistics: m = max_j z_j, sum_exp = sum_j exp(z_j - m), sum_shifted = sum_j (z_j - m).
+struct RowStats {
+  float max;
+  float sum_exp;
+  float sum_shifted;
+};
+
+// -sum_j t_j log softmax(z)_j with t = (1 - eps) onehot(label) + eps / k, written as
+// (1 - eps) (lse - z_label) + eps (lse - mean z), lse = m + log(sum_exp), each term relative to m.
+KESTREL_HD float cross_entropy_row(const RowStats& s, float z_label, float eps, std::int64_t k) {
+  const float log_s = logf(s.sum_exp);
+  const float nll = (s.max - z_label) + log_s;
+  const float smooth = log_s - s.sum_shifted / static_cast<float>(k);
+  return fmaf(1.f - eps, nll, eps * smooth);  // explicit fma: no contraction differences
+}
+
+// Smoothed target of a class: (1 - eps) + eps / k for the label, eps / k elsewhere.
+KESTREL_HD float smoothed_target(bool is_label, float eps, std::int64_t k) {
+  const float off = eps / static_cast<float>(k);
+  return is_label ? (1.f - eps) + off : off;
+}
+
+// softmax(z)_j from the row's max and sum of exponentials.
+KESTREL_HD float softmax_prob(float z, float max, float sum_exp) { return expf(z - max) / sum_exp; }
+
+// d loss / d z_j = (softmax_j - t_j) * coef, coef = dloss_scale / n.
+KESTREL_HD float cross_entropy_grad(float z, const RowStats& s, float target, float coef) {
+  return (softmax_prob(z, s.max, s.sum_exp) - target) * coef;
+}
+
+// Softmax backward: dx_j = y_j (dy_j - sum_i dy_i y_i).
+KESTREL_HD float softmax_grad(float dy, float y, float dot) { return y * (dy - dot); }
+
+// Arg-max candidates under a total order, so any reduction tree gives the same answer: NaN is
+// greater than every number (as torch.argmax), equal values prefer the lower index.
+struct ArgMax {
+  float value;
+  std::int32_t index;
+};
+
+KESTREL_HD ArgMax argmax_combine(const ArgMax& a, const ArgMax& b) {
+  const bool a_nan = a.value != a.value, b_nan = b.value != b.value;
+  if (a_nan != b_nan) return a_nan ? a : b;
+  if (!a_nan && a.value != b.value) return a.value > b.value ? a : b;
+  return a.index <= b.index ? a : b;
+}
+
+struct ArgMaxOp {
+  KESTREL_HD ArgMax operator()(const ArgMax& a, const ArgMax& b) const { return argmax_combine(a, b); }
+};
+
+// Identity of argmax_combine for lanes that own no column.
+KESTREL_HD ArgMax argmax_identity() { return ArgMax{-INFINITY, INT32_MAX}; }
+
+
+// Host-side argument checks shared by both twins (raise before anything is launched or written).
+inline void check_rows(const char* op, DType dtype, std::int64_t rows, std::int64_t cols) {
+  element_io::check_storage_dtype(dtype, op);
+  KESTREL_CHECK(rows >= 0, op, ": negative row count ", rows);
+  KESTREL_CHECK(cols >= 1 && cols <= INT32_MAX, op, ": column count must be in [1, 2^31), got ",
+                cols);
+}
+
+inline void check_cross_entropy(DType dtype, std::int64_t n, std::int64_t k, float eps) {
+  check_rows("softmax_cross_entropy", dtype, n, k);
+  KESTREL_CHECK(n >= 1, "softmax_cross_entropy: the batch mean needs n >= 1, got ", n);
+  KESTREL_CHECK(eps >= 0.f && eps < 1.f, "softmax_cross_entropy: label_smoothing must be in [0, 1), got ",
+                eps);
+}
+
+}  // namespace kestrel::loss_detail

@@ -1,0 +1,130 @@
+// Optimizer configurations and the per-element SGD and AdamW updates, shared by
+// kernels/optimizer.cu and kernels/cpu/optimizer.cpp.
+//
+// The updates transcribe PyTorch's torch.optim.SGD and torch.optim.AdamW (single-tensor path,
+// maximize=False, amsgrad=False) operation by operation, with every a*b+c written as an explicit
+// fmaf (as PyTorch's CUDA kernels contract them), so host and device round identically: the CPU
+// twin and the GPU agree bit for bit (fmaf, division and sqrtf are correctly rounded on both).
+// The per-launch scalars (bias corrections, 1 - lr*wd, ...) are computed in double, as PyTorch's
+// Python floats are, by the same operations on host and device (beta^step by repeated squaring,
+// not pow, whose last bit differs between libms), then rounded to float once.
+// Known difference from PyTorch: the config holds float betas/eps (0.9f is not the double 0.9);
+// the bias corrections therefore differ in the 8th significant digit at step 1 at most.
+#pragma once
+
+#include <math.h>
+
+#include <cstdint>
+#include <initializer_list>
+
+#include "kestrel/core/error.h"
+#include "kestrel/core/hd.h"
+
+namespace kestrel {
+
+// torch.optim.SGD(momentum, dampening, weight_decay, nesterov); the learning rate is read from
+// memory at run time (see kernels/optimizer.h).
+struct SgdConfig {
+  float momentum = 0.9f;
+  float dampening = 0.f;
+  float weight_decay = 0.f;
+  bool nesterov = false;
+};
+
+// torch.optim.AdamW(betas=(beta1, beta2), eps, weight_decay), amsgrad off.
+struct AdamWConfig {
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 1e-2f;
+};
+
+// Raise kestrel::Error on values PyTorch rejects (and non-finite ones): momentum < 0,
+// weight_decay < 0, dampening outside [0, 1], nesterov without momentum or with dampening;
+// betas outside [0, 1), eps <= 0.
+void validate(const SgdConfig& cfg);
+void validate(const AdamWConfig& cfg);
+
+namespace optimizer_detail {
+
+// b^e for e >= 0 by repeated squaring: a fixed sequence of correctly rounded multiplications.
+KESTREL_HD double pow_int(double b, std::int64_t e) {
+  double r = 1.0;
+  while (e > 0) {
+    if (e & 1) r *= b;
+    b *= b;
+    e >>= 1;
+  }
+  return r;
+}
+
+struct SgdScalars {
+  float neg_lr, momentum, one_minus_dampening, weight_decay;
+  bool first, nesterov;
+};
+
+KESTREL_HD SgdScalars sgd_scalars(const SgdConfig& c, float lr, std::int64_t step) {
+  return SgdScalars{-lr, c.momentum, static_cast<float>(1.0 - static_cast<double>(c.dampening)),
+                    c.weight_decay, step == 1, c.nesterov};
+}
+
+// One parameter: g += wd * p (when decayed); buf = first ? g : momentum * buf + (1 - dampening) g;
+// g = nesterov ? g + momentum * buf : buf; p -= lr * g. buf is untouched when momentum is 0.
+KESTREL_HD void sgd_element(float& p, float g, float& buf, bool decay, const SgdScalars& s) {
+  if (decay && s.weight_decay != 0.f) g = fmaf(s.weight_decay, p, g);
+  if (s.momentum != 0.f) {
+    buf = s.first ? g : fmaf(s.one_minus_dampening, g, buf * s.momentum);
+    g = s.nesterov ? fmaf(s.momentum, buf, g) : buf;
+  }
+  p = fmaf(s.neg_lr, g, p);
+}
+
+struct AdamWScalars {
+  float decay_factor;      // 1 - lr * weight_decay
+  float lerp_weight;       // 1 - beta1 (exp_avg.lerp_(grad, 1 - beta1))
+  float beta2, one_minus_beta2;
+  float neg_step_size;     // -lr / (1 - beta1^step)
+  float bias_correction2_sqrt;  // sqrt(1 - beta2^step)
+  float eps;
+};
+
+KESTREL_HD AdamWScalars adamw_scalars(const AdamWConfig& c, float lr, std::int64_t step) {
+  const double b1 = c.beta1, b2 = c.beta2;
+  const double bc1 = 1.0 - pow_int(b1, step);
+  const double bc2 = 1.0 - pow_int(b2, step);
+  return AdamWScalars{static_cast<float>(fma(-static_cast<double>(lr), static_cast<double>(c.weight_decay), 1.0)),
+                      static_cast<float>(1.0 - b1),
+                      c.beta2,
+                      static_cast<float>(1.0 - b2),
+                      static_cast<float>(-(static_cast<double>(lr) / bc1)),
+                      static_cast<float>(sqrt(bc2)),
+                      c.eps};
+}
+
+// PyTorch's lerp: self + w (end - self) for |w| < 0.5, else end - (end - self)(1 - w).
+KESTREL_HD float torch_lerp(float self, float end, float w) {
+  const float d = end - self;
+  return fabsf(w) < 0.5f ? fmaf(w, d, self) : fmaf(-d, 1.f - w, end);
+}
+
+// One parameter: p *= 1 - lr wd (when decayed); m = lerp(m, g, 1 - b1); v = b2 v + (1 - b2) g^2;
+// p += -step_size * (m / (sqrt(v) / sqrt(bc2) + eps)).
+KESTREL_HD void adamw_element(float& p, float g, float& m, float& v, bool decay, const AdamWScalars& s) {
+  if (decay && s.decay_factor != 1.f) p = p * s.decay_factor;
+  m = torch_lerp(m, g, s.lerp_weight);
+  v = fmaf(s.one_minus_beta2 * g, g, v * s.beta2);
+  const float denom = sqrtf(v) / s.bias_correction2_sqrt + s.eps;
+  p = fmaf(s.neg_step_size, m / denom, p);
+}
+
+// Host-side pointer and size checks shared by both twins; `state` are the optimizer's state
+// buffers that this configuration uses.
+inline void check_update(const char* op, std::int64_t n, const float* params, const float* grads,
+                         const float* lr, const std::int64_t* step,
+                         std::initializer_list<const float*> state) {
+  KESTREL_CHECK(n >= 0, op, ": negative parameter count ", n);
+  if (n == 0) return;
+  KESTREL_CHECK(params != nullptr && grads != nullptr, op, ": params and grads must not be null");
+  KESTREL_CHECK(lr != nullptr && step != nullptr, op, ": lr and step pointers must not be null");
+  for (const float* s : state) KESTREL_CHECK(s != nullptr, op, ": an optimizer state buffer is null");
+}
+
+}  // namespace optimizer_detail
+}  // namespace kestrel
