@@ -2,7 +2,7 @@
 
 #include "kestrel/kernels/bias.h"
 #include "kestrel/kernels/bias_math.h"
-#include "kestrel/kernels/dtype_io.h"
+#include "kestrel/kernels/element_io.h"
 #include "kestrel/kernels/launch_internal.cuh"
 
 namespace kestrel::cuda {
@@ -17,7 +17,7 @@ __global__ void add_kernel(T* y, const float* bias, std::int64_t total, std::int
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
        i < total; i += stride) {
     const float b = bias[bias_detail::channel_of(i, c, inner)];
-    dtype_io::store(y, i, bias_detail::add_bias(dtype_io::load(y, i), b));
+    element_io::store(y, i, bias_detail::add_bias(element_io::load(y, i), b));
   }
 }
 
@@ -37,7 +37,7 @@ __global__ void __launch_bounds__(kThreads)
     const std::int64_t col = tile * 32 + lane;
     float acc = 0.f;
     if (col < cols)
-      for (std::int64_t r = warp; r < rows; r += kWarps) acc += dtype_io::load(dy, r * cols + col);
+      for (std::int64_t r = warp; r < rows; r += kWarps) acc += element_io::load(dy, r * cols + col);
     partial[warp][lane] = acc;
     __syncthreads();
     const float total = Reduce(temp[group]).Sum(partial[member][group]);
@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(kThreads)
     float acc = 0.f;
     for (std::int64_t b = 0; b < n; ++b) {
       const T* plane = dy + (b * c + ch) * hw;
-      for (std::int64_t s = threadIdx.x; s < hw; s += kThreads) acc += dtype_io::load(plane, s);
+      for (std::int64_t s = threadIdx.x; s < hw; s += kThreads) acc += element_io::load(plane, s);
     }
     const float total = Reduce(temp).Sum(acc);
     if (threadIdx.x == 0) dbias[ch] = total;
@@ -67,12 +67,12 @@ __global__ void __launch_bounds__(kThreads)
 
 void add(const char* what, void* y, const float* bias, DType dtype, std::int64_t n,
          std::int64_t c, std::int64_t hw, Layout layout, cudaStream_t stream) {
-  dtype_io::check_float_or_bf16(dtype, what);
+  element_io::check_float_or_bf16(dtype, what);
   bias_detail::check_sizes(what, n, c, hw, y, bias);
   const std::int64_t total = n * c * hw;
   if (total == 0) return;
   const std::int64_t inner = bias_detail::inner_of(layout, hw);
-  dtype_io::dispatch(dtype, what, [&](auto tag) {
+  element_io::dispatch_float_or_bf16(dtype, what, [&](auto tag) {
     using T = decltype(tag);
     add_kernel<T><<<cuda_detail::grid_for(total, kThreads), kThreads, 0, stream>>>(
         static_cast<T*>(y), bias, total, c, inner);
@@ -82,10 +82,10 @@ void add(const char* what, void* y, const float* bias, DType dtype, std::int64_t
 
 void sums(const char* what, const void* dy, float* dbias, DType dtype, std::int64_t n,
           std::int64_t c, std::int64_t hw, Layout layout, cudaStream_t stream) {
-  dtype_io::check_float_or_bf16(dtype, what);
+  element_io::check_float_or_bf16(dtype, what);
   bias_detail::check_sizes(what, n, c, hw, dy, dbias);
   if (c == 0) return;
-  dtype_io::dispatch(dtype, what, [&](auto tag) {
+  element_io::dispatch_float_or_bf16(dtype, what, [&](auto tag) {
     using T = decltype(tag);
     const T* src = static_cast<const T*>(dy);
     if (layout == Layout::kNCHW && hw > 1) {

@@ -110,6 +110,23 @@ KESTREL_HD Index4 coords4(Layout layout, std::int64_t i, std::int64_t C, std::in
   return r;
 }
 
+// Host: raises kestrel::Error unless `t` is fp32 or bf16 (families without fp16 kernels).
+inline void check_float_or_bf16(DType t, const char* what) {
+  KESTREL_CHECK(t == DType::kFloat32 || t == DType::kBFloat16, what,
+                ": dtype must be fp32 or bf16, got ", dtype_name(t));
+}
+
+// Host: calls f(float{}) or f(bfloat16{}) by `t`; raises for any other dtype.
+template <typename F>
+void dispatch_float_or_bf16(DType t, const char* what, F&& f) {
+  check_float_or_bf16(t, what);
+  if (t == DType::kFloat32) {
+    f(float{});
+  } else {
+    f(bfloat16{});
+  }
+}
+
 // Host-side argument check: activations are stored as fp32, bf16 or fp16.
 inline void check_storage_dtype(DType dtype, const char* op) {
   KESTREL_CHECK(is_floating(dtype), op, ": storage dtype must be fp32, bf16 or fp16, got ",

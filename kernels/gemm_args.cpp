@@ -4,7 +4,7 @@
 #include <climits>
 
 #include "kestrel/core/error.h"
-#include "kestrel/kernels/dtype_io.h"
+#include "kestrel/kernels/element_io.h"
 
 namespace kestrel {
 namespace {
@@ -23,7 +23,7 @@ void check_ld(std::int64_t ld, std::int64_t row_length, const char* name, const 
 void validate_gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
                    const void* a, std::int64_t lda, const void* b, std::int64_t ldb,
                    const void* c, std::int64_t ldc, DType dtype) {
-  dtype_io::check_float_or_bf16(dtype, "gemm");
+  element_io::check_float_or_bf16(dtype, "gemm");
   check_size(m, "m");
   check_size(n, "n");
   check_size(k, "k");

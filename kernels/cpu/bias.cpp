@@ -3,30 +3,30 @@
 #include <vector>
 
 #include "kestrel/kernels/bias_math.h"
-#include "kestrel/kernels/dtype_io.h"
+#include "kestrel/kernels/element_io.h"
 
 namespace kestrel::cpu {
 namespace {
 void add(const char* what, void* y, const float* bias, DType dtype, std::int64_t n,
          std::int64_t c, std::int64_t hw, Layout layout) {
-  dtype_io::check_float_or_bf16(dtype, what);
+  element_io::check_float_or_bf16(dtype, what);
   bias_detail::check_sizes(what, n, c, hw, y, bias);
   const std::int64_t total = n * c * hw, inner = bias_detail::inner_of(layout, hw);
   for (std::int64_t i = 0; i < total; ++i) {
     const float b = bias[bias_detail::channel_of(i, c, inner)];
-    dtype_io::store(y, dtype, i, bias_detail::add_bias(dtype_io::load(y, dtype, i), b));
+    element_io::store_float(y, dtype, i, bias_detail::add_bias(element_io::load_float(y, dtype, i), b));
   }
 }
 
 void sums(const char* what, const void* dy, float* dbias, DType dtype, std::int64_t n,
           std::int64_t c, std::int64_t hw, Layout layout) {
-  dtype_io::check_float_or_bf16(dtype, what);
+  element_io::check_float_or_bf16(dtype, what);
   bias_detail::check_sizes(what, n, c, hw, dy, dbias);
   const std::int64_t total = n * c * hw, inner = bias_detail::inner_of(layout, hw);
   std::vector<double> acc(static_cast<std::size_t>(c), 0.0);
   for (std::int64_t i = 0; i < total; ++i)
     acc[static_cast<std::size_t>(bias_detail::channel_of(i, c, inner))] +=
-        dtype_io::load(dy, dtype, i);
+        element_io::load_float(dy, dtype, i);
   for (std::int64_t ch = 0; ch < c; ++ch)
     dbias[ch] = static_cast<float>(acc[static_cast<std::size_t>(ch)]);
 }

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "kestrel/core/error.h"
-#include "kestrel/kernels/dtype_io.h"
+#include "kestrel/kernels/element_io.h"
 
 namespace kestrel::cpu {
 namespace {
@@ -38,14 +38,14 @@ void for_each_index(const Dims& d, F&& f) {
 Logical load(const void* p, const Conv2dDesc& desc, const Dims& d) {
   Logical t{d, std::vector<double>(static_cast<std::size_t>(d[0] * d[1] * d[2] * d[3]))};
   for_each_index(d, [&](std::int64_t a, std::int64_t b, std::int64_t c, std::int64_t e) {
-    t.at(a, b, c, e) = dtype_io::load(p, desc.dtype, offset(desc.layout, d, a, b, c, e));
+    t.at(a, b, c, e) = element_io::load_float(p, desc.dtype, offset(desc.layout, d, a, b, c, e));
   });
   return t;
 }
 
 void store(Logical& t, const Conv2dDesc& desc, void* p) {
   for_each_index(t.dims, [&](std::int64_t a, std::int64_t b, std::int64_t c, std::int64_t e) {
-    dtype_io::store(p, desc.dtype, offset(desc.layout, t.dims, a, b, c, e),
+    element_io::store_float(p, desc.dtype, offset(desc.layout, t.dims, a, b, c, e),
                     static_cast<float>(t.at(a, b, c, e)));
   });
 }

@@ -1,6 +1,6 @@
 #include "kestrel/kernels/cpu/gemm.h"
 
-#include "kestrel/kernels/dtype_io.h"
+#include "kestrel/kernels/element_io.h"
 
 namespace kestrel::cpu {
 
@@ -12,13 +12,13 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
     for (std::int64_t j = 0; j < n; ++j) {
       double acc = 0.0;
       for (std::int64_t p = 0; p < k; ++p) {
-        const double av = dtype_io::load(a, dtype, trans_a ? p * lda + i : i * lda + p);
-        const double bv = dtype_io::load(b, dtype, trans_b ? j * ldb + p : p * ldb + j);
+        const double av = element_io::load_float(a, dtype, trans_a ? p * lda + i : i * lda + p);
+        const double bv = element_io::load_float(b, dtype, trans_b ? j * ldb + p : p * ldb + j);
         acc += av * bv;
       }
       double v = static_cast<double>(alpha) * acc;
-      if (beta != 0.f) v += static_cast<double>(beta) * dtype_io::load(c, dtype, i * ldc + j);
-      dtype_io::store(c, dtype, i * ldc + j, static_cast<float>(v));
+      if (beta != 0.f) v += static_cast<double>(beta) * element_io::load_float(c, dtype, i * ldc + j);
+      element_io::store_float(c, dtype, i * ldc + j, static_cast<float>(v));
     }
   }
 }
