@@ -4,17 +4,13 @@
 // layouts, all three activations, fp32 and bf16; inference, in-place use, the optional
 // pointers and the error paths.
 //
-// Tolerances: |a - e| <= tol * (|e| + scale); tol = 1e-5 for fp32 outputs and statistics,
-// 1e-4 for fp32 gradients (about 100 and 1000 units of fp32 rounding), 1e-2 for anything stored
-// as bf16 (a bf16 rounding is 2^-9 = 2e-3). The scale is the rms of the expected values for
-// outputs and statistics, and the size of the terms a gradient is summed from for gradients
-// (dx for m = 2 is eps-sized: its terms cancel; see Grads in batchnorm_reference.h).
+// Tolerances: see tests/support/batchnorm_step.h.
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <vector>
 
-#include "batchnorm_reference.h"
+#include "batchnorm_step.h"
 #include "kestrel/core/error.h"
 #include "kestrel/kernels/batchnorm.h"
 #include "kestrel/kernels/cpu/batchnorm.h"
@@ -25,7 +21,7 @@ using kestrel::BatchNormDims;
 using kestrel::BnActivation;
 using kestrel::DType;
 using kestrel::Layout;
-using kestrel::testing::all_close;
+using kestrel::testing::bnref::close_to;
 
 namespace {
 
@@ -33,84 +29,31 @@ constexpr float kEps = 1e-5f;
 constexpr float kMomentum = 0.1f;
 const BnActivation kActs[] = {BnActivation::kNone, BnActivation::kRelu, BnActivation::kAddRelu};
 
-::testing::AssertionResult close_to(const std::vector<float>& actual,
-                                    const std::vector<double>& expected, double tol) {
-  return all_close(actual, expected, tol * ref::rms(expected), tol);
-}
-
-// One training step (forward + backward) of the CPU twin, with everything the checks need.
-struct Step {
-  std::vector<float> x, residual, gamma, beta, y, dy, dx, dresidual;
-  std::vector<float> save_mean, save_invstd, rm0, rv0, rm, rv, dgamma, dbeta;
-};
-
-Step run_step(const BatchNormDims& d, DType t, BnActivation act, std::uint32_t seed) {
+// Runs s's step on the CPU twin, filling its outputs.
+void run_step(const BatchNormDims& d, DType t, BnActivation act, ref::Step& s) {
   const std::int64_t count = ref::numel(d);
   const bool add = act == BnActivation::kAddRelu;
-  Step s;
-  s.x = ref::channel_data(d, t, seed);
-  if (add) s.residual = ref::uniform_data(count, -2.f, 2.f, t, seed + 1);
-  s.gamma = ref::uniform_data(d.c, -1.5f, 1.5f, DType::kFloat32, seed + 2);
-  s.beta = ref::uniform_data(d.c, -1.f, 1.f, DType::kFloat32, seed + 3);
-  s.rm0 = ref::uniform_data(d.c, -1.f, 1.f, DType::kFloat32, seed + 4);
-  s.rv0 = ref::uniform_data(d.c, 0.5f, 2.f, DType::kFloat32, seed + 5);
-  s.dy = ref::uniform_data(count, -1.f, 1.f, t, seed + 6);
   s.rm = s.rm0;
   s.rv = s.rv0;
   s.save_mean.assign(d.c, 0.f);
   s.save_invstd.assign(d.c, 0.f);
   s.dgamma.assign(d.c, 0.f);
   s.dbeta.assign(d.c, 0.f);
-
-  const auto x = ref::to_storage(s.x, t);
-  const auto r = ref::to_storage(s.residual, t);
+  const auto x = ref::to_storage(s.x, t), r = ref::to_storage(s.residual, t);
   auto y = ref::to_storage(std::vector<float>(count, 0.f), t);
   kestrel::cpu::batchnorm_forward_training(x.data(), add ? r.data() : nullptr, y.data(), t, d,
                                            s.gamma.data(), s.beta.data(), kEps, kMomentum,
                                            s.rm.data(), s.rv.data(), s.save_mean.data(),
                                            s.save_invstd.data(), act, nullptr);
   s.y = ref::from_storage(y, t);
-
   const auto dy = ref::to_storage(s.dy, t);
-  auto dx = ref::to_storage(std::vector<float>(count, 0.f), t);
-  auto dr = ref::to_storage(std::vector<float>(count, 0.f), t);
+  auto dx = y, dr = y;
   kestrel::cpu::batchnorm_backward(dy.data(), x.data(), y.data(), t, d, s.gamma.data(),
                                    s.save_mean.data(), s.save_invstd.data(), dx.data(),
                                    add ? dr.data() : nullptr, s.dgamma.data(), s.dbeta.data(), act,
                                    nullptr);
   s.dx = ref::from_storage(dx, t);
   if (add) s.dresidual = ref::from_storage(dr, t);
-  return s;
-}
-
-// Compares a step with the reference: outputs, statistics (saved and running), gradients.
-void check_step(const BatchNormDims& d, DType t, BnActivation act, const Step& s) {
-  SCOPED_TRACE(ref::describe(d, t, act));
-  const bool bf16 = t == DType::kBFloat16;
-  const double out_tol = bf16 ? 1e-2 : 1e-5, grad_tol = bf16 ? 1e-2 : 1e-4;
-  const ref::Stats st = ref::batch_stats(d, s.x);
-  const auto* r = act == BnActivation::kAddRelu ? &s.residual : nullptr;
-  EXPECT_TRUE(close_to(s.y, ref::normalise(d, s.x, r, st.mean, st.var, s.gamma, s.beta, kEps, act),
-                       out_tol));
-  const double m = static_cast<double>(d.n * d.hw);
-  std::vector<double> invstd(d.c), rm(d.c), rv(d.c);
-  for (std::int64_t ch = 0; ch < d.c; ++ch) {
-    invstd[ch] = 1.0 / std::sqrt(st.var[ch] + kEps);
-    rm[ch] = (1.0 - kMomentum) * s.rm0[ch] + kMomentum * st.mean[ch];
-    rv[ch] = (1.0 - kMomentum) * s.rv0[ch] + kMomentum * st.var[ch] * m / (m - 1.0);
-  }
-  EXPECT_TRUE(close_to(s.save_mean, st.mean, 1e-5));
-  EXPECT_TRUE(close_to(s.save_invstd, invstd, 1e-5));
-  EXPECT_TRUE(close_to(s.rm, rm, 1e-5));
-  EXPECT_TRUE(close_to(s.rv, rv, 1e-5));
-
-  const ref::Grads g = ref::backward(d, s.dy, s.x, s.y, s.gamma, kEps, act);
-  EXPECT_TRUE(ref::within(s.dx, g.dx, g.dx_scale, grad_tol));
-  EXPECT_TRUE(ref::within(s.dgamma, g.dgamma, g.dgamma_scale, grad_tol));
-  EXPECT_TRUE(ref::within(s.dbeta, g.dbeta, g.dbeta_scale, grad_tol));
-  if (act == BnActivation::kAddRelu) {
-    EXPECT_TRUE(close_to(s.dresidual, g.dresidual, grad_tol));
-  }
 }
 
 }  // namespace
@@ -126,7 +69,9 @@ TEST(BatchNormCpu, TrainingStepMatchesDoubleReference) {
       for (DType t : {DType::kFloat32, DType::kBFloat16})
         for (BnActivation act : kActs) {
           const BatchNormDims d{sh[0], sh[1], sh[2], l};
-          check_step(d, t, act, run_step(d, t, act, seed++));
+          ref::Step s = ref::make_step(d, t, act, seed++);
+          run_step(d, t, act, s);
+          ref::check_step(d, t, act, s, kEps, kMomentum);
         }
 }
 
