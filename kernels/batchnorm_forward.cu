@@ -1,0 +1,152 @@
+// Batch-normalisation forward on the GPU (kernels/batchnorm.h): training = partial statistics,
+// per-channel combine, normalise; inference = normalise with the running statistics.
+#include "kestrel/kernels/batchnorm.h"
+#include "kestrel/kernels/batchnorm_check_internal.h"
+#include "kestrel/kernels/batchnorm_internal.cuh"
+
+namespace kestrel::cuda_detail::bn {
+namespace {
+
+struct ForwardArgs {
+  const void* x;
+  const void* residual;
+  void* y;
+  const float* gamma;
+  const float* beta;
+  const float* mean;    // save_mean (training) or running_mean (inference)
+  const float* spread;  // save_invstd (training) or running_var (inference)
+  float eps;
+  bool spread_is_var;
+  BnActivation act;
+};
+
+// Per-thread shifted sums of x, one set per lane's channel.
+template <class C>
+struct StatsOp {
+  using S = typename C::Storage;
+  using Args = ForwardArgs;
+  using Partial = Welford;
+  using Regs = Pack<S, C::kV>;
+  static constexpr int kV = C::kV;
+  static constexpr bool kChannelsLast = C::kChannelsLast;
+  static constexpr int kUnroll = C::kUnroll;
+
+  const S* x;
+  bn_detail::ShiftedSums acc[C::kLanes];
+  float n = 0.f;  // values per lane so far
+
+  __device__ StatsOp(const Args& a, std::int64_t) : x(static_cast<const S*>(a.x)) {
+#pragma unroll
+    for (int j = 0; j < C::kLanes; ++j) acc[j] = {0.f, 0.f, 0.f};
+  }
+  __device__ Regs load(std::int64_t off) const { return load_pack<S, kV>(x, off); }
+  __device__ void consume(const Regs& r, std::int64_t) {
+    if (n == 0.f) {
+#pragma unroll
+      for (int j = 0; j < C::kLanes; ++j) acc[j].shift = as_float(r.v[j]);
+    }
+#pragma unroll
+    for (int j = 0; j < kV; ++j) bn_detail::shifted_add(acc[C::lane(j)], as_float(r.v[j]));
+    n += kChannelsLast ? 1.f : static_cast<float>(kV);
+  }
+  __device__ Welford partial(int lane) const { return bn_detail::shifted_to_welford(acc[lane], n); }
+};
+
+// y = act((x - mean) * scale + shift [+ residual]).
+template <class C>
+struct ForwardOp {
+  using S = typename C::Storage;
+  using Args = ForwardArgs;
+  struct Regs {
+    Pack<S, C::kV> x, r;
+  };
+  static constexpr int kV = C::kV;
+  static constexpr bool kChannelsLast = C::kChannelsLast;
+  static constexpr int kUnroll = C::kUnroll;
+
+  const S* x;
+  const S* residual;
+  S* y;
+  BnActivation act;
+  bn_detail::BnAffine affine[C::kLanes];
+
+  __device__ ForwardOp(const Args& a, std::int64_t ch0)
+      : x(static_cast<const S*>(a.x)), residual(static_cast<const S*>(a.residual)),
+        y(static_cast<S*>(a.y)), act(a.act) {
+#pragma unroll
+    for (int j = 0; j < C::kLanes; ++j) {
+      const std::int64_t ch = ch0 + j;
+      const float invstd = a.spread_is_var ? bn_detail::bn_invstd(a.spread[ch], a.eps) : a.spread[ch];
+      affine[j] = bn_detail::bn_affine(a.mean[ch], invstd, a.gamma, a.beta, ch);
+    }
+  }
+  __device__ Regs load(std::int64_t off) const {
+    Regs r;
+    r.x = load_pack<S, kV>(x, off);
+    if (act == BnActivation::kAddRelu) {
+      r.r = load_pack<S, kV>(residual, off);
+    } else {
+#pragma unroll
+      for (int j = 0; j < kV; ++j) r.r.v[j] = from_float<S>(0.f);
+    }
+    return r;
+  }
+  __device__ void consume(const Regs& r, std::int64_t off) const {
+    Pack<S, kV> out;
+#pragma unroll
+    for (int j = 0; j < kV; ++j)
+      out.v[j] = from_float<S>(bn_detail::bn_forward_element(as_float(r.x.v[j]), as_float(r.r.v[j]),
+                                                             affine[C::lane(j)], act));
+    store_pack<S, kV>(y, off, out);
+  }
+};
+
+}  // namespace
+}  // namespace kestrel::cuda_detail::bn
+
+namespace kestrel::cuda {
+
+using cuda_detail::bn::ForwardArgs;
+
+void batchnorm_forward_training(const void* x, const void* residual, void* y, DType dtype,
+                                const BatchNormDims& d, const float* gamma, const float* beta,
+                                float eps, float momentum, float* running_mean, float* running_var,
+                                float* save_mean, float* save_invstd, BnActivation act,
+                                void* workspace, cudaStream_t stream) {
+  namespace bn = cuda_detail::bn;
+  bn_detail::check_training_forward(x, residual, y, dtype, d, eps, momentum, running_mean,
+                                    running_var, save_mean, save_invstd, act);
+  KESTREL_CHECK(workspace != nullptr && reinterpret_cast<std::uintptr_t>(workspace) % 16 == 0,
+                "batchnorm_forward_training: workspace must be a 16-byte aligned buffer of "
+                "batchnorm_workspace_bytes() bytes");
+  const bn_detail::BnGeometry g = bn_detail::bn_geometry(d, bn::vector_width(dtype, d, {x, residual, y}));
+  bn::check_grid(g);
+  auto* part = static_cast<bn_detail::Welford*>(workspace);
+  const ForwardArgs args{x, residual, y, gamma, beta, save_mean, save_invstd, eps, false, act};
+  const float m = static_cast<float>(d.n * d.hw);
+  bn::dispatch(dtype, g, [&](auto cfg) {
+    using C = decltype(cfg);
+    bn::launch_reduce<bn::StatsOp<C>>(g, args, part, stream);
+    bn::launch_finalize_stats(g, part, m, eps, momentum, save_mean, save_invstd, running_mean,
+                              running_var, stream);
+    bn::launch_apply<bn::ForwardOp<C>>(g, args, stream);
+  });
+}
+
+void batchnorm_forward_inference(const void* x, const void* residual, void* y, DType dtype,
+                                 const BatchNormDims& d, const float* gamma, const float* beta,
+                                 const float* running_mean, const float* running_var, float eps,
+                                 BnActivation act, cudaStream_t stream) {
+  namespace bn = cuda_detail::bn;
+  bn_detail::check_inference_forward(x, residual, y, dtype, d, running_mean, running_var, eps,
+                                     act);
+  const bn_detail::BnGeometry g = bn_detail::bn_geometry(d, bn::vector_width(dtype, d, {x, residual, y}));
+  bn::check_grid(g);
+  const ForwardArgs args{x, residual, y, gamma, beta, running_mean, running_var, eps, true, act};
+  bn::dispatch(dtype, g, [&](auto cfg) {
+    using C = decltype(cfg);
+    bn::launch_apply<bn::ForwardOp<C>>(g, args, stream);
+  });
+}
+
+}  // namespace kestrel::cuda

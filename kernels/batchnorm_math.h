@@ -1,0 +1,259 @@
+// Formulas and work partitioning of batch normalisation, shared by kernels/batchnorm_*.cu and
+// kernels/cpu/batchnorm.cpp (KESTREL_HD), so the CPU tests run the GPU's arithmetic and check the
+// GPU's index walks.
+#pragma once
+
+#include <math.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kestrel/core/dtype.h"
+#include "kestrel/core/half.h"
+#include "kestrel/core/hd.h"
+#include "kestrel/kernels/batchnorm_types.h"
+
+namespace kestrel::bn_detail {
+
+// ---------------------------------------------------------------------------------------------
+// Statistics. Each thread sums x - shift and (x - shift)^2 with shift = its first value (cheap,
+// and exact enough because x - shift is small); the per-thread sums become (count, mean, M2)
+// triples that are merged with Chan's parallel formula, which is stable at any mean.
+
+struct Welford {
+  float n, mean, m2;  // count, mean, sum of squared deviations from the mean
+};
+
+KESTREL_HD Welford welford_combine(const Welford& a, const Welford& b) {
+  if (b.n == 0.f) return a;
+  if (a.n == 0.f) return b;
+  const float n = a.n + b.n;
+  const float fb = b.n / n;
+  const float delta = b.mean - a.mean;
+  return {n, fmaf(delta, fb, a.mean), a.m2 + b.m2 + delta * delta * a.n * fb};
+}
+
+struct ShiftedSums {
+  float shift, s1, s2;
+};
+
+KESTREL_HD void shifted_add(ShiftedSums& s, float v) {
+  const float d = v - s.shift;
+  s.s1 += d;
+  s.s2 = fmaf(d, d, s.s2);
+}
+
+KESTREL_HD Welford shifted_to_welford(const ShiftedSums& s, float n) {
+  if (n == 0.f) return {0.f, 0.f, 0.f};
+  const float mean_d = s.s1 / n;
+  const float m2 = s.s2 - s.s1 * mean_d;
+  return {n, s.shift + mean_d, m2 < 0.f ? 0.f : m2};  // rounding may dip below 0; NaN stays
+}
+
+KESTREL_HD float bn_invstd(float var, float eps) { return 1.f / sqrtf(var + eps); }
+
+// Turns a channel's merged statistics over m values into save_mean / save_invstd and updates the
+// running statistics (PyTorch's convention: unbiased variance, running = (1-mom)*running +
+// mom*batch) when running_mean is not null.
+KESTREL_HD void bn_finalize_channel(const Welford& w, float m, float eps, float momentum,
+                                    float* save_mean, float* save_invstd, float* running_mean,
+                                    float* running_var, std::int64_t ch) {
+  const float var = w.m2 / m;
+  save_mean[ch] = w.mean;
+  save_invstd[ch] = bn_invstd(var, eps);
+  if (running_mean != nullptr) {
+    const float unbiased = w.m2 / (m - 1.f);
+    running_mean[ch] = (1.f - momentum) * running_mean[ch] + momentum * w.mean;
+    running_var[ch] = (1.f - momentum) * running_var[ch] + momentum * unbiased;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise formulas.
+
+// y = (x - mean) * scale + shift with scale = gamma * invstd, shift = beta. Subtracting the mean
+// first keeps precision when |mean| >> std.
+struct BnAffine {
+  float mean, scale, shift;
+};
+
+KESTREL_HD BnAffine bn_affine(float mean, float invstd, const float* gamma, const float* beta,
+                              std::int64_t ch) {
+  const float g = gamma != nullptr ? gamma[ch] : 1.f;
+  const float b = beta != nullptr ? beta[ch] : 0.f;
+  return {mean, g * invstd, b};
+}
+
+KESTREL_HD float bn_activate(float v, float residual, BnActivation act) {
+  if (act == BnActivation::kAddRelu) v += residual;
+  if (act != BnActivation::kNone) v = v < 0.f ? 0.f : v;  // relu that keeps NaN
+  return v;
+}
+
+KESTREL_HD float bn_forward_element(float x, float residual, const BnAffine& a, BnActivation act) {
+  return bn_activate(fmaf(x - a.mean, a.scale, a.shift), residual, act);
+}
+
+// Gradient reaching the normalisation: dy masked by the ReLU, taken from the output y.
+KESTREL_HD float bn_masked_grad(float dy, float y, BnActivation act) {
+  return (act == BnActivation::kNone || y > 0.f) ? dy : 0.f;
+}
+
+// Per-channel sums of backward: g and g * (x - mean) (times invstd this gives dgamma).
+struct GradSums {
+  float g, gd;
+};
+
+KESTREL_HD GradSums grad_sums_combine(const GradSums& a, const GradSums& b) {
+  return {a.g + b.g, a.gd + b.gd};
+}
+
+KESTREL_HD void grad_sums_add(GradSums& s, float g, float x, float mean) {
+  s.g += g;
+  s.gd = fmaf(g, x - mean, s.gd);
+}
+
+// dx = gamma*invstd*(g - dbeta/m - xhat*dgamma/m) rearranged as a*g + k*(x - mean) + b.
+struct BnBackwardCoeffs {
+  float mean, a, k, b;
+};
+
+KESTREL_HD BnBackwardCoeffs bn_backward_coeffs(float mean, float invstd, const float* gamma,
+                                               std::int64_t ch, float dbeta, float dgamma,
+                                               float m) {
+  const float ga = (gamma != nullptr ? gamma[ch] : 1.f) * invstd;
+  return {mean, ga, -ga * invstd * (dgamma / m), -ga * (dbeta / m)};
+}
+
+KESTREL_HD float bn_backward_element(float g, float x, const BnBackwardCoeffs& c) {
+  return fmaf(c.a, g, fmaf(c.k, x - c.mean, c.b));
+}
+
+// Loads element i of a buffer of `dtype` (fp32 or bf16) as float.
+KESTREL_HD float load_as_float(const void* p, DType dtype, std::int64_t i) {
+  return dtype == DType::kFloat32 ? static_cast<const float*>(p)[i]
+                                  : float_from_bf16_bits(static_cast<const std::uint16_t*>(p)[i]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Work partitioning (device independent, so results do not depend on the GPU either).
+//
+// Each channel's m values are split into `parts` ranges, one block each; a block reduces about
+// kChunkElems elements (32 per thread), so even c = 16 spreads the tensor over every SM.
+// NCHW walks a channel's n planes; NHWC (and NCHW with hw == 1, the same memory order) gives each
+// thread one column of 16-byte vectors across the channels and each block a range of rows.
+
+constexpr int kThreads = 256;                  // threads of every batch-norm block
+constexpr std::int64_t kChunkElems = 8192;     // elements one reduction block covers (about)
+constexpr std::int64_t kMaxParts = 2048;       // partial statistics per channel at most
+
+KESTREL_HD bool channels_last(const BatchNormDims& d) {
+  return d.layout == Layout::kNHWC || d.hw == 1;
+}
+
+KESTREL_HD std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+KESTREL_HD std::int64_t clamp64(std::int64_t v, std::int64_t lo, std::int64_t hi) {
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
+// Partial statistics per channel (= reduction blocks along n * hw).
+KESTREL_HD std::int64_t bn_parts(const BatchNormDims& d) {
+  const std::int64_t m = d.n * d.hw;
+  if (channels_last(d)) {  // a block covers rows of all c channels
+    const std::int64_t rows_per_block = ceil_div(kChunkElems, d.c);
+    return clamp64(ceil_div(m, rows_per_block), 1, kMaxParts);
+  }
+  return clamp64(ceil_div(m, kChunkElems), 1, kMaxParts);
+}
+
+// [begin, end) of part k when `total` items are split into `parts` near-equal ranges.
+KESTREL_HD void part_range(std::int64_t k, std::int64_t parts, std::int64_t total,
+                           std::int64_t& begin, std::int64_t& end) {
+  const std::int64_t base = total / parts, extra = total % parts;
+  begin = k * base + (k < extra ? k : extra);
+  end = begin + base + (k < extra ? 1 : 0);
+}
+
+struct BnGeometry {
+  bool channels_last;
+  std::int64_t v;         // elements per vector access: 1, or 16 bytes' worth
+  std::int64_t c, parts;  // channels; partial statistics per channel
+  std::int64_t hwv, mv;   // NCHW: vectors per plane (hw / v), per channel (n * hwv)
+  std::int64_t rows, cv;  // channels-last: rows (n * hw), vectors per row (c / v)
+  std::int64_t col_tile;  // channels-last: vector columns one block covers
+  std::int64_t rows_per_iter, col_tiles;  // rows a block covers at once; blocks across a row
+};
+
+// `v` must divide hw (NCHW) or c (channels-last).
+KESTREL_HD BnGeometry bn_geometry(const BatchNormDims& d, std::int64_t v) {
+  BnGeometry g{};
+  g.channels_last = channels_last(d);
+  g.v = v;
+  g.c = d.c;
+  g.parts = bn_parts(d);
+  g.hwv = d.hw / v;
+  g.mv = d.n * g.hwv;
+  g.rows = d.n * d.hw;
+  g.cv = d.c / v;
+  g.col_tile = g.cv < kThreads ? g.cv : kThreads;
+  g.rows_per_iter = kThreads / g.col_tile;
+  g.col_tiles = ceil_div(g.cv, g.col_tile);
+  return g;
+}
+
+// The element offsets (in elements, each the first of a v-vector of one channel) that thread
+// `thread` of the NCHW block for (channel ch, part k) visits, in order.
+struct NchwCursor {
+  std::int64_t q, q_end, ni, p, step_n, step_p, hwv, c, ch, v;
+
+  KESTREL_HD NchwCursor(const BnGeometry& g, std::int64_t channel, std::int64_t k, int thread)
+      : hwv(g.hwv), c(g.c), ch(channel), v(g.v) {
+    part_range(k, g.parts, g.mv, q, q_end);
+    q += thread;
+    ni = q / hwv;
+    p = q % hwv;
+    step_n = kThreads / hwv;  // advancing q by kThreads without a division per step
+    step_p = kThreads % hwv;
+  }
+
+  KESTREL_HD bool next(std::int64_t& off) {
+    if (q >= q_end) return false;
+    off = ((ni * c + ch) * hwv + p) * v;
+    q += kThreads;
+    ni += step_n;
+    p += step_p;
+    if (p >= hwv) {
+      p -= hwv;
+      ++ni;
+    }
+    return true;
+  }
+};
+
+// Channels-last: thread `thread` of the block (part, tile) owns vector column `col` (channels
+// col*v .. col*v+v-1) and visits rows row_lane, row_lane + rows_per_iter, ... of the part.
+struct NhwcCursor {
+  std::int64_t row, row_end, step, c, col, v;
+  bool active;
+
+  KESTREL_HD NhwcCursor(const BnGeometry& g, std::int64_t part, std::int64_t tile, int thread)
+      : step(g.rows_per_iter), c(g.c), v(g.v) {
+    const std::int64_t row_lane = thread / g.col_tile;
+    col = tile * g.col_tile + thread % g.col_tile;
+    active = row_lane < g.rows_per_iter && col < g.cv;
+    part_range(part, g.parts, g.rows, row, row_end);
+    row += row_lane;
+  }
+
+  KESTREL_HD std::int64_t first_channel() const { return col * v; }
+
+  KESTREL_HD bool next(std::int64_t& off) {
+    if (!active || row >= row_end) return false;
+    off = row * c + col * v;
+    row += step;
+    return true;
+  }
+};
+
+}  // namespace kestrel::bn_detail
