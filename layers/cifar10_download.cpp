@@ -66,7 +66,7 @@ int report_progress(void* user, curl_off_t total, curl_off_t now, curl_off_t, cu
     const int tenth = static_cast<int>(now * 10 / total);
     if (tenth != p->last_tenth) {
       p->last_tenth = tenth;
-      *p->log << "  " << tenth * 10 << "% of " << total / (1024 * 1024) << " MiB" << std::endl;
+      *p->log << "  " << tenth * 10 << "% of " << total << " bytes" << std::endl;
     }
   } catch (...) {
   }
