@@ -51,6 +51,11 @@ CifarDataset load_cifar10(const std::string& dir);
 // (sizes that do not match `count`, labels above 9) before touching the file.
 void write_cifar10_bin(const CifarSplit& split, const std::string& path);
 
+// Writes `data` in the official layout: `dir`/data_batch_1..5.bin (the training split cut into
+// five near-equal consecutive batches) and `dir`/test_batch.bin, so that load_cifar10(dir) reads
+// it back. Needs 5..50000 training and 1..10000 test images. Creates `dir` if needed.
+void write_cifar10_dir(const CifarDataset& data, const std::string& dir);
+
 // A labelled stand-in for CIFAR-10 with learnable, class-dependent structure: each class is
 // one of five stripe/ring patterns (orientation and frequency) in one of two colour schemes,
 // drawn with random phase, position, frequency, contrast, colour jitter and per-pixel noise.

@@ -75,7 +75,18 @@ CifarSplit parse_cifar10_batch(const std::uint8_t* bytes, std::size_t size, cons
 CifarDataset load_cifar10(const std::string& dir) {
   const std::filesystem::path folder = batches_folder(dir);
   CifarDataset data;
-  for (const char* file : kTrainFiles) append(data.train, read_batch_file(folder / file));
+  std::vector<CifarSplit> parts;
+  std::int64_t total = 0;
+  for (const char* file : kTrainFiles) {
+    parts.push_back(read_batch_file(folder / file));
+    total += parts.back().count;
+  }
+  data.train.images.reserve(static_cast<std::size_t>(total * kCifarImageBytes));
+  data.train.labels.reserve(static_cast<std::size_t>(total));
+  for (CifarSplit& part : parts) {
+    append(data.train, part);
+    part = CifarSplit{};  // release each part once copied
+  }
   data.test = read_batch_file(folder / kTestFile);
   data.source = "cifar-10-batches-bin at " + folder.string();
   return data;
@@ -97,6 +108,32 @@ void write_cifar10_bin(const CifarSplit& split, const std::string& path) {
                 kCifarImageBytes);
   }
   detail::write_file_atomic(bytes.data(), bytes.size(), path);
+}
+
+void write_cifar10_dir(const CifarDataset& data, const std::string& dir) {
+  const std::int64_t n = data.train.count;
+  KESTREL_CHECK(n >= 5 && n <= 5 * kCifarRecordsPerBatch, "write_cifar10_dir(", dir, "): ", n,
+                " training images; five batches need 5..", 5 * kCifarRecordsPerBatch);
+  KESTREL_CHECK(data.train.labels.size() == static_cast<std::size_t>(n) &&
+                    data.train.images.size() == static_cast<std::size_t>(n * kCifarImageBytes),
+                "write_cifar10_dir(", dir, "): training split holds ", data.train.labels.size(),
+                " labels and ", data.train.images.size(), " image bytes for count ", n);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  KESTREL_CHECK(!ec, "cannot create folder ", dir, ": ", ec.message());
+  const std::filesystem::path folder(dir);
+  std::int64_t begin = 0;
+  for (int b = 0; b < 5; ++b) {
+    const std::int64_t end = n * (b + 1) / 5;
+    CifarSplit part;
+    part.count = end - begin;
+    part.labels.assign(data.train.labels.begin() + begin, data.train.labels.begin() + end);
+    part.images.assign(data.train.images.begin() + begin * kCifarImageBytes,
+                       data.train.images.begin() + end * kCifarImageBytes);
+    write_cifar10_bin(part, (folder / kTrainFiles[b]).string());
+    begin = end;
+  }
+  write_cifar10_bin(data.test, (folder / kTestFile).string());
 }
 
 }  // namespace kestrel

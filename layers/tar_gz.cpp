@@ -188,7 +188,9 @@ void extract_tar_gz(const std::string& archive, const std::string& dest_dir,
     std::uint64_t size = 0;
     KESTREL_CHECK(parse_octal(header + 124, 12, size), archive, ": entry ", name,
                   " has a size field that is not octal (base-256 sizes are not supported)");
-    const char type = static_cast<char>(header[156]);
+    char type = static_cast<char>(header[156]);
+    // Pre-POSIX tars mark directories only by a trailing slash.
+    if ((type == '0' || type == '\0') && size == 0 && !name.empty() && name.back() == '/') type = '5';
     const fs::path target = fs::path(dest_dir) / safe_relative_path(name, archive);
     std::error_code ec;
     if (type == '5') {

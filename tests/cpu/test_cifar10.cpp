@@ -94,6 +94,23 @@ TEST(Cifar10, LoadsDirectoryAndNestedFolder) {
   }
 }
 
+TEST(Cifar10, WritesADatasetFolderThatLoadsBack) {
+  TempDir tmp("cifar_dir");
+  const CifarDataset d = synthetic_cifar10(13, 4, 2);
+  write_cifar10_dir(d, tmp / "out");
+  // 13 images in five consecutive batches of 2, 3, 2, 3, 3 (cuts at 13 * k / 5).
+  const std::int64_t sizes[] = {2, 3, 2, 3, 3};
+  for (int b = 0; b < 5; ++b)
+    EXPECT_EQ(std::filesystem::file_size(tmp / ("out/data_batch_" + std::to_string(b + 1) + ".bin")),
+              static_cast<std::uintmax_t>(sizes[b] * 3073));
+  const CifarDataset back = load_cifar10(tmp / "out");
+  EXPECT_TRUE(testing::bit_equal(back.train.images, d.train.images));
+  EXPECT_TRUE(testing::bit_equal(back.train.labels, d.train.labels));
+  EXPECT_TRUE(testing::bit_equal(back.test.images, d.test.images));
+  EXPECT_THROW(write_cifar10_dir(synthetic_cifar10(4, 4, 2), tmp / "small"), Error);
+  EXPECT_THROW(write_cifar10_dir(synthetic_cifar10(5, 0, 2), tmp / "notest"), Error);
+}
+
 TEST(Cifar10, MissingFilesAreNamed) {
   TempDir tmp("cifar_missing");
   EXPECT_NE(error_of([&] { load_cifar10(tmp / "nothing"); }).find("data_batch_1.bin"), std::string::npos);

@@ -113,6 +113,7 @@ TEST_F(Cifar10Unpack, GnuMagicAndMultiMemberGzipAreAccepted) {
     if (!e.prefix.empty()) e.name = e.prefix + "/" + e.name, e.prefix.clear();
     e.gnu_magic = true;
   }
+  entries.insert(entries.begin() + 1, TarEntry{"cifar-10-batches-bin/old-style-dir/"});  // type '0'
   const std::vector<std::uint8_t> tar = testing::make_tar(entries);
   // Two gzip members, split inside the tar stream: a valid .gz (as `cat a.gz b.gz`).
   const std::size_t half = tar.size() / 2 + 100;
@@ -122,6 +123,7 @@ TEST_F(Cifar10Unpack, GnuMagicAndMultiMemberGzipAreAccepted) {
   const Archive a = write_archive(tmp_, gz);
   unpack_and_verify_cifar10(a.path, a.md5, dest());
   EXPECT_TRUE(testing::bit_equal(load_cifar10(dest()).test.images, data_.test.images));
+  EXPECT_TRUE(fs::is_directory(dest() + "/cifar-10-batches-bin/old-style-dir"));
 }
 
 TEST_F(Cifar10Unpack, Md5MismatchIsRefusedBeforeUnpacking) {
@@ -272,6 +274,27 @@ TEST(Cifar10Download, SkipsWhenPresentAndExplainsWithoutCurl) {
   EXPECT_NE(e.find("pass --data DIR"), std::string::npos) << e;
 #endif
 }
+
+#if KESTREL_HAVE_CURL
+// The libcurl transfer itself, through a file:// address (no network here).
+TEST_F(Cifar10Unpack, DownloadsThroughLibcurl) {
+  const Archive a = write_archive(tmp_, testing::gzip_bytes(testing::make_tar(cifar_entries(data_))));
+  const std::string url = "file://" + fs::absolute(a.path).string();
+  std::ostringstream log;
+  std::string e = error_of([&] { detail::download_cifar10_from(url + ".missing", a.md5, dest(), log); });
+  EXPECT_NE(e.find("downloading " + url + ".missing failed"), std::string::npos) << e;
+  std::string wrong = a.md5;
+  wrong[5] = wrong[5] == 'a' ? 'b' : 'a';
+  e = error_of([&] { detail::download_cifar10_from(url, wrong, dest(), log); });
+  EXPECT_NE(e.find("was expected"), std::string::npos) << e;
+  expect_untouched(dest());  // the partial download is removed on failure
+  detail::download_cifar10_from(url, a.md5, dest(), log);
+  EXPECT_TRUE(testing::bit_equal(load_cifar10(dest()).train.images, data_.train.images));
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dest())) names.push_back(entry.path().filename().string());
+  EXPECT_EQ(names, std::vector<std::string>{"cifar-10-batches-bin"}) << log.str();
+}
+#endif
 
 }  // namespace
 }  // namespace kestrel
