@@ -1,0 +1,109 @@
+#include "kestrel/layers/file_io_internal.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "kestrel/core/error.h"
+
+namespace kestrel::detail {
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+InputFile::InputFile(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  KESTREL_CHECK(fd_ >= 0, "cannot open ", path, ": ", errno_text(errno));
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    KESTREL_FAIL("cannot stat ", path, ": ", errno_text(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd_);
+    KESTREL_FAIL("cannot read ", path, ": not a regular file");
+  }
+  size_ = static_cast<std::uint64_t>(st.st_size);
+}
+
+InputFile::~InputFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::vector<std::uint8_t> InputFile::read_all() {
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size_));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t got = ::pread(fd_, bytes.data() + done, bytes.size() - done,
+                                static_cast<off_t>(done));
+    if (got < 0 && errno == EINTR) continue;
+    KESTREL_CHECK(got >= 0, "read failure in ", path_, " at byte offset ", done, ": ",
+                  errno_text(errno));
+    // The file shrank while we read it: report what we got rather than return zeros.
+    KESTREL_CHECK(got > 0, "read failure in ", path_, ": got ", done, " of ", bytes.size(),
+                  " bytes (file truncated while reading?)");
+    done += static_cast<std::size_t>(got);
+  }
+  return bytes;
+}
+
+namespace {
+// Removes the temporary file unless the write was committed.
+struct TempFileGuard {
+  std::string path;
+  int fd = -1;
+  bool committed = false;
+  ~TempFileGuard() {
+    if (fd >= 0) ::close(fd);
+    if (!committed) ::unlink(path.c_str());
+  }
+};
+}  // namespace
+
+void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::string& path) {
+  KESTREL_CHECK(!path.empty(), "cannot write a file with an empty path");
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  const std::string dir = parent.empty() ? std::string(".") : parent.string();
+  TempFileGuard tmp;
+  tmp.path = path + ".tmp." + std::to_string(static_cast<long long>(::getpid()));
+  tmp.fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (tmp.fd < 0) {
+    const int err = errno;
+    tmp.committed = true;  // nothing was created, so nothing to remove (and never someone else's)
+    KESTREL_FAIL("cannot write ", path, ": cannot create ", tmp.path, " (", errno_text(err),
+                 "); is directory ", dir, " there and writable?");
+  }
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t put = ::write(tmp.fd, data + done, size - done);
+    if (put < 0 && errno == EINTR) continue;
+    KESTREL_CHECK(put > 0, "cannot write ", path, ": writing ", tmp.path, " failed after ", done,
+                  " of ", size, " bytes: ", errno_text(errno));
+    done += static_cast<std::size_t>(put);
+  }
+  KESTREL_CHECK(::fsync(tmp.fd) == 0, "cannot write ", path, ": fsync of ", tmp.path, " failed: ",
+                errno_text(errno));
+  const int fd = tmp.fd;
+  tmp.fd = -1;
+  KESTREL_CHECK(::close(fd) == 0, "cannot write ", path, ": closing ", tmp.path, " failed: ",
+                errno_text(errno));
+  KESTREL_CHECK(::rename(tmp.path.c_str(), path.c_str()) == 0, "cannot write ", path,
+                ": renaming ", tmp.path, " over it failed: ", errno_text(errno));
+  tmp.committed = true;
+  // Make the rename itself durable. Some file systems cannot sync a directory (EINVAL): the data
+  // is in place all the same, so only real I/O errors are reported.
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    const int rc = ::fsync(dfd);
+    const int err = errno;
+    ::close(dfd);
+    KESTREL_CHECK(rc == 0 || err == EINVAL || err == EROFS, path,
+                  " was written, but syncing directory ", dir, " failed: ", errno_text(err));
+  }
+}
+
+}  // namespace kestrel::detail

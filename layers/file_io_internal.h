@@ -1,0 +1,41 @@
+// Whole-file reads and atomic writes for the data and checkpoint code (private header).
+//
+// Contract: every failure is a kestrel::Error naming the path and the system's reason. An atomic
+// write either replaces `path` with the complete new contents (data and directory entry synced)
+// or leaves it untouched and removes its temporary file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kestrel::detail {
+
+// An open regular file. The size is known before anything is read, so callers can refuse
+// oversized inputs without reading them.
+class InputFile {
+ public:
+  explicit InputFile(const std::string& path);
+  ~InputFile();
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+
+  std::uint64_t size() const noexcept { return size_; }
+  // Reads the whole file; raises when fewer bytes than size() can be read.
+  std::vector<std::uint8_t> read_all();
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::uint64_t size_ = 0;
+};
+
+// Writes `size` bytes to `path` + ".tmp.<pid>", flushes and fsyncs it, renames it over `path`
+// and fsyncs the directory.
+void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::string& path);
+
+// strerror(errno) for messages.
+std::string errno_text(int err);
+
+}  // namespace kestrel::detail

@@ -1,0 +1,354 @@
+// CIFAR-10 batches (parse, load, write, every error path), the synthetic stand-in and epoch
+// permutations.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <numeric>
+
+#include "kestrel/core/error.h"
+#include "kestrel/layers/cifar10.h"
+#include "error_text.h"
+#include "temp_dir.h"
+#include "test_support.h"
+
+namespace kestrel {
+namespace {
+
+using testing::TempDir;
+using testing::error_of;
+
+// A split whose bytes are a closed form of (image, channel, pixel) and whose labels cycle.
+CifarSplit pattern_split(std::int64_t count, int salt) {
+  CifarSplit s;
+  s.count = count;
+  for (std::int64_t i = 0; i < count; ++i) {
+    s.labels.push_back(static_cast<std::uint8_t>((i * 7 + salt) % 10));
+    for (int b = 0; b < kCifarImageBytes; ++b)
+      s.images.push_back(static_cast<std::uint8_t>((i * 131 + b * 7 + salt * 29) & 0xff));
+  }
+  return s;
+}
+
+// Raw records built by hand: label byte, then 3072 image bytes.
+std::vector<std::uint8_t> raw_records(const CifarSplit& s) {
+  std::vector<std::uint8_t> bytes;
+  for (std::int64_t i = 0; i < s.count; ++i) {
+    bytes.push_back(s.labels[i]);
+    bytes.insert(bytes.end(), s.images.begin() + i * kCifarImageBytes,
+                 s.images.begin() + (i + 1) * kCifarImageBytes);
+  }
+  return bytes;
+}
+
+void write_dataset(const std::string& dir, std::int64_t per_batch) {
+  std::filesystem::create_directories(dir);
+  for (int b = 1; b <= 5; ++b)
+    write_cifar10_bin(pattern_split(per_batch + b, b), dir + "/data_batch_" + std::to_string(b) + ".bin");
+  write_cifar10_bin(pattern_split(per_batch, 9), dir + "/test_batch.bin");
+}
+
+TEST(Cifar10, ParsesRecordsByteForByte) {
+  const CifarSplit want = pattern_split(3, 4);
+  const std::vector<std::uint8_t> bytes = raw_records(want);
+  ASSERT_EQ(bytes.size(), 3u * 3073u);
+  const CifarSplit got = parse_cifar10_batch(bytes.data(), bytes.size(), "x.bin");
+  EXPECT_EQ(got.count, 3);
+  EXPECT_TRUE(testing::bit_equal(got.labels, want.labels));
+  EXPECT_TRUE(testing::bit_equal(got.images, want.images));
+  // Planar RGB: the G plane of image 1 starts at byte 1 + 3073 + 1024 of the file.
+  EXPECT_EQ(got.images[kCifarImageBytes + 1024], bytes[3073 + 1 + 1024]);
+}
+
+TEST(Cifar10, WriteThenReadBackIsIdentical) {
+  TempDir tmp("cifar_rw");
+  const CifarSplit s = pattern_split(7, 2);
+  write_cifar10_bin(s, tmp / "b.bin");
+  const std::vector<std::uint8_t> file = testing::read_bytes(tmp / "b.bin");
+  EXPECT_TRUE(testing::bit_equal(file, raw_records(s)));  // against the hand-built layout
+}
+
+TEST(Cifar10, LoadsDirectoryAndNestedFolder) {
+  TempDir tmp("cifar_load");
+  const std::string nested = tmp / "cifar-10-batches-bin";
+  write_dataset(nested, 3);
+  for (const std::string& dir : {tmp.path().string(), nested}) {
+    const CifarDataset d = load_cifar10(dir);
+    EXPECT_EQ(d.train.count, 5 * 3 + (1 + 2 + 3 + 4 + 5));
+    EXPECT_EQ(d.test.count, 3);
+    EXPECT_EQ(d.source, "cifar-10-batches-bin at " + nested);
+    // Train is the five batches in order.
+    std::vector<std::uint8_t> labels;
+    for (int b = 1; b <= 5; ++b) {
+      const CifarSplit part = pattern_split(3 + b, b);
+      labels.insert(labels.end(), part.labels.begin(), part.labels.end());
+    }
+    EXPECT_TRUE(testing::bit_equal(d.train.labels, labels));
+    const CifarSplit last = pattern_split(8, 5);
+    EXPECT_TRUE(std::equal(last.images.begin(), last.images.end(),
+                           d.train.images.end() - static_cast<std::ptrdiff_t>(last.images.size())));
+    EXPECT_TRUE(testing::bit_equal(d.test.images, pattern_split(3, 9).images));
+  }
+}
+
+TEST(Cifar10, WritesADatasetFolderThatLoadsBack) {
+  TempDir tmp("cifar_dir");
+  const CifarDataset d = synthetic_cifar10(13, 4, 2);
+  write_cifar10_dir(d, tmp / "out");
+  // 13 images in five consecutive batches of 2, 3, 2, 3, 3 (cuts at 13 * k / 5).
+  const std::int64_t sizes[] = {2, 3, 2, 3, 3};
+  for (int b = 0; b < 5; ++b)
+    EXPECT_EQ(std::filesystem::file_size(tmp / ("out/data_batch_" + std::to_string(b + 1) + ".bin")),
+              static_cast<std::uintmax_t>(sizes[b] * 3073));
+  const CifarDataset back = load_cifar10(tmp / "out");
+  EXPECT_TRUE(testing::bit_equal(back.train.images, d.train.images));
+  EXPECT_TRUE(testing::bit_equal(back.train.labels, d.train.labels));
+  EXPECT_TRUE(testing::bit_equal(back.test.images, d.test.images));
+  EXPECT_THROW(write_cifar10_dir(synthetic_cifar10(4, 4, 2), tmp / "small"), Error);
+  EXPECT_THROW(write_cifar10_dir(synthetic_cifar10(5, 0, 2), tmp / "notest"), Error);
+}
+
+TEST(Cifar10, MissingFilesAreNamed) {
+  TempDir tmp("cifar_missing");
+  EXPECT_NE(error_of([&] { load_cifar10(tmp / "nothing"); }).find("data_batch_1.bin"), std::string::npos);
+  write_dataset(tmp.path().string(), 2);
+  std::filesystem::remove(tmp / "data_batch_4.bin");
+  const std::string e = error_of([&] { load_cifar10(tmp.path().string()); });
+  EXPECT_NE(e.find("cannot open " + (tmp / "data_batch_4.bin")), std::string::npos) << e;
+  std::filesystem::remove(tmp / "test_batch.bin");
+  write_cifar10_bin(pattern_split(2, 4), tmp / "data_batch_4.bin");
+  EXPECT_NE(error_of([&] { load_cifar10(tmp.path().string()); }).find("test_batch.bin"), std::string::npos);
+}
+
+TEST(Cifar10, TruncatedFileReportsFullAndPartialRecords) {
+  TempDir tmp("cifar_trunc");
+  write_dataset(tmp.path().string(), 2);
+  std::vector<std::uint8_t> bytes = testing::read_bytes(tmp / "data_batch_3.bin");  // 5 records
+  bytes.resize(bytes.size() - 100);
+  testing::write_bytes(tmp / "data_batch_3.bin", bytes);
+  const std::string e = error_of([&] { load_cifar10(tmp.path().string()); });
+  EXPECT_NE(e.find(tmp / "data_batch_3.bin"), std::string::npos) << e;
+  EXPECT_NE(e.find("is 15265 bytes, not a whole number of 3073-byte records (4 full + 1 partial"),
+            std::string::npos) << e;
+  EXPECT_NE(e.find("byte offset 12292"), std::string::npos) << e;
+  // The same check when parsing bytes, and for a file shorter than one record.
+  EXPECT_NE(error_of([&] { parse_cifar10_batch(bytes.data(), 100, "m.bin"); })
+                .find("m.bin is 100 bytes, not a whole number of 3073-byte records (0 full + 1 partial"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { parse_cifar10_batch(bytes.data(), 0, "e.bin"); }).find("e.bin is empty"),
+            std::string::npos);
+}
+
+TEST(Cifar10, OversizedBatchIsRefused) {
+  const std::vector<std::uint8_t> big(static_cast<std::size_t>(10001 * kCifarRecordBytes), 0);
+  const std::string e = error_of([&] { parse_cifar10_batch(big.data(), big.size(), "big.bin"); });
+  EXPECT_NE(e.find("big.bin holds 10001 records"), std::string::npos) << e;
+  EXPECT_NE(e.find("at most 10000"), std::string::npos) << e;
+  // Exactly 10000 is fine.
+  EXPECT_EQ(parse_cifar10_batch(big.data(), 10000 * kCifarRecordBytes, "ok.bin").count, 10000);
+  TempDir tmp("cifar_big");
+  write_dataset(tmp.path().string(), 1);
+  testing::write_bytes(tmp / "data_batch_2.bin", big);
+  EXPECT_NE(error_of([&] { load_cifar10(tmp.path().string()); }).find("data_batch_2.bin holds 10001 records"),
+            std::string::npos);
+}
+
+TEST(Cifar10, BadLabelNamesRecordAndOffset) {
+  TempDir tmp("cifar_label");
+  write_dataset(tmp.path().string(), 20);
+  std::vector<std::uint8_t> bytes = testing::read_bytes(tmp / "data_batch_3.bin");
+  bytes[17 * 3073] = 12;
+  testing::write_bytes(tmp / "data_batch_3.bin", bytes);
+  const std::string e = error_of([&] { load_cifar10(tmp.path().string()); });
+  EXPECT_NE(e.find("record 17 of " + (tmp / "data_batch_3.bin") +
+                   " has label 12; labels are 0..9 (byte offset 52241)"),
+            std::string::npos) << e;
+  bytes[17 * 3073] = 9;  // the largest valid label
+  bytes.back() = 255;    // image bytes are not labels
+  EXPECT_EQ(parse_cifar10_batch(bytes.data(), bytes.size(), "ok").labels[17], 9);
+  bytes[0] = 10;
+  EXPECT_NE(error_of([&] { parse_cifar10_batch(bytes.data(), bytes.size(), "f"); })
+                .find("record 0 of f has label 10"),
+            std::string::npos);
+}
+
+TEST(Cifar10, WriteRejectsInconsistentSplits) {
+  TempDir tmp("cifar_wbad");
+  CifarSplit s = pattern_split(2, 1);
+  s.labels[1] = 10;
+  EXPECT_THROW(write_cifar10_bin(s, tmp / "a.bin"), Error);
+  s = pattern_split(2, 1);
+  s.images.pop_back();
+  EXPECT_THROW(write_cifar10_bin(s, tmp / "a.bin"), Error);
+  s = pattern_split(0, 1);
+  EXPECT_THROW(write_cifar10_bin(s, tmp / "a.bin"), Error);
+  EXPECT_TRUE(tmp.entries().empty());  // nothing written, no temp file left
+  EXPECT_THROW(write_cifar10_bin(pattern_split(1, 1), tmp / "no/such/dir/a.bin"), Error);
+}
+
+// ---- synthetic data ----
+
+TEST(Cifar10Synthetic, DeterministicBalancedAndSeedDependent) {
+  const CifarDataset a = synthetic_cifar10(1003, 250, 7);
+  const CifarDataset b = synthetic_cifar10(1003, 250, 7);
+  const CifarDataset c = synthetic_cifar10(1003, 250, 8);
+  EXPECT_EQ(a.source, "synthetic (seed 7)");
+  ASSERT_EQ(a.train.count, 1003);
+  ASSERT_EQ(a.train.images.size(), 1003u * 3072u);
+  ASSERT_EQ(a.test.count, 250);
+  EXPECT_TRUE(testing::bit_equal(a.train.images, b.train.images));
+  EXPECT_TRUE(testing::bit_equal(a.test.labels, b.test.labels));
+  EXPECT_NE(a.train.images, c.train.images);
+  EXPECT_NE(a.train.labels, c.train.labels);
+  EXPECT_NE(std::vector<std::uint8_t>(a.train.images.begin(), a.train.images.begin() + 250 * 3072),
+            a.test.images);  // disjoint streams
+  std::map<int, int> counts;
+  for (std::uint8_t l : a.train.labels) ++counts[l];
+  ASSERT_EQ(counts.size(), 10u);
+  for (const auto& [label, n] : counts) EXPECT_TRUE(n == 100 || n == 101) << label << ": " << n;
+  // Labels are shuffled, not 0,1,2,...
+  int in_order = 0;
+  for (int i = 0; i < 1003; ++i) in_order += a.train.labels[i] == i % 10;
+  EXPECT_LT(in_order, 300);
+  const CifarDataset small = synthetic_cifar10(0, 0, 7);
+  EXPECT_EQ(small.train.count, 0);
+  EXPECT_THROW(synthetic_cifar10(-1, 1, 7), Error);
+}
+
+TEST(Cifar10Synthetic, PixelsUseTheRange) {
+  const CifarDataset d = synthetic_cifar10(200, 0, 3);
+  double sum = 0;
+  int lo = 0, hi = 0;
+  for (std::uint8_t v : d.train.images) {
+    sum += v;
+    lo += v < 40;
+    hi += v > 215;
+  }
+  const double mean = sum / d.train.images.size();
+  EXPECT_GT(mean, 90.0);
+  EXPECT_LT(mean, 170.0);
+  EXPECT_GT(lo, 1000);
+  EXPECT_GT(hi, 1000);
+}
+
+// Luminance power spectrum, normalised: a shift-invariant description of the pattern.
+std::vector<double> spectrum_features(const std::uint8_t* img) {
+  constexpr double kTwoPi = 6.283185307179586;
+  double lum[32][32], mean = 0;
+  for (int y = 0; y < 32; ++y)
+    for (int x = 0; x < 32; ++x) {
+      lum[y][x] = img[y * 32 + x] + img[1024 + y * 32 + x] + img[2048 + y * 32 + x];
+      mean += lum[y][x] / 1024.0;
+    }
+  double re1[32][32], im1[32][32];  // DFT along x
+  for (int y = 0; y < 32; ++y)
+    for (int u = 0; u < 32; ++u) {
+      re1[y][u] = im1[y][u] = 0;
+      for (int x = 0; x < 32; ++x) {
+        re1[y][u] += (lum[y][x] - mean) * std::cos(kTwoPi * u * x / 32);
+        im1[y][u] -= (lum[y][x] - mean) * std::sin(kTwoPi * u * x / 32);
+      }
+    }
+  std::vector<double> power(1024);
+  double total = 1e-12;
+  for (int v = 0; v < 32; ++v)
+    for (int u = 0; u < 32; ++u) {
+      double re = 0, im = 0;
+      for (int y = 0; y < 32; ++y) {
+        const double c = std::cos(kTwoPi * v * y / 32), s = -std::sin(kTwoPi * v * y / 32);
+        re += re1[y][u] * c - im1[y][u] * s;
+        im += re1[y][u] * s + im1[y][u] * c;
+      }
+      power[v * 32 + u] = re * re + im * im;
+      total += power[v * 32 + u];
+    }
+  for (double& p : power) p /= total;
+  return power;
+}
+
+// The classes are learnable from shift-invariant structure (nearest class centroid of the
+// power spectrum does well), but no single pixel carries the class.
+TEST(Cifar10Synthetic, LearnableButNotFromOnePixel) {
+  const CifarDataset d = synthetic_cifar10(1000, 500, 11);
+  std::vector<std::vector<double>> centroid(10, std::vector<double>(1024, 0.0));
+  std::vector<int> n(10, 0);
+  for (std::int64_t i = 0; i < d.train.count; ++i) {
+    const std::vector<double> f = spectrum_features(&d.train.images[i * 3072]);
+    const int l = d.train.labels[i];
+    for (int k = 0; k < 1024; ++k) centroid[l][k] += f[k];
+    ++n[l];
+  }
+  for (int l = 0; l < 10; ++l)
+    for (double& v : centroid[l]) v /= n[l];
+  int correct = 0;
+  for (std::int64_t i = 0; i < d.test.count; ++i) {
+    const std::vector<double> f = spectrum_features(&d.test.images[i * 3072]);
+    int best = 0;
+    double best_d = 1e300;
+    for (int l = 0; l < 10; ++l) {
+      double dist = 0;
+      for (int k = 0; k < 1024; ++k) dist += (f[k] - centroid[l][k]) * (f[k] - centroid[l][k]);
+      if (dist < best_d) best_d = dist, best = l;
+    }
+    correct += best == d.test.labels[i];
+  }
+  const double spectrum_acc = static_cast<double>(correct) / d.test.count;
+  EXPECT_GT(spectrum_acc, 0.6);
+
+  // One pixel (RGB quantised to 4x4x4 bins, majority label per bin), at several positions.
+  for (int pixel : {0, 16 * 32 + 16, 31 * 32 + 5}) {
+    std::vector<std::array<int, 10>> votes(64, std::array<int, 10>{});
+    auto bin = [&](const std::uint8_t* img) {
+      return (img[pixel] / 64) * 16 + (img[1024 + pixel] / 64) * 4 + img[2048 + pixel] / 64;
+    };
+    for (std::int64_t i = 0; i < d.train.count; ++i) ++votes[bin(&d.train.images[i * 3072])][d.train.labels[i]];
+    int hits = 0;
+    for (std::int64_t i = 0; i < d.test.count; ++i) {
+      const auto& v = votes[bin(&d.test.images[i * 3072])];
+      hits += std::max_element(v.begin(), v.end()) - v.begin() == d.test.labels[i];
+    }
+    EXPECT_LT(static_cast<double>(hits) / d.test.count, 0.2) << "pixel " << pixel;
+  }
+  std::printf("synthetic: spectrum nearest-centroid accuracy %.3f\n", spectrum_acc);
+}
+
+// ---- epoch permutations ----
+
+TEST(EpochPermutation, IsAPermutationForOddSizes) {
+  for (std::int64_t n : {0, 1, 2, 3, 7, 1000, 50000}) {
+    std::vector<std::int32_t> p = epoch_permutation(n, 42, 3);
+    ASSERT_EQ(static_cast<std::int64_t>(p.size()), n);
+    std::sort(p.begin(), p.end());
+    for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(p[i], i) << "n=" << n;
+  }
+}
+
+TEST(EpochPermutation, DeterministicAndVariesWithEpochAndSeed) {
+  const auto a = epoch_permutation(1000, 5, 0);
+  EXPECT_EQ(a, epoch_permutation(1000, 5, 0));
+  EXPECT_NE(a, epoch_permutation(1000, 5, 1));
+  EXPECT_NE(a, epoch_permutation(1000, 6, 0));
+  int fixed = 0;
+  for (int i = 0; i < 1000; ++i) fixed += a[i] == i;
+  EXPECT_LT(fixed, 10);  // about 1 expected
+  EXPECT_THROW(epoch_permutation(-1, 5, 0), Error);
+  EXPECT_THROW(epoch_permutation(10, 5, -1), Error);
+}
+
+// All 24 orders of 4 items come out equally often over many epochs (chi-square, 23 degrees of
+// freedom: 70 is far in the tail, p < 1e-6).
+TEST(EpochPermutation, UniformOverAllOrders) {
+  std::map<std::vector<std::int32_t>, int> seen;
+  const int epochs = 24000;
+  for (int e = 0; e < epochs; ++e) ++seen[epoch_permutation(4, 99, e)];
+  ASSERT_EQ(seen.size(), 24u);
+  double chi2 = 0;
+  for (const auto& [perm, k] : seen) chi2 += (k - 1000.0) * (k - 1000.0) / 1000.0;
+  EXPECT_LT(chi2, 70.0);
+}
+
+}  // namespace
+}  // namespace kestrel

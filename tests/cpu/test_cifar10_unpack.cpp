@@ -1,0 +1,300 @@
+// Unpacking and verifying cifar-10-binary.tar.gz on archives built here (there is no network):
+// success, MD5 mismatch, corrupt and truncated gzip, truncated tar, unsafe paths, bad headers.
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "kestrel/config.h"
+#include "kestrel/core/error.h"
+#include "kestrel/layers/cifar10.h"
+#include "kestrel/layers/cifar10_download_internal.h"
+#include "kestrel/layers/tar_gz_internal.h"
+#include "tar_writer.h"
+#include "error_text.h"
+#include "temp_dir.h"
+#include "test_support.h"
+
+namespace kestrel {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TarEntry;
+using testing::TempDir;
+using testing::error_of;
+
+std::string md5_hex(const std::vector<std::uint8_t>& bytes) {
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EXPECT_EQ(EVP_Digest(bytes.data(), bytes.size(), d, &n, EVP_md5(), nullptr), 1);
+  std::string hex;
+  char buf[3];
+  for (unsigned i = 0; i < n; ++i) {
+    std::snprintf(buf, sizeof buf, "%02x", d[i]);
+    hex += buf;
+  }
+  return hex;
+}
+
+std::vector<std::uint8_t> batch_bytes(const CifarSplit& s) {
+  std::vector<std::uint8_t> out;
+  for (std::int64_t i = 0; i < s.count; ++i) {
+    out.push_back(s.labels[i]);
+    out.insert(out.end(), s.images.begin() + i * 3072, s.images.begin() + (i + 1) * 3072);
+  }
+  return out;
+}
+
+// The entries of a small but well-formed CIFAR-10 archive built from synthetic images.
+std::vector<TarEntry> cifar_entries(const CifarDataset& d) {
+  std::vector<TarEntry> e;
+  e.push_back({"cifar-10-batches-bin/", {}, '5'});
+  e.push_back({"cifar-10-batches-bin/batches.meta.txt", {'c', 'a', 't', '\n'}});
+  for (int b = 0; b < 5; ++b) {
+    CifarSplit part;
+    part.count = 4;
+    part.labels.assign(d.train.labels.begin() + b * 4, d.train.labels.begin() + b * 4 + 4);
+    part.images.assign(d.train.images.begin() + b * 4 * 3072, d.train.images.begin() + (b + 1) * 4 * 3072);
+    e.push_back({"cifar-10-batches-bin/data_batch_" + std::to_string(b + 1) + ".bin", batch_bytes(part)});
+  }
+  e.push_back({"test_batch.bin", batch_bytes(d.test), '0', "cifar-10-batches-bin"});  // ustar prefix
+  return e;
+}
+
+struct Archive {
+  std::string path, md5;
+};
+
+Archive write_archive(const TempDir& tmp, const std::vector<std::uint8_t>& gz) {
+  const std::string path = tmp / "cifar-10-binary.tar.gz";
+  testing::write_bytes(path, gz);
+  return {path, md5_hex(gz)};
+}
+
+// After a failure the destination holds neither the batches nor the staging folder.
+void expect_untouched(const std::string& dest) {
+  if (!fs::exists(dest)) return;
+  for (const auto& entry : fs::directory_iterator(dest)) ADD_FAILURE() << "left behind: " << entry.path();
+}
+
+class Cifar10Unpack : public ::testing::Test {
+ protected:
+  Cifar10Unpack() : tmp_("cifar_unpack"), data_(synthetic_cifar10(20, 3, 5)) {}
+  std::string dest() const { return tmp_ / "dest"; }
+  TempDir tmp_;
+  CifarDataset data_;
+};
+
+TEST_F(Cifar10Unpack, UnpacksAndVerifies) {
+  const Archive a = write_archive(tmp_, testing::gzip_bytes(testing::make_tar(cifar_entries(data_))));
+  unpack_and_verify_cifar10(a.path, a.md5, dest());
+  const CifarDataset got = load_cifar10(dest());
+  EXPECT_TRUE(testing::bit_equal(got.train.images, data_.train.images));
+  EXPECT_TRUE(testing::bit_equal(got.train.labels, data_.train.labels));
+  EXPECT_TRUE(testing::bit_equal(got.test.images, data_.test.images));
+  EXPECT_EQ(got.source, "cifar-10-batches-bin at " + (fs::path(dest()) / "cifar-10-batches-bin").string());
+  EXPECT_EQ(testing::read_bytes(dest() + "/cifar-10-batches-bin/batches.meta.txt").size(), 4u);
+  // Only the batches folder remains (no staging folder); the archive is kept.
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dest())) names.push_back(e.path().filename().string());
+  EXPECT_EQ(names, std::vector<std::string>{"cifar-10-batches-bin"});
+  EXPECT_TRUE(fs::exists(a.path));
+  // Upper-case checksums are the same checksum; a second unpack refuses to overwrite.
+  std::string upper = a.md5;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  EXPECT_NE(error_of([&] { unpack_and_verify_cifar10(a.path, upper, dest()); }).find("already exists"),
+            std::string::npos);
+}
+
+TEST_F(Cifar10Unpack, GnuMagicAndMultiMemberGzipAreAccepted) {
+  std::vector<TarEntry> entries = cifar_entries(data_);
+  for (TarEntry& e : entries) {
+    if (!e.prefix.empty()) e.name = e.prefix + "/" + e.name, e.prefix.clear();
+    e.gnu_magic = true;
+  }
+  entries.insert(entries.begin() + 1, TarEntry{"cifar-10-batches-bin/old-style-dir/"});  // type '0'
+  const std::vector<std::uint8_t> tar = testing::make_tar(entries);
+  // Two gzip members, split inside the tar stream: a valid .gz (as `cat a.gz b.gz`).
+  const std::size_t half = tar.size() / 2 + 100;
+  std::vector<std::uint8_t> gz = testing::gzip_bytes({tar.begin(), tar.begin() + half});
+  const std::vector<std::uint8_t> second = testing::gzip_bytes({tar.begin() + half, tar.end()});
+  gz.insert(gz.end(), second.begin(), second.end());
+  const Archive a = write_archive(tmp_, gz);
+  unpack_and_verify_cifar10(a.path, a.md5, dest());
+  EXPECT_TRUE(testing::bit_equal(load_cifar10(dest()).test.images, data_.test.images));
+  EXPECT_TRUE(fs::is_directory(dest() + "/cifar-10-batches-bin/old-style-dir"));
+}
+
+TEST_F(Cifar10Unpack, Md5MismatchIsRefusedBeforeUnpacking) {
+  const Archive a = write_archive(tmp_, testing::gzip_bytes(testing::make_tar(cifar_entries(data_))));
+  std::string wrong = a.md5;
+  wrong[0] = wrong[0] == '0' ? '1' : '0';
+  const std::string e = error_of([&] { unpack_and_verify_cifar10(a.path, wrong, dest()); });
+  EXPECT_NE(e.find("has MD5 " + a.md5 + " but " + wrong + " was expected"), std::string::npos) << e;
+  expect_untouched(dest());
+  EXPECT_NE(error_of([&] { unpack_and_verify_cifar10(a.path, "xyz", dest()); }).find("not 32 hex digits"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { unpack_and_verify_cifar10(tmp_ / "none.tar.gz", a.md5, dest()); })
+                .find("cannot open"),
+            std::string::npos);
+}
+
+TEST_F(Cifar10Unpack, CorruptGzipIsRefused) {
+  const std::vector<std::uint8_t> good = testing::gzip_bytes(testing::make_tar(cifar_entries(data_)));
+  std::vector<std::uint8_t> gz = good;
+  gz[2] = 9;  // compression method: only 8 (deflate) exists
+  const Archive a = write_archive(tmp_, gz);
+  std::string e = error_of([&] { unpack_and_verify_cifar10(a.path, a.md5, dest()); });
+  EXPECT_NE(e.find("is not a valid gzip file (zlib: unknown compression method"), std::string::npos) << e;
+  expect_untouched(dest());
+  // Damage inside the deflate stream is caught by zlib or, when it still decodes, by the tar
+  // header checksums or the gzip CRC: either way an error and nothing unpacked.
+  gz = good;
+  for (std::size_t i = gz.size() / 3; i < gz.size() / 3 + 64; ++i) gz[i] ^= 0x5a;
+  const Archive m = write_archive(tmp_, gz);
+  e = error_of([&] { unpack_and_verify_cifar10(m.path, m.md5, dest()); });
+  EXPECT_TRUE(e.find("not a valid gzip file") != std::string::npos ||
+              e.find("has header checksum") != std::string::npos) << e;
+  expect_untouched(dest());
+  // Not gzip at all.
+  const Archive b = write_archive(tmp_, testing::make_tar(cifar_entries(data_)));
+  EXPECT_NE(error_of([&] { unpack_and_verify_cifar10(b.path, b.md5, dest()); }).find("not a valid gzip"),
+            std::string::npos);
+  expect_untouched(dest());
+}
+
+TEST_F(Cifar10Unpack, DamagedTrailerIsCaught) {
+  // The CRC sits in the last 8 bytes: everything unpacks, then zlib must notice.
+  std::vector<std::uint8_t> gz = testing::gzip_bytes(testing::make_tar(cifar_entries(data_)));
+  gz[gz.size() - 6] ^= 1;
+  const Archive a = write_archive(tmp_, gz);
+  EXPECT_NE(error_of([&] { unpack_and_verify_cifar10(a.path, a.md5, dest()); }).find("not a valid gzip"),
+            std::string::npos);
+  expect_untouched(dest());
+}
+
+TEST_F(Cifar10Unpack, TruncatedGzipAndTarAreRefused) {
+  const std::vector<std::uint8_t> tar = testing::make_tar(cifar_entries(data_));
+  std::vector<std::uint8_t> gz = testing::gzip_bytes(tar);
+  gz.resize(gz.size() / 2);
+  const Archive a = write_archive(tmp_, gz);
+  std::string e = error_of([&] { unpack_and_verify_cifar10(a.path, a.md5, dest()); });
+  EXPECT_NE(e.find("is truncated: the gzip stream ends"), std::string::npos) << e;
+  expect_untouched(dest());
+  // A complete gzip of a tar cut inside data_batch_3.bin's contents.
+  const std::vector<std::uint8_t> cut(tar.begin(), tar.begin() + 512 * 2 + 512 + 3 * (512 + 12800) - 700);
+  const Archive b = write_archive(tmp_, testing::gzip_bytes(cut));
+  e = error_of([&] { unpack_and_verify_cifar10(b.path, b.md5, dest()); });
+  EXPECT_NE(e.find("is truncated: entry cifar-10-batches-bin/data_batch_3.bin needs 12292 bytes"),
+            std::string::npos) << e;
+  expect_untouched(dest());
+  // Cut at an entry boundary: no end-of-archive marker.
+  const std::vector<std::uint8_t> no_end = testing::make_tar(cifar_entries(data_), false);
+  const Archive c = write_archive(tmp_, testing::gzip_bytes(no_end));
+  e = error_of([&] { unpack_and_verify_cifar10(c.path, c.md5, dest()); });
+  EXPECT_NE(e.find("without its end-of-archive marker"), std::string::npos) << e;
+  expect_untouched(dest());
+}
+
+TEST_F(Cifar10Unpack, PathTraversalAndAbsolutePathsAreRefused) {
+  for (const std::string& bad : {std::string("../evil.bin"), std::string("cifar-10-batches-bin/../../evil.bin"),
+                                 std::string("/tmp/kestrel_evil.bin")}) {
+    std::vector<TarEntry> entries = cifar_entries(data_);
+    entries.insert(entries.begin() + 1, TarEntry{bad, {'x'}});
+    const Archive a = write_archive(tmp_, testing::gzip_bytes(testing::make_tar(entries)));
+    const std::string e = error_of([&] { unpack_and_verify_cifar10(a.path, a.md5, dest()); });
+    EXPECT_NE(e.find("refusing to unpack it"), std::string::npos) << e;
+    EXPECT_NE(e.find(bad), std::string::npos) << e;
+    EXPECT_FALSE(fs::exists(tmp_ / "evil.bin"));
+    EXPECT_FALSE(fs::exists("/tmp/kestrel_evil.bin"));
+    expect_untouched(dest());
+  }
+}
+
+TEST_F(Cifar10Unpack, BadHeadersAndEntryTypesAreRefused) {
+  std::vector<std::uint8_t> tar = testing::make_tar(cifar_entries(data_));
+  tar[512 + 10] ^= 0x01;  // inside the second header's name: checksum no longer matches
+  const Archive a = write_archive(tmp_, testing::gzip_bytes(tar));
+  std::string e = error_of([&] { unpack_and_verify_cifar10(a.path, a.md5, dest()); });
+  EXPECT_NE(e.find("has header checksum"), std::string::npos) << e;
+  expect_untouched(dest());
+
+  std::vector<TarEntry> entries = cifar_entries(data_);
+  entries.insert(entries.begin() + 1, TarEntry{"cifar-10-batches-bin/link", {}, '2'});
+  const Archive b = write_archive(tmp_, testing::gzip_bytes(testing::make_tar(entries)));
+  e = error_of([&] { unpack_and_verify_cifar10(b.path, b.md5, dest()); });
+  EXPECT_NE(e.find("has tar type '2'; only regular files and directories"), std::string::npos) << e;
+  expect_untouched(dest());
+}
+
+TEST_F(Cifar10Unpack, ArchiveMustHoldLoadableBatches) {
+  std::vector<TarEntry> entries = cifar_entries(data_);
+  for (TarEntry& e : entries) e.name = "other/" + e.name, e.prefix.clear();
+  const Archive a = write_archive(tmp_, testing::gzip_bytes(testing::make_tar(entries)));
+  EXPECT_NE(error_of([&] { unpack_and_verify_cifar10(a.path, a.md5, dest()); })
+                .find("holds no cifar-10-batches-bin folder"),
+            std::string::npos);
+  expect_untouched(dest());
+
+  entries = cifar_entries(data_);
+  entries[3].data[3073] = 77;  // record 1 of data_batch_2.bin
+  const Archive b = write_archive(tmp_, testing::gzip_bytes(testing::make_tar(entries)));
+  const std::string e = error_of([&] { unpack_and_verify_cifar10(b.path, b.md5, dest()); });
+  EXPECT_NE(e.find("its batches do not load"), std::string::npos) << e;
+  EXPECT_NE(e.find("record 1 of"), std::string::npos) << e;
+  EXPECT_NE(e.find("has label 77"), std::string::npos) << e;
+  expect_untouched(dest());
+}
+
+TEST(Cifar10Md5, KnownAnswer) {
+  TempDir tmp("md5");
+  testing::write_bytes(tmp / "abc", {'a', 'b', 'c'});
+  EXPECT_EQ(detail::md5_file_hex(tmp / "abc"), "900150983cd24fb0d6963f7d28e17f72");  // RFC 1321
+  testing::write_bytes(tmp / "empty", {});
+  EXPECT_EQ(detail::md5_file_hex(tmp / "empty"), "d41d8cd98f00b204e9800998ecf8427e");
+}
+
+TEST(Cifar10Download, SkipsWhenPresentAndExplainsWithoutCurl) {
+  TempDir tmp("download");
+  const CifarDataset d = synthetic_cifar10(10, 10, 1);
+  for (int b = 1; b <= 5; ++b) write_cifar10_bin(d.train, tmp / ("data_batch_" + std::to_string(b) + ".bin"));
+  write_cifar10_bin(d.test, tmp / "test_batch.bin");
+  std::ostringstream log;
+  download_cifar10(tmp.path().string(), log);  // present: no network needed
+  EXPECT_NE(log.str().find("already in"), std::string::npos) << log.str();
+  // A damaged existing copy is reported before any download.
+  fs::create_directories(tmp / "d2/cifar-10-batches-bin");
+  EXPECT_NE(error_of([&] { download_cifar10(tmp / "d2", log); }).find("exists but does not load"),
+            std::string::npos);
+#if !KESTREL_HAVE_CURL
+  const std::string e = error_of([&] { download_cifar10(tmp / "empty", log); });
+  EXPECT_NE(e.find("Kestrel was built without libcurl: download cifar-10-binary.tar.gz yourself"),
+            std::string::npos) << e;
+  EXPECT_NE(e.find("pass --data DIR"), std::string::npos) << e;
+#endif
+}
+
+#if KESTREL_HAVE_CURL
+// The libcurl transfer itself, through a file:// address (no network here).
+TEST_F(Cifar10Unpack, DownloadsThroughLibcurl) {
+  const Archive a = write_archive(tmp_, testing::gzip_bytes(testing::make_tar(cifar_entries(data_))));
+  const std::string url = "file://" + fs::absolute(a.path).string();
+  std::ostringstream log;
+  std::string e = error_of([&] { detail::download_cifar10_from(url + ".missing", a.md5, dest(), log); });
+  EXPECT_NE(e.find("downloading " + url + ".missing failed"), std::string::npos) << e;
+  std::string wrong = a.md5;
+  wrong[5] = wrong[5] == 'a' ? 'b' : 'a';
+  e = error_of([&] { detail::download_cifar10_from(url, wrong, dest(), log); });
+  EXPECT_NE(e.find("was expected"), std::string::npos) << e;
+  expect_untouched(dest());  // the partial download is removed on failure
+  detail::download_cifar10_from(url, a.md5, dest(), log);
+  EXPECT_TRUE(testing::bit_equal(load_cifar10(dest()).train.images, data_.train.images));
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dest())) names.push_back(entry.path().filename().string());
+  EXPECT_EQ(names, std::vector<std::string>{"cifar-10-batches-bin"}) << log.str();
+}
+#endif
+
+}  // namespace
+}  // namespace kestrel
