@@ -50,6 +50,27 @@ KESTREL_HD Welford shifted_to_welford(const ShiftedSums& s, float n) {
   return {n, s.shift + mean_d, m2 < 0.f ? 0.f : m2};  // rounding may dip below 0; NaN stays
 }
 
+// Statistics of a stream of values taken in runs of kRun (each run's shifted sums become one
+// triple), as one GPU thread's share would be: the CPU twins' accumulator.
+struct RunStats {
+  static constexpr float kRun = 64.f;
+  Welford total{0.f, 0.f, 0.f};
+  ShiftedSums run{0.f, 0.f, 0.f};
+  float count = 0.f;
+
+  KESTREL_HD void add(float v) {
+    if (count == 0.f) run = {v, 0.f, 0.f};
+    shifted_add(run, v);
+    if (++count == kRun) {
+      total = welford_combine(total, shifted_to_welford(run, count));
+      count = 0.f;
+    }
+  }
+  KESTREL_HD Welford result() const {
+    return welford_combine(total, shifted_to_welford(run, count));
+  }
+};
+
 KESTREL_HD float bn_invstd(float var, float eps) { return 1.f / sqrtf(var + eps); }
 
 // Turns a channel's merged statistics over m values into save_mean / save_invstd and updates the

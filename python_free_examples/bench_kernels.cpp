@@ -1,4 +1,5 @@
-// bench_kernels: times Kestrel's custom kernels (dropout, elementwise; see bench/kernel_benches.h)
+// bench_kernels: times Kestrel's custom kernels (dropout, elementwise, batch norm;
+// see bench/kernel_benches.h)
 // against the device's own copy bandwidth, measured first in the same run. Prints a table and,
 // with --json FILE, appends one JSON line per measurement for tools/gpu_summary.py.
 // Exit status: 0 done, 1 no CUDA device or a failure, 2 usage error.
@@ -23,7 +24,8 @@ int main(int argc, char** argv) {
     std::printf("bench_kernels: %s%s\n", ctx.description().c_str(), opts.quick ? " (quick)" : "");
     h.print_header();
     h.measure_copy_bandwidth();
-    bench_dropout_and_elementwise(h);
+    kestrel::bench::bench_dropout_and_elementwise(h);
+    kestrel::bench::bench_batchnorm(h);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_kernels: %s\n", e.what());

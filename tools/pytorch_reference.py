@@ -15,6 +15,7 @@ JSON line: {"impl": "pytorch" (eager) | "pytorch_compile", "bench", "config", "d
             "median_us", "gbps", "pct_copy" (when the copy section ran)}
 """
 import argparse
+import os
 import json
 import sys
 
@@ -139,10 +140,23 @@ def bench_add_relu(b):
         del xs, ys
 
 
+def bench_batchnorm(b):
+    """Batch-norm section: tools/pytorch_bn_reference.py holds the measurements."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import pytorch_bn_reference  # noqa: E402  (a sibling module of this script)
+
+    class Args:
+        quick = b.quick
+        runs = b.runs
+
+    pytorch_bn_reference.bench_batchnorm(Args, lambda bench, config, us, nbytes: b.report(bench, config, us, nbytes))
+
+
 SECTIONS = {
     "copy": bench_copy,
     "dropout": bench_dropout,
     "add_relu": bench_add_relu,
+    "batchnorm": bench_batchnorm,
 }
 
 

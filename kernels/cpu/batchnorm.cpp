@@ -22,23 +22,10 @@ void for_channel(const BatchNormDims& d, std::int64_t ch, Fn&& fn) {
     for (std::int64_t p = 0; p < d.hw; ++p) fn(offset_of(d, ni, ch, p));
 }
 
-// Runs of this many values become one Welford triple, as one GPU thread's values do.
-constexpr float kRun = 64.f;
-
 Welford channel_stats(const void* x, DType dtype, const BatchNormDims& d, std::int64_t ch) {
-  Welford total{0.f, 0.f, 0.f};
-  ShiftedSums s{0.f, 0.f, 0.f};
-  float count = 0.f;
-  for_channel(d, ch, [&](std::int64_t off) {
-    const float v = load_as_float(x, dtype, off);
-    if (count == 0.f) s = {v, 0.f, 0.f};
-    shifted_add(s, v);
-    if (++count == kRun) {
-      total = welford_combine(total, shifted_to_welford(s, count));
-      count = 0.f;
-    }
-  });
-  return welford_combine(total, shifted_to_welford(s, count));
+  RunStats stats;
+  for_channel(d, ch, [&](std::int64_t off) { stats.add(load_as_float(x, dtype, off)); });
+  return stats.result();
 }
 
 // y = act(affine(x) [+ residual]) for every element, with per-channel affines.
@@ -103,7 +90,7 @@ void batchnorm_backward(const void* dy, const void* x, const void* y, DType dtyp
     float count = 0.f;
     for_channel(d, ch, [&](std::int64_t off) {
       grad_sums_add(run, masked(off), load_as_float(x, dtype, off), save_mean[ch]);
-      if (++count == kRun) {
+      if (++count == RunStats::kRun) {
         total = grad_sums_combine(total, run);
         run = {0.f, 0.f};
         count = 0.f;

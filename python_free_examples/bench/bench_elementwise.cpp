@@ -75,6 +75,7 @@ void bench_add_relu(Harness& h, DType t, std::int64_t n) {
 }
 }  // namespace
 
+namespace kestrel::bench {
 void bench_dropout_and_elementwise(Harness& h) {
   const std::int64_t n = h.options().quick ? 4 * kMi : 64 * kMi;
   for (DType t : {DType::kFloat32, DType::kBFloat16}) {
@@ -82,3 +83,4 @@ void bench_dropout_and_elementwise(Harness& h) {
     bench_add_relu(h, t, n);
   }
 }
+}  // namespace kestrel::bench

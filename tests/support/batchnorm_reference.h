@@ -15,6 +15,7 @@
 #include "kestrel/core/dtype.h"
 #include "kestrel/core/half.h"
 #include "kestrel/kernels/batchnorm_types.h"
+#include "test_support.h"
 
 namespace kestrel::testing::bnref {
 
@@ -225,6 +226,12 @@ inline double rms(const std::vector<double>& v) {
   double s = 0;
   for (double e : v) s += e * e;
   return v.empty() ? 0.0 : std::sqrt(s / static_cast<double>(v.size()));
+}
+
+// |actual - expected| <= tol * (|expected| + rms(expected)).
+inline ::testing::AssertionResult close_to(const std::vector<float>& actual,
+                                           const std::vector<double>& expected, double tol) {
+  return all_close(actual, expected, tol * rms(expected), tol);
 }
 
 }  // namespace kestrel::testing::bnref

@@ -41,11 +41,6 @@ inline Step make_step(const BatchNormDims& d, DType t, BnActivation act, std::ui
   return s;
 }
 
-inline ::testing::AssertionResult close_to(const std::vector<float>& actual,
-                                           const std::vector<double>& expected, double tol) {
-  return all_close(actual, expected, tol * rms(expected), tol);
-}
-
 // Outputs, saved statistics, running statistics (PyTorch's update), gradients.
 inline void check_step(const BatchNormDims& d, DType t, BnActivation act, const Step& s,
                        float eps, float momentum) {

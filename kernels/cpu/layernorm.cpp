@@ -1,0 +1,74 @@
+#include "kestrel/kernels/cpu/layernorm.h"
+
+#include <vector>
+
+#include "kestrel/kernels/batchnorm_math.h"
+#include "kestrel/kernels/fill_math.h"
+#include "kestrel/kernels/layernorm_math.h"
+
+namespace kestrel::cpu {
+namespace {
+using bn_detail::load_as_float;
+
+bn_detail::Welford row_stats(const void* x, DType dtype, std::int64_t row, std::int64_t cols) {
+  bn_detail::RunStats stats;
+  for (std::int64_t j = 0; j < cols; ++j) stats.add(load_as_float(x, dtype, row * cols + j));
+  return stats.result();
+}
+}  // namespace
+
+void layernorm_forward(const void* x, void* y, DType dtype, std::int64_t rows, std::int64_t cols,
+                       const float* gamma, const float* beta, float eps, float* save_mean,
+                       float* save_rstd) {
+  ln_detail::check_forward(x, y, dtype, rows, cols, eps);
+  for (std::int64_t row = 0; row < rows; ++row) {
+    float mean, rstd;
+    ln_detail::ln_finalize(row_stats(x, dtype, row, cols), static_cast<float>(cols), eps, mean,
+                           rstd);
+    if (save_mean != nullptr) save_mean[row] = mean;
+    if (save_rstd != nullptr) save_rstd[row] = rstd;
+    for (std::int64_t j = 0; j < cols; ++j) {
+      const std::int64_t i = row * cols + j;
+      fill_detail::store_as(y, dtype, i,
+                            ln_detail::ln_forward_element(load_as_float(x, dtype, i), mean, rstd,
+                                                          gamma, beta, j));
+    }
+  }
+}
+
+std::size_t layernorm_workspace_bytes(std::int64_t rows, std::int64_t cols) {
+  ln_detail::check_shape("layernorm_workspace_bytes", rows, cols, DType::kFloat32);
+  return 0;
+}
+
+void layernorm_backward(const void* dy, const void* x, DType dtype, std::int64_t rows,
+                        std::int64_t cols, const float* gamma, const float* save_mean,
+                        const float* save_rstd, void* dx, float* dgamma, float* dbeta,
+                        void* /*workspace*/) {
+  ln_detail::check_backward(dy, x, dtype, rows, cols, save_mean, save_rstd, dx);
+  std::vector<float> sum_g(static_cast<std::size_t>(cols), 0.f), sum_b(sum_g);
+  for (std::int64_t row = 0; row < rows; ++row) {
+    const float mean = save_mean[row], rstd = save_rstd[row];
+    ln_detail::RowSums s{0.f, 0.f, 0.f};
+    for (std::int64_t j = 0; j < cols; ++j) {
+      const std::int64_t i = row * cols + j;
+      ln_detail::row_sums_add(s, load_as_float(dy, dtype, i), load_as_float(x, dtype, i), mean,
+                              gamma, j);
+    }
+    const ln_detail::BackwardCoeffs k =
+        ln_detail::backward_coeffs(s, mean, rstd, static_cast<float>(cols));
+    for (std::int64_t j = 0; j < cols; ++j) {
+      const std::int64_t i = row * cols + j;
+      const float dyv = load_as_float(dy, dtype, i), xv = load_as_float(x, dtype, i);
+      sum_g[j] = fmaf(dyv, (xv - mean) * rstd, sum_g[j]);
+      sum_b[j] += dyv;
+      fill_detail::store_as(dx, dtype, i, ln_detail::backward_element(dyv, xv, gamma, j, k));
+    }
+  }
+  for (std::int64_t j = 0; j < cols; ++j) {
+    if (dgamma != nullptr) dgamma[j] = sum_g[j];
+    if (dbeta != nullptr) dbeta[j] = sum_b[j];
+  }
+}
+
+}  // namespace kestrel::cpu

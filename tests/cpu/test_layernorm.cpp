@@ -1,0 +1,184 @@
+// CPU twin of layer normalisation ((std + eps) form) against the double reference
+// (tests/support/layernorm_reference.h), the reference's gradient against finite differences,
+// constant rows (std == 0), in-place use, optional pointers and errors. Tolerances as for batch
+// norm (tests/support/batchnorm_step.h): fp32 1e-5 outputs and statistics, 1e-4 gradients,
+// bf16 1e-2, relative to |expected| + the size of the terms.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "batchnorm_reference.h"
+#include "kestrel/core/error.h"
+#include "kestrel/kernels/cpu/layernorm.h"
+#include "layernorm_reference.h"
+#include "test_support.h"
+
+namespace bnref = kestrel::testing::bnref;
+namespace lnref = kestrel::testing::lnref;
+using kestrel::DType;
+
+namespace {
+
+constexpr float kEps = 1e-5f;
+
+// Rows with means in [-3, 3] and spreads in [0.5, 2] (a one-column row is constant).
+std::vector<float> row_data(std::int64_t rows, std::int64_t cols, DType t, std::uint32_t seed) {
+  return bnref::channel_data({1, rows, cols, kestrel::Layout::kNCHW}, t, seed);
+}
+
+void check_shape(std::int64_t rows, std::int64_t cols, DType t, std::uint32_t seed) {
+  SCOPED_TRACE(::testing::Message() << rows << "x" << cols << " " << kestrel::dtype_name(t));
+  const bool bf16 = t == DType::kBFloat16;
+  const double out_tol = bf16 ? 1e-2 : 1e-5, grad_tol = bf16 ? 1e-2 : 1e-4;
+  const auto x = row_data(rows, cols, t, seed);
+  const auto dy = bnref::uniform_data(rows * cols, -1.f, 1.f, t, seed + 1);
+  const auto gamma = bnref::uniform_data(cols, -1.5f, 1.5f, DType::kFloat32, seed + 2);
+  const auto beta = bnref::uniform_data(cols, -1.f, 1.f, DType::kFloat32, seed + 3);
+  const auto xs = bnref::to_storage(x, t), dys = bnref::to_storage(dy, t);
+  auto y = xs, dx = xs;
+  std::vector<float> mean(rows), rstd(rows), dg(cols), db(cols);
+  kestrel::cpu::layernorm_forward(xs.data(), y.data(), t, rows, cols, gamma.data(), beta.data(),
+                                  kEps, mean.data(), rstd.data());
+  kestrel::cpu::layernorm_backward(dys.data(), xs.data(), t, rows, cols, gamma.data(), mean.data(),
+                                   rstd.data(), dx.data(), dg.data(), db.data(), nullptr);
+  const lnref::Forward f = lnref::forward(x, rows, cols, gamma, beta, kEps);
+  EXPECT_TRUE(bnref::close_to(bnref::from_storage(y, t), f.y, out_tol));
+  EXPECT_TRUE(bnref::close_to(mean, f.mean, 1e-5));
+  EXPECT_TRUE(bnref::close_to(rstd, f.rstd, 1e-5));
+  const lnref::Grads g = lnref::backward(dy, x, rows, cols, gamma, kEps);
+  EXPECT_TRUE(bnref::within(bnref::from_storage(dx, t), g.dx, g.dx_scale, grad_tol));
+  EXPECT_TRUE(bnref::within(dg, g.dgamma, g.dgamma_scale, grad_tol));
+  EXPECT_TRUE(bnref::within(db, g.dbeta, g.dbeta_scale, grad_tol));
+}
+
+}  // namespace
+
+TEST(LayerNormCpu, MatchesDoubleReference) {
+  const std::int64_t shapes[][2] = {{1, 1}, {3, 7}, {64, 256}, {300, 33}, {5, 4099}, {2, 2}};
+  std::uint32_t seed = 1;
+  for (const auto& s : shapes)
+    for (DType t : {DType::kFloat32, DType::kBFloat16}) check_shape(s[0], s[1], t, seed += 10);
+}
+
+// The reference gradient (the (std + eps) derivation) against central differences in double,
+// and the CPU twin against both.
+TEST(LayerNormCpu, GradientMatchesFiniteDifferences) {
+  const double eps = 0.05;  // large, so an error in how eps enters would show
+  for (const auto& shape : {std::vector<std::int64_t>{3, 5}, std::vector<std::int64_t>{2, 16}}) {
+    const std::int64_t rows = shape[0], cols = shape[1];
+    const auto xf = row_data(rows, cols, DType::kFloat32, 40);
+    const auto wf = bnref::uniform_data(rows * cols, -1.f, 1.f, DType::kFloat32, 41);
+    const auto gf = bnref::uniform_data(cols, -1.5f, 1.5f, DType::kFloat32, 42);
+    const auto bf = bnref::uniform_data(cols, -1.f, 1.f, DType::kFloat32, 43);
+    std::vector<double> x(xf.begin(), xf.end()), w(wf.begin(), wf.end()), gamma(gf.begin(), gf.end()),
+        beta(bf.begin(), bf.end());
+    auto loss = [&] {
+      const lnref::Forward f = lnref::forward(x, rows, cols, gamma, beta, eps);
+      double l = 0;
+      for (std::size_t i = 0; i < w.size(); ++i) l += w[i] * f.y[i];
+      return l;
+    };
+    auto fd = [&](std::vector<double>& v, std::size_t i) {
+      const double h = 1e-6, keep = v[i];
+      v[i] = keep + h;
+      const double lp = loss();
+      v[i] = keep - h;
+      const double lm = loss();
+      v[i] = keep;
+      return (lp - lm) / (2 * h);
+    };
+    const lnref::Grads g = lnref::backward(w, x, rows, cols, gamma, eps);
+    std::vector<float> y(xf.size()), mean(rows), rstd(rows), dx(xf.size()), dg(cols), db(cols);
+    kestrel::cpu::layernorm_forward(xf.data(), y.data(), DType::kFloat32, rows, cols, gf.data(),
+                                    bf.data(), static_cast<float>(eps), mean.data(), rstd.data());
+    kestrel::cpu::layernorm_backward(wf.data(), xf.data(), DType::kFloat32, rows, cols, gf.data(),
+                                     mean.data(), rstd.data(), dx.data(), dg.data(), db.data(),
+                                     nullptr);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double n = fd(x, i);
+      EXPECT_NEAR(g.dx[i], n, 1e-7 * (1 + std::fabs(n))) << "reference dx[" << i << "]";
+      EXPECT_NEAR(dx[i], n, 1e-4 * (1 + std::fabs(n))) << "dx[" << i << "]";
+    }
+    for (std::int64_t j = 0; j < cols; ++j) {
+      const double ng = fd(gamma, j), nb = fd(beta, j);
+      EXPECT_NEAR(g.dgamma[j], ng, 1e-7 * (1 + std::fabs(ng))) << "reference dgamma[" << j << "]";
+      EXPECT_NEAR(dg[j], ng, 1e-4 * (1 + std::fabs(ng))) << "dgamma[" << j << "]";
+      EXPECT_NEAR(db[j], nb, 1e-4 * (1 + std::fabs(nb))) << "dbeta[" << j << "]";
+    }
+  }
+}
+
+// std == 0: y = beta, gradients finite, dx = rstd * (h - mean h) (the second term's limit is 0).
+TEST(LayerNormCpu, ConstantRowsStayFinite) {
+  const std::int64_t rows = 3, cols = 7;
+  std::vector<float> x(rows * cols);
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t j = 0; j < cols; ++j) x[r * cols + j] = 2.5f - static_cast<float>(r);
+  const auto dy = bnref::uniform_data(rows * cols, -1.f, 1.f, DType::kFloat32, 50);
+  const auto gamma = bnref::uniform_data(cols, 0.5f, 1.5f, DType::kFloat32, 51);
+  const auto beta = bnref::uniform_data(cols, -1.f, 1.f, DType::kFloat32, 52);
+  std::vector<float> y(x.size()), mean(rows), rstd(rows), dx(x.size()), dg(cols), db(cols);
+  kestrel::cpu::layernorm_forward(x.data(), y.data(), DType::kFloat32, rows, cols, gamma.data(),
+                                  beta.data(), kEps, mean.data(), rstd.data());
+  kestrel::cpu::layernorm_backward(dy.data(), x.data(), DType::kFloat32, rows, cols,
+                                   gamma.data(), mean.data(), rstd.data(), dx.data(), dg.data(),
+                                   db.data(), nullptr);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    EXPECT_EQ(rstd[r], 1.f / kEps);
+    double mh = 0;
+    for (std::int64_t j = 0; j < cols; ++j) mh += dy[r * cols + j] * gamma[j] / cols;
+    for (std::int64_t j = 0; j < cols; ++j) {
+      EXPECT_EQ(y[r * cols + j], beta[j]);
+      EXPECT_NEAR(dx[r * cols + j], (dy[r * cols + j] * gamma[j] - mh) / kEps,
+                  1e-5 / kEps);
+    }
+  }
+  for (std::int64_t j = 0; j < cols; ++j) {
+    EXPECT_EQ(dg[j], 0.f);
+    EXPECT_TRUE(std::isfinite(db[j]));
+  }
+}
+
+TEST(LayerNormCpu, InPlaceAndOptionalPointersGiveTheSameBits) {
+  const std::int64_t rows = 4, cols = 37;
+  const auto x = row_data(rows, cols, DType::kFloat32, 60);
+  const auto dy = bnref::uniform_data(rows * cols, -1.f, 1.f, DType::kFloat32, 61);
+  const std::vector<float> ones(cols, 1.f), zeros(cols, 0.f);
+  std::vector<float> y(x.size()), mean(rows), rstd(rows), dx(x.size()), dg(cols), db(cols);
+  kestrel::cpu::layernorm_forward(x.data(), y.data(), DType::kFloat32, rows, cols, ones.data(),
+                                  zeros.data(), kEps, mean.data(), rstd.data());
+  kestrel::cpu::layernorm_backward(dy.data(), x.data(), DType::kFloat32, rows, cols, ones.data(),
+                                   mean.data(), rstd.data(), dx.data(), dg.data(), db.data(),
+                                   nullptr);
+  std::vector<float> in = x, g = dy;
+  kestrel::cpu::layernorm_forward(in.data(), in.data(), DType::kFloat32, rows, cols, nullptr,
+                                  nullptr, kEps, nullptr, nullptr);
+  kestrel::cpu::layernorm_backward(g.data(), x.data(), DType::kFloat32, rows, cols, nullptr,
+                                   mean.data(), rstd.data(), g.data(), nullptr, nullptr, nullptr);
+  EXPECT_TRUE(kestrel::testing::bit_equal(in, y));
+  EXPECT_TRUE(kestrel::testing::bit_equal(g, dx));
+}
+
+TEST(LayerNormCpu, Errors) {
+  std::vector<float> a(16, 1.f), b(16), s(4, 1.f);
+  using kestrel::cpu::layernorm_backward;
+  using kestrel::cpu::layernorm_forward;
+  const DType f = DType::kFloat32;
+  EXPECT_THROW(layernorm_forward(a.data(), b.data(), f, 0, 4, nullptr, nullptr, kEps, nullptr,
+                                 nullptr), kestrel::Error);
+  EXPECT_THROW(layernorm_forward(a.data(), b.data(), f, 4, -1, nullptr, nullptr, kEps, nullptr,
+                                 nullptr), kestrel::Error);
+  EXPECT_THROW(layernorm_forward(a.data(), b.data(), DType::kFloat16, 4, 4, nullptr, nullptr,
+                                 kEps, nullptr, nullptr), kestrel::Error);
+  EXPECT_THROW(layernorm_forward(a.data(), b.data(), f, 4, 4, nullptr, nullptr, 0.f, nullptr,
+                                 nullptr), kestrel::Error);
+  EXPECT_THROW(layernorm_forward(nullptr, b.data(), f, 4, 4, nullptr, nullptr, kEps, nullptr,
+                                 nullptr), kestrel::Error);
+  EXPECT_THROW(layernorm_backward(a.data(), a.data(), f, 4, 4, nullptr, nullptr, s.data(),
+                                  b.data(), nullptr, nullptr, nullptr), kestrel::Error);
+  EXPECT_THROW(layernorm_backward(a.data(), a.data(), f, 4, 4, nullptr, s.data(), s.data(),
+                                  nullptr, nullptr, nullptr, nullptr), kestrel::Error);
+  EXPECT_THROW(kestrel::cpu::layernorm_workspace_bytes(0, 3), kestrel::Error);
+}
