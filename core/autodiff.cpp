@@ -1,0 +1,101 @@
+#include "kestrel/core/autodiff.h"
+
+#include "kestrel/core/error.h"
+#include "kestrel/core/op.h"
+#include "kestrel/core/ops/elementwise_ops.h"
+
+namespace kestrel {
+
+Value sum_gradients(Graph& g, const std::vector<Value>& parts, const std::string& name) {
+  KESTREL_CHECK(!parts.empty(), "sum_gradients of nothing for '", name, "'");
+  Value acc = parts[0];
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    KESTREL_CHECK(!parts[i].is_seed() && !acc.is_seed(), "the loss '", name, "' is used by other nodes");
+    acc = g.append_node(make_add_op(), name + ".grad_sum", {acc, parts[i]}, true)[0];
+  }
+  return acc;
+}
+
+AutodiffResult append_backward(Graph& g) {
+  KESTREL_CHECK(g.loss().valid(), "training needs a loss: call Graph::set_loss");
+  const std::size_t nvalues = g.values().size();
+  const std::size_t nforward = g.nodes().size();
+
+  // requires[v]: v depends on a trainable parameter.
+  std::vector<bool> requires_grad(nvalues, false);
+  for (const ParamInfo& p : g.params()) {
+    if (!p.trainable) continue;
+    requires_grad[p.value] = true;
+    if (p.shadow >= 0) requires_grad[p.shadow] = true;
+  }
+  for (std::size_t n = 0; n < nforward; ++n) {
+    const Node& node = g.nodes()[n];
+    bool any = false;
+    for (int i : node.inputs) any = any || requires_grad[i];
+    for (int o : node.outputs) requires_grad[o] = any;
+  }
+  // leads[v]: the loss depends on v.
+  std::vector<bool> leads(nvalues, false);
+  leads[g.loss().id] = true;
+  for (std::size_t n = nforward; n-- > 0;) {
+    const Node& node = g.nodes()[n];
+    bool any = false;
+    for (int o : node.outputs) any = any || leads[o];
+    if (any)
+      for (int i : node.inputs) leads[i] = true;
+  }
+
+  std::vector<std::vector<Value>> contrib(nvalues);
+  contrib[g.loss().id].push_back(Value::seed());
+  for (std::size_t n = nforward; n-- > 0;) {
+    const Node node = g.nodes()[n];  // copy: appending nodes may reallocate the vector
+    std::vector<Value> grad_out(node.outputs.size());
+    bool any_out = false;
+    for (std::size_t i = 0; i < node.outputs.size(); ++i) {
+      const auto& parts = contrib[node.outputs[i]];
+      if (parts.empty()) continue;
+      grad_out[i] = sum_gradients(g, parts, g.info(node.outputs[i]).name);
+      any_out = true;
+    }
+    if (!any_out) continue;
+    std::vector<bool> needs(node.inputs.size());
+    bool any_in = false;
+    for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+      needs[i] = requires_grad[node.inputs[i]] && leads[node.inputs[i]];
+      any_in = any_in || needs[i];
+    }
+    if (!any_in) continue;
+    const std::vector<Value> grad_in = node.op->backward(g, node, grad_out, needs);
+    KESTREL_CHECK(grad_in.size() == node.inputs.size(), node.op->type(), " '", node.name,
+                  "': backward returned ", grad_in.size(), " gradients for ", node.inputs.size(),
+                  " inputs");
+    for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+      if (!needs[i]) continue;
+      KESTREL_CHECK(grad_in[i].valid(), node.op->type(), " '", node.name,
+                    "': backward gave no gradient for input ", i, " (",
+                    g.info(node.inputs[i]).name, ")");
+      contrib[node.inputs[i]].push_back(grad_in[i]);
+    }
+  }
+
+  AutodiffResult r;
+  r.param_grad.assign(g.params().size(), -1);
+  for (std::size_t p = 0; p < g.params().size(); ++p) {
+    const ParamInfo info = g.params()[p];
+    if (!info.trainable) continue;
+    const int consumed = info.shadow >= 0 ? info.shadow : info.value;
+    std::vector<Value> parts = contrib[consumed];
+    if (info.shadow >= 0) {
+      // The master fp32 value may also be consumed directly (rare); both contribute.
+      for (Value v : contrib[info.value]) parts.push_back(v);
+    }
+    if (parts.empty()) continue;
+    Value grad = sum_gradients(g, parts, info.name);
+    if (g.info(grad).dtype() != DType::kFloat32)
+      grad = g.append_node(make_cast_op(DType::kFloat32), info.name + ".grad_cast", {grad}, true)[0];
+    r.param_grad[p] = grad.id;
+  }
+  return r;
+}
+
+}  // namespace kestrel

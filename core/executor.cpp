@@ -1,0 +1,330 @@
+#include "kestrel/core/executor.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <limits>
+#include <sstream>
+
+#include "kestrel/core/autodiff.h"
+#include "kestrel/core/cuda_check_internal.h"
+#include "kestrel/core/device_guard_internal.h"
+#include "kestrel/core/error.h"
+#include "kestrel/core/fusion.h"
+#include "kestrel/core/memory_plan.h"
+#include "kestrel/kernels/cpu/dropout.h"
+#include "kestrel/kernels/cpu/optimizer.h"
+#include "kestrel/kernels/cpu/reduce.h"
+#include "kestrel/kernels/dropout.h"
+#include "kestrel/kernels/optimizer.h"
+#include "kestrel/kernels/reduce.h"
+
+namespace kestrel {
+namespace {
+constexpr std::size_t kNotInArena = std::numeric_limits<std::size_t>::max();
+constexpr std::size_t kArenaAlignment = 256;
+}  // namespace
+
+Executor::Executor(const Graph& graph, ParameterStore& store, Context& ctx, CompileOptions options)
+    : g_(graph), store_(store), ctx_(ctx), opts_(options) {
+  KESTREL_CHECK(store.context().device() == ctx.device(), "parameter store lives on ",
+                store.context().device().to_string(), " but the executor runs on ",
+                ctx.device().to_string());
+  KESTREL_CHECK(store.count() == graph.params().size(), "parameter store holds ", store.count(),
+                " parameters but the graph has ", graph.params().size(),
+                ": build the store from the same graph");
+  compile();
+}
+
+Executor::~Executor() {
+  if (graph_exec_ != nullptr) (void)cudaGraphExecDestroy(graph_exec_);
+}
+
+void Executor::compile() {
+  const int user_nodes = static_cast<int>(g_.nodes().size());
+  if (opts_.fuse) stats_.fusions = fuse_batchnorm_activations(g_);
+  std::vector<int> param_grad(g_.params().size(), -1);
+  if (opts_.training) {
+    if (opts_.optimizer == OptimizerKind::kSgd) validate(opts_.sgd);
+    if (opts_.optimizer == OptimizerKind::kAdamW) validate(opts_.adamw);
+    param_grad = append_backward(g_).param_grad;
+    store_.ensure_optimizer_state(opts_.optimizer);
+  }
+  (void)user_nodes;
+  // Re-check every node: passes rewrite nodes, and this is where type errors surface by name.
+  for (const Node& n : g_.nodes()) {
+    std::vector<const ValueInfo*> in;
+    for (int i : n.inputs) in.push_back(&g_.info(i));
+    const std::vector<TypeSpec> types = n.op->infer(in, n.name);
+    KESTREL_CHECK(types.size() == n.outputs.size(), n.op->type(), " '", n.name, "': ",
+                  types.size(), " inferred outputs for ", n.outputs.size(), " output values");
+    for (std::size_t o = 0; o < types.size(); ++o) {
+      const TypeSpec& have = g_.info(n.outputs[o]).type;
+      KESTREL_CHECK(have.shape == types[o].shape && have.dtype == types[o].dtype,
+                    n.op->type(), " '", n.name, "': output ", o, " is ", g_.info(n.outputs[o]).describe(),
+                    " but the op now infers ", types[o].shape.to_string(), " ", dtype_name(types[o].dtype));
+    }
+    (n.backward ? stats_.backward_nodes : stats_.forward_nodes)++;
+  }
+  bind_persistent(param_grad);
+  plan_arena();
+  state_.seed = store_.seed();
+  state_.rng_offset = store_.rng_offset_ptr();
+  state_.learning_rate = store_.learning_rate_ptr();
+  state_.step = store_.step_ptr();
+}
+
+void Executor::bind_persistent(const std::vector<int>& param_grad) {
+  bound_.assign(g_.values().size(), Tensor());
+  for (std::size_t p = 0; p < g_.params().size(); ++p) {
+    const ParamInfo& info = g_.params()[p];
+    bound_[info.value] = store_.value(p);
+    if (info.shadow >= 0) bound_[info.shadow] = store_.shadow(p);
+    if (param_grad[p] >= 0) {
+      KESTREL_CHECK(!bound_[param_grad[p]].defined(), "the gradient of '", info.name,
+                    "' is also another persistent value");
+      bound_[param_grad[p]] = store_.gradient(p);
+      param_grad_value_[info.name] = param_grad[p];
+    }
+  }
+  for (std::size_t v = 0; v < g_.values().size(); ++v) {
+    const ValueInfo& info = g_.values()[v];
+    if (info.kind != ValueKind::kInput) continue;
+    Tensor t = Tensor::empty(info.type.shape, info.type.dtype, ctx_, info.type.layout);
+    t.zero(ctx_.stream());
+    stats_.input_bytes += t.nbytes();
+    bound_[v] = t;
+    input_buffers_.push_back(t);
+    inputs_[info.name] = static_cast<int>(v);
+  }
+  for (const auto& [name, id] : g_.outputs()) outputs_[name] = id;
+  if (g_.loss().valid()) outputs_.emplace("loss", g_.loss().id);
+}
+
+void Executor::plan_arena() {
+  const int nsteps = static_cast<int>(g_.nodes().size());
+  std::vector<int> first(g_.values().size(), -1), last(g_.values().size(), -1);
+  for (int s = 0; s < nsteps; ++s) {
+    const Node& n = g_.nodes()[s];
+    for (int o : n.outputs) {
+      if (first[o] < 0) first[o] = s;
+      last[o] = std::max(last[o], s);
+    }
+    for (int i : n.inputs) last[i] = std::max(last[i], s);
+  }
+  for (const auto& [name, id] : outputs_) last[id] = nsteps;  // readable after the step
+  if (!opts_.reuse_memory)
+    for (int& l : last) l = nsteps;
+
+  std::vector<BufferRequest> requests;
+  std::vector<int> request_value;
+  for (std::size_t v = 0; v < g_.values().size(); ++v) {
+    if (bound_[v].defined() || first[v] < 0) continue;
+    const ValueInfo& info = g_.values()[v];
+    const std::size_t bytes = static_cast<std::size_t>(info.type.shape.numel()) * dtype_size(info.type.dtype);
+    requests.push_back({bytes, first[v], last[v]});
+    request_value.push_back(static_cast<int>(v));
+  }
+  const MemoryPlan plan = plan_memory(requests, kArenaAlignment);
+  if (opts_.validate_plan)
+    KESTREL_CHECK(plan_is_valid(requests, plan), "internal error: the memory plan overlaps live values");
+  stats_.arena_bytes = plan.arena_bytes;
+  stats_.activation_bytes = plan.total_bytes;
+
+  std::size_t ws = 0;
+  for (const Node& n : g_.nodes()) {
+    PlanQuery q{n, {}, {}, ctx_, opts_.training};
+    for (int i : n.inputs) q.in.push_back(&g_.info(i));
+    for (int o : n.outputs) q.out.push_back(&g_.info(o));
+    ws = std::max(ws, n.op->workspace_bytes(q));
+  }
+  stats_.workspace_bytes = ws;
+  arena_ = Tensor::empty(Shape{static_cast<std::int64_t>(plan.arena_bytes)}, DType::kUInt8, ctx_);
+  workspace_ = Tensor::empty(Shape{static_cast<std::int64_t>(ws)}, DType::kUInt8, ctx_);
+  arena_offset_.assign(g_.values().size(), kNotInArena);
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    const int v = request_value[r];
+    const ValueInfo& info = g_.info(v);
+    arena_offset_[v] = plan.offsets[r];
+    bound_[v] = arena_.view_bytes(plan.offsets[r], info.type.shape, info.type.dtype, info.type.layout);
+  }
+  steps_.clear();
+  for (int s = 0; s < nsteps; ++s) {
+    const Node& n = g_.nodes()[s];
+    Step st{s, {}, {}};
+    for (int i : n.inputs) {
+      KESTREL_CHECK(bound_[i].defined(), n.op->type(), " '", n.name, "' reads ", g_.info(i).describe(),
+                    ", which nothing produces before it");
+      st.in.push_back(bound_[i]);
+    }
+    for (int o : n.outputs) st.out.push_back(bound_[o]);
+    steps_.push_back(std::move(st));
+  }
+}
+
+namespace {
+// The value id bound to `name`, or an error listing the names there are.
+int lookup(const std::map<std::string, int>& names, const std::string& name, const char* what) {
+  auto it = names.find(name);
+  if (it != names.end()) return it->second;
+  std::string known;
+  for (const auto& [n, id] : names) known += (known.empty() ? "" : ", ") + n;
+  KESTREL_FAIL("no ", what, " named '", name, "' (", what, "s: ", known, ")");
+}
+}  // namespace
+
+Tensor Executor::input(const std::string& name) const { return bound_[lookup(inputs_, name, "input")]; }
+
+void Executor::bind_input(const std::string& name, const Tensor& src) {
+  Tensor dst = input(name);
+  dst.copy_from(src, ctx_.stream());
+}
+
+Tensor Executor::output(const std::string& name) const { return bound_[lookup(outputs_, name, "output")]; }
+
+Tensor Executor::gradient(const std::string& param_name) const {
+  KESTREL_CHECK(opts_.training, "gradients exist only in a training executor");
+  auto it = param_grad_value_.find(param_name);
+  if (it != param_grad_value_.end()) return bound_[it->second];
+  (void)store_.index_of(param_name);  // raises with the known names when the name is wrong
+  KESTREL_FAIL("the loss does not depend on parameter '", param_name, "'");
+}
+
+Tensor Executor::value(const std::string& name) const {
+  const Value v = g_.find_value(name);
+  KESTREL_CHECK(bound_[v.id].defined(), "value '", name, "' is not computed by this executor");
+  return bound_[v.id];
+}
+
+void Executor::run() {
+  DeviceGuard guard(ctx_.device());
+  if (graph_exec_ != nullptr) {
+    KESTREL_CUDA_CHECK(cudaGraphLaunch(graph_exec_, ctx_.stream().handle()));
+    return;
+  }
+  run_eager();
+}
+
+void Executor::run_eager() {
+  const bool cpu = ctx_.device().is_cpu();
+  if (opts_.training && g_.rng_slots() > 0) {
+    if (cpu)
+      cpu::advance_offset(store_.rng_offset_ptr(), static_cast<std::uint64_t>(g_.rng_slots()));
+    else
+      cuda::advance_offset(store_.rng_offset_ptr(), static_cast<std::uint64_t>(g_.rng_slots()),
+                           ctx_.stream().handle());
+  }
+  void* ws = workspace_.data();
+  const std::size_t ws_bytes = workspace_.nbytes();
+  for (const Step& s : steps_) {
+    const Node& n = g_.nodes()[s.node];
+    try {
+      n.op->run(OpRun{n, s.in, s.out, ctx_, ws, ws_bytes, opts_.training, state_});
+    } catch (const Error& e) {
+      throw Error(n.op->type() + " '" + n.name + "': " + e.message(), e.call(), e.file(), e.line());
+    }
+    if (opts_.check_numerics) check_numerics(s);
+  }
+  if (opts_.training && opts_.optimizer != OptimizerKind::kNone) optimizer_update();
+}
+
+void Executor::optimizer_update() {
+  const std::int64_t n = store_.trainable_elements();
+  if (n == 0) return;
+  float* p = store_.flat_params().data_as<float>();
+  const float* g = store_.flat_grads().data_as<float>();
+  const auto* mask = static_cast<const std::uint8_t*>(store_.decay_mask().data());
+  auto* shadow = store_.flat_shadow().numel() > 0
+                     ? static_cast<std::uint16_t*>(store_.flat_shadow().data())
+                     : nullptr;
+  const bool cpu = ctx_.device().is_cpu();
+  if (cpu) {
+    cpu::increment_step(store_.step_ptr());
+  } else {
+    cuda::increment_step(store_.step_ptr(), ctx_.stream().handle());
+  }
+  if (opts_.optimizer == OptimizerKind::kSgd) {
+    float* m = store_.opt_state(0).data_as<float>();
+    if (cpu)
+      cpu::sgd_update(p, g, m, n, opts_.sgd, store_.learning_rate_ptr(), store_.step_ptr(), mask, shadow);
+    else
+      cuda::sgd_update(p, g, m, n, opts_.sgd, store_.learning_rate_ptr(), store_.step_ptr(), mask,
+                       shadow, ctx_.stream().handle());
+  } else {
+    float* m = store_.opt_state(0).data_as<float>();
+    float* v = store_.opt_state(1).data_as<float>();
+    if (cpu)
+      cpu::adamw_update(p, g, m, v, n, opts_.adamw, store_.learning_rate_ptr(), store_.step_ptr(),
+                        mask, shadow);
+    else
+      cuda::adamw_update(p, g, m, v, n, opts_.adamw, store_.learning_rate_ptr(), store_.step_ptr(),
+                         mask, shadow, ctx_.stream().handle());
+  }
+}
+
+void Executor::check_numerics(const Step& s) {
+  const Node& n = g_.nodes()[s.node];
+  for (std::size_t o = 0; o < s.out.size(); ++o) {
+    const Tensor& t = s.out[o];
+    if (!is_floating(t.dtype()) || t.numel() == 0) continue;
+    std::int32_t bad = 0;
+    if (ctx_.device().is_cpu()) {
+      cpu::count_nonfinite(t.data(), t.dtype(), t.numel(), &bad, nullptr, 0);
+    } else {
+      Tensor count = Tensor::empty(Shape{1}, DType::kInt32, ctx_);
+      const std::size_t wsb = cuda::reduce_workspace_bytes(t.numel());
+      Tensor ws = Tensor::empty(Shape{static_cast<std::int64_t>(wsb)}, DType::kUInt8, ctx_);
+      cuda::count_nonfinite(t.data(), t.dtype(), t.numel(), count.data_as<std::int32_t>(), ws.data(),
+                            wsb, ctx_.stream().handle());
+      Tensor host = Tensor::empty_cpu(Shape{1}, DType::kInt32);
+      host.copy_from(count, ctx_.stream());
+      bad = host.data_as<std::int32_t>()[0];
+    }
+    KESTREL_CHECK(bad == 0, "non-finite values first appear in output ", g_.info(n.outputs[o]).describe(),
+                  " of ", n.op->type(), " '", n.name, "' (", bad, " of ", t.numel(), " elements)");
+  }
+}
+
+void Executor::capture_cuda_graph() {
+  KESTREL_CHECK(ctx_.device().is_cuda(), "CUDA Graph capture needs a CUDA context");
+  KESTREL_CHECK(!opts_.check_numerics, "check_numerics synchronises after every node and cannot be captured");
+  if (graph_exec_ != nullptr) return;
+  DeviceGuard guard(ctx_.device());
+  cudaStream_t stream = ctx_.stream().handle();
+  KESTREL_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  cudaGraph_t graph = nullptr;
+  try {
+    run_eager();
+  } catch (...) {
+    (void)cudaStreamEndCapture(stream, &graph);
+    if (graph != nullptr) (void)cudaGraphDestroy(graph);
+    (void)cudaGetLastError();
+    throw;
+  }
+  KESTREL_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+  (void)cudaGraphDestroy(graph);
+  KESTREL_CUDA_CHECK(e);
+  graph_exec_ = exec;
+}
+
+std::string Executor::describe() const {
+  std::ostringstream os;
+  os << "plan: " << stats_.forward_nodes << " forward + " << stats_.backward_nodes
+     << " backward nodes, " << stats_.fusions << " fusions, arena " << stats_.arena_bytes
+     << " bytes (values total " << stats_.activation_bytes << "), workspace " << stats_.workspace_bytes
+     << " bytes\n";
+  for (const Step& s : steps_) {
+    const Node& n = g_.nodes()[s.node];
+    os << (n.backward ? "  [bwd] " : "  ") << n.op->type() << " '" << n.name << "' ->";
+    for (int o : n.outputs) {
+      os << " " << g_.info(o).type.shape.to_string();
+      if (arena_offset_[o] != kNotInArena) os << "@" << arena_offset_[o];
+    }
+    os << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace kestrel

@@ -1,0 +1,111 @@
+// Executor: the compile and run steps of define-compile-run.
+//
+// Compile (constructor): copies the graph; fuses BN+ReLU and BN+Add+ReLU (optional); in
+// training mode appends the backward graph (autodiff, summed fan-out gradients) and a fused
+// optimizer update over the parameter store's flat buffers; re-checks every node's types;
+// binds parameters, states, their gradients and the inputs to persistent memory; plans every
+// other value into one arena by liveness (values alive at the same time never share bytes);
+// sizes one workspace for the largest node (cuDNN plans are built here, not while running).
+//
+// Run: launches the schedule in order on the context's stream. On CUDA, capture_cuda_graph()
+// records one whole step (RNG offset advance, forward, backward, optimizer) as a CUDA Graph
+// that later run() calls replay; kernels read the RNG offset, learning rate and step from
+// device memory, so every replay draws new dropout masks and sees schedule changes.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kestrel/core/context.h"
+#include "kestrel/core/graph.h"
+#include "kestrel/core/op.h"
+#include "kestrel/core/parameter_store.h"
+#include "kestrel/core/tensor.h"
+#include "kestrel/kernels/optimizer.h"
+
+namespace kestrel {
+
+struct CompileOptions {
+  bool training = true;
+  bool fuse = true;                 // BN+ReLU, BN+Add+ReLU into the fused kernels
+  OptimizerKind optimizer = OptimizerKind::kSgd;  // training only; kNone: gradients only
+  SgdConfig sgd;
+  AdamWConfig adamw;
+  bool check_numerics = false;      // debug: after each node, name the first non-finite output
+  bool validate_plan = true;        // check the memory plan for overlaps after planning
+  bool reuse_memory = true;         // false (debugging, gradient checks): every value keeps its
+                                    // own bytes until the end of the step
+};
+
+struct PlanStats {
+  std::size_t arena_bytes = 0;       // planned peak of activations and gradients
+  std::size_t activation_bytes = 0;  // sum of the sizes of every planned value (no reuse)
+  std::size_t workspace_bytes = 0;
+  std::size_t input_bytes = 0;
+  int forward_nodes = 0, backward_nodes = 0, fusions = 0;
+};
+
+class Executor {
+ public:
+  Executor(const Graph& graph, ParameterStore& store, Context& ctx, CompileOptions options = {});
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  // The persistent buffer of an input: fill it (copy_from, or a kernel) before run().
+  Tensor input(const std::string& name) const;
+  // Copies `src` into the input's buffer on the context's stream.
+  void bind_input(const std::string& name, const Tensor& src);
+  // A value marked with Graph::mark_output, or "loss"; valid after run() until the next run().
+  Tensor output(const std::string& name) const;
+  // d loss / d parameter (a view into the store's gradient buffer); training only.
+  Tensor gradient(const std::string& param_name) const;
+  // Any value of the compiled graph by name (debugging and tests; arena memory is reused, so
+  // only values alive at the end of the step hold their final contents).
+  Tensor value(const std::string& name) const;
+
+  void run();
+  // Captures one step as a CUDA Graph; later run() calls replay it. Call after one eager run()
+  // (lazy library initialisation must not happen during capture). CUDA contexts only.
+  void capture_cuda_graph();
+  bool uses_cuda_graph() const noexcept { return graph_exec_ != nullptr; }
+
+  const PlanStats& stats() const noexcept { return stats_; }
+  const Graph& compiled_graph() const noexcept { return g_; }
+  bool training() const noexcept { return opts_.training; }
+  ParameterStore& store() const noexcept { return store_; }
+  // One line per node: type, name, output types, arena offsets.
+  std::string describe() const;
+
+ private:
+  struct Step {
+    int node;
+    std::vector<Tensor> in, out;
+  };
+  void compile();
+  void bind_persistent(const std::vector<int>& param_grad);
+  void plan_arena();
+  void run_eager();
+  void check_numerics(const Step& s);
+  void optimizer_update();
+
+  Graph g_;
+  ParameterStore& store_;
+  Context& ctx_;
+  CompileOptions opts_;
+  std::vector<Tensor> bound_;              // per value id
+  std::vector<std::size_t> arena_offset_;  // per value id, SIZE_MAX when not in the arena
+  std::vector<Step> steps_;
+  std::map<std::string, int> inputs_, outputs_;
+  std::map<std::string, int> param_grad_value_;
+  Tensor arena_, workspace_;
+  std::vector<Tensor> input_buffers_;
+  StepState state_;
+  PlanStats stats_;
+  struct CUgraphExec_st* graph_exec_ = nullptr;
+};
+
+}  // namespace kestrel

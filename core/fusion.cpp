@@ -1,0 +1,92 @@
+#include "kestrel/core/fusion.h"
+
+#include "kestrel/core/error.h"
+#include "kestrel/core/ops/batchnorm_op.h"
+#include "kestrel/core/ops/elementwise_ops.h"
+
+namespace kestrel {
+namespace {
+// Consumers of each value among the nodes, and whether it is a marked output or the loss.
+struct Uses {
+  std::vector<std::vector<int>> consumers;
+  std::vector<bool> pinned;
+};
+
+Uses collect_uses(const Graph& g) {
+  Uses u;
+  u.consumers.resize(g.values().size());
+  u.pinned.assign(g.values().size(), false);
+  for (std::size_t n = 0; n < g.nodes().size(); ++n)
+    for (int i : g.nodes()[n].inputs) u.consumers[i].push_back(static_cast<int>(n));
+  for (const auto& o : g.outputs()) u.pinned[o.second] = true;
+  if (g.loss().valid()) u.pinned[g.loss().id] = true;
+  return u;
+}
+
+bool is_relu(const Op* op) {
+  const auto* a = dynamic_cast<const ActivationOp*>(op);
+  return a != nullptr && a->activation() == Activation::kRelu;
+}
+
+bool sole_consumer(const Uses& u, int value, int* node) {
+  if (u.pinned[value] || u.consumers[value].size() != 1) return false;
+  *node = u.consumers[value][0];
+  return true;
+}
+}  // namespace
+
+void compact_nodes(Graph& g, const std::vector<bool>& removed) {
+  std::vector<Node> kept;
+  std::vector<Node>& nodes = g.mutable_nodes();
+  for (std::size_t n = 0; n < nodes.size(); ++n)
+    if (!removed[n]) kept.push_back(std::move(nodes[n]));
+  nodes = std::move(kept);
+}
+
+int fuse_batchnorm_activations(Graph& g) {
+  std::vector<Node>& nodes = g.mutable_nodes();
+  const Uses u = collect_uses(g);
+  std::vector<bool> removed(nodes.size(), false);
+  int fused = 0;
+  for (std::size_t b = 0; b < nodes.size(); ++b) {
+    if (nodes[b].backward || removed[b]) continue;
+    const auto* bn = dynamic_cast<const BatchNormOp*>(nodes[b].op.get());
+    if (bn == nullptr || bn->activation() != BnActivation::kNone) continue;
+    const int bn_y = nodes[b].outputs[0];
+    int next = -1;
+    if (!sole_consumer(u, bn_y, &next) || removed[next]) continue;
+    const Op* next_op = nodes[next].op.get();
+    if (is_relu(next_op)) {
+      Node fusedn = nodes[b];
+      fusedn.op = bn->with_activation(BnActivation::kRelu);
+      fusedn.outputs[0] = nodes[next].outputs[0];
+      nodes[next] = std::move(fusedn);
+      removed[b] = true;
+      ++fused;
+      continue;
+    }
+    if (dynamic_cast<const AddOp*>(next_op) == nullptr) continue;
+    const int add_y = nodes[next].outputs[0];
+    int relu = -1;
+    if (!sole_consumer(u, add_y, &relu) || removed[relu]) continue;
+    if (!is_relu(nodes[relu].op.get())) continue;
+    const std::vector<int>& add_in = nodes[next].inputs;
+    if (add_in[0] == add_in[1]) continue;  // bn(x) + bn(x): not a residual
+    const int residual = add_in[0] == bn_y ? add_in[1] : add_in[0];
+    if (g.info(residual).type.shape != g.info(bn_y).type.shape ||
+        g.info(residual).dtype() != g.info(bn_y).dtype())
+      continue;
+    Node fusedn = nodes[b];
+    fusedn.op = bn->with_activation(BnActivation::kAddRelu);
+    fusedn.inputs.push_back(residual);
+    fusedn.outputs[0] = nodes[relu].outputs[0];
+    nodes[relu] = std::move(fusedn);
+    removed[b] = true;
+    removed[next] = true;
+    ++fused;
+  }
+  if (fused > 0) compact_nodes(g, removed);
+  return fused;
+}
+
+}  // namespace kestrel

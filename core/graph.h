@@ -1,0 +1,185 @@
+// Graph: the define step of define-compile-run. Layers append nodes to a Graph of typed values
+// (shape, dtype, layout, name); Executor (core/executor.h) compiles a copy of it into a plan.
+//
+// Contract:
+// - Values are created by inputs, parameters, states and node outputs, and never change type.
+// - add_node() checks its inputs through the op's infer(), which raises kestrel::Error naming
+//   the node, the input and the expected and actual shapes; nothing is appended on error.
+// - Parameters are named hierarchically from the scope stack ("layer2.block0.conv1.weight");
+//   names are unique. Parameters are fp32 masters; a parameter whose compute dtype is bf16 is
+//   consumed through a bf16 "shadow" value that the optimizer refreshes each step.
+// - Batch size is fixed when the graph is built (GraphOptions::batch).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kestrel/core/dtype.h"
+#include "kestrel/core/layout.h"
+#include "kestrel/core/shape.h"
+
+namespace kestrel {
+
+class Op;
+
+enum class ValueKind : std::uint8_t {
+  kInput,            // bound by name before each run; persistent buffer
+  kParameter,        // fp32 master weights: a slot of the parameter buffer
+  kParameterShadow,  // bf16 compute copy of a parameter, written by the optimizer
+  kState,            // persistent non-trainable state (BN running statistics)
+  kActivation,       // produced by a forward node
+  kGradient,         // produced by a backward node
+};
+const char* value_kind_name(ValueKind k) noexcept;
+
+struct TypeSpec {
+  Shape shape;
+  DType dtype = DType::kFloat32;
+  Layout layout = Layout::kNCHW;
+};
+
+struct ValueInfo {
+  std::string name;
+  TypeSpec type;
+  ValueKind kind = ValueKind::kActivation;
+  int producer = -1;  // node index; -1 for inputs, parameters and states
+  int param = -1;     // kParameter / kParameterShadow / kState: index into Graph::params()
+  const Shape& shape() const noexcept { return type.shape; }
+  DType dtype() const noexcept { return type.dtype; }
+  Layout layout() const noexcept { return type.layout; }
+  // "'layer1.conv1:y' [128, 16, 32, 32] bf16 nhwc"
+  std::string describe() const;
+};
+
+// A handle to a value of one graph (an index). Value::seed() stands for "d loss / d loss = 1"
+// during autodiff.
+struct Value {
+  int id = -1;
+  bool valid() const noexcept { return id >= 0; }
+  bool is_seed() const noexcept { return id == -2; }
+  static Value seed() noexcept { return Value{-2}; }
+  bool operator==(const Value& o) const noexcept { return id == o.id; }
+};
+
+struct Node {
+  std::string name;
+  std::shared_ptr<const Op> op;
+  std::vector<int> inputs;
+  std::vector<int> outputs;
+  bool backward = false;  // appended by autodiff
+};
+
+// How a parameter is initialised (by ParameterStore, on the host, from the graph's seed).
+struct Init {
+  enum class Kind : std::uint8_t { kZeros, kOnes, kConstant, kHeNormal, kHeUniform, kXavierUniform, kUniform };
+  Kind kind = Kind::kZeros;
+  float value = 0.f;   // kConstant; kUniform bound (U(-value, value))
+  std::int64_t fan_in = 0, fan_out = 0;
+  static Init zeros() { return {}; }
+  static Init ones() { return {Kind::kOnes, 1.f, 0, 0}; }
+  static Init constant(float v) { return {Kind::kConstant, v, 0, 0}; }
+  static Init he_normal(std::int64_t fan_in) { return {Kind::kHeNormal, 0.f, fan_in, 0}; }
+  static Init he_uniform(std::int64_t fan_in) { return {Kind::kHeUniform, 0.f, fan_in, 0}; }
+  static Init xavier_uniform(std::int64_t fan_in, std::int64_t fan_out) { return {Kind::kXavierUniform, 0.f, fan_in, fan_out}; }
+  static Init uniform(float bound) { return {Kind::kUniform, bound, 0, 0}; }
+};
+
+struct ParamInfo {
+  std::string name;
+  TypeSpec type;          // fp32 master: shape and layout (conv weights: KCRS or KRSC)
+  Init init;
+  bool trainable = true;  // false for states (BN running statistics)
+  bool decay = true;      // weight decay applies (off for BN and biases when requested)
+  int value = -1;         // the fp32 master value
+  int shadow = -1;        // the bf16 compute value, or -1
+};
+
+struct GraphOptions {
+  std::int64_t batch = 1;
+  DType dtype = DType::kFloat32;   // activation storage
+  Layout layout = Layout::kNCHW;   // activation layout
+};
+
+class Graph {
+ public:
+  explicit Graph(GraphOptions options = {});
+
+  const GraphOptions& options() const noexcept { return options_; }
+
+  // Leaves.
+  Value input(const std::string& name, const TypeSpec& type);
+  // A trainable fp32 parameter named scope + "." + local_name. With compute_dtype bf16 the
+  // returned value is the bf16 shadow that nodes consume.
+  Value parameter(const std::string& local_name, const TypeSpec& type, const Init& init,
+                  bool decay = true, DType compute_dtype = DType::kFloat32);
+  // A persistent non-trainable fp32 state (e.g. running statistics).
+  Value state(const std::string& local_name, const TypeSpec& type, const Init& init);
+
+  // Appends a node named scope + "." + local_name (made unique). Output types come from
+  // op->infer(); outputs are named "<node>:<output_names[i]>".
+  std::vector<Value> add_node(std::shared_ptr<const Op> op, const std::string& local_name,
+                              const std::vector<Value>& inputs);
+  Value add_node1(std::shared_ptr<const Op> op, const std::string& local_name,
+                  const std::vector<Value>& inputs);
+  // Appends a node whose name is already complete (autodiff and passes use this).
+  std::vector<Value> append_node(std::shared_ptr<const Op> op, const std::string& full_name,
+                                 const std::vector<Value>& inputs, bool backward);
+
+  // Scopes for hierarchical names.
+  void push_scope(const std::string& part);
+  void pop_scope();
+  std::string scoped(const std::string& local) const;
+  class Scope {
+   public:
+    Scope(Graph& g, const std::string& part) : g_(g) { g_.push_scope(part); }
+    ~Scope() { g_.pop_scope(); }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    Graph& g_;
+  };
+
+  // Outputs readable after a run (by name), and the scalar loss that training minimises.
+  void mark_output(Value v, const std::string& name);
+  void set_loss(Value v);
+  Value loss() const noexcept { return loss_; }
+  const std::vector<std::pair<std::string, int>>& outputs() const noexcept { return outputs_; }
+
+  // Random nodes (dropout) draw from distinct offsets of the step's Philox stream.
+  int next_rng_slot() noexcept { return rng_slots_++; }
+  int rng_slots() const noexcept { return rng_slots_; }
+
+  const ValueInfo& info(Value v) const;
+  const ValueInfo& info(int id) const { return info(Value{id}); }
+  const std::vector<ValueInfo>& values() const noexcept { return values_; }
+  const std::vector<Node>& nodes() const noexcept { return nodes_; }
+  std::vector<Node>& mutable_nodes() noexcept { return nodes_; }
+  const std::vector<ParamInfo>& params() const noexcept { return params_; }
+  Value find_value(const std::string& name) const;  // raises with close matches when missing
+  int find_param(const std::string& name) const;    // -1 when missing
+
+  // Human-readable listing of nodes with their input and output types.
+  std::string summary() const;
+
+ private:
+  Value new_value(const std::string& name, const TypeSpec& type, ValueKind kind, int producer, int param);
+  std::string unique_node_name(const std::string& base);
+  void check_value(Value v, const std::string& where) const;
+
+  GraphOptions options_;
+  std::vector<ValueInfo> values_;
+  std::vector<Node> nodes_;
+  std::vector<ParamInfo> params_;
+  std::vector<std::string> scope_;
+  std::unordered_map<std::string, int> value_by_name_;
+  std::unordered_map<std::string, int> node_names_;
+  std::vector<std::pair<std::string, int>> outputs_;
+  Value loss_;
+  int rng_slots_ = 0;
+};
+
+}  // namespace kestrel

@@ -1,0 +1,60 @@
+// Layer builders: each appends nodes (and creates its named parameters) in a Graph and returns
+// the output value. Names follow PyTorch's module naming so checkpoints map one to one:
+// "<scope>.<name>.weight", ".bias", ".running_mean", ".running_var".
+//
+// Weights are fp32 masters; when the graph's activation dtype is bf16, convolutions and dense
+// layers consume a bf16 copy refreshed by the optimizer. BN parameters and statistics are fp32.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "kestrel/core/graph.h"
+#include "kestrel/kernels/dropout.h"
+
+namespace kestrel::nn {
+
+// Inputs: images [batch, c, h, w] in the graph's dtype and layout; labels [batch] int32.
+Value image_input(Graph& g, const std::string& name, std::int64_t c, std::int64_t h, std::int64_t w);
+Value label_input(Graph& g, const std::string& name);
+
+struct Conv2dOptions {
+  int stride = 1;
+  int padding = 0;
+  int dilation = 1;
+  bool bias = false;
+  Init init = Init::he_normal(0);  // fan_in 0 = computed (C*R*S)
+};
+Value conv2d(Graph& g, const std::string& name, Value x, std::int64_t out_channels, int kernel,
+             const Conv2dOptions& o = {});
+
+struct BatchNormOptions {
+  float eps = 1e-5f;
+  float momentum = 0.1f;
+  bool zero_init_gamma = false;  // "zero the last BN of each residual branch"
+};
+Value batch_norm(Graph& g, const std::string& name, Value x, const BatchNormOptions& o = {});
+
+struct LinearOptions {
+  bool bias = true;
+  Init init = Init::xavier_uniform(0, 0);  // fans 0 = computed
+};
+Value linear(Graph& g, const std::string& name, Value x, std::int64_t out_features,
+             const LinearOptions& o = {});
+
+Value relu(Graph& g, Value x);
+Value sigmoid(Graph& g, Value x);
+Value tanh(Graph& g, Value x);
+Value add(Graph& g, Value a, Value b);
+Value mul(Graph& g, Value a, Value b);
+Value scale(Graph& g, Value x, float alpha);
+Value dropout(Graph& g, const std::string& name, Value x, float p,
+              DropoutMode mode = DropoutMode::kInverted);
+Value max_pool2x2(Graph& g, Value x);
+Value global_avg_pool(Graph& g, Value x);
+Value flatten(Graph& g, Value x);
+Value softmax(Graph& g, Value x);
+// Mean softmax cross-entropy over the batch (label smoothing in [0, 1)); sets it as the loss.
+Value softmax_cross_entropy(Graph& g, Value logits, Value labels, float label_smoothing = 0.f);
+
+}  // namespace kestrel::nn

@@ -1,0 +1,51 @@
+// CIFAR residual networks built from layers/nn.h.
+//
+// Block v1 (He et al. 2015, post-activation): conv3x3-BN-ReLU-conv3x3-BN, + shortcut, ReLU.
+// Block v2 (He et al. 2016, pre-activation):  BN-ReLU-conv3x3-BN-ReLU-conv3x3, + shortcut.
+// Shortcut: identity when shapes match, else a strided 1x1 convolution (followed by BN in v1;
+// in v2 it reads the block's pre-activated input). Optional dropout between the two
+// convolutions (Wide-ResNet style). Plain networks are the same stacks without shortcuts.
+//
+// CIFAR ResNet-(6n+2): conv3x3(16) -> 3 stages of n blocks (16, 32, 64 channels, stride 2 at the
+// start of stages 2 and 3) -> global average pooling -> dense(classes). v1 puts BN-ReLU after
+// the first conv; v2 puts a final BN-ReLU before the pooling.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kestrel/core/graph.h"
+
+namespace kestrel {
+
+struct ResNetConfig {
+  std::string name = "resnet20";
+  int version = 1;                      // 1: post-activation, 2: pre-activation
+  int blocks_per_stage = 3;             // n: depth 6n + 2
+  std::vector<std::int64_t> widths = {16, 32, 64};
+  std::int64_t stem_width = 16;
+  bool shortcuts = true;                // false: plain network
+  float dropout = 0.f;                  // between the two convolutions of each block
+  bool zero_init_last_bn = false;       // gamma of each block's last BN starts at 0
+  std::int64_t classes = 10;
+  bool flatten_head = false;            // seed net: BN -> flatten -> dense instead of pooling
+  std::int64_t depth() const { return 6 * blocks_per_stage + 2; }
+};
+
+// "resnet20|32|44|56|110" and "plain20|32|44|56|110" (any 6n+2 depth), "seed-resnet-v2"
+// (conv16 -> v2 block 16->16 -> v2 block 16->32 (stride 2) -> BN -> flatten -> dense), and
+// "wrn" / "wrn-D-K" (Wide-ResNet, v2 blocks, widths 16K/32K/64K, depth D = 6n+4; default
+// WRN-16-4 with dropout 0.3). `version` applies to resnet/plain names. Raises kestrel::Error for
+// unknown names, listing the known ones.
+ResNetConfig resnet_config(const std::string& model, int version = 1);
+std::vector<std::string> known_models();
+
+// Appends the network to g reading `images` ([N, 3, H, W]); returns the logits [N, classes].
+Value build_resnet(Graph& g, Value images, const ResNetConfig& cfg);
+
+// One residual (or plain) block; `stride` applies to the first convolution and the shortcut.
+Value residual_block(Graph& g, const std::string& name, Value x, std::int64_t out_channels, int stride,
+                     const ResNetConfig& cfg);
+
+}  // namespace kestrel

@@ -1,0 +1,244 @@
+// The graph and the executor on the CPU backend: error messages, fusion, memory planning,
+// inference mode, numerics checks, and training that reduces the loss.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "grad_check.h"
+#include "test_support.h"
+#include "kestrel/core/executor.h"
+#include "kestrel/core/ops/nn_ops.h"
+#include "kestrel/layers/nn.h"
+#include "kestrel/layers/resnet.h"
+
+using namespace kestrel;
+
+namespace {
+GraphOptions opts(std::int64_t batch, Layout layout = Layout::kNCHW) {
+  GraphOptions o;
+  o.batch = batch;
+  o.layout = layout;
+  return o;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+Value small_resnet(Graph& g, int version, Layout layout) {
+  (void)layout;
+  const Value x = nn::image_input(g, "x", 3, 8, 8);
+  const Value labels = nn::label_input(g, "labels");
+  ResNetConfig cfg;
+  cfg.version = version;
+  cfg.blocks_per_stage = 1;
+  cfg.widths = {8, 12};
+  cfg.stem_width = 8;
+  cfg.classes = 5;
+  const Value logits = build_resnet(g, x, cfg);
+  g.mark_output(logits, "logits");
+  return nn::softmax_cross_entropy(g, logits, labels);
+}
+}  // namespace
+
+TEST(GraphErrors, ShapeErrorsNameTheNodeAndShowExpectedAndActual) {
+  Graph g(opts(8));
+  const Value x = nn::image_input(g, "images", 3, 32, 32);
+  Value h = nn::conv2d(g, "conv1", x, 16, 3, {1, 1, 1, false});
+  {
+    Graph::Scope s(g, "layer1");
+    // A weight made for 32 input channels applied to a 16-channel activation.
+    const Value w = g.parameter("bad.weight", {Shape{16, 32, 3, 3}}, Init::he_normal(288));
+    const std::string msg = error_of([&] { g.add_node1(make_conv2d_op({}), "conv", {h, w}); });
+    EXPECT_NE(msg.find("Conv2d 'layer1.conv'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("expected 32 input channels"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("got 16 channels"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("[8, 16, 32, 32]"), std::string::npos) << msg;
+  }
+  const std::string lin = error_of([&] { nn::linear(g, "fc", h, 10); });
+  EXPECT_NE(lin.find("linear 'fc'"), std::string::npos) << lin;
+  EXPECT_NE(lin.find("flatten it first"), std::string::npos) << lin;
+  const Value other = nn::image_input(g, "other", 16, 16, 16);
+  const std::string add = error_of([&] { nn::add(g, h, other); });
+  EXPECT_NE(add.find("Add 'add'"), std::string::npos) << add;
+  EXPECT_NE(add.find("expected the shape of input 0, [8, 16, 32, 32], got [8, 16, 16, 16]"), std::string::npos) << add;
+  const std::string pool = error_of([&] {
+    Value t = nn::global_avg_pool(g, h);
+    nn::max_pool2x2(g, t);
+  });
+  EXPECT_NE(pool.find("MaxPool2x2"), std::string::npos) << pool;
+  const std::string p = error_of([&] { nn::dropout(g, "d", h, 1.5f); });
+  EXPECT_NE(p.find("1.5"), std::string::npos) << p;
+  const std::string loss = error_of([&] {
+    Graph g2(opts(4));
+    Context ctx;
+    g2.input("x", {Shape{4, 3}});
+    ParameterStore store(g2, ctx, 1);
+    Executor ex(g2, store, ctx);  // training without a loss
+  });
+  EXPECT_NE(loss.find("training needs a loss"), std::string::npos) << loss;
+}
+
+TEST(GraphErrors, UnknownNamesListTheKnownOnes) {
+  Graph g(opts(2));
+  small_resnet(g, 1, Layout::kNCHW);
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  Executor ex(g, store, ctx);
+  const std::string in = error_of([&] { ex.input("images"); });
+  EXPECT_NE(in.find("no input named 'images' (inputs: labels, x)"), std::string::npos) << in;
+  const std::string out = error_of([&] { ex.output("probs"); });
+  EXPECT_NE(out.find("outputs: logits, loss"), std::string::npos) << out;
+  const std::string par = error_of([&] { ex.gradient("conv9.weight"); });
+  EXPECT_NE(par.find("no parameter or state named 'conv9.weight' (known: conv1.weight"), std::string::npos) << par;
+}
+
+TEST(GraphFusion, FusedAndUnfusedGraphsGiveTheSameOutputsAndGradients) {
+  for (int version : {1, 2}) {
+    for (Layout layout : {Layout::kNCHW, Layout::kNHWC}) {
+      std::vector<float> loss[2], logits[2], grads[2];
+      int fusions[2] = {0, 0};
+      for (int fused = 0; fused < 2; ++fused) {
+        Graph g(opts(4, layout));
+        small_resnet(g, version, layout);
+        Context ctx;
+        ParameterStore store(g, ctx, 5);
+        CompileOptions co;
+        co.fuse = fused == 1;
+        co.optimizer = OptimizerKind::kNone;
+        Executor ex(g, store, ctx, co);
+        kestrel::testing::feed_uniform(ex, "x", 3);
+        kestrel::testing::feed_labels(ex, "labels", 5);
+        ex.run();
+        fusions[fused] = ex.stats().fusions;
+        loss[fused] = ex.output("loss").to_float_vector();
+        logits[fused] = ex.output("logits").to_float_vector();
+        grads[fused] = store.flat_grads().to_float_vector();
+      }
+      EXPECT_EQ(fusions[0], 0);
+      EXPECT_GE(fusions[1], version == 1 ? 4 : 2) << "version " << version;
+      // The fused kernels compute the same fp32 arithmetic in a different grouping.
+      EXPECT_TRUE(kestrel::testing::all_close(loss[1], loss[0], 1e-6, 1e-5));
+      EXPECT_TRUE(kestrel::testing::all_close(logits[1], logits[0], 1e-6, 1e-5));
+      EXPECT_TRUE(kestrel::testing::all_close(grads[1], grads[0], 1e-6, 1e-4));
+    }
+  }
+}
+
+TEST(GraphMemory, ResNet20TrainingPlanReusesActivationMemory) {
+  GraphOptions o = opts(128);
+  Graph g(o);
+  const Value x = nn::image_input(g, "images", 3, 32, 32);
+  const Value labels = nn::label_input(g, "labels");
+  nn::softmax_cross_entropy(g, build_resnet(g, x, resnet_config("resnet20")), labels);
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  Executor ex(g, store, ctx);  // plans only: no run on the CPU at this size
+  const PlanStats& s = ex.stats();
+  std::printf("ResNet-20 batch 128 fp32 training plan: arena %.1f MB, sum of all values %.1f MB, "
+              "%d forward + %d backward nodes, %d fusions\n",
+              s.arena_bytes / 1e6, s.activation_bytes / 1e6, s.forward_nodes, s.backward_nodes, s.fusions);
+  EXPECT_LT(s.arena_bytes, s.activation_bytes);
+  EXPECT_LT(s.arena_bytes * 2, s.activation_bytes) << "expected at least 2x reuse";
+  EXPECT_EQ(s.fusions, 9 + 9 + 1);  // 9 blocks x (BN+ReLU, BN+Add+ReLU) + the stem's BN+ReLU
+}
+
+TEST(GraphModes, InferenceUsesRunningStatisticsAndNoDropout) {
+  Graph g(opts(6));
+  const Value x = nn::image_input(g, "x", 2, 4, 4);
+  const Value labels = nn::label_input(g, "labels");
+  Value h = nn::batch_norm(g, "bn", nn::conv2d(g, "c", x, 3, 1));
+  h = nn::dropout(g, "drop", h, 0.5f);
+  const Value logits = nn::linear(g, "fc", nn::flatten(g, h), 4);
+  g.mark_output(logits, "logits");
+  nn::softmax_cross_entropy(g, logits, labels);
+  Context ctx;
+  ParameterStore store(g, ctx, 3);
+  CompileOptions train_o;
+  train_o.optimizer = OptimizerKind::kNone;
+  Executor train(g, store, ctx, train_o);
+  CompileOptions eval_o;
+  eval_o.training = false;
+  Executor eval(g, store, ctx, eval_o);
+  kestrel::testing::feed_uniform(eval, "x", 9);
+  kestrel::testing::feed_labels(eval, "labels", 4);
+  eval.run();
+  const auto a = eval.output("logits").to_float_vector();
+  eval.run();
+  EXPECT_EQ(eval.output("logits").to_float_vector(), a) << "inference is deterministic (no dropout)";
+  // Running statistics start at mean 0 / var 1: inference BN is then y = gamma x / sqrt(1+eps) + beta.
+  kestrel::testing::feed_uniform(train, "x", 9);
+  kestrel::testing::feed_labels(train, "labels", 4);
+  const auto rm_before = store.value("bn.running_mean").to_float_vector();
+  train.run();
+  const auto rm_after = store.value("bn.running_mean").to_float_vector();
+  EXPECT_NE(rm_before, rm_after) << "training updates the running statistics";
+  eval.run();
+  EXPECT_NE(eval.output("logits").to_float_vector(), a) << "inference reads the updated statistics";
+  const auto rm_eval = store.value("bn.running_mean").to_float_vector();
+  EXPECT_EQ(rm_eval, rm_after) << "inference does not update them";
+}
+
+TEST(GraphNumerics, CheckNumericsNamesTheFirstNonFiniteNode) {
+  Graph g(opts(2));
+  const Value x = g.input("x", {Shape{2, 4}});
+  const Value labels = nn::label_input(g, "labels");
+  Value h = nn::linear(g, "fc1", x, 4);
+  h = nn::linear(g, "fc2", nn::relu(g, h), 3);
+  nn::softmax_cross_entropy(g, h, labels);
+  Context ctx;
+  ParameterStore store(g, ctx, 3);
+  CompileOptions co;
+  co.check_numerics = true;
+  Executor ex(g, store, ctx, co);
+  kestrel::testing::feed_uniform(ex, "x", 1);
+  kestrel::testing::feed_labels(ex, "labels", 3);
+  ex.run();  // all finite
+  store.value("fc1.bias").data_as<float>()[2] = INFINITY;
+  const std::string msg = error_of([&] { ex.run(); });
+  EXPECT_NE(msg.find("non-finite values first appear in output 'fc1:y'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("Linear 'fc1'"), std::string::npos) << msg;
+}
+
+TEST(GraphTraining, SmallCnnLossFallsWithSgd) {
+  Graph g(opts(16));
+  const Value x = nn::image_input(g, "x", 3, 8, 8);
+  const Value labels = nn::label_input(g, "labels");
+  Value h = nn::relu(g, nn::batch_norm(g, "bn1", nn::conv2d(g, "conv1", x, 8, 3, {1, 1, 1, false})));
+  h = nn::max_pool2x2(g, h);
+  h = nn::relu(g, nn::batch_norm(g, "bn2", nn::conv2d(g, "conv2", h, 16, 3, {1, 1, 1, false})));
+  nn::softmax_cross_entropy(g, nn::linear(g, "fc", nn::global_avg_pool(g, h), 4), labels);
+  Context ctx;
+  ParameterStore store(g, ctx, 11);
+  CompileOptions co;
+  co.sgd.momentum = 0.9f;
+  co.sgd.nesterov = true;
+  co.sgd.weight_decay = 5e-4f;
+  Executor ex(g, store, ctx, co);
+  store.set_learning_rate(0.1f);
+  // A fixed batch whose label is decided by which colour channel is brightest.
+  Tensor in = ex.input("x");
+  Stream cpu;
+  in.fill_uniform(21, 0.f, 1.f, cpu);
+  auto* lab = ex.input("labels").data_as<std::int32_t>();
+  float* px = in.data_as<float>();
+  for (int b = 0; b < 16; ++b) {
+    lab[b] = b % 4;
+    if (lab[b] < 3)
+      for (int i = 0; i < 64; ++i) px[(b * 3 + lab[b]) * 64 + i] += 1.5f;
+  }
+  ex.run();
+  const float first = ex.output("loss").to_float_vector()[0];
+  float last = first;
+  for (int step = 0; step < 30; ++step) {
+    ex.run();
+    last = ex.output("loss").to_float_vector()[0];
+  }
+  EXPECT_LT(last, 0.5f * first) << "loss " << first << " -> " << last;
+  EXPECT_EQ(store.read_counters().step, 31);
+}
