@@ -1,0 +1,161 @@
+// The executor on CUDA against the CPU backend: a whole network's loss and every parameter
+// gradient (fp32, deterministic cuDNN engines, no TF32), CUDA Graph replay against eager runs,
+// and dropout masks across replays against the CPU twin at the same offsets.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "kestrel/core/executor.h"
+#include "kestrel/layers/nn.h"
+#include "kestrel/layers/resnet.h"
+#include "test_support.h"
+
+using namespace kestrel;
+
+namespace {
+void build_small_resnet(Graph& g) {
+  const Value x = nn::image_input(g, "x", 3, 16, 16);
+  const Value labels = nn::label_input(g, "labels");
+  ResNetConfig cfg;
+  cfg.blocks_per_stage = 1;
+  cfg.widths = {8, 16};
+  cfg.stem_width = 8;
+  cfg.classes = 10;
+  const Value logits = build_resnet(g, x, cfg);
+  g.mark_output(logits, "logits");
+  nn::softmax_cross_entropy(g, logits, labels);
+}
+
+// Same inputs on both backends: generated on the host, copied to the device.
+void feed(Executor& ex, Context& ctx, std::uint64_t seed) {
+  Tensor host = Tensor::empty_cpu(ex.input("x").shape(), DType::kFloat32, ex.input("x").layout());
+  Stream cpu;
+  host.fill_uniform(seed, -1.f, 1.f, cpu);
+  ex.bind_input("x", host);
+  Tensor labels = Tensor::empty_cpu(ex.input("labels").shape(), DType::kInt32);
+  for (std::int64_t i = 0; i < labels.numel(); ++i) labels.data_as<std::int32_t>()[i] = static_cast<std::int32_t>((i * 3) % 10);
+  ex.bind_input("labels", labels);
+  ctx.stream().synchronize();
+}
+
+std::vector<float> host_values(const Tensor& t, Context& ctx) {
+  if (t.device().is_cpu()) return t.to_float_vector();
+  Tensor h = Tensor::empty_cpu(t.shape(), t.dtype(), t.layout());
+  h.copy_from(t, ctx.stream());
+  return h.to_float_vector();
+}
+
+ConvPolicy exact_policy() {
+  ConvPolicy p;
+  p.deterministic = true;
+  p.allow_tf32 = false;
+  return p;
+}
+}  // namespace
+
+class GraphCuda : public ::testing::TestWithParam<Layout> {};
+
+TEST_P(GraphCuda, WholeNetworkLossAndEveryGradientMatchTheCpuBackend) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  GraphOptions o;
+  o.batch = 8;
+  o.layout = GetParam();
+  Graph g(o);
+  build_small_resnet(g);
+  Context cpu, gpu(Device::cuda(0));
+  gpu.set_conv_policy(exact_policy());
+  ParameterStore cs(g, cpu, 42), gs(g, gpu, 42);
+  CompileOptions co;
+  co.optimizer = OptimizerKind::kNone;
+  Executor ce(g, cs, cpu, co), ge(g, gs, gpu, co);
+  feed(ce, cpu, 5);
+  feed(ge, gpu, 5);
+  ce.run();
+  ge.run();
+  gpu.stream().synchronize();
+  const double loss_c = ce.output("loss").to_float_vector()[0];
+  const double loss_g = host_values(ge.output("loss"), gpu)[0];
+  EXPECT_NEAR(loss_g, loss_c, 1e-4 * std::fabs(loss_c)) << "loss";
+  for (std::size_t p = 0; p < cs.count(); ++p) {
+    if (!cs.trainable(p)) continue;
+    const auto c = host_values(cs.gradient(p), cpu);
+    const auto gg = host_values(gs.gradient(p), gpu);
+    double scale = 0;
+    for (float v : c) scale = std::max(scale, static_cast<double>(std::fabs(v)));
+    // Relative error 1e-4 of each element, measured against the tensor's largest gradient so
+    // that entries which cancel to ~0 do not demand more than fp32 can give.
+    EXPECT_TRUE(kestrel::testing::all_close(gg, c, 1e-4 * scale, 1e-4)) << cs.name(p);
+  }
+}
+
+TEST_P(GraphCuda, CudaGraphReplayEqualsEagerExecution) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  GraphOptions o;
+  o.batch = 8;
+  o.layout = GetParam();
+  Graph g(o);
+  build_small_resnet(g);
+  Context a(Device::cuda(0)), b(Device::cuda(0));
+  a.set_conv_policy(exact_policy());
+  b.set_conv_policy(exact_policy());
+  ParameterStore sa(g, a, 9), sb(g, b, 9);
+  CompileOptions co;
+  co.sgd.momentum = 0.9f;
+  co.sgd.weight_decay = 5e-4f;
+  Executor ea(g, sa, a, co), eb(g, sb, b, co);
+  feed(ea, a, 1);
+  feed(eb, b, 1);
+  std::vector<float> la, lb;
+  for (int step = 0; step < 6; ++step) {
+    const float lr = 0.1f / (1 + step);
+    sa.set_learning_rate(lr);
+    sb.set_learning_rate(lr);
+    ea.run();
+    if (step == 1) eb.capture_cuda_graph();  // after one eager step, as documented
+    eb.run();
+    la.push_back(host_values(ea.output("loss"), a)[0]);
+    lb.push_back(host_values(eb.output("loss"), b)[0]);
+  }
+  EXPECT_TRUE(eb.uses_cuda_graph());
+  EXPECT_TRUE(kestrel::testing::bit_equal(lb, la)) << "replayed losses differ from eager ones";
+  const auto pa = host_values(sa.flat_params(), a), pb = host_values(sb.flat_params(), b);
+  EXPECT_TRUE(kestrel::testing::bit_equal(pb, pa)) << "parameters after replays differ";
+  EXPECT_EQ(sb.read_counters().step, 6);
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, GraphCuda, ::testing::Values(Layout::kNCHW, Layout::kNHWC),
+                         [](const auto& info) { return std::string(layout_name(info.param)); });
+
+TEST(GraphCudaDropout, ReplaysDrawNewMasksThatEqualTheCpuTwinAtTheirOffsets) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  GraphOptions o;
+  o.batch = 4;
+  Graph g(o);
+  const Value x = g.input("x", {Shape{4, 3, 8, 8}});
+  const Value labels = nn::label_input(g, "labels");
+  const Value d = nn::dropout(g, "drop", x, 0.5f);
+  g.mark_output(d, "dropped");
+  nn::softmax_cross_entropy(g, nn::linear(g, "fc", nn::flatten(g, d), 10), labels);
+  Context cpu, gpu(Device::cuda(0));
+  ParameterStore cs(g, cpu, 3), gs(g, gpu, 3);
+  CompileOptions co;
+  co.optimizer = OptimizerKind::kNone;
+  Executor ce(g, cs, cpu, co), ge(g, gs, gpu, co);
+  feed(ce, cpu, 8);
+  feed(ge, gpu, 8);
+  ge.run();
+  ge.capture_cuda_graph();
+  std::vector<std::vector<float>> masks;
+  for (int replay = 0; replay < 2; ++replay) {
+    const std::uint64_t offset_before = gs.read_counters().rng_offset;
+    ge.run();
+    masks.push_back(host_values(ge.output("dropped"), gpu));
+    ParameterStore::Counters c = cs.read_counters();
+    c.rng_offset = offset_before;  // the CPU run advances it the same way before drawing
+    cs.write_counters(c);
+    ce.run();
+    EXPECT_TRUE(kestrel::testing::bit_equal(masks.back(), ce.output("dropped").to_float_vector()))
+        << "replay " << replay << " differs from the CPU twin at the same offset";
+  }
+  EXPECT_NE(masks[0], masks[1]) << "two replays drew the same dropout mask";
+}
