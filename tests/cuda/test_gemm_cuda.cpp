@@ -32,6 +32,8 @@ std::vector<double> run(kestrel::Context& ctx, const GemmCase& g, DType t, const
   EXPECT_EQ(cudaMemcpy(at(da), a.data(), a.bytes(), cudaMemcpyHostToDevice), cudaSuccess);
   EXPECT_EQ(cudaMemcpy(at(db), b.data(), b.bytes(), cudaMemcpyHostToDevice), cudaSuccess);
   EXPECT_EQ(cudaMemcpy(at(dc), c.data(), c.bytes(), cudaMemcpyHostToDevice), cudaSuccess);
+  // A pageable upload may return before its DMA lands; the gemm runs on a non-blocking stream.
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   kestrel::cuda::gemm(ctx.cublas(), g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, at(da), g.lda,
                       at(db), g.ldb, g.beta, at(dc), g.ldc, t, tf32,
                       static_cast<cudaStream_t>(ctx.stream().handle()));
