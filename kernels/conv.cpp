@@ -15,6 +15,11 @@ void run(ConvPlanCache& cache, cudnnHandle_t handle, ConvOp op, const Conv2dDesc
          cudaStream_t stream) {
   validate(d);
   const ConvAlignment align = cudnn_detail::launcher_alignment(op, d, a, b, c);
+  KESTREL_CHECK(handle != nullptr, "conv2d ", conv_op_name(op), ": the cuDNN handle is null");
+  // Before the plan lookup: a cache miss under ConvPolicy::autotune times the candidates on the
+  // handle's stream and skips timing while that stream is being captured into a CUDA Graph, so
+  // the handle must already be on `stream`, not on whatever stream an earlier call left it.
+  KESTREL_CUDNN_CHECK(cudnnSetStream(handle, stream));
   const ConvPlan& plan = cache.impl().get(handle, op, d, align);
   const auto needed = static_cast<std::size_t>(plan.workspace);
   KESTREL_CHECK(workspace_bytes >= needed, "conv2d ", conv_op_name(op), " of ", to_string(d),
@@ -23,7 +28,6 @@ void run(ConvPlanCache& cache, cudnnHandle_t handle, ConvOp op, const Conv2dDesc
   KESTREL_CHECK(needed == 0 || workspace != nullptr, "conv2d ", conv_op_name(op),
                 ": workspace is null but ", needed, " bytes are needed");
   const cudnn_detail::ConvSlots s = cudnn_detail::slots_of(op, a, b, c);
-  KESTREL_CUDNN_CHECK(cudnnSetStream(handle, stream));
   const cudnnStatus_t st =
       cudnn_detail::execute_plan(handle, plan.plan, s.x, s.w, s.y, needed > 0 ? workspace : nullptr);
   if (st != CUDNN_STATUS_SUCCESS) {

@@ -8,8 +8,21 @@ void gemm(cublasContext* handle, bool trans_a, bool trans_b, std::int64_t m, std
           std::int64_t k, float alpha, const void* a, std::int64_t lda, const void* b,
           std::int64_t ldb, float beta, void* c, std::int64_t ldc, DType dtype, bool allow_tf32,
           cudaStream_t stream) {
+  gemm(handle, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, dtype, allow_tf32,
+       nullptr, 0, stream);
+}
+
+void gemm(cublasContext* handle, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
+          std::int64_t k, float alpha, const void* a, std::int64_t lda, const void* b,
+          std::int64_t ldb, float beta, void* c, std::int64_t ldc, DType dtype, bool allow_tf32,
+          void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
   validate_gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, dtype);
   KESTREL_CHECK(handle != nullptr, "gemm: the cuBLAS handle is null");
+  KESTREL_CHECK((workspace == nullptr) == (workspace_bytes == 0),
+                "gemm: workspace and workspace_bytes must be both set or both empty (got ",
+                workspace, ", ", workspace_bytes, " bytes)");
+  KESTREL_CHECK(reinterpret_cast<std::uintptr_t>(workspace) % 256 == 0,
+                "gemm: the cuBLAS workspace must be 256-byte aligned, got ", workspace);
   if (m == 0 || n == 0) return;
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands and read
   // each row-major matrix as its column-major transpose (same leading dimension).
@@ -18,6 +31,10 @@ void gemm(cublasContext* handle, bool trans_a, bool trans_b, std::int64_t m, std
                                           ? CUBLAS_COMPUTE_32F_FAST_TF32
                                           : CUBLAS_COMPUTE_32F;
   KESTREL_CUBLAS_CHECK(cublasSetStream(handle, stream));
+  // After cublasSetStream, which resets the workspace to cuBLAS's default pool: set earlier, our
+  // workspace would be dropped and cuBLAS would allocate its own (inside CUDA Graph captures too).
+  if (workspace != nullptr)
+    KESTREL_CUBLAS_CHECK(cublasSetWorkspace(handle, workspace, workspace_bytes));
   KESTREL_CUBLAS_CHECK(cublasSetPointerMode(handle, CUBLAS_POINTER_MODE_HOST));
   KESTREL_CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH));  // no TF32 via the handle
   KESTREL_CUBLAS_CHECK(cublasGemmEx(

@@ -1,8 +1,5 @@
 // Linear (dense) as graph ops: y = x w^T + b through cuBLAS (CPU: blocked loops), and its
 // backward: dx = dy w, dw = dy^T x, db = column sums of dy.
-#include <cublas_v2.h>
-
-#include "kestrel/core/cublas_check_internal.h"
 #include "kestrel/core/error.h"
 #include "kestrel/core/ops/nn_ops.h"
 #include "kestrel/kernels/bias.h"
@@ -21,8 +18,9 @@ void matmul(const OpRun& r, bool ta, bool tb, std::int64_t m, std::int64_t n, st
     cpu::gemm(ta, tb, m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc, t, false);
   else {
     // cuBLAS must not allocate while a CUDA Graph is being captured: hand it our workspace.
-    KESTREL_CUBLAS_CHECK(cublasSetWorkspace(r.ctx.cublas(), r.workspace, r.workspace_bytes));
-    cuda::gemm(r.ctx.cublas(), ta, tb, m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc, t, false, r.stream());
+    // gemm binds it after cublasSetStream (which resets the workspace to cuBLAS's own pool).
+    cuda::gemm(r.ctx.cublas(), ta, tb, m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc, t, false, r.workspace,
+               r.workspace_bytes, r.stream());
   }
 }
 

@@ -211,6 +211,9 @@ TEST(CudaConv, UnalignedPointersGetTheirOwnPlan) {
   auto shifted = [](const DeviceBuffer& b) { return static_cast<char*>(b.get()) + 2; };
   ASSERT_EQ(cudaMemcpy(shifted(dx), x.data(), x.bytes(), cudaMemcpyHostToDevice), cudaSuccess);
   ASSERT_EQ(cudaMemcpy(shifted(dw), w.data(), w.bytes(), cudaMemcpyHostToDevice), cudaSuccess);
+  // A pageable upload may return before its DMA lands; the convolution runs on a non-blocking
+  // stream, which does not wait for the legacy stream.
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   try {
     run_gpu(ctx, ConvOp::kForward, d, shifted(dx), shifted(dw), shifted(dy));
     ASSERT_EQ(cudaMemcpy(got.data(), shifted(dy), got.bytes(), cudaMemcpyDeviceToHost), cudaSuccess);

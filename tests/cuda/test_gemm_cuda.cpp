@@ -32,6 +32,8 @@ std::vector<double> run(kestrel::Context& ctx, const GemmCase& g, DType t, const
   EXPECT_EQ(cudaMemcpy(at(da), a.data(), a.bytes(), cudaMemcpyHostToDevice), cudaSuccess);
   EXPECT_EQ(cudaMemcpy(at(db), b.data(), b.bytes(), cudaMemcpyHostToDevice), cudaSuccess);
   EXPECT_EQ(cudaMemcpy(at(dc), c.data(), c.bytes(), cudaMemcpyHostToDevice), cudaSuccess);
+  // A pageable upload may return before its DMA lands; the gemm runs on a non-blocking stream.
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   kestrel::cuda::gemm(ctx.cublas(), g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, at(da), g.lda,
                       at(db), g.ldb, g.beta, at(dc), g.ldc, t, tf32,
                       static_cast<cudaStream_t>(ctx.stream().handle()));
@@ -99,6 +101,72 @@ TEST(CudaGemm, UnalignedPointersWork) {
     EXPECT_TRUE(kestrel::testing::all_close(run(ctx, g, t, a, b, c, false, 1), expected, rel * 4, rel))
         << kestrel::dtype_name(t);
   }
+}
+
+// The caller's workspace survives cublasSetStream (which resets the handle to cuBLAS's pool) and
+// a gemm captured into a CUDA Graph then needs no allocation: no memory-allocation nodes, and the
+// replay computes the product. Bad workspaces raise before cuBLAS is called.
+TEST(CudaGemm, CallerWorkspaceCapturesWithoutAllocations) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  kestrel::Context ctx(kestrel::Device::cuda(0));
+  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream().handle());
+  const GemmCase g = gemm_case(false, true, 96, 160, 200, 0, 1.f, 0.f);
+  const HostBuffer a = random_buffer(DType::kFloat32, g.a_size(), 41);
+  const HostBuffer b = random_buffer(DType::kFloat32, g.b_size(), 42);
+  const HostBuffer c(DType::kFloat32, g.c_size());
+  const auto expected = kestrel::testing::ref_gemm(g, a.values(), b.values(), c.values());
+  DeviceBuffer da(a), db(b), dc(c.bytes()), ws(std::size_t(4) << 20);
+  auto product = [&] {
+    kestrel::cuda::gemm(ctx.cublas(), g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, da.get(), g.lda,
+                        db.get(), g.ldb, g.beta, dc.get(), g.ldc, DType::kFloat32, false, ws.get(),
+                        ws.bytes(), s);
+  };
+  auto check = [&](const char* what) {
+    ctx.stream().synchronize();
+    HostBuffer out(DType::kFloat32, c.size());
+    dc.download(out);
+    const double abs_tol = 1e-5 * (std::sqrt(static_cast<double>(g.k)) / 3.0 + 1.0);
+    EXPECT_TRUE(kestrel::testing::all_close(out.values(), expected, abs_tol, 1e-5)) << what;
+  };
+  product();  // warm-up: cuBLAS initialises lazily, outside the capture
+  check("eager");
+  ASSERT_EQ(cudaMemsetAsync(dc.get(), 0xff, dc.bytes(), s), cudaSuccess);  // NaN until replayed
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal), cudaSuccess);
+  try {
+    product();
+  } catch (...) {
+    (void)cudaStreamEndCapture(s, &graph);
+    throw;
+  }
+  ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
+  std::size_t count = 0;
+  ASSERT_EQ(cudaGraphGetNodes(graph, nullptr, &count), cudaSuccess);
+  std::vector<cudaGraphNode_t> nodes(count);
+  ASSERT_EQ(cudaGraphGetNodes(graph, nodes.data(), &count), cudaSuccess);
+  for (cudaGraphNode_t node : nodes) {
+    cudaGraphNodeType type{};
+    ASSERT_EQ(cudaGraphNodeGetType(node, &type), cudaSuccess);
+    EXPECT_NE(type, cudaGraphNodeTypeMemAlloc) << "cuBLAS allocated inside the capture";
+    EXPECT_NE(type, cudaGraphNodeTypeMemFree) << "cuBLAS freed inside the capture";
+  }
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+  check("graph replay");
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+
+  char* base = static_cast<char*>(ws.get());
+  auto with_workspace = [&](void* w, std::size_t bytes) {
+    kestrel::cuda::gemm(ctx.cublas(), false, false, 4, 4, 4, 1.f, da.get(), 4, db.get(), 4, 0.f,
+                        dc.get(), 4, DType::kFloat32, false, w, bytes, s);
+  };
+  EXPECT_THROW(with_workspace(base + 16, ws.bytes() - 16), kestrel::Error);  // not 256-aligned
+  EXPECT_THROW(with_workspace(base, 0), kestrel::Error);
+  EXPECT_THROW(with_workspace(nullptr, 1024), kestrel::Error);
+  EXPECT_NO_THROW(with_workspace(nullptr, 0));  // cuBLAS's own pool
+  ctx.stream().synchronize();
 }
 
 TEST(CudaGemm, RejectsBadArgumentsBeforeCallingCublas) {

@@ -58,7 +58,9 @@ inline HostBuffer random_buffer(DType dtype, std::size_t n, std::uint32_t seed, 
   return b;
 }
 
-// Device memory of `bytes` (at least 1), freed on destruction; copies are synchronous.
+// Device memory of `bytes` (at least 1), freed on destruction; copies are synchronous with the
+// whole device on both sides, so kernels on any stream (also non-blocking ones, which do not
+// wait for the legacy stream that cudaMemcpy uses) see uploads and are seen by downloads.
 class DeviceBuffer {
  public:
   explicit DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
@@ -86,8 +88,12 @@ class DeviceBuffer {
   }
 
  private:
+  // The second synchronisation matters for uploads: a pageable host -> device cudaMemcpy may
+  // return once the data is staged, before its DMA lands, and only the legacy stream is ordered
+  // after that DMA; a kernel on a Context's non-blocking stream could read the old bytes.
   static void copy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
-    if (cudaDeviceSynchronize() != cudaSuccess || cudaMemcpy(dst, src, bytes, kind) != cudaSuccess)
+    if (cudaDeviceSynchronize() != cudaSuccess || cudaMemcpy(dst, src, bytes, kind) != cudaSuccess ||
+        cudaDeviceSynchronize() != cudaSuccess)
       throw std::runtime_error(std::string("cudaMemcpy failed: ") +
                                cudaGetErrorString(cudaGetLastError()));
   }
