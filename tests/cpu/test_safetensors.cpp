@@ -24,8 +24,9 @@ using testing::TempDir;
 using testing::error_of;
 
 std::string data_path(const std::string& name) {
+  // CTest sets KESTREL_TEST_DATA; run by hand, the binary knows where its sources were.
   const char* dir = std::getenv("KESTREL_TEST_DATA");
-  return std::string(dir ? dir : "tests/data") + "/" + name;
+  return std::string(dir ? dir : KESTREL_TEST_DATA_DIR) + "/" + name;
 }
 
 template <typename T>
