@@ -217,7 +217,9 @@ KESTREL_HD BnGeometry bn_geometry(const BatchNormDims& d, std::int64_t v) {
   g.mv = d.n * g.hwv;
   g.rows = d.n * d.hw;
   g.cv = d.c / v;
-  g.col_tile = g.cv < kThreads ? g.cv : kThreads;
+  // The channels-last fields only matter in that layout; for NCHW with fewer channels than a
+  // vector holds, cv is 0 and the divisions below must not run.
+  g.col_tile = g.cv < kThreads ? (g.cv > 0 ? g.cv : 1) : kThreads;
   g.rows_per_iter = kThreads / g.col_tile;
   g.col_tiles = ceil_div(g.cv, g.col_tile);
   return g;
