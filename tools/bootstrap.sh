@@ -11,6 +11,11 @@ done
 if [[ " ${need[*]} " == *" libcurl4-openssl-dev "* ]] && { have_pkg libcurl4-gnutls-dev || have_pkg libcurl4-nss-dev; }; then
   need=("${need[@]/libcurl4-openssl-dev}")
 fi
+# The fuzz targets (tests/fuzz, run by .ci/run) need clang with its libFuzzer runtime.
+if [ "${KESTREL_BOOTSTRAP_FUZZ:-0}" = 1 ]; then
+  command -v clang++ >/dev/null 2>&1 || need+=(clang)
+  ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
+fi
 # The gtest package name differs across releases; accept GoogleTest if CMake can already see it.
 if [[ " ${need[*]} " == *" libgtest-dev "* ]] && [ -f /usr/lib/x86_64-linux-gnu/cmake/GTest/GTestConfig.cmake ]; then
   need=("${need[@]/libgtest-dev}"); need=("${need[@]/libgmock-dev}")
