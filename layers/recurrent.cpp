@@ -12,18 +12,27 @@ struct Weights {
   Value w_ih, w_hh, b_ih, b_hh;
 };
 
-// Checks the sequence and returns the type of one step.
-const ValueInfo& check_steps(const Graph& g, const std::string& layer, const std::vector<Value>& xs,
-                             const RecurrentOptions& o) {
-  KESTREL_CHECK(!xs.empty(), layer, " '", g.scoped(""), "': the sequence has no time steps");
-  KESTREL_CHECK(o.hidden > 0, layer, " '", g.scoped(""), "': hidden size must be positive, got ", o.hidden);
-  const ValueInfo& first = g.info(xs[0]);
-  KESTREL_CHECK(first.shape().rank() == 2, layer, " '", g.scoped(""), "': step 0 ", first.describe(),
+// Checks the sequence and the initial states before anything is added to the graph; returns the
+// type of one step. `what` is "rnn 'name'" for messages.
+ValueInfo check_inputs(const Graph& g, const std::string& what, const std::vector<Value>& xs,
+                       const RecurrentOptions& o, bool lstm) {
+  KESTREL_CHECK(!xs.empty(), what, ": the sequence has no time steps");
+  KESTREL_CHECK(o.hidden > 0, what, ": hidden size must be positive, got ", o.hidden);
+  KESTREL_CHECK(lstm || (!o.forget_bias && !o.c0.valid()), what, ": forget_bias and c0 are LSTM options");
+  const ValueInfo first = g.info(xs[0]);
+  KESTREL_CHECK(first.shape().rank() == 2, what, ": step 0 ", first.describe(),
                 " is not [N, features] (unstack a [N, T, F] sequence first)");
   for (std::size_t t = 1; t < xs.size(); ++t) {
     const ValueInfo& x = g.info(xs[t]);
-    KESTREL_CHECK(x.shape() == first.shape() && x.dtype() == first.dtype(), layer, " '", g.scoped(""), "': step ",
-                  t, " ", x.describe(), " differs from step 0 ", first.describe());
+    KESTREL_CHECK(x.shape() == first.shape() && x.dtype() == first.dtype(), what, ": step ", t, " ", x.describe(),
+                  " differs from step 0 ", first.describe());
+  }
+  const Shape want{first.shape()[0], o.hidden};
+  for (const auto& [name, v] : {std::make_pair("h0", o.h0), std::make_pair("c0", o.c0)}) {
+    if (!v.valid()) continue;
+    const ValueInfo& s = g.info(v);
+    KESTREL_CHECK(s.shape() == want && s.dtype() == first.dtype(), what, ": initial state ", name, " ", s.describe(),
+                  " is not ", want.to_string(), " ", dtype_name(first.dtype()));
   }
   return first;
 }
@@ -47,15 +56,10 @@ Weights make_weights(Graph& g, std::int64_t features, std::int64_t hidden, std::
   return w;
 }
 
-// A given initial state, checked, or a zero-holding graph input named `name`.
-Value initial_state(Graph& g, const std::string& layer, const std::string& name, Value given,
-                    const ValueInfo& step, std::int64_t hidden) {
-  const TypeSpec want{Shape{step.shape()[0], hidden}, step.dtype(), Layout::kNCHW};
-  if (!given.valid()) return g.input(name, want);
-  const ValueInfo& v = g.info(given);
-  KESTREL_CHECK(v.shape() == want.shape && v.dtype() == want.dtype, layer, " '", g.scoped(""), "': initial state ",
-                name, " ", v.describe(), " is not ", want.shape.to_string(), " ", dtype_name(want.dtype));
-  return given;
+// The given initial state, or a zero-holding graph input named `name` [N, H].
+Value initial_state(Graph& g, const std::string& name, Value given, const ValueInfo& step, std::int64_t hidden) {
+  if (given.valid()) return given;
+  return g.input(name, {Shape{step.shape()[0], hidden}, step.dtype(), Layout::kNCHW});
 }
 
 // x_t W_ih^T + b_ih + h W_hh^T + b_hh
@@ -67,11 +71,10 @@ Value preactivation(Graph& g, const Weights& w, Value x, Value h) {
 }  // namespace
 
 RecurrentOutput rnn(Graph& g, const std::string& name, const std::vector<Value>& xs, const RecurrentOptions& o) {
+  const ValueInfo step = check_inputs(g, "rnn '" + g.scoped(name) + "'", xs, o, false);
   Graph::Scope scope(g, name);
-  const ValueInfo step = check_steps(g, "rnn", xs, o);
-  KESTREL_CHECK(!o.forget_bias && !o.c0.valid(), "rnn '", g.scoped(""), "': forget_bias and c0 are LSTM options");
   const Weights w = make_weights(g, step.shape()[1], o.hidden, 1, std::nullopt);
-  Value h = initial_state(g, "rnn", "h0", o.h0, step, o.hidden);
+  Value h = initial_state(g, "h0", o.h0, step, o.hidden);
   RecurrentOutput out;
   for (std::size_t t = 0; t < xs.size(); ++t) {
     Graph::Scope s(g, "t" + std::to_string(t));
@@ -82,12 +85,12 @@ RecurrentOutput rnn(Graph& g, const std::string& name, const std::vector<Value>&
 }
 
 RecurrentOutput lstm(Graph& g, const std::string& name, const std::vector<Value>& xs, const RecurrentOptions& o) {
+  const ValueInfo step = check_inputs(g, "lstm '" + g.scoped(name) + "'", xs, o, true);
   Graph::Scope scope(g, name);
-  const ValueInfo step = check_steps(g, "lstm", xs, o);
   const std::int64_t hd = o.hidden;
   const Weights w = make_weights(g, step.shape()[1], hd, 4, o.forget_bias);
-  Value h = initial_state(g, "lstm", "h0", o.h0, step, hd);
-  Value c = initial_state(g, "lstm", "c0", o.c0, step, hd);
+  Value h = initial_state(g, "h0", o.h0, step, hd);
+  Value c = initial_state(g, "c0", o.c0, step, hd);
   RecurrentOutput out;
   for (std::size_t t = 0; t < xs.size(); ++t) {
     Graph::Scope s(g, "t" + std::to_string(t));

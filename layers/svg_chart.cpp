@@ -96,8 +96,10 @@ std::vector<double> log_ticks(double lo, double hi, int max_labels) {
   const int k0 = static_cast<int>(std::ceil(std::log10(lo) - 1e-9));
   const int k1 = static_cast<int>(std::floor(std::log10(hi) + 1e-9));
   const int every = std::max(1, (k1 - k0 + max_labels - 1) / max_labels);
+  // Multiples of `every` (so 10^0 = 1 is labelled whenever it is in range).
+  int first = k0 + ((every - k0 % every) % every);
   std::vector<double> t;
-  for (int k = k0; k <= k1; k += every) t.push_back(std::pow(10.0, k));
+  for (int k = first; k <= k1; k += every) t.push_back(std::pow(10.0, k));
   return t;
 }
 

@@ -39,7 +39,7 @@ void write_svg(const LineChart& chart, const std::string& path);
 
 // Axis helpers (exposed for tests). linear_ticks: multiples of a nice step (1, 2, 5 x 10^k)
 // within [lo, hi], about `target` of them. log_ticks: the powers of ten within [lo, hi] (every
-// k-th decade so that at most `max_labels` remain); lo, hi > 0.
+// k-th decade, exponents multiples of k, so that at most `max_labels` remain); lo, hi > 0.
 std::vector<double> linear_ticks(double lo, double hi, int target);
 std::vector<double> log_ticks(double lo, double hi, int max_labels = 10);
 // Tick label text: "0.25", "100", "1e-6".

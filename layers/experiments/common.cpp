@@ -140,6 +140,8 @@ void CsvTable::add_row(const std::vector<std::string>& cells) {
 }
 
 std::string CsvTable::cell(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
   char buf[40];
   std::snprintf(buf, sizeof buf, "%.8g", v);
   return buf;

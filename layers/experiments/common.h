@@ -62,7 +62,7 @@ double l2_norm(const std::vector<float>& v);
 class CsvTable {
  public:
   explicit CsvTable(std::vector<std::string> header);
-  // Cells as text; numbers are written with %.8g.
+  // Cells as text; numbers are written with %.8g ("nan", "inf", "-inf" when not finite).
   void add_row(const std::vector<std::string>& cells);
   static std::string cell(double v);
   std::string text() const;

@@ -258,10 +258,13 @@ LineChart depth_chart(const GradientFlowResult& r, DepthView view) {
     ChartSeries s;
     s.name = d.label();
     const std::vector<double>& v = weights ? d.init_norms : trained ? d.trained_signal : d.init_signal;
+    bool finite = true;
     for (std::size_t l = 0; l < v.size(); ++l) {
       s.x.push_back(static_cast<double>(l + 1));
       s.y.push_back(v[l]);
+      finite = finite && std::isfinite(v[l]);
     }
+    if (!finite) s.name += " (diverged: NaN)";
     s.dashed = d.gain < 1.0;
     s.markers = d.gain > 1.0;
     ch.series.push_back(s);
