@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "error_text.h"
 #include "grad_check.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
@@ -12,23 +13,10 @@
 #include "kestrel/layers/nn.h"
 
 using namespace kestrel;
+using kestrel::testing::error_of;
+using kestrel::testing::graph_options;
 
 namespace {
-GraphOptions opts(std::int64_t batch) {
-  GraphOptions o;
-  o.batch = batch;
-  return o;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 CompileOptions gradients_of(std::vector<std::string> inputs) {
   CompileOptions co;
   co.optimizer = OptimizerKind::kNone;
@@ -40,7 +28,7 @@ CompileOptions gradients_of(std::vector<std::string> inputs) {
 TEST(InputGradients, LinearSoftmaxCrossEntropyMatchesTheClosedForm) {
   // loss = mean_n CE(x_n W^T + b, y_n): d loss / d x_n = (softmax(z_n) - onehot(y_n)) W / N.
   const std::int64_t n = 5, f = 7, k = 4;
-  Graph g(opts(n));
+  Graph g(graph_options(n));
   const Value x = g.input("x", {Shape{n, f}});
   const Value labels = nn::label_input(g, "labels");
   const Value z = nn::linear(g, "fc", x, k);
@@ -81,14 +69,14 @@ TEST(InputGradients, AnInputUsedTwiceGetsBothContributionsAndParametersAreUnchan
   kestrel::testing::GradCheckOptions o;
   o.inputs = {"x"};
   o.coords_per_param = 24;
-  EXPECT_TRUE(kestrel::testing::check_gradients(opts(4), build, [](Executor& ex) {
+  EXPECT_TRUE(kestrel::testing::check_gradients(graph_options(4), build, [](Executor& ex) {
     kestrel::testing::feed_uniform(ex, "x", 2);
     kestrel::testing::feed_labels(ex, "labels", 5);
   }, o));
   // Asking for the input gradient changes nothing else: the parameter gradients are the same.
   std::vector<float> grads[2];
   for (int with = 0; with < 2; ++with) {
-    Graph g(opts(4));
+    Graph g(graph_options(4));
     build(g);
     Context ctx;
     ParameterStore store(g, ctx, 3);
@@ -102,7 +90,7 @@ TEST(InputGradients, AnInputUsedTwiceGetsBothContributionsAndParametersAreUnchan
 }
 
 TEST(InputGradients, ErrorsSayWhatIsWrong) {
-  Graph g(opts(2));
+  Graph g(graph_options(2));
   const Value x = g.input("x", {Shape{2, 3}});
   g.input("unused", {Shape{2, 3}});
   const Value labels = nn::label_input(g, "labels");
@@ -127,7 +115,7 @@ TEST(InputGradients, ErrorsSayWhatIsWrong) {
 TEST(SampleDropout, InferenceExecutorDrawsAFreshMaskEveryRunWithTheTrainingFormula) {
   const std::int64_t rows = 16, cols = 64;
   const float p = 0.25f;
-  Graph g(opts(rows));
+  Graph g(graph_options(rows));
   const Value x = g.input("x", {Shape{rows, cols}});
   g.mark_output(nn::dropout(g, "d", x, p), "y");
   Context ctx;
@@ -179,7 +167,7 @@ TEST(SampleDropout, InferenceExecutorDrawsAFreshMaskEveryRunWithTheTrainingFormu
 }
 
 TEST(SampleDropout, BatchNormKeepsItsRunningStatistics) {
-  Graph g(opts(8));
+  Graph g(graph_options(8));
   const Value x = nn::image_input(g, "x", 3, 2, 2);
   Value h = nn::batch_norm(g, "bn", nn::conv2d(g, "c", x, 4, 1));
   g.mark_output(nn::dropout(g, "d", h, 0.5f), "y");
@@ -211,14 +199,14 @@ TEST(SampleDropout, BatchNormKeepsItsRunningStatistics) {
 }
 
 TEST(InitRange, OverwritesOneRangeAfterTheDraw) {
-  Graph g(opts(1));
+  Graph g(graph_options(1));
   g.parameter("b", {Shape{12}}, Init::uniform(0.1f).with_range(4, 8, 1.f));
   g.parameter("c", {Shape{12}}, Init::uniform(0.1f));
   g.parameter("bad", {Shape{3}}, Init::zeros().with_range(2, 4, 1.f));
   Context ctx;
   const std::string err = error_of([&] { ParameterStore store(g, ctx, 1); });
   EXPECT_NE(err.find("parameter 'bad': constant range [2, 4) lies outside its 3 elements"), std::string::npos) << err;
-  Graph ok(opts(1));
+  Graph ok(graph_options(1));
   ok.parameter("b", {Shape{12}}, Init::uniform(0.1f).with_range(4, 8, 1.f));
   ParameterStore store(ok, ctx, 1);
   const std::vector<float> v = store.value("b").to_float_vector();

@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "error_text.h"
 #include "grad_check.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
@@ -14,24 +15,11 @@
 #include "kestrel/layers/recurrent.h"
 
 using namespace kestrel;
+using kestrel::testing::error_of;
+using kestrel::testing::graph_options;
 
 namespace {
 constexpr std::int64_t kN = 3, kT = 5, kF = 4, kH = 6;
-
-GraphOptions opts(std::int64_t batch) {
-  GraphOptions o;
-  o.batch = batch;
-  return o;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 double sigm(double v) { return 1.0 / (1.0 + std::exp(-v)); }
 
@@ -85,7 +73,7 @@ void build(Graph& g, bool lstm, const nn::RecurrentOptions& base) {
 }
 
 void check_forward(bool lstm, bool given_states) {
-  Graph g(opts(kN));
+  Graph g(graph_options(kN));
   nn::RecurrentOptions o;
   if (given_states) {
     o.h0 = g.input("h_init", {Shape{kN, kH}});
@@ -144,7 +132,7 @@ TEST(Recurrent, LstmMatchesTheRecurrence) {
 
 TEST(Recurrent, ParametersFollowPyTorch) {
   for (bool lstm : {false, true}) {
-    Graph g(opts(kN));
+    Graph g(graph_options(kN));
     nn::RecurrentOptions o;
     if (lstm) o.forget_bias = 1.f;
     build(g, lstm, o);
@@ -178,7 +166,7 @@ TEST(Recurrent, ParametersFollowPyTorch) {
 }
 
 TEST(Recurrent, RnnGradientsOfWeightsInputsAndInitialState) {
-  EXPECT_TRUE(kestrel::testing::check_gradients(opts(kN), [](Graph& g) {
+  EXPECT_TRUE(kestrel::testing::check_gradients(graph_options(kN), [](Graph& g) {
     nn::RecurrentOptions o;
     o.hidden = kH;
     o.h0 = g.input("h_init", {Shape{kN, kH}});
@@ -197,7 +185,7 @@ TEST(Recurrent, RnnGradientsOfWeightsInputsAndInitialState) {
 TEST(Recurrent, LstmGradientsOfWeightsInputsAndInitialStates) {
   kestrel::testing::GradCheckOptions o = grad_options(true);
   o.inputs.push_back("c_init");
-  EXPECT_TRUE(kestrel::testing::check_gradients(opts(kN), [](Graph& g) {
+  EXPECT_TRUE(kestrel::testing::check_gradients(graph_options(kN), [](Graph& g) {
     nn::RecurrentOptions ro;
     ro.hidden = kH;
     ro.forget_bias = 1.f;
@@ -216,7 +204,7 @@ TEST(Recurrent, LstmGradientsOfWeightsInputsAndInitialStates) {
 }
 
 TEST(Recurrent, ErrorsNameTheLayer) {
-  Graph g(opts(2));
+  Graph g(graph_options(2));
   const Value x = g.input("x", {Shape{2, 4}});
   nn::RecurrentOptions o;
   o.hidden = 3;

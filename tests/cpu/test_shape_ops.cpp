@@ -3,6 +3,7 @@
 // parts, finite-difference gradients (weights and inputs), and the shape errors.
 #include <gtest/gtest.h>
 
+#include "error_text.h"
 #include "grad_check.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
@@ -10,23 +11,10 @@
 #include "kestrel/layers/nn.h"
 
 using namespace kestrel;
+using kestrel::testing::error_of;
+using kestrel::testing::graph_options;
 
 namespace {
-GraphOptions opts(std::int64_t batch) {
-  GraphOptions o;
-  o.batch = batch;
-  return o;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 // Runs an inference executor whose input "x" holds Philox uniforms; returns x and the outputs.
 struct Ran {
   std::vector<float> x;
@@ -66,7 +54,7 @@ TEST(ShapeOps, SplitCutsAxisOneIntoParts) {
   for (DType t : {DType::kFloat32, DType::kBFloat16, DType::kInt32}) {
     const std::int64_t n = 3, s = 7, inner = 5;  // [3, 7, 5] into parts 2, 4, 1
     const std::vector<std::int64_t> sizes = {2, 4, 1};
-    Graph g(opts(n));
+    Graph g(graph_options(n));
     const Value x = g.input("x", {Shape{n, s, inner}, t});
     const std::vector<Value> parts = nn::split(g, x, sizes);
     ASSERT_EQ(parts.size(), 3u);
@@ -90,7 +78,7 @@ TEST(ShapeOps, SplitCutsAxisOneIntoParts) {
 
 TEST(ShapeOps, UnstackGivesTimeStepsAndStackRebuildsTheSequence) {
   const std::int64_t n = 4, steps = 6, f = 3;
-  Graph g(opts(n));
+  Graph g(graph_options(n));
   const Value x = g.input("x", {Shape{n, steps, f}});
   const std::vector<Value> xs = nn::unstack(g, x);
   ASSERT_EQ(xs.size(), static_cast<std::size_t>(steps));
@@ -118,7 +106,7 @@ TEST(ShapeOps, UnstackGivesTimeStepsAndStackRebuildsTheSequence) {
 
 TEST(ShapeOps, ConcatJoinsPartsOfDifferentSizes) {
   const std::int64_t n = 5;
-  Graph g(opts(n));
+  Graph g(graph_options(n));
   const Value x = g.input("x", {Shape{n, 9}});
   const std::vector<Value> parts = nn::split(g, x, {4, 1, 4});
   // Concatenate in another order: [part2, part0, part1, part0].
@@ -136,7 +124,7 @@ TEST(ShapeOps, UnusedPartsGetZeroGradient) {
   // x [N, 7] -> split {3, 2, 2}; only parts 0 and 2 reach the loss: d loss / d x is zero exactly
   // on part 1's columns and nonzero elsewhere.
   const std::int64_t n = 4;
-  Graph g(opts(n));
+  Graph g(graph_options(n));
   const Value x = g.input("x", {Shape{n, 7}});
   const Value labels = nn::label_input(g, "labels");
   const std::vector<Value> p = nn::split(g, x, {3, 2, 2});
@@ -163,7 +151,7 @@ TEST(ShapeOps, GradientsThroughSplitConcatStackAndUnstack) {
   kestrel::testing::GradCheckOptions o;
   o.inputs = {"x"};
   o.coords_per_param = 12;
-  EXPECT_TRUE(kestrel::testing::check_gradients(opts(3), [](Graph& g) {
+  EXPECT_TRUE(kestrel::testing::check_gradients(graph_options(3), [](Graph& g) {
     const Value x = g.input("x", {Shape{3, 4, 5}});  // a sequence of 4 steps of 5 features
     const Value labels = nn::label_input(g, "labels");
     std::vector<Value> steps = nn::unstack(g, x);
@@ -182,7 +170,7 @@ TEST(ShapeOps, GradientsThroughSplitConcatStackAndUnstack) {
 }
 
 TEST(ShapeOps, ErrorsNameTheNodeAndTheShapes) {
-  Graph g(opts(2));
+  Graph g(graph_options(2));
   const Value x = g.input("x", {Shape{2, 6}});
   const std::string sum = error_of([&] { nn::split(g, x, {2, 3}); });
   EXPECT_NE(sum.find("Split 'split'"), std::string::npos) << sum;

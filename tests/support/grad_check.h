@@ -41,6 +41,14 @@ struct GradCheckOptions {
                                            const std::function<void(Executor&)>& feed,
                                            const GradCheckOptions& options = {});
 
+// Graph options for a test graph: batch size and activation layout, fp32.
+inline GraphOptions graph_options(std::int64_t batch, Layout layout = Layout::kNCHW) {
+  GraphOptions o;
+  o.batch = batch;
+  o.layout = layout;
+  return o;
+}
+
 // Fills an input with Philox uniforms in [lo, hi] (CPU executors).
 void feed_uniform(Executor& ex, const std::string& name, std::uint64_t seed, float lo = -1.f, float hi = 1.f);
 // Fills an int32 label input with labels[i] = (i * 7 + 3) % classes.
