@@ -4,6 +4,7 @@
 // CUDA Graph captures as a memcpy node; memcpy per row on the CPU). No kernel family needed.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kestrel/core/cuda_check_internal.h"
