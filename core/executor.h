@@ -1,8 +1,9 @@
 // Executor: the compile and run steps of define-compile-run.
 //
 // Compile (constructor): copies the graph; fuses BN+ReLU and BN+Add+ReLU (optional); in
-// training mode appends the backward graph (autodiff, summed fan-out gradients) and a fused
-// optimizer update over the parameter store's flat buffers; re-checks every node's types;
+// training mode appends the backward graph (autodiff, summed fan-out gradients; gradients with
+// respect to named inputs on request) and a fused optimizer update over the parameter store's
+// flat buffers; re-checks every node's types;
 // binds parameters, states, their gradients and the inputs to persistent memory; plans every
 // other value into one arena by liveness (values alive at the same time never share bytes);
 // sizes one workspace for the largest node (cuDNN plans are built here, not while running).
