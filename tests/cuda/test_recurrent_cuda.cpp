@@ -5,6 +5,8 @@
 // masks are bit-identical; a captured CUDA Graph replays the step exactly.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <functional>
 
 #include "test_support.h"
@@ -41,6 +43,12 @@ void build_sequence_model(Graph& g) {
   const Value logits = nn::linear(g, "head", nn::concat(g, {r.h.back(), l.h.back(), l.c}), 6);
   g.mark_output(logits, "logits");
   nn::softmax_cross_entropy(g, logits, labels);
+}
+
+double max_abs(const std::vector<float>& v) {
+  double m = 0;
+  for (float x : v) m = std::max(m, static_cast<double>(std::fabs(x)));
+  return m;
 }
 
 struct StepResult {
@@ -91,8 +99,9 @@ TEST(RecurrentCuda, RnnAndLstmStepMatchesTheCpu) {
   EXPECT_TRUE(kestrel::testing::all_close(b.loss, a.loss, 1e-6, 1e-5));
   EXPECT_TRUE(kestrel::testing::all_close(b.logits, a.logits, 1e-6, 1e-5));
   EXPECT_TRUE(kestrel::testing::all_close(b.lstm_h, a.lstm_h, 1e-6, 1e-5));
-  EXPECT_TRUE(kestrel::testing::all_close(b.dx, a.dx, 1e-9, 1e-4));
-  EXPECT_TRUE(kestrel::testing::all_close(b.grads, a.grads, 1e-8, 1e-4));
+  // Gradients sum many terms that partly cancel: absolute slack scaled to the largest entry.
+  EXPECT_TRUE(kestrel::testing::all_close(b.dx, a.dx, 1e-5 * max_abs(a.dx), 1e-4));
+  EXPECT_TRUE(kestrel::testing::all_close(b.grads, a.grads, 1e-5 * max_abs(a.grads), 1e-4));
 }
 
 TEST(RecurrentCuda, CapturedStepReplaysTheEagerStep) {
