@@ -16,8 +16,14 @@ Value sum_gradients(Graph& g, const std::vector<Value>& parts, const std::string
   return acc;
 }
 
-AutodiffResult append_backward(Graph& g) {
+AutodiffResult append_backward(Graph& g, const std::vector<Value>& inputs) {
   KESTREL_CHECK(g.loss().valid(), "training needs a loss: call Graph::set_loss");
+  for (Value v : inputs) {
+    const ValueInfo& info = g.info(v);
+    KESTREL_CHECK(info.kind == ValueKind::kInput && is_floating(info.dtype()), "a gradient was asked for ",
+                  info.describe(), ", which is not a floating-point graph input (it is a ",
+                  value_kind_name(info.kind), ")");
+  }
   const std::size_t nvalues = g.values().size();
   const std::size_t nforward = g.nodes().size();
 
@@ -28,6 +34,7 @@ AutodiffResult append_backward(Graph& g) {
     requires_grad[p.value] = true;
     if (p.shadow >= 0) requires_grad[p.shadow] = true;
   }
+  for (Value v : inputs) requires_grad[v.id] = true;
   for (std::size_t n = 0; n < nforward; ++n) {
     const Node& node = g.nodes()[n];
     bool any = false;
@@ -94,6 +101,14 @@ AutodiffResult append_backward(Graph& g) {
     if (g.info(grad).dtype() != DType::kFloat32)
       grad = g.append_node(make_cast_op(DType::kFloat32), info.name + ".grad_cast", {grad}, true)[0];
     r.param_grad[p] = grad.id;
+  }
+  for (Value v : inputs) {
+    const std::string& name = g.info(v).name;
+    KESTREL_CHECK(!contrib[v.id].empty(), "a gradient was asked for input '", name,
+                  "', but the loss does not depend on it");
+    const Value grad = sum_gradients(g, contrib[v.id], name);
+    KESTREL_CHECK(!grad.is_seed(), "input '", name, "' is the loss itself");
+    r.input_grad.push_back(grad.id);
   }
   return r;
 }

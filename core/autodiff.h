@@ -1,8 +1,9 @@
 // Reverse-mode autodiff over a Graph: appends the backward nodes for the graph's loss.
 //
-// Gradients flow only into values that depend on a trainable parameter and lead to the loss
-// (so no gradient is computed for input images: the first convolution skips backward-data).
-// Where a value feeds several nodes, the gradients of its uses are summed (Add nodes).
+// Gradients flow only into values that depend on a trainable parameter (or on one of the inputs
+// named in `inputs`) and lead to the loss, so no gradient is computed for input images unless it
+// is asked for: the first convolution skips backward-data. Where a value feeds several nodes,
+// the gradients of its uses are summed (Add nodes).
 #pragma once
 
 #include <vector>
@@ -15,10 +16,13 @@ struct AutodiffResult {
   // Per entry of Graph::params(): the value holding d loss / d parameter (fp32, the parameter's
   // shape), or -1 when the loss does not depend on it (states are always -1).
   std::vector<int> param_grad;
+  // Per entry of `inputs`: the value holding d loss / d input (the input's type).
+  std::vector<int> input_grad;
 };
 
-// Raises kestrel::Error when the graph has no loss.
-AutodiffResult append_backward(Graph& g);
+// Raises kestrel::Error when the graph has no loss, when an entry of `inputs` is not a floating
+// graph input, or when the loss does not depend on one of them.
+AutodiffResult append_backward(Graph& g, const std::vector<Value>& inputs = {});
 
 // Sums gradient contributions with a chain of Add nodes (returns parts[0] for one part).
 Value sum_gradients(Graph& g, const std::vector<Value>& parts, const std::string& name);

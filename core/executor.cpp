@@ -43,11 +43,19 @@ Executor::~Executor() {
 void Executor::compile() {
   const int user_nodes = static_cast<int>(g_.nodes().size());
   if (opts_.fuse) stats_.fusions = fuse_batchnorm_activations(g_);
+  KESTREL_CHECK(opts_.training || opts_.input_gradients.empty(),
+                "input gradients need a training executor (CompileOptions::training)");
+  KESTREL_CHECK(!opts_.training || !opts_.sample_dropout,
+                "sample_dropout is for inference executors: training always samples dropout masks");
   std::vector<int> param_grad(g_.params().size(), -1);
   if (opts_.training) {
     if (opts_.optimizer == OptimizerKind::kSgd) validate(opts_.sgd);
     if (opts_.optimizer == OptimizerKind::kAdamW) validate(opts_.adamw);
-    param_grad = append_backward(g_).param_grad;
+    std::vector<Value> wrt;
+    for (const std::string& name : opts_.input_gradients) wrt.push_back(g_.find_value(name));
+    const AutodiffResult ad = append_backward(g_, wrt);
+    param_grad = ad.param_grad;
+    for (std::size_t i = 0; i < wrt.size(); ++i) input_grad_value_[opts_.input_gradients[i]] = ad.input_grad[i];
     store_.ensure_optimizer_state(opts_.optimizer);
   }
   (void)user_nodes;
@@ -113,6 +121,7 @@ void Executor::plan_arena() {
     for (int i : n.inputs) last[i] = std::max(last[i], s);
   }
   for (const auto& [name, id] : outputs_) last[id] = nsteps;  // readable after the step
+  for (const auto& [name, id] : input_grad_value_) last[id] = nsteps;
   if (!opts_.reuse_memory)
     for (int& l : last) l = nsteps;
 
@@ -190,6 +199,10 @@ Tensor Executor::gradient(const std::string& param_name) const {
   KESTREL_FAIL("the loss does not depend on parameter '", param_name, "'");
 }
 
+Tensor Executor::input_gradient(const std::string& input_name) const {
+  return bound_[lookup(input_grad_value_, input_name, "input gradient")];
+}
+
 Tensor Executor::value(const std::string& name) const {
   const Value v = g_.find_value(name);
   KESTREL_CHECK(bound_[v.id].defined(), "value '", name, "' is not computed by this executor");
@@ -207,7 +220,8 @@ void Executor::run() {
 
 void Executor::run_eager() {
   const bool cpu = ctx_.device().is_cpu();
-  if (opts_.training && g_.rng_slots() > 0) {
+  const bool sample_dropout = opts_.training || opts_.sample_dropout;
+  if (sample_dropout && g_.rng_slots() > 0) {
     if (cpu)
       cpu::advance_offset(store_.rng_offset_ptr(), static_cast<std::uint64_t>(g_.rng_slots()));
     else
@@ -219,7 +233,7 @@ void Executor::run_eager() {
   for (const Step& s : steps_) {
     const Node& n = g_.nodes()[s.node];
     try {
-      n.op->run(OpRun{n, s.in, s.out, ctx_, ws, ws_bytes, opts_.training, state_});
+      n.op->run(OpRun{n, s.in, s.out, ctx_, ws, ws_bytes, opts_.training, sample_dropout, state_});
     } catch (const Error& e) {
       throw Error(n.op->type() + " '" + n.name + "': " + e.message(), e.call(), e.file(), e.line());
     }

@@ -1,8 +1,9 @@
 // Executor: the compile and run steps of define-compile-run.
 //
 // Compile (constructor): copies the graph; fuses BN+ReLU and BN+Add+ReLU (optional); in
-// training mode appends the backward graph (autodiff, summed fan-out gradients) and a fused
-// optimizer update over the parameter store's flat buffers; re-checks every node's types;
+// training mode appends the backward graph (autodiff, summed fan-out gradients; gradients with
+// respect to named inputs on request) and a fused optimizer update over the parameter store's
+// flat buffers; re-checks every node's types;
 // binds parameters, states, their gradients and the inputs to persistent memory; plans every
 // other value into one arena by liveness (values alive at the same time never share bytes);
 // sizes one workspace for the largest node (cuDNN plans are built here, not while running).
@@ -38,6 +39,14 @@ struct CompileOptions {
   bool validate_plan = true;        // check the memory plan for overlaps after planning
   bool reuse_memory = true;         // false (debugging, gradient checks): every value keeps its
                                     // own bytes until the end of the step
+  // Training only: graph inputs (by name) whose d loss / d input the step also computes, read
+  // with input_gradient() after run(). Raises at compile time for a name that is not a floating
+  // input or that the loss does not depend on.
+  std::vector<std::string> input_gradients;
+  // Inference only: dropout keeps drawing a fresh mask on every run, as in training (Monte Carlo
+  // dropout: average the outputs of several runs), while batch norm still uses its running
+  // statistics. Each run advances the store's RNG offset like a training step.
+  bool sample_dropout = false;
 };
 
 struct PlanStats {
@@ -63,6 +72,9 @@ class Executor {
   Tensor output(const std::string& name) const;
   // d loss / d parameter (a view into the store's gradient buffer); training only.
   Tensor gradient(const std::string& param_name) const;
+  // d loss / d input for an input named in CompileOptions::input_gradients; valid after run()
+  // until the next run().
+  Tensor input_gradient(const std::string& input_name) const;
   // Any value of the compiled graph by name (debugging and tests; arena memory is reused, so
   // only values alive at the end of the step hold their final contents).
   Tensor value(const std::string& name) const;
@@ -101,6 +113,7 @@ class Executor {
   std::vector<Step> steps_;
   std::map<std::string, int> inputs_, outputs_;
   std::map<std::string, int> param_grad_value_;
+  std::map<std::string, int> input_grad_value_;
   Tensor arena_, workspace_;
   std::vector<Tensor> input_buffers_;
   StepState state_;

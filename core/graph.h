@@ -73,18 +73,39 @@ struct Node {
 };
 
 // How a parameter is initialised (by ParameterStore, on the host, from the graph's seed).
+// with_range() then overwrites one range of elements (logical order) with a constant, e.g. the
+// forget-gate quarter of an LSTM bias.
 struct Init {
   enum class Kind : std::uint8_t { kZeros, kOnes, kConstant, kHeNormal, kHeUniform, kXavierUniform, kUniform };
   Kind kind = Kind::kZeros;
   float value = 0.f;   // kConstant; kUniform bound (U(-value, value))
   std::int64_t fan_in = 0, fan_out = 0;
+  std::int64_t range_begin = 0, range_end = 0;  // [begin, end) set to range_value; empty: none
+  float range_value = 0.f;
   static Init zeros() { return {}; }
-  static Init ones() { return {Kind::kOnes, 1.f, 0, 0}; }
-  static Init constant(float v) { return {Kind::kConstant, v, 0, 0}; }
-  static Init he_normal(std::int64_t fan_in) { return {Kind::kHeNormal, 0.f, fan_in, 0}; }
-  static Init he_uniform(std::int64_t fan_in) { return {Kind::kHeUniform, 0.f, fan_in, 0}; }
-  static Init xavier_uniform(std::int64_t fan_in, std::int64_t fan_out) { return {Kind::kXavierUniform, 0.f, fan_in, fan_out}; }
-  static Init uniform(float bound) { return {Kind::kUniform, bound, 0, 0}; }
+  static Init ones() { return make(Kind::kOnes, 1.f, 0, 0); }
+  static Init constant(float v) { return make(Kind::kConstant, v, 0, 0); }
+  static Init he_normal(std::int64_t fan_in) { return make(Kind::kHeNormal, 0.f, fan_in, 0); }
+  static Init he_uniform(std::int64_t fan_in) { return make(Kind::kHeUniform, 0.f, fan_in, 0); }
+  static Init xavier_uniform(std::int64_t fan_in, std::int64_t fan_out) { return make(Kind::kXavierUniform, 0.f, fan_in, fan_out); }
+  static Init uniform(float bound) { return make(Kind::kUniform, bound, 0, 0); }
+  Init with_range(std::int64_t begin, std::int64_t end, float v) const {
+    Init i = *this;
+    i.range_begin = begin;
+    i.range_end = end;
+    i.range_value = v;
+    return i;
+  }
+
+ private:
+  static Init make(Kind k, float value, std::int64_t fan_in, std::int64_t fan_out) {
+    Init i;
+    i.kind = k;
+    i.value = value;
+    i.fan_in = fan_in;
+    i.fan_out = fan_out;
+    return i;
+  }
 };
 
 struct ParamInfo {

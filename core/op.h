@@ -36,6 +36,7 @@ struct OpRun {
   void* workspace;
   std::size_t workspace_bytes;
   bool training;
+  bool sample_dropout;  // dropout draws masks: training, or CompileOptions::sample_dropout
   const StepState& state;
   bool on_cpu() const noexcept { return ctx.device().is_cpu(); }
   CUstream_st* stream() const noexcept { return ctx.stream().handle(); }

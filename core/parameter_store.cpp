@@ -1,5 +1,6 @@
 #include "kestrel/core/parameter_store.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -46,6 +47,11 @@ std::vector<float> initial_values(const ParamInfo& p, std::uint64_t seed, std::s
     case Init::Kind::kUniform:
       cpu::fill_uniform(v.data(), DType::kFloat32, n, seed, offset, -init.value, init.value);
       break;
+  }
+  if (init.range_end > init.range_begin) {
+    KESTREL_CHECK(init.range_begin >= 0 && init.range_end <= n, "parameter '", p.name, "': constant range [",
+                  init.range_begin, ", ", init.range_end, ") lies outside its ", n, " elements");
+    std::fill(v.begin() + init.range_begin, v.begin() + init.range_end, init.range_value);
   }
   return v;
 }

@@ -103,6 +103,19 @@ Value global_avg_pool(Graph& g, Value x) { return g.add_node1(make_global_avg_po
 Value flatten(Graph& g, Value x) { return g.add_node1(make_flatten_op(), "flatten", {x}); }
 Value softmax(Graph& g, Value x) { return g.add_node1(make_softmax_op(), "softmax", {x}); }
 
+std::vector<Value> split(Graph& g, Value x, const std::vector<std::int64_t>& sizes) {
+  return g.add_node(make_split_op(sizes), "split", {x});
+}
+
+std::vector<Value> unstack(Graph& g, Value x) {
+  const ValueInfo& xi = g.info(x);
+  KESTREL_CHECK(xi.shape().rank() >= 2, "unstack: input ", xi.describe(), " has no axis 1 to unstack");
+  return g.add_node(make_unstack_op(xi.shape()[1]), "unstack", {x});
+}
+
+Value concat(Graph& g, const std::vector<Value>& xs) { return g.add_node1(make_concat_op(), "concat", xs); }
+Value stack(Graph& g, const std::vector<Value>& xs) { return g.add_node1(make_stack_op(), "stack", xs); }
+
 Value softmax_cross_entropy(Graph& g, Value logits, Value labels, float label_smoothing) {
   KESTREL_CHECK(label_smoothing >= 0.f && label_smoothing < 1.f,
                 "label smoothing must be in [0, 1), got ", label_smoothing);

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kestrel/core/graph.h"
 #include "kestrel/kernels/dropout.h"
@@ -54,6 +55,14 @@ Value max_pool2x2(Graph& g, Value x);
 Value global_avg_pool(Graph& g, Value x);
 Value flatten(Graph& g, Value x);
 Value softmax(Graph& g, Value x);
+// Parts along axis 1 of row-major values (core/ops/nn_ops.h): split [N, sum(sizes), ...] into
+// [N, sizes[i], ...]; unstack [N, T, ...] into T values [N, ...] (time steps); concat and stack
+// are their inverses.
+std::vector<Value> split(Graph& g, Value x, const std::vector<std::int64_t>& sizes);
+std::vector<Value> unstack(Graph& g, Value x);
+Value concat(Graph& g, const std::vector<Value>& xs);
+Value stack(Graph& g, const std::vector<Value>& xs);
+
 // Mean softmax cross-entropy over the batch (label smoothing in [0, 1)); sets it as the loss.
 Value softmax_cross_entropy(Graph& g, Value logits, Value labels, float label_smoothing = 0.f);
 

@@ -97,7 +97,7 @@ class DropoutOp final : public Op {
     DropoutParams p;
     p.p = p_;
     p.mode = mode_;
-    p.training = r.training;
+    p.training = r.sample_dropout;
     p.seed = r.state.seed;
     p.offset = static_cast<std::uint64_t>(slot_);
     p.offset_ptr = r.state.rng_offset;

@@ -1,8 +1,10 @@
-// Factories for the remaining graph ops (convolution, dense, pooling, shape, dropout, losses).
+// Factories for the remaining graph ops (convolution, dense, pooling, shape, dropout, losses,
+// split/concat).
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "kestrel/core/op.h"
 #include "kestrel/kernels/dropout.h"
@@ -31,5 +33,16 @@ std::shared_ptr<const Op> make_dropout_op(float p, DropoutMode mode, int rng_slo
 std::shared_ptr<const Op> make_softmax_cross_entropy_op(float label_smoothing);
 // Softmax over the last axis of [N,K].
 std::shared_ptr<const Op> make_softmax_op();
+
+// Moving parts of row-major values (rank >= 2, nchw) along axis 1, any dtype:
+// split: [N, sum(sizes), rest...] -> one output [N, sizes[i], rest...] per part;
+// unstack: [N, steps, rest...] -> `steps` outputs [N, rest...] (a sequence's time steps);
+// concat: inputs [N, S_i, rest...] -> [N, sum S_i, rest...]; stack: K inputs [N, rest...] ->
+// [N, K, rest...]. Each is the other's backward; outputs of a split that receive no gradient
+// get zeros in the concatenated gradient.
+std::shared_ptr<const Op> make_split_op(std::vector<std::int64_t> sizes);
+std::shared_ptr<const Op> make_unstack_op(std::int64_t steps);
+std::shared_ptr<const Op> make_concat_op();
+std::shared_ptr<const Op> make_stack_op();
 
 }  // namespace kestrel

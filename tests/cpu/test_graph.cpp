@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "error_text.h"
 #include "grad_check.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
@@ -12,24 +13,10 @@
 #include "kestrel/layers/resnet.h"
 
 using namespace kestrel;
+using kestrel::testing::error_of;
+using kestrel::testing::graph_options;
 
 namespace {
-GraphOptions opts(std::int64_t batch, Layout layout = Layout::kNCHW) {
-  GraphOptions o;
-  o.batch = batch;
-  o.layout = layout;
-  return o;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 Value small_resnet(Graph& g, int version, Layout layout) {
   (void)layout;
   const Value x = nn::image_input(g, "x", 3, 8, 8);
@@ -47,7 +34,7 @@ Value small_resnet(Graph& g, int version, Layout layout) {
 }  // namespace
 
 TEST(GraphErrors, ShapeErrorsNameTheNodeAndShowExpectedAndActual) {
-  Graph g(opts(8));
+  Graph g(graph_options(8));
   const Value x = nn::image_input(g, "images", 3, 32, 32);
   Value h = nn::conv2d(g, "conv1", x, 16, 3, {1, 1, 1, false});
   {
@@ -75,7 +62,7 @@ TEST(GraphErrors, ShapeErrorsNameTheNodeAndShowExpectedAndActual) {
   const std::string p = error_of([&] { nn::dropout(g, "d", h, 1.5f); });
   EXPECT_NE(p.find("1.5"), std::string::npos) << p;
   const std::string loss = error_of([&] {
-    Graph g2(opts(4));
+    Graph g2(graph_options(4));
     Context ctx;
     g2.input("x", {Shape{4, 3}});
     ParameterStore store(g2, ctx, 1);
@@ -85,7 +72,7 @@ TEST(GraphErrors, ShapeErrorsNameTheNodeAndShowExpectedAndActual) {
 }
 
 TEST(GraphErrors, UnknownNamesListTheKnownOnes) {
-  Graph g(opts(2));
+  Graph g(graph_options(2));
   small_resnet(g, 1, Layout::kNCHW);
   Context ctx;
   ParameterStore store(g, ctx, 1);
@@ -104,7 +91,7 @@ TEST(GraphFusion, FusedAndUnfusedGraphsGiveTheSameOutputsAndGradients) {
       std::vector<float> loss[2], logits[2], grads[2];
       int fusions[2] = {0, 0};
       for (int fused = 0; fused < 2; ++fused) {
-        Graph g(opts(4, layout));
+        Graph g(graph_options(4, layout));
         small_resnet(g, version, layout);
         Context ctx;
         ParameterStore store(g, ctx, 5);
@@ -131,7 +118,7 @@ TEST(GraphFusion, FusedAndUnfusedGraphsGiveTheSameOutputsAndGradients) {
 }
 
 TEST(GraphMemory, ResNet20TrainingPlanReusesActivationMemory) {
-  GraphOptions o = opts(128);
+  GraphOptions o = graph_options(128);
   Graph g(o);
   const Value x = nn::image_input(g, "images", 3, 32, 32);
   const Value labels = nn::label_input(g, "labels");
@@ -149,7 +136,7 @@ TEST(GraphMemory, ResNet20TrainingPlanReusesActivationMemory) {
 }
 
 TEST(GraphModes, InferenceUsesRunningStatisticsAndNoDropout) {
-  Graph g(opts(6));
+  Graph g(graph_options(6));
   const Value x = nn::image_input(g, "x", 2, 4, 4);
   const Value labels = nn::label_input(g, "labels");
   Value h = nn::batch_norm(g, "bn", nn::conv2d(g, "c", x, 3, 1));
@@ -185,7 +172,7 @@ TEST(GraphModes, InferenceUsesRunningStatisticsAndNoDropout) {
 }
 
 TEST(GraphNumerics, CheckNumericsNamesTheFirstNonFiniteNode) {
-  Graph g(opts(2));
+  Graph g(graph_options(2));
   const Value x = g.input("x", {Shape{2, 4}});
   const Value labels = nn::label_input(g, "labels");
   Value h = nn::linear(g, "fc1", x, 4);
@@ -206,7 +193,7 @@ TEST(GraphNumerics, CheckNumericsNamesTheFirstNonFiniteNode) {
 }
 
 TEST(GraphTraining, SmallCnnLossFallsWithSgd) {
-  Graph g(opts(16));
+  Graph g(graph_options(16));
   const Value x = nn::image_input(g, "x", 3, 8, 8);
   const Value labels = nn::label_input(g, "labels");
   Value h = nn::relu(g, nn::batch_norm(g, "bn1", nn::conv2d(g, "conv1", x, 8, 3, {1, 1, 1, false})));

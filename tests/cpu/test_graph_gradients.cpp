@@ -8,18 +8,12 @@
 #include "kestrel/layers/resnet.h"
 
 using namespace kestrel;
+using kestrel::testing::graph_options;
 using kestrel::testing::check_gradients;
 using kestrel::testing::feed_labels;
 using kestrel::testing::feed_uniform;
 
 namespace {
-GraphOptions opts(std::int64_t batch, Layout layout = Layout::kNCHW) {
-  GraphOptions o;
-  o.batch = batch;
-  o.layout = layout;
-  return o;
-}
-
 // images [B, c, h, w] in "x", labels in "labels"; `body` maps the image to logits [B, 5].
 void classify(Graph& g, std::int64_t c, std::int64_t h, std::int64_t w,
               const std::function<Value(Graph&, Value)>& body) {
@@ -41,7 +35,7 @@ Value head(Graph& g, Value h) { return nn::linear(g, "fc", nn::flatten(g, h), 5)
 class LayerGradients : public ::testing::TestWithParam<Layout> {};
 
 TEST_P(LayerGradients, Conv2dWithStridePaddingDilationAndBias) {
-  EXPECT_TRUE(check_gradients(opts(3, GetParam()), [](Graph& g) {
+  EXPECT_TRUE(check_gradients(graph_options(3, GetParam()), [](Graph& g) {
     classify(g, 3, 7, 6, [](Graph& g, Value x) {
       nn::Conv2dOptions a;
       a.padding = 1;
@@ -58,7 +52,7 @@ TEST_P(LayerGradients, Conv2dWithStridePaddingDilationAndBias) {
 }
 
 TEST_P(LayerGradients, BatchNormTraining) {
-  EXPECT_TRUE(check_gradients(opts(4, GetParam()), [](Graph& g) {
+  EXPECT_TRUE(check_gradients(graph_options(4, GetParam()), [](Graph& g) {
     classify(g, 3, 4, 4, [](Graph& g, Value x) {
       Value h = nn::conv2d(g, "c", x, 4, 1);
       return head(g, nn::batch_norm(g, "bn", h));
@@ -67,7 +61,7 @@ TEST_P(LayerGradients, BatchNormTraining) {
 }
 
 TEST_P(LayerGradients, ReluSigmoidTanhAddMul) {
-  EXPECT_TRUE(check_gradients(opts(3, GetParam()), [](Graph& g) {
+  EXPECT_TRUE(check_gradients(graph_options(3, GetParam()), [](Graph& g) {
     classify(g, 2, 3, 3, [](Graph& g, Value x) {
       Value a = nn::conv2d(g, "a", x, 3, 1);
       Value b = nn::conv2d(g, "b", x, 3, 1);
@@ -79,7 +73,7 @@ TEST_P(LayerGradients, ReluSigmoidTanhAddMul) {
 }
 
 TEST_P(LayerGradients, MaxPoolGlobalAvgPoolAndFlatten) {
-  EXPECT_TRUE(check_gradients(opts(2, GetParam()), [](Graph& g) {
+  EXPECT_TRUE(check_gradients(graph_options(2, GetParam()), [](Graph& g) {
     classify(g, 2, 5, 6, [](Graph& g, Value x) {
       Value h = nn::max_pool2x2(g, nn::conv2d(g, "c", x, 3, 3, {1, 1, 1, false}));
       Value pooled = nn::global_avg_pool(g, h);
@@ -90,7 +84,7 @@ TEST_P(LayerGradients, MaxPoolGlobalAvgPoolAndFlatten) {
 }
 
 TEST_P(LayerGradients, DropoutUsesOneMaskForwardAndBackward) {
-  EXPECT_TRUE(check_gradients(opts(4, GetParam()), [](Graph& g) {
+  EXPECT_TRUE(check_gradients(graph_options(4, GetParam()), [](Graph& g) {
     classify(g, 3, 3, 3, [](Graph& g, Value x) {
       Value h = nn::conv2d(g, "c", x, 6, 1);
       h = nn::dropout(g, "drop", h, 0.4f);
@@ -102,7 +96,7 @@ TEST_P(LayerGradients, DropoutUsesOneMaskForwardAndBackward) {
 
 TEST_P(LayerGradients, ResidualBlocksV1AndV2WithProjectionShortcut) {
   for (int version : {1, 2}) {
-    EXPECT_TRUE(check_gradients(opts(4, GetParam()), [version](Graph& g) {
+    EXPECT_TRUE(check_gradients(graph_options(4, GetParam()), [version](Graph& g) {
       classify(g, 3, 6, 6, [version](Graph& g, Value x) {
         ResNetConfig cfg;
         cfg.version = version;
@@ -118,7 +112,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, LayerGradients, ::testing::Values(Layout::kNCH
                          [](const auto& info) { return std::string(layout_name(info.param)); });
 
 TEST(GraphGradients, LinearSoftmaxChain) {
-  EXPECT_TRUE(check_gradients(opts(5), [](Graph& g) {
+  EXPECT_TRUE(check_gradients(graph_options(5), [](Graph& g) {
     const Value x = g.input("x", {Shape{5, 7}});
     const Value labels = nn::label_input(g, "labels");
     Value h = nn::softmax(g, nn::linear(g, "a", x, 6));
@@ -142,9 +136,9 @@ TEST(GraphGradients, AValueUsedTwiceReceivesTheSumOfBothGradients) {
     Value both = nn::add(g, nn::sigmoid(g, h2), nn::tanh(g, h2));  // h2 feeds two branches
     nn::softmax_cross_entropy(g, nn::linear(g, "out", both, 5), labels);
   };
-  EXPECT_TRUE(check_gradients(opts(4), build, feed()));
+  EXPECT_TRUE(check_gradients(graph_options(4), build, feed()));
   // Structure: autodiff summed the two uses of the weight and of h2.
-  Graph g(opts(4));
+  Graph g(graph_options(4));
   build(g);
   Context ctx;
   ParameterStore store(g, ctx, 1);

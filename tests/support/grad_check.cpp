@@ -73,28 +73,39 @@ void feed_labels(Executor& ex, const std::string& name, int classes) {
   co.optimizer = OptimizerKind::kNone;
   co.fuse = o.fuse;
   co.reuse_memory = false;  // kink_signature reads intermediate values after the step
+  co.input_gradients = o.inputs;
   Executor ex(g, store, ctx, co);
   feed(ex);
   (void)loss_value(ex);  // analytic gradients land in the store's gradient buffer
   const std::vector<std::uint8_t> base_signature = kink_signature(ex);
-  // Read them all now: every probe below re-runs the step and overwrites the buffer.
-  std::vector<std::vector<float>> analytic_grads(store.count());
+  // What is probed: every trainable parameter and every named input, with its analytic
+  // gradient read now (every probe below re-runs the step and overwrites the gradients).
+  struct Probe {
+    std::string name;
+    Tensor value;
+    std::vector<float> grad;
+  };
+  std::vector<Probe> probes;
   for (std::size_t p = 0; p < store.count(); ++p)
-    if (store.trainable(p)) analytic_grads[p] = store.gradient(p).to_float_vector();
+    if (store.trainable(p)) probes.push_back({store.name(p), store.value(p), store.gradient(p).to_float_vector()});
+  for (const std::string& name : o.inputs) {
+    const Tensor x = ex.input(name);
+    if (x.dtype() != DType::kFloat32) return ::testing::AssertionFailure() << "input '" << name << "' is not fp32";
+    probes.push_back({name, x, ex.input_gradient(name).to_float_vector()});
+  }
 
   std::ostringstream fails;
   int checked = 0, skipped = 0, bad = 0;
   double worst = 0.0;
-  for (std::size_t p = 0; p < store.count(); ++p) {
-    if (!store.trainable(p)) continue;
-    const Tensor value = store.value(p);
-    const std::vector<float>& grad = analytic_grads[p];
+  for (const Probe& probe : probes) {
+    const Tensor& value = probe.value;
+    const std::vector<float>& grad = probe.grad;
     // Probe coordinates in logical order spread over the tensor; map to physical positions.
     const std::int64_t n = value.numel();
-    const int probes = static_cast<int>(std::min<std::int64_t>(n, o.coords_per_param));
+    const int count = static_cast<int>(std::min<std::int64_t>(n, o.coords_per_param));
     const std::vector<std::int64_t> logical = value.shape().contiguous_strides();
-    for (int k = 0; k < probes; ++k) {
-      const std::int64_t li = (n * k) / probes + (k * 7919) % std::max<std::int64_t>(1, n / probes);
+    for (int k = 0; k < count; ++k) {
+      const std::int64_t li = (n * k) / count + (k * 7919) % std::max<std::int64_t>(1, n / count);
       const std::int64_t i = std::min(li, n - 1);
       std::int64_t rem = i, phys = 0;
       for (int d = 0; d < value.shape().rank(); ++d) {
@@ -129,7 +140,7 @@ void feed_labels(Executor& ex, const std::string& name, int classes) {
       worst = std::max(worst, err / tol);
       if (err > tol) {
         if (bad < 8)
-          fails << "\n  " << store.name(p) << "[" << i << "]: autodiff " << analytic << ", finite difference "
+          fails << "\n  " << probe.name << "[" << i << "]: autodiff " << analytic << ", finite difference "
                 << fd << " (|diff| " << err << " > " << tol << ")";
         ++bad;
       }

@@ -1,8 +1,9 @@
 // A reusable finite-difference gradient checker for whole graphs on the CPU backend.
 //
-// It compiles the graph twice from one parameter store: a training executor without an
-// optimizer (analytic gradients by autodiff) and the same for probing losses. For a sample of
-// every trainable parameter's coordinates it compares the analytic gradient with the central
+// It compiles the graph once into a training executor without an optimizer (analytic gradients
+// by autodiff) and probes losses with the same executor. For a sample of every trainable
+// parameter's coordinates (and of the inputs named in GradCheckOptions::inputs, whose analytic
+// gradients come from CompileOptions::input_gradients) it compares the analytic gradient with the central
 // difference (L(p + h) - L(p - h)) / 2h computed and compared in double precision. Kinks are
 // found exactly, as Caffe's checker does per layer: the executor keeps every value (no memory
 // reuse), and a coordinate is skipped (and counted) when any ReLU mask (plain or fused into
@@ -16,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "kestrel/core/executor.h"
 #include "kestrel/core/graph.h"
@@ -30,6 +32,7 @@ struct GradCheckOptions {
   std::uint64_t seed = 7;
   bool fuse = true;
   int max_skipped_fraction_percent = 30;  // fail if more coordinates than this sit on kinks
+  std::vector<std::string> inputs;        // fp32 graph inputs whose gradients are checked too
 };
 
 // `build` appends the network and its loss to the graph; `feed` fills the executor's inputs.
@@ -37,6 +40,14 @@ struct GradCheckOptions {
                                            const std::function<void(Graph&)>& build,
                                            const std::function<void(Executor&)>& feed,
                                            const GradCheckOptions& options = {});
+
+// Graph options for a test graph: batch size and activation layout, fp32.
+inline GraphOptions graph_options(std::int64_t batch, Layout layout = Layout::kNCHW) {
+  GraphOptions o;
+  o.batch = batch;
+  o.layout = layout;
+  return o;
+}
 
 // Fills an input with Philox uniforms in [lo, hi] (CPU executors).
 void feed_uniform(Executor& ex, const std::string& name, std::uint64_t seed, float lo = -1.f, float hi = 1.f);

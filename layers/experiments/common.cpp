@@ -1,0 +1,183 @@
+#include "kestrel/layers/experiments/common.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "kestrel/core/error.h"
+#include "kestrel/layers/file_io_internal.h"
+
+namespace kestrel::experiments {
+namespace {
+FloatImages convert(const CifarSplit& s, std::int64_t n, int crop, int pool, const float* mean, const float* stdev) {
+  FloatImages out;
+  out.count = n;
+  out.side = crop / pool;
+  const std::int64_t side = out.side, start = (32 - crop) / 2;
+  out.x.resize(static_cast<std::size_t>(n * 3 * side * side));
+  out.y.resize(static_cast<std::size_t>(n));
+  const float inv = 1.0f / static_cast<float>(pool * pool);
+  for (std::int64_t i = 0; i < n; ++i) {
+    out.y[static_cast<std::size_t>(i)] = s.labels[static_cast<std::size_t>(i)];
+    const std::uint8_t* img = s.images.data() + i * kCifarImageBytes;
+    for (int c = 0; c < 3; ++c)
+      for (std::int64_t y = 0; y < side; ++y)
+        for (std::int64_t x = 0; x < side; ++x) {
+          float sum = 0.f;
+          for (int dy = 0; dy < pool; ++dy)
+            for (int dx = 0; dx < pool; ++dx)
+              sum += img[c * 1024 + (start + y * pool + dy) * 32 + start + x * pool + dx];
+          const float v = sum * inv / 255.0f;
+          out.x[static_cast<std::size_t>(((i * 3 + c) * side + y) * side + x)] = (v - mean[c]) / stdev[c];
+        }
+  }
+  return out;
+}
+}  // namespace
+
+FloatDataset to_float_dataset(const CifarDataset& data, std::int64_t n_train, std::int64_t n_test, int crop,
+                              int pool) {
+  KESTREL_CHECK(n_train > 0 && n_train <= data.train.count && n_test > 0 && n_test <= data.test.count,
+                "asked for ", n_train, " training and ", n_test, " test images of ", data.source, ", which has ",
+                data.train.count, " and ", data.test.count);
+  KESTREL_CHECK(pool >= 1 && crop >= pool && crop <= 32 && crop % pool == 0, "crop ", crop, " and pool ", pool,
+                ": need 1 <= pool <= crop <= 32 with crop a multiple of pool");
+  // Per-channel statistics of the training images (whole 32x32 images, as usual for CIFAR).
+  float mean[3], stdev[3];
+  for (int c = 0; c < 3; ++c) {
+    double s = 0, s2 = 0;
+    for (std::int64_t i = 0; i < n_train; ++i)
+      for (int p = 0; p < 1024; ++p) {
+        const double v = data.train.images[static_cast<std::size_t>(i * kCifarImageBytes + c * 1024 + p)] / 255.0;
+        s += v;
+        s2 += v * v;
+      }
+    const double n = static_cast<double>(n_train) * 1024.0;
+    mean[c] = static_cast<float>(s / n);
+    stdev[c] = static_cast<float>(std::sqrt(std::max(s2 / n - (s / n) * (s / n), 1e-6)));
+  }
+  FloatDataset out;
+  out.train = convert(data.train, n_train, crop, pool, mean, stdev);
+  out.test = convert(data.test, n_test, crop, pool, mean, stdev);
+  out.source = data.source;
+  return out;
+}
+
+CifarDataset load_or_synthesise(const std::string& dir, std::int64_t n_train, std::int64_t n_test,
+                                std::uint64_t seed) {
+  if (dir.empty()) return synthetic_cifar10(n_train, n_test, seed);
+  return load_cifar10(dir);
+}
+
+std::vector<float> to_host(const Tensor& t, Context& ctx) {
+  if (t.device().is_cpu()) return t.to_float_vector();
+  Tensor host = Tensor::empty_cpu(t.shape(), t.dtype(), t.layout());
+  host.copy_from(t, ctx.stream());
+  return host.to_float_vector();
+}
+
+void from_host(Tensor& t, const std::vector<float>& values, Context& ctx) {
+  KESTREL_CHECK(static_cast<std::int64_t>(values.size()) == t.numel(), "from_host: ", values.size(),
+                " values for ", t.to_string());
+  const Tensor src = Tensor::from_vector(values, t.shape(), t.dtype(), t.layout());
+  t.copy_from(src, ctx.stream());
+}
+
+void feed_batch(Executor& ex, const FloatImages& src, const std::vector<std::int32_t>& order, std::int64_t first,
+                const std::string& x_name, const std::string& y_name) {
+  Tensor x = ex.input(x_name), y = ex.input(y_name);
+  const std::int64_t batch = y.numel(), per = src.features();
+  KESTREL_CHECK(x.numel() == batch * per, "feed_batch: input '", x_name, "' ", x.to_string(), " does not hold ",
+                batch, " images of ", per, " values");
+  KESTREL_CHECK(!order.empty(), "feed_batch: no images to feed");
+  std::vector<float> xs(static_cast<std::size_t>(batch * per));
+  Tensor labels = Tensor::empty_cpu(y.shape(), DType::kInt32);
+  auto* lab = labels.data_as<std::int32_t>();
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const std::int64_t i = order[static_cast<std::size_t>((first + b) % static_cast<std::int64_t>(order.size()))];
+    std::copy_n(src.x.begin() + i * per, per, xs.begin() + b * per);
+    lab[b] = src.y[static_cast<std::size_t>(i)];
+  }
+  Context& ctx = ex.store().context();
+  from_host(x, xs, ctx);
+  y.copy_from(labels, ctx.stream());
+}
+
+double accuracy(Executor& ex, const FloatImages& data, const std::string& x_name, const std::string& y_name,
+                const std::string& logits_name) {
+  const std::int64_t batch = ex.input(y_name).numel();
+  std::vector<std::int32_t> order(static_cast<std::size_t>(data.count));
+  for (std::int64_t i = 0; i < data.count; ++i) order[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
+  std::int64_t correct = 0;
+  for (std::int64_t first = 0; first < data.count; first += batch) {
+    feed_batch(ex, data, order, first, x_name, y_name);
+    ex.run();
+    const std::vector<float> logits = to_host(ex.output(logits_name), ex.store().context());
+    const std::int64_t classes = static_cast<std::int64_t>(logits.size()) / batch;
+    for (std::int64_t b = 0; b < batch && first + b < data.count; ++b) {
+      const auto row = logits.begin() + b * classes;
+      const std::int64_t pred = std::max_element(row, row + classes) - row;
+      correct += pred == data.y[static_cast<std::size_t>(first + b)];
+    }
+  }
+  return static_cast<double>(correct) / static_cast<double>(data.count);
+}
+
+double l2_norm(const std::vector<float>& v) {
+  double s = 0;
+  for (float x : v) s += static_cast<double>(x) * x;
+  return std::sqrt(s);
+}
+
+CsvTable::CsvTable(std::vector<std::string> header) : header_(std::move(header)) {
+  KESTREL_CHECK(!header_.empty(), "a CSV table needs at least one column");
+}
+
+void CsvTable::add_row(const std::vector<std::string>& cells) {
+  KESTREL_CHECK(cells.size() == header_.size(), "CSV row of ", cells.size(), " cells for ", header_.size(), " columns");
+  rows_.push_back(cells);
+}
+
+std::string CsvTable::cell(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.8g", v);
+  return buf;
+}
+
+std::string CsvTable::text() const {
+  auto line = [](const std::vector<std::string>& cells) {
+    std::string s;
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      const std::string& c = cells[i];
+      const bool quote = c.find_first_of(",\"\n") != std::string::npos;
+      std::string q;
+      for (char ch : c) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+      s += (i ? "," : "") + (quote ? "\"" + q + "\"" : c);
+    }
+    return s + "\n";
+  };
+  std::string s = line(header_);
+  for (const auto& r : rows_) s += line(r);
+  return s;
+}
+
+void CsvTable::write(const std::string& path) const {
+  const std::string t = text();
+  detail::write_file_atomic(reinterpret_cast<const std::uint8_t*>(t.data()), t.size(), path);
+}
+
+void make_directories(const std::string& dir) {
+  KESTREL_CHECK(!dir.empty(), "make_directories: empty path");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  KESTREL_CHECK(!ec, "cannot create folder ", dir, ": ", ec.message());
+}
+
+void log_line(std::ostream* log, const std::string& text) {
+  if (log != nullptr) *log << text << std::endl;
+}
+
+}  // namespace kestrel::experiments

@@ -1,0 +1,84 @@
+// Shared pieces of the seed experiments (layers/experiments/*.h): image data as float features,
+// moving batches in and out of an executor on either backend, accuracy evaluation, gradient
+// norms, and the CSV tables the programs write next to their charts.
+//
+// Contract: everything raises kestrel::Error on bad input (never exits); host <-> device copies
+// are explicit and ordered on the context's stream.
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "kestrel/core/executor.h"
+#include "kestrel/layers/cifar10.h"
+
+namespace kestrel::experiments {
+
+// Images as floats: [count, 3, side, side] in logical NCHW order, normalised per channel with
+// the training split's mean and standard deviation; labels as int32.
+struct FloatImages {
+  std::vector<float> x;
+  std::vector<std::int32_t> y;
+  std::int64_t count = 0, side = 0;
+  std::int64_t features() const { return 3 * side * side; }
+};
+
+struct FloatDataset {
+  FloatImages train, test;
+  std::string source;
+};
+
+// The first n_train / n_test images of `data`, cut to the centre `crop` x `crop` pixels and then
+// averaged over `pool` x `pool` blocks (side = crop / pool). Raises when the splits are too small
+// or crop is not in 1..32 and a multiple of pool.
+FloatDataset to_float_dataset(const CifarDataset& data, std::int64_t n_train, std::int64_t n_test, int crop,
+                              int pool);
+
+// The synthetic stand-in (synthetic_cifar10) when `dir` is empty, else load_cifar10(dir).
+CifarDataset load_or_synthesise(const std::string& dir, std::int64_t n_train, std::int64_t n_test,
+                                std::uint64_t seed);
+
+// Copies rows order[first .. first + batch) of `src` (wrapping around the end of `order`) into
+// the executor's inputs `x_name` (shape [batch, ...] matching the images) and `y_name`.
+void feed_batch(Executor& ex, const FloatImages& src, const std::vector<std::int32_t>& order, std::int64_t first,
+                const std::string& x_name, const std::string& y_name);
+
+// Host floats of any tensor (copied from the device when needed), in logical order.
+std::vector<float> to_host(const Tensor& t, Context& ctx);
+// Writes host floats (logical order) into a tensor of the same element count on any device.
+void from_host(Tensor& t, const std::vector<float>& values, Context& ctx);
+
+// Top-1 accuracy of an executor's output `logits` over the whole split, batch by batch (the last
+// batch is filled up with repeated images that are not counted).
+double accuracy(Executor& ex, const FloatImages& data, const std::string& x_name, const std::string& y_name,
+                const std::string& logits_name);
+
+// Euclidean norm in double precision.
+double l2_norm(const std::vector<float>& v);
+
+// A CSV table of numbers (and text cells) with a header row.
+class CsvTable {
+ public:
+  explicit CsvTable(std::vector<std::string> header);
+  // Cells as text; numbers are written with %.8g ("nan", "inf", "-inf" when not finite).
+  void add_row(const std::vector<std::string>& cells);
+  static std::string cell(double v);
+  std::string text() const;
+  // Writes text() to `path` atomically.
+  void write(const std::string& path) const;
+  std::size_t rows() const noexcept { return rows_.size(); }
+
+ private:
+  std::vector<std::string> header_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// Creates `dir` (and its parents) when missing; raises when it cannot.
+void make_directories(const std::string& dir);
+
+// "name: message" progress lines, or nothing when log is null.
+void log_line(std::ostream* log, const std::string& text);
+
+}  // namespace kestrel::experiments

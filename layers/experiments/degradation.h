@@ -1,0 +1,72 @@
+// Seed experiment 2: the degradation problem (He et al. 2015). Plain and residual CIFAR networks
+// of two depths (layers/resnet.h: 6n+2 layers, BN after every convolution) trained on the same
+// data with the same schedule, seed and batch order: the deeper plain network reaches a higher
+// training loss than the shallower one (an optimisation problem, not overfitting), while the
+// deeper residual network does not; v1 (post-activation) and v2 (pre-activation) residual blocks
+// are compared at the larger depth.
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "kestrel/core/context.h"
+#include "kestrel/layers/svg_chart.h"
+
+namespace kestrel::experiments {
+
+struct DegradationModel {
+  std::string name;   // "plain-20", "resnet-56 v2"
+  int depth = 20;     // 6n + 2
+  bool residual = true;
+  int version = 1;
+};
+
+struct DegradationConfig {
+  std::vector<DegradationModel> models;
+  std::vector<std::int64_t> widths = {16, 32, 64};
+  std::int64_t stem_width = 16;
+  std::int64_t train_images = 50000, test_images = 10000;
+  int crop = 32, pool = 1;           // image side = crop / pool
+  std::int64_t batch = 128;
+  int steps = 20000;
+  int eval_every = 1000;             // steps between test evaluations (and loss averages)
+  float learning_rate = 0.1f, momentum = 0.9f, weight_decay = 1e-4f;
+  std::vector<double> milestones = {0.5, 0.75};  // learning rate x0.1 at these fractions
+  // v1 residual networks start with the last BN of each block at gamma = 0 (every block the
+  // identity: Goyal et al. 2017), so a deep net starts as its shallow counterpart. Not applied
+  // to v2 blocks: ResNetConfig's flag zeroes their middle BN, whose ReLU then passes no
+  // gradient back to that gamma, so the branch would stay dead.
+  bool zero_init_last_bn = false;
+  std::string data_dir;              // real CIFAR-10 when set, else synthetic
+  std::uint64_t seed = 1;
+
+  static DegradationConfig quick();
+  static DegradationConfig full();
+};
+
+struct DegradationCurve {
+  DegradationModel model;
+  std::vector<int> steps;            // the step after which each point was taken
+  std::vector<double> train_loss;    // mean training loss over the steps since the last point
+  std::vector<double> test_error;    // 1 - test accuracy (inference mode)
+  // Mean training loss over the last `points` points; the last test error.
+  double final_train_loss(int points = 2) const;
+  double final_test_error() const;
+};
+
+struct DegradationResult {
+  DegradationConfig config;
+  std::vector<DegradationCurve> curves;
+  std::string data_source;
+  const DegradationCurve& curve(const std::string& name) const;  // raises when missing
+};
+
+DegradationResult run_degradation(const DegradationConfig& cfg, Context& ctx, std::ostream* log);
+
+// degradation_train_loss.svg, degradation_test_error.svg, degradation.csv in `dir`.
+LineChart degradation_chart(const DegradationResult& r, bool test_error);
+std::vector<std::string> write_degradation_report(const DegradationResult& r, const std::string& dir);
+
+}  // namespace kestrel::experiments

@@ -1,0 +1,20 @@
+// seed_degradation: the degradation problem (layers/experiments/degradation.h). Trains plain and
+// residual CIFAR networks of two depths (plain-20/56, ResNet-20/56 and ResNet-56 with v2 blocks;
+// --quick: depths 8 and 20, narrow, 8x8 images) on the same data and schedule, and plots their
+// training loss and test error. Writes degradation_*.svg and degradation.csv to --out.
+#include <iostream>
+
+#include "kestrel/layers/experiments/degradation.h"
+#include "seed_program.h"
+
+int main(int argc, char** argv) {
+  return seed::run_program(argc, argv, "seed_degradation", "deeper plain networks train worse, residual ones do not",
+                           [](const seed::Options& o, kestrel::Context& ctx) {
+                             using kestrel::experiments::DegradationConfig;
+                             DegradationConfig cfg = o.quick ? DegradationConfig::quick() : DegradationConfig::full();
+                             cfg.seed = o.seed;
+                             cfg.data_dir = o.data;
+                             const auto r = kestrel::experiments::run_degradation(cfg, ctx, &std::cout);
+                             return kestrel::experiments::write_degradation_report(r, o.out);
+                           });
+}

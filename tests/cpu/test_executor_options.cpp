@@ -1,0 +1,217 @@
+// Executor options added for the seed experiments, on the CPU backend: gradients with respect
+// to graph inputs (CompileOptions::input_gradients) against closed forms, Monte Carlo dropout in
+// an inference executor (CompileOptions::sample_dropout), and Init::with_range.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "error_text.h"
+#include "grad_check.h"
+#include "test_support.h"
+#include "kestrel/core/executor.h"
+#include "kestrel/core/ops/nn_ops.h"
+#include "kestrel/layers/nn.h"
+
+using namespace kestrel;
+using kestrel::testing::error_of;
+using kestrel::testing::graph_options;
+
+namespace {
+CompileOptions gradients_of(std::vector<std::string> inputs) {
+  CompileOptions co;
+  co.optimizer = OptimizerKind::kNone;
+  co.input_gradients = std::move(inputs);
+  return co;
+}
+}  // namespace
+
+TEST(InputGradients, LinearSoftmaxCrossEntropyMatchesTheClosedForm) {
+  // loss = mean_n CE(x_n W^T + b, y_n): d loss / d x_n = (softmax(z_n) - onehot(y_n)) W / N.
+  const std::int64_t n = 5, f = 7, k = 4;
+  Graph g(graph_options(n));
+  const Value x = g.input("x", {Shape{n, f}});
+  const Value labels = nn::label_input(g, "labels");
+  const Value z = nn::linear(g, "fc", x, k);
+  g.mark_output(z, "logits");
+  nn::softmax_cross_entropy(g, z, labels);
+  Context ctx;
+  ParameterStore store(g, ctx, 4);
+  Executor ex(g, store, ctx, gradients_of({"x"}));
+  kestrel::testing::feed_uniform(ex, "x", 8);
+  kestrel::testing::feed_labels(ex, "labels", static_cast<int>(k));
+  ex.run();
+  const std::vector<float> zs = ex.output("logits").to_float_vector();
+  const std::vector<float> w = store.value("fc.weight").to_float_vector();
+  const auto* y = ex.input("labels").data_as<std::int32_t>();
+  std::vector<double> want(static_cast<std::size_t>(n * f), 0.0);
+  for (std::int64_t i = 0; i < n; ++i) {
+    double m = -1e30, s = 0;
+    for (std::int64_t c = 0; c < k; ++c) m = std::max(m, static_cast<double>(zs[i * k + c]));
+    for (std::int64_t c = 0; c < k; ++c) s += std::exp(zs[i * k + c] - m);
+    for (std::int64_t c = 0; c < k; ++c) {
+      const double dz = (std::exp(zs[i * k + c] - m) / s - (c == y[i] ? 1.0 : 0.0)) / static_cast<double>(n);
+      for (std::int64_t j = 0; j < f; ++j) want[i * f + j] += dz * w[c * f + j];
+    }
+  }
+  const Tensor dx = ex.input_gradient("x");
+  EXPECT_EQ(dx.shape(), (Shape{n, f}));
+  EXPECT_TRUE(kestrel::testing::all_close(dx.to_float_vector(), want, 1e-7, 1e-5));
+}
+
+TEST(InputGradients, AnInputUsedTwiceGetsBothContributionsAndParametersAreUnchanged) {
+  auto build = [](Graph& g) {
+    const Value x = g.input("x", {Shape{4, 6}});
+    const Value labels = nn::label_input(g, "labels");
+    const Value a = nn::linear(g, "a", x, 5);
+    const Value b = nn::linear(g, "b", nn::sigmoid(g, x), 5);  // x feeds two nodes
+    nn::softmax_cross_entropy(g, nn::add(g, nn::tanh(g, a), b), labels);
+  };
+  kestrel::testing::GradCheckOptions o;
+  o.inputs = {"x"};
+  o.coords_per_param = 24;
+  EXPECT_TRUE(kestrel::testing::check_gradients(graph_options(4), build, [](Executor& ex) {
+    kestrel::testing::feed_uniform(ex, "x", 2);
+    kestrel::testing::feed_labels(ex, "labels", 5);
+  }, o));
+  // Asking for the input gradient changes nothing else: the parameter gradients are the same.
+  std::vector<float> grads[2];
+  for (int with = 0; with < 2; ++with) {
+    Graph g(graph_options(4));
+    build(g);
+    Context ctx;
+    ParameterStore store(g, ctx, 3);
+    Executor ex(g, store, ctx, gradients_of(with ? std::vector<std::string>{"x"} : std::vector<std::string>{}));
+    kestrel::testing::feed_uniform(ex, "x", 2);
+    kestrel::testing::feed_labels(ex, "labels", 5);
+    ex.run();
+    grads[with] = store.flat_grads().to_float_vector();
+  }
+  EXPECT_TRUE(kestrel::testing::bit_equal(grads[1], grads[0]));
+}
+
+TEST(InputGradients, ErrorsSayWhatIsWrong) {
+  Graph g(graph_options(2));
+  const Value x = g.input("x", {Shape{2, 3}});
+  g.input("unused", {Shape{2, 3}});
+  const Value labels = nn::label_input(g, "labels");
+  nn::softmax_cross_entropy(g, nn::linear(g, "fc", x, 3), labels);
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  auto compile_error = [&](CompileOptions co) { return error_of([&] { Executor ex(g, store, ctx, co); }); };
+  EXPECT_NE(compile_error(gradients_of({"unused"})).find("the loss does not depend on it"), std::string::npos);
+  EXPECT_NE(compile_error(gradients_of({"labels"})).find("not a floating-point graph input"), std::string::npos);
+  const std::string param = compile_error(gradients_of({"fc.weight"}));
+  EXPECT_NE(param.find("it is a parameter"), std::string::npos) << param;
+  EXPECT_NE(compile_error(gradients_of({"nope"})).find("no value named 'nope'"), std::string::npos);
+  CompileOptions inference;
+  inference.training = false;
+  inference.input_gradients = {"x"};
+  EXPECT_NE(compile_error(inference).find("need a training executor"), std::string::npos);
+  Executor ex(g, store, ctx, gradients_of({"x"}));
+  const std::string lookup = error_of([&] { ex.input_gradient("labels"); });
+  EXPECT_NE(lookup.find("no input gradient named 'labels' (input gradients: x)"), std::string::npos) << lookup;
+}
+
+TEST(SampleDropout, InferenceExecutorDrawsAFreshMaskEveryRunWithTheTrainingFormula) {
+  const std::int64_t rows = 16, cols = 64;
+  const float p = 0.25f;
+  Graph g(graph_options(rows));
+  const Value x = g.input("x", {Shape{rows, cols}});
+  g.mark_output(nn::dropout(g, "d", x, p), "y");
+  Context ctx;
+  ParameterStore store(g, ctx, 6);
+  CompileOptions mc_o;
+  mc_o.training = false;
+  mc_o.sample_dropout = true;
+  Executor mc(g, store, ctx, mc_o);
+  kestrel::testing::feed_uniform(mc, "x", 1, 1.f, 2.f);
+  const std::vector<float> xs = mc.input("x").to_float_vector();
+  const int runs = 400;
+  std::vector<double> mean(xs.size(), 0.0);
+  std::vector<float> first;
+  double kept = 0;
+  for (int r = 0; r < runs; ++r) {
+    mc.run();
+    const std::vector<float> y = mc.output("y").to_float_vector();
+    if (r == 0) first = y;
+    if (r == 1) {
+      EXPECT_NE(y, first) << "a new mask every run";
+    }
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      // Training-mode inverted dropout: each element is 0 or x / (1 - p).
+      ASSERT_TRUE(y[i] == 0.f || y[i] == static_cast<float>(xs[i] * (1.0f / (1.0f - p)))) << i;
+      kept += y[i] != 0.f;
+      mean[i] += y[i] / static_cast<double>(runs);
+    }
+  }
+  EXPECT_EQ(store.read_counters().rng_offset, static_cast<std::uint64_t>(runs)) << "one slot per run";
+  const double n = static_cast<double>(runs) * static_cast<double>(xs.size());
+  EXPECT_NEAR(kept / n, 1.0 - p, 5.0 * std::sqrt(p * (1 - p) / n));
+  // The mean over masks approaches x (the inference output): the mean of |mean - x| / x is
+  // about sqrt(p / ((1 - p) runs)) * sqrt(2 / pi) = 0.023 here.
+  double err = 0;
+  for (std::size_t i = 0; i < xs.size(); ++i) err += std::fabs(mean[i] - xs[i]) / xs[i];
+  EXPECT_LT(err / static_cast<double>(xs.size()), 0.035);
+  EXPECT_GT(err / static_cast<double>(xs.size()), 0.012) << "suspiciously exact for 400 masks";
+  // A plain inference executor is the identity and leaves the offset alone.
+  CompileOptions eval_o;
+  eval_o.training = false;
+  Executor eval(g, store, ctx, eval_o);
+  eval.input("x").copy_from(mc.input("x"), ctx.stream());
+  eval.run();
+  EXPECT_EQ(eval.output("y").to_float_vector(), xs);
+  EXPECT_EQ(store.read_counters().rng_offset, static_cast<std::uint64_t>(runs));
+  CompileOptions bad = mc_o;
+  bad.training = true;
+  EXPECT_NE(error_of([&] { Executor e(g, store, ctx, bad); }).find("sample_dropout is for inference"), std::string::npos);
+}
+
+TEST(SampleDropout, BatchNormKeepsItsRunningStatistics) {
+  Graph g(graph_options(8));
+  const Value x = nn::image_input(g, "x", 3, 2, 2);
+  Value h = nn::batch_norm(g, "bn", nn::conv2d(g, "c", x, 4, 1));
+  g.mark_output(nn::dropout(g, "d", h, 0.5f), "y");
+  Context ctx;
+  ParameterStore store(g, ctx, 2);
+  store.value("bn.running_mean").fill(0.25f, ctx.stream());
+  CompileOptions mc_o;
+  mc_o.training = false;
+  mc_o.sample_dropout = true;
+  Executor mc(g, store, ctx, mc_o);
+  kestrel::testing::feed_uniform(mc, "x", 3);
+  CompileOptions eval_o;
+  eval_o.training = false;
+  Executor eval(g, store, ctx, eval_o);
+  eval.input("x").copy_from(mc.input("x"), ctx.stream());
+  mc.run();
+  eval.run();
+  // Every kept element equals twice the inference output: BN normalised with the running
+  // statistics in both, and the running statistics did not move.
+  const std::vector<float> a = mc.output("y").to_float_vector(), b = eval.output("y").to_float_vector();
+  int kept = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i] == 0.f) continue;
+    ++kept;
+    EXPECT_FLOAT_EQ(a[i], 2.f * b[i]) << i;
+  }
+  EXPECT_GT(kept, 0);
+  EXPECT_EQ(store.value("bn.running_mean").to_float_vector(), std::vector<float>(4, 0.25f));
+}
+
+TEST(InitRange, OverwritesOneRangeAfterTheDraw) {
+  Graph g(graph_options(1));
+  g.parameter("b", {Shape{12}}, Init::uniform(0.1f).with_range(4, 8, 1.f));
+  g.parameter("c", {Shape{12}}, Init::uniform(0.1f));
+  g.parameter("bad", {Shape{3}}, Init::zeros().with_range(2, 4, 1.f));
+  Context ctx;
+  const std::string err = error_of([&] { ParameterStore store(g, ctx, 1); });
+  EXPECT_NE(err.find("parameter 'bad': constant range [2, 4) lies outside its 3 elements"), std::string::npos) << err;
+  Graph ok(graph_options(1));
+  ok.parameter("b", {Shape{12}}, Init::uniform(0.1f).with_range(4, 8, 1.f));
+  ParameterStore store(ok, ctx, 1);
+  const std::vector<float> v = store.value("b").to_float_vector();
+  for (int i = 0; i < 12; ++i) {
+    if (i >= 4 && i < 8) EXPECT_EQ(v[i], 1.f) << i;
+    else EXPECT_TRUE(v[i] != 0.f && std::fabs(v[i]) <= 0.1f) << i << " " << v[i];
+  }
+}

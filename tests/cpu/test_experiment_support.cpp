@@ -1,0 +1,118 @@
+// The shared pieces of the seed experiments (layers/experiments/common.h): image features
+// (centre crop, block averaging, per-channel normalisation) against sums written here, batch
+// feeding with wrap-around, accuracy over a split with a partial last batch, and CSV text.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "error_text.h"
+#include "grad_check.h"
+#include "temp_dir.h"
+#include "kestrel/core/executor.h"
+#include "kestrel/layers/experiments/common.h"
+#include "kestrel/layers/nn.h"
+
+using namespace kestrel;
+using namespace kestrel::experiments;
+using kestrel::testing::error_of;
+
+namespace {
+// Pixel (c, y, x) of image i: a pattern that differs per image, channel and position.
+std::uint8_t pixel(std::int64_t i, int c, int y, int x) {
+  return static_cast<std::uint8_t>((i * 31 + c * 67 + y * 7 + x * 3) % 251);
+}
+
+CifarDataset tiny(std::int64_t n_train, std::int64_t n_test) {
+  CifarDataset d;
+  for (CifarSplit* s : {&d.train, &d.test}) {
+    const std::int64_t n = s == &d.train ? n_train : n_test;
+    const std::int64_t base = s == &d.train ? 0 : 100;
+    s->count = n;
+    for (std::int64_t i = 0; i < n; ++i) {
+      s->labels.push_back(static_cast<std::uint8_t>((i * 3) % 10));
+      for (int c = 0; c < 3; ++c)
+        for (int y = 0; y < 32; ++y)
+          for (int x = 0; x < 32; ++x) s->images.push_back(pixel(base + i, c, y, x));
+    }
+  }
+  d.source = "tiny";
+  return d;
+}
+}  // namespace
+
+TEST(ExperimentSupport, FeaturesAreCroppedPooledAndNormalised) {
+  const FloatDataset f = to_float_dataset(tiny(3, 2), 3, 2, 8, 2);  // centre 8x8, 2x2 means: 4x4
+  EXPECT_EQ(f.train.side, 4);
+  EXPECT_EQ(f.train.features(), 48);
+  ASSERT_EQ(f.test.x.size(), 2u * 48u);
+  for (int c = 0; c < 3; ++c) {
+    // Channel statistics over the three whole training images.
+    double s = 0, s2 = 0;
+    for (int i = 0; i < 3; ++i)
+      for (int y = 0; y < 32; ++y)
+        for (int x = 0; x < 32; ++x) {
+          const double v = pixel(i, c, y, x) / 255.0;
+          s += v;
+          s2 += v * v;
+        }
+    const double mean = s / 3072.0, sd = std::sqrt(s2 / 3072.0 - mean * mean);
+    for (int y = 0; y < 4; ++y)
+      for (int x = 0; x < 4; ++x) {
+        // Test image 1 is pattern index 101; the crop starts at pixel 12.
+        double sum = 0;
+        for (int dy = 0; dy < 2; ++dy)
+          for (int dx = 0; dx < 2; ++dx) sum += pixel(101, c, 12 + 2 * y + dy, 12 + 2 * x + dx);
+        const double want = (sum / 4.0 / 255.0 - mean) / sd;
+        EXPECT_NEAR(f.test.x[static_cast<std::size_t>(48 + (c * 4 + y) * 4 + x)], want, 1e-5) << c << y << x;
+      }
+  }
+  EXPECT_EQ(f.test.y, (std::vector<std::int32_t>{0, 3}));
+  EXPECT_NE(error_of([] { to_float_dataset(tiny(3, 2), 4, 2, 8, 2); }).find("asked for 4 training"), std::string::npos);
+  EXPECT_NE(error_of([] { to_float_dataset(tiny(3, 2), 3, 2, 8, 3); }).find("crop 8 and pool 3"), std::string::npos);
+}
+
+TEST(ExperimentSupport, FeedBatchWrapsAndAccuracyCountsOnlyRealImages) {
+  const FloatDataset f = to_float_dataset(tiny(5, 5), 5, 5, 2, 1);  // 12 features
+  Graph g(kestrel::testing::graph_options(4));
+  const Value x = g.input("x", {Shape{4, 12}});
+  nn::label_input(g, "labels");
+  // The "logits" are the first 10 features, so the prediction is their argmax.
+  const std::vector<Value> parts = nn::split(g, x, {10, 2});
+  g.mark_output(parts[0], "logits");
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  CompileOptions co;
+  co.training = false;
+  Executor ex(g, store, ctx, co);
+  feed_batch(ex, f.train, {4, 1, 3}, 2, "x", "labels");  // order positions 2, 0, 1, 2 -> images 3, 4, 1, 3
+  const std::vector<float> fed = ex.input("x").to_float_vector();
+  const std::vector<std::int32_t> want_images = {3, 4, 1, 3};
+  for (std::size_t b = 0; b < want_images.size(); ++b) {
+    for (int k = 0; k < 12; ++k)
+      EXPECT_EQ(fed[b * 12 + k], f.train.x[static_cast<std::size_t>(want_images[b] * 12 + k)]);
+    EXPECT_EQ(ex.input("labels").data_as<std::int32_t>()[b], f.train.y[static_cast<std::size_t>(want_images[b])]);
+  }
+  // Accuracy over 5 test images with batch 4: the second batch holds one real image.
+  std::int64_t correct = 0;
+  for (std::int64_t i = 0; i < 5; ++i) {
+    const auto row = f.test.x.begin() + i * 12;
+    correct += (std::max_element(row, row + 10) - row) == f.test.y[static_cast<std::size_t>(i)];
+  }
+  EXPECT_DOUBLE_EQ(accuracy(ex, f.test, "x", "labels", "logits"), static_cast<double>(correct) / 5.0);
+}
+
+TEST(ExperimentSupport, CsvQuotesTextAndSpellsNonFiniteNumbers) {
+  CsvTable t({"name", "value"});
+  t.add_row({"plain", CsvTable::cell(0.125)});
+  t.add_row({"with, comma \"quoted\"", CsvTable::cell(NAN)});
+  t.add_row({"x", CsvTable::cell(-INFINITY)});
+  EXPECT_EQ(t.text(), "name,value\nplain,0.125\n\"with, comma \"\"quoted\"\"\",nan\nx,-inf\n");
+  EXPECT_NE(error_of([&] { t.add_row({"one"}); }).find("1 cells for 2 columns"), std::string::npos);
+  kestrel::testing::TempDir dir("csv_table");
+  make_directories(dir / "a/b");
+  t.write(dir / "a/b/t.csv");
+  const std::vector<std::uint8_t> bytes = kestrel::testing::read_bytes(dir / "a/b/t.csv");
+  EXPECT_EQ(std::string(bytes.begin(), bytes.end()), t.text());
+  EXPECT_DOUBLE_EQ(l2_norm({3.f, 4.f}), 5.0);
+}

@@ -1,0 +1,228 @@
+// The SVG line-chart writer (layers/svg_chart.h): well-formed XML (checked by a small parser
+// written here), title / axis labels / legend present and escaped, one path per series with
+// breaks at undrawable points, linear and logarithmic ticks, and the errors.
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <cmath>
+#include <cstring>
+#include <regex>
+
+#include "temp_dir.h"
+#include "kestrel/core/error.h"
+#include "kestrel/layers/svg_chart.h"
+
+using namespace kestrel;
+
+namespace {
+// Checks that `doc` is well-formed XML: one root element, properly nested and closed tags,
+// quoted attribute values, no raw '<' or unknown '&' entity in text. Returns "" or the problem.
+std::string xml_problem(const std::string& doc) {
+  std::vector<std::string> stack;
+  std::size_t i = 0;
+  int roots = 0;
+  auto entity_ok = [&](std::size_t at) {
+    for (const char* e : {"&amp;", "&lt;", "&gt;", "&quot;", "&apos;"})
+      if (doc.compare(at, std::strlen(e), e) == 0) return true;
+    return false;
+  };
+  while (i < doc.size()) {
+    if (doc[i] != '<') {
+      if (doc[i] == '&' && !entity_ok(i)) return "bad entity at " + std::to_string(i);
+      if (doc[i] == '>') return "raw '>' in text at " + std::to_string(i);
+      ++i;
+      continue;
+    }
+    if (doc.compare(i, 5, "<?xml") == 0) {
+      const std::size_t end = doc.find("?>", i);
+      if (end == std::string::npos) return "unterminated declaration";
+      i = end + 2;
+      continue;
+    }
+    const bool closing = doc[i + 1] == '/';
+    std::size_t j = i + (closing ? 2 : 1);
+    const std::size_t name_start = j;
+    while (j < doc.size() && (std::isalnum(static_cast<unsigned char>(doc[j])) || doc[j] == '-' || doc[j] == ':')) ++j;
+    const std::string name = doc.substr(name_start, j - name_start);
+    if (name.empty()) return "tag without a name at " + std::to_string(i);
+    // Attributes: name="value" pairs until '>' or '/>'.
+    while (j < doc.size() && doc[j] != '>' && !(doc[j] == '/' && doc[j + 1] == '>')) {
+      if (std::isspace(static_cast<unsigned char>(doc[j]))) {
+        ++j;
+        continue;
+      }
+      if (closing) return "attribute in closing tag " + name;
+      while (j < doc.size() && doc[j] != '=' && !std::isspace(static_cast<unsigned char>(doc[j]))) ++j;
+      if (doc[j] != '=' || doc[j + 1] != '"') return "unquoted attribute in <" + name + ">";
+      const std::size_t close = doc.find('"', j + 2);
+      if (close == std::string::npos) return "unterminated attribute in <" + name + ">";
+      const std::string value = doc.substr(j + 2, close - j - 2);
+      if (value.find('<') != std::string::npos) return "'<' in an attribute of <" + name + ">";
+      j = close + 1;
+    }
+    if (j >= doc.size()) return "unterminated tag <" + name + ">";
+    const bool self_closing = doc[j] == '/';
+    i = j + (self_closing ? 2 : 1);
+    if (closing) {
+      if (stack.empty() || stack.back() != name) return "</" + name + "> closes " + (stack.empty() ? "nothing" : "<" + stack.back() + ">");
+      stack.pop_back();
+    } else if (!self_closing) {
+      if (stack.empty()) ++roots;
+      stack.push_back(name);
+    } else if (stack.empty()) {
+      ++roots;
+    }
+  }
+  if (!stack.empty()) return "<" + stack.back() + "> is never closed";
+  if (roots != 1) return std::to_string(roots) + " root elements";
+  return "";
+}
+
+int count(const std::string& s, const std::string& what) {
+  int n = 0;
+  for (std::size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+  return n;
+}
+
+// Texts of the <text> elements inside <g class="NAME">.
+std::vector<std::string> group_texts(const std::string& svg, const std::string& group) {
+  const std::size_t start = svg.find("<g class=\"" + group + "\"");
+  const std::size_t end = svg.find("</g>", start);
+  std::vector<std::string> out;
+  const std::string body = svg.substr(start, end - start);
+  const std::regex text("<text[^>]*>([^<]*)</text>");
+  for (std::sregex_iterator it(body.begin(), body.end(), text), e; it != e; ++it) out.push_back((*it)[1]);
+  return out;
+}
+
+LineChart two_series() {
+  LineChart c;
+  c.title = "Loss & <accuracy>";
+  c.x_label = "epoch";
+  c.y_label = "d loss / d \"x\"";
+  ChartSeries a, b;
+  a.name = "train";
+  b.name = "test";
+  b.dashed = true;
+  b.markers = true;
+  for (int i = 0; i < 10; ++i) {
+    a.x.push_back(i);
+    a.y.push_back(0.1 * i * i);
+    b.x.push_back(i);
+    b.y.push_back(10.0 - i);
+  }
+  c.series = {a, b};
+  return c;
+}
+}  // namespace
+
+TEST(SvgChart, IsWellFormedWithTitleLabelsLegendAndOnePathPerSeries) {
+  const std::string svg = render_svg(two_series());
+  EXPECT_EQ(xml_problem(svg), "");
+  EXPECT_EQ(svg.rfind("<?xml", 0), 0u);
+  EXPECT_NE(svg.find("xmlns=\"http://www.w3.org/2000/svg\""), std::string::npos);
+  EXPECT_NE(svg.find(">Loss &amp; &lt;accuracy&gt;</text>"), std::string::npos);
+  EXPECT_NE(svg.find("class=\"x-label\""), std::string::npos);
+  EXPECT_NE(svg.find(">epoch</text>"), std::string::npos);
+  EXPECT_NE(svg.find(">d loss / d &quot;x&quot;</text>"), std::string::npos);
+  EXPECT_EQ(count(svg, "<path class=\"series\""), 2);
+  EXPECT_EQ(group_texts(svg, "legend"), (std::vector<std::string>{"train", "test"}));
+  EXPECT_EQ(count(svg, "stroke-dasharray"), 2);  // the dashed series and its legend sample
+  EXPECT_EQ(count(svg, "<circle"), 10);           // markers of the second series
+  // Linear ticks: nice multiples covering the data (x 0..9, y 0..10).
+  EXPECT_EQ(group_texts(svg, "x-ticks"), (std::vector<std::string>{"0", "2", "4", "6", "8", "10"}));
+  const std::vector<std::string> y = group_texts(svg, "y-ticks");
+  ASSERT_FALSE(y.empty());
+  EXPECT_EQ(y.front(), "0");
+  EXPECT_EQ(y.back(), "10");
+}
+
+TEST(SvgChart, LogAxisHasDecadeTicksAndSkipsNonPositivePoints) {
+  LineChart c;
+  c.title = "gradient norms";
+  c.x_label = "layer";
+  c.y_label = "norm";
+  c.log_y = true;
+  ChartSeries s;
+  s.name = "relu";
+  // 1e-6 .. 1e2 with a zero and a NaN in the middle: the line breaks twice.
+  const std::vector<double> y = {1e-6, 3e-5, 0.0, 1e-3, 2e-2, NAN, 0.5, 7.0, 1e2};
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    s.x.push_back(static_cast<double>(i + 1));
+    s.y.push_back(y[i]);
+  }
+  c.series = {s};
+  const std::string svg = render_svg(c);
+  EXPECT_EQ(xml_problem(svg), "");
+  EXPECT_EQ(group_texts(svg, "y-ticks"),
+            (std::vector<std::string>{"1e-6", "1e-5", "1e-4", "0.001", "0.01", "0.1", "1", "10", "100"}));
+  const std::size_t p = svg.find("<path class=\"series\"");
+  const std::string path = svg.substr(p, svg.find("/>", p) - p);
+  EXPECT_EQ(count(path, "M"), 3) << path;  // three runs: [1e-6, 3e-5], [1e-3, 2e-2], [0.5, 7, 1e2]
+  EXPECT_EQ(count(path, "L"), 4) << path;
+  // Eight decades: major ticks only. Over a few decades, 2..9 x 10^k minor ticks appear.
+  auto minor_lines = [](const std::string& doc) {
+    const std::size_t start = doc.find("<g class=\"minor-ticks\"");
+    return count(doc.substr(start, doc.find("</g>", start) - start), "<line");
+  };
+  EXPECT_EQ(minor_lines(svg), 0);
+  c.series[0].y = {0.02, 0.5, 3.0, 7.0, 15.0, 0.1, 0.3, 0.9, 1.0};
+  EXPECT_EQ(minor_lines(render_svg(c)), 4 * 8);  // the axis spans 0.01 .. 100: four decades
+}
+
+TEST(SvgChart, TickHelpers) {
+  const std::vector<double> fifths = linear_ticks(0.0, 1.0, 5);
+  ASSERT_EQ(fifths.size(), 6u);
+  for (std::size_t i = 0; i < fifths.size(); ++i) EXPECT_NEAR(fifths[i], 0.2 * static_cast<double>(i), 1e-12);
+  const std::vector<double> t = linear_ticks(-3.0, 17.0, 4);  // step 5
+  EXPECT_EQ(t, (std::vector<double>{0.0, 5.0, 10.0, 15.0}));
+  EXPECT_EQ(log_ticks(1e-3, 1e3), (std::vector<double>{1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3}));
+  const std::vector<double> wide = log_ticks(1e-28, 1e8, 10);  // 37 decades: every 4th
+  EXPECT_LE(wide.size(), 10u);
+  EXPECT_DOUBLE_EQ(wide.front(), 1e-28);
+  EXPECT_NEAR(std::log10(wide[1]) - std::log10(wide[0]), 4.0, 1e-9);
+  EXPECT_EQ(tick_label(0.25, 0.05, false), "0.25");
+  EXPECT_EQ(tick_label(0.0, 0.5, false), "0");
+  EXPECT_EQ(tick_label(2000.0, 500.0, false), "2000");
+  EXPECT_EQ(tick_label(1e-12, 1.0, true), "1e-12");
+  EXPECT_EQ(tick_label(1e4, 1.0, true), "1e4");
+  EXPECT_EQ(tick_label(1e3, 1.0, true), "1000");
+  EXPECT_THROW(linear_ticks(1.0, 1.0, 5), Error);
+  EXPECT_THROW(log_ticks(0.0, 1.0), Error);
+}
+
+TEST(SvgChart, OneValueStillGetsAnAxisAndBadSeriesRaise) {
+  LineChart c;
+  c.title = "flat";
+  ChartSeries s;
+  s.name = "constant";
+  s.x = {1, 2, 3};
+  s.y = {0.5, 0.5, 0.5};
+  c.series = {s};
+  EXPECT_EQ(xml_problem(render_svg(c)), "");
+  c.series[0].y.pop_back();
+  EXPECT_THROW(render_svg(c), Error);
+  c.series[0].y = {NAN, INFINITY, NAN};
+  try {
+    render_svg(c);
+    ADD_FAILURE() << "no error for a chart with nothing to draw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no series has a point to draw"), std::string::npos) << e.what();
+  }
+  c.log_y = true;
+  c.series[0].y = {-1.0, 0.0, -2.0};
+  EXPECT_THROW(render_svg(c), Error);
+  LineChart small = two_series();
+  small.width = 100;
+  EXPECT_THROW(render_svg(small), Error);
+}
+
+TEST(SvgChart, WriteSvgWritesTheDocument) {
+  kestrel::testing::TempDir dir("svg_chart");
+  const LineChart c = two_series();
+  write_svg(c, dir / "chart.svg");
+  const std::vector<std::uint8_t> bytes = kestrel::testing::read_bytes(dir / "chart.svg");
+  EXPECT_EQ(std::string(bytes.begin(), bytes.end()), render_svg(c));
+  EXPECT_EQ(dir.entries(), std::vector<std::string>{"chart.svg"});  // no temporary left behind
+  EXPECT_THROW(write_svg(c, dir / "missing/chart.svg"), Error);
+}
