@@ -50,11 +50,13 @@ Value block_v1(Graph& g, Value x, std::int64_t out, int stride, const ResNetConf
 Value block_v2(Graph& g, Value x, std::int64_t out, int stride, const ResNetConfig& cfg) {
   const Value pre = nn::relu(g, nn::batch_norm(g, "bn1", x));
   Value h = nn::conv2d(g, "conv1", pre, out, 3, conv3x3(stride));
-  nn::BatchNormOptions mid;
-  mid.zero_init_gamma = cfg.zero_init_last_bn;
-  h = nn::relu(g, nn::batch_norm(g, "bn2", h, mid));
+  h = nn::relu(g, nn::batch_norm(g, "bn2", h));
   if (cfg.dropout > 0.f) h = nn::dropout(g, "dropout", h, cfg.dropout);
-  h = nn::conv2d(g, "conv2", h, out, 3, conv3x3(1));
+  // A v2 block ends in a convolution, not a BN: "zero the last BN" zeroes that convolution
+  // instead (a zeroed bn2 before the ReLU would pass no gradient back to its own gamma).
+  nn::Conv2dOptions last = conv3x3(1);
+  if (cfg.zero_init_last_bn) last.init = Init::zeros();
+  h = nn::conv2d(g, "conv2", h, out, 3, last);
   if (!cfg.shortcuts) return h;
   Value shortcut = x;
   if (stride != 1 || g.info(x).shape()[1] != out) {

@@ -27,7 +27,8 @@ struct ResNetConfig {
   std::int64_t stem_width = 16;
   bool shortcuts = true;                // false: plain network
   float dropout = 0.f;                  // between the two convolutions of each block
-  bool zero_init_last_bn = false;       // gamma of each block's last BN starts at 0
+  bool zero_init_last_bn = false;       // each residual branch starts as zero: v1 zeroes the
+                                        // gamma of the block's last BN, v2 its last convolution
   std::int64_t classes = 10;
   bool flatten_head = false;            // seed net: BN -> flatten -> dense instead of pooling
   std::int64_t depth() const { return 6 * blocks_per_stage + 2; }
