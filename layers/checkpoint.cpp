@@ -178,6 +178,12 @@ void load_checkpoint(const SafetensorsFile& file, ParameterStore& store,
     const std::string format = checkpoint_metadata(file, "format", name);
     KESTREL_CHECK(format == kCheckpointFormat, name, ": format \"", format, "\", expected \"",
                   kCheckpointFormat, "\"");
+    // Dropout draws from (seed, offset): restoring the offset under another seed would not
+    // continue the same run.
+    const std::uint64_t seed = checkpoint_metadata_u64(file, "seed", name);
+    KESTREL_CHECK(seed == store.seed(), name, " was written with seed ", seed,
+                  " but the parameter store was built with seed ", store.seed(),
+                  ": build it with the checkpoint's seed");
     counters.rng_offset = checkpoint_metadata_u64(file, "rng_offset", name);
     counters.step = static_cast<std::int64_t>(checkpoint_metadata_u64(file, "optimizer_step", name));
     const std::string lr = checkpoint_metadata(file, "lr", name);

@@ -49,7 +49,8 @@ struct CheckpointLoadOptions {
   // when the store has no optimizer state, every "optimizer.*" tensor is ignored (weights-only
   // loads, e.g. a PyTorch state_dict).
   bool optimizer = true;
-  // Restore the RNG offset, optimizer step and learning rate from __metadata__ (required then).
+  // Restore the RNG offset, optimizer step and learning rate from __metadata__ (required then);
+  // the store must have been built with the checkpoint's "seed".
   bool counters = true;
 };
 

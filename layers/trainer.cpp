@@ -49,8 +49,18 @@ std::string printf_string(const char* format, double a, double b = 0, double c =
   return buf;
 }
 
-// The training or evaluation graph of `cfg` with `batch` rows.
-Graph build_graph(const TrainerConfig& cfg, std::int64_t batch) {
+Tensor upload(Context& ctx, const void* host, const Shape& shape, DType dtype) {
+  Tensor d = Tensor::empty(shape, dtype, ctx);
+  d.copy_from(Tensor::wrap(const_cast<void*>(host), shape, dtype, Device::cpu()), ctx.stream());
+  return d;
+}
+
+std::uint64_t metadata_u64(const SafetensorsFile& f, const std::string& key, const std::string& name) {
+  return checkpoint_metadata_u64(f, key, name);
+}
+}  // namespace
+
+Graph build_training_graph(const TrainerConfig& cfg, std::int64_t batch) {
   GraphOptions o;
   o.batch = batch;
   o.dtype = cfg.dtype;
@@ -63,17 +73,6 @@ Graph build_graph(const TrainerConfig& cfg, std::int64_t batch) {
   nn::softmax_cross_entropy(g, logits, labels, cfg.label_smoothing);
   return g;
 }
-
-Tensor upload(Context& ctx, const void* host, const Shape& shape, DType dtype) {
-  Tensor d = Tensor::empty(shape, dtype, ctx);
-  d.copy_from(Tensor::wrap(const_cast<void*>(host), shape, dtype, Device::cpu()), ctx.stream());
-  return d;
-}
-
-std::uint64_t metadata_u64(const SafetensorsFile& f, const std::string& key, const std::string& name) {
-  return checkpoint_metadata_u64(f, key, name);
-}
-}  // namespace
 
 std::uint64_t augment_seed(std::uint64_t seed) noexcept { return splitmix64(seed ^ 0x4155474D454E54ull); }
 std::uint64_t shuffle_seed(std::uint64_t seed) noexcept { return splitmix64(seed ^ 0x53485546464C45ull); }
@@ -122,7 +121,6 @@ struct Trainer::Impl {
   double loss_sum = 0.0;
   std::int64_t loss_steps = 0, images = 0, read_upto = 0, run_steps = 0;
   double epoch_seconds = 0.0;
-  bool restored_epoch = false;  // accumulators come from a mid-epoch checkpoint
   std::vector<char> skipped;    // per step of the epoch (kSkip)
   std::int64_t skipped_total = 0;
   int skips_in_a_row = 0;
@@ -171,7 +169,7 @@ void Trainer::Impl::build(const SafetensorsFile* resume, const std::string& resu
     seed = metadata_u64(*resume, "seed", resume_name);
     cfg.seed = seed;
   }
-  const Graph tg = build_graph(cfg, cfg.batch);
+  const Graph tg = build_training_graph(cfg, cfg.batch);
   store = std::make_unique<ParameterStore>(tg, ctx, seed);
   if (!cfg.decay_bn_and_bias) store->exempt_1d_from_decay();
   CompileOptions co;
@@ -183,7 +181,7 @@ void Trainer::Impl::build(const SafetensorsFile* resume, const std::string& resu
   CompileOptions eo;
   eo.training = false;
   eo.fuse = cfg.fuse;
-  eval = std::make_unique<Executor>(build_graph(cfg, eval_batch), *store, ctx, eo);
+  eval = std::make_unique<Executor>(build_training_graph(cfg, eval_batch), *store, ctx, eo);
   in_images = train->input("images");
   in_labels = train->input("labels");
   logits = train->output("logits");
@@ -224,7 +222,7 @@ void Trainer::Impl::restore_position(const SafetensorsFile& f, const std::string
   skipped_total = static_cast<std::int64_t>(metadata_u64(f, "skipped_steps", name));
   if (step % spe == 0) return;
   // Mid-epoch: the epoch's accumulators continue from the checkpoint.
-  restored_epoch = true;
+  skipped.assign(static_cast<std::size_t>(spe), 0);
   const std::int64_t correct = static_cast<std::int64_t>(metadata_u64(f, "epoch_correct", name));
   images = static_cast<std::int64_t>(metadata_u64(f, "epoch_images", name));
   loss_steps = static_cast<std::int64_t>(metadata_u64(f, "epoch_loss_steps", name));
@@ -241,17 +239,18 @@ void Trainer::Impl::start_epoch(int epoch, std::int64_t begin) {
   perm.copy_from(Tensor::wrap(const_cast<std::int32_t*>(p.data()), Shape{n_train}, DType::kInt32,
                               Device::cpu()),
                  ctx.stream());
-  skipped.assign(static_cast<std::size_t>(spe), 0);
   read_upto = begin;
   run_steps = 0;
   epoch_seconds = 0.0;
-  if (!restored_epoch) {
+  // A new epoch starts its accumulators; one continued (a second train() call after max_steps,
+  // or a mid-epoch checkpoint) keeps them.
+  if (begin == 0) {
+    skipped.assign(static_cast<std::size_t>(spe), 0);
     loss_sum = 0.0;
     loss_steps = images = 0;
     const std::int64_t zero = 0;
     td::write_int64(ctx, train_correct(), &zero, 1);
   }
-  restored_epoch = false;
   interval_start = Clock::now();
   interval_loss = 0.0;
   interval_steps = interval_images = 0;
@@ -550,6 +549,10 @@ Trainer::~Trainer() = default;
 
 TrainResult Trainer::train() { return impl_->run(); }
 double Trainer::evaluate() { return impl_->evaluate(); }
+void Trainer::set_max_steps(std::int64_t max_steps) {
+  KESTREL_CHECK(max_steps >= 0, "max steps must be >= 0 (0: no limit), got ", max_steps);
+  impl_->cfg.max_steps = max_steps;
+}
 void Trainer::save_checkpoint(const std::string& path) {
   write_safetensors_atomic(checkpoint_from_store(*impl_->store, impl_->metadata()), path);
 }

@@ -116,6 +116,8 @@ class Trainer {
   // Trains from the current position to cfg.epochs (or cfg.max_steps). Raises kestrel::Error
   // "loss became NaN/Inf at step S (epoch E)" under NonFinitePolicy::kStop.
   TrainResult train();
+  // Changes cfg.max_steps for the next train() call (0: no limit).
+  void set_max_steps(std::int64_t max_steps);
   // Test-set accuracy in [0, 1] with the current weights (inference executor, running stats).
   double evaluate();
   // Writes the checkpoint of the current state (temporary file + rename).
@@ -134,6 +136,11 @@ class Trainer {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The trainer's graph of `cfg` with `batch` rows: image_input "images" [batch, 3, 32, 32] in
+// cfg.dtype/cfg.layout -> build_resnet(cfg.net) -> output "logits" -> softmax cross-entropy
+// (cfg.label_smoothing) with label_input "labels" as the loss.
+Graph build_training_graph(const TrainerConfig& cfg, std::int64_t batch);
 
 // The Philox seed of the augmentation draws and of the epoch permutations of run seed `seed`
 // (kept apart from the parameter initialisation and dropout streams of the same seed).

@@ -89,9 +89,9 @@ int main(int argc, char** argv) {
     kestrel::Context ctx(plan.device);  // raises "no CUDA device: ..." for --device cuda without one
     for (const std::string& note : plan.notes) std::printf("cifar10_train: %s\n", note.c_str());
     if (ctx.device().is_cuda()) ctx.set_conv_policy(plan.conv_policy);
-    const kestrel::CifarDataset data = kestrel::load_plan_data(plan, std::cout);
     kestrel::SafetensorsFile checkpoint;
     if (!plan.resume.empty()) checkpoint = kestrel::read_safetensors(plan.resume);
+    const kestrel::CifarDataset data = kestrel::load_plan_data(plan, std::cout);
     kestrel::TrainerConfig cfg = plan.trainer;
     cfg.progress_bar = ::isatty(::fileno(stdout)) != 0;
     std::printf("cifar10_train: %s v%d, %s %s, batch %lld, %d epochs on %s; data: %s\n", cfg.net.name.c_str(),
