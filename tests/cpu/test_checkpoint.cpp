@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "grad_check.h"
+#include "error_text.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
 #include "kestrel/core/half.h"
@@ -14,6 +15,7 @@
 #include "kestrel/layers/resnet.h"
 
 using namespace kestrel;
+using kestrel::testing::error_of;
 
 namespace {
 
@@ -46,15 +48,6 @@ void train_steps(Executor& ex, int steps) {
 }
 
 std::vector<float> floats(const Tensor& t) { return t.to_float_vector(); }
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 SafeTensor f32(const std::vector<std::int64_t>& shape, const std::vector<float>& v) {
   SafeTensor t;

@@ -7,22 +7,15 @@
 #include <fstream>
 #include <sstream>
 
+#include "error_text.h"
 #include "temp_dir.h"
 #include "kestrel/layers/checkpoint.h"
 #include "kestrel/layers/train_program.h"
 
 using namespace kestrel;
+using kestrel::testing::error_of;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 TrainOptions with(std::initializer_list<std::string> given) {
   TrainOptions o;

@@ -10,13 +10,14 @@
 #include <sstream>
 
 #include "temp_dir.h"
+#include "error_text.h"
 #include "test_support.h"
 #include "kestrel/kernels/cpu/augment.h"
 #include "kestrel/layers/checkpoint.h"
-#include "kestrel/layers/nn.h"
 #include "kestrel/layers/trainer.h"
 
 using namespace kestrel;
+using kestrel::testing::error_of;
 
 namespace {
 
@@ -37,15 +38,6 @@ TrainerConfig tiny_config() {
 const CifarDataset& small_data() {
   static const CifarDataset d = synthetic_cifar10(160, 40, 1);  // 10 steps of 16 an epoch
   return d;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 std::vector<nlohmann::json> read_json_lines(const std::string& path) {
@@ -265,14 +257,7 @@ TEST(Trainer, EvaluationCountsOnlyTheRealRowsOfThePaddedLastBatch) {
   t.train();
   const double acc = t.evaluate();
 
-  GraphOptions o;
-  o.batch = 1;
-  Graph g(o);
-  const Value images = nn::image_input(g, "images", 3, 32, 32);
-  const Value labels = nn::label_input(g, "labels");
-  const Value logits = build_resnet(g, images, c.net);
-  g.mark_output(logits, "logits");
-  nn::softmax_cross_entropy(g, logits, labels);
+  const Graph g = build_training_graph(c, 1);
   CompileOptions eo;
   eo.training = false;
   Executor one(g, t.store(), ctx, eo);
