@@ -1,52 +1,27 @@
 #include "kestrel/layers/trainer.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <limits>
-#include <ostream>
 
 #include "kestrel/core/error.h"
 #include "kestrel/layers/checkpoint.h"
 #include "kestrel/layers/nn.h"
 #include "kestrel/layers/trainer_device_internal.h"
+#include "kestrel/layers/trainer_impl_internal.h"
 
 namespace kestrel {
 namespace {
 namespace td = trainer_detail;
-using Clock = std::chrono::steady_clock;
-using Json = nlohmann::ordered_json;
-
-// A float as the shortest decimal that reads back as the same float (for the JSON log).
-double json_float(float v) {
-  char buf[32];
-  for (int digits = 6; digits <= 9; ++digits) {
-    std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
-    if (std::strtof(buf, nullptr) == v) break;
-  }
-  return std::strtod(buf, nullptr);
-}
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
+using td::Json;
+using td::json_float;
+using td::printf_string;
 
 std::uint64_t splitmix64(std::uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
   return x ^ (x >> 31);
-}
-
-std::string printf_string(const char* format, double a, double b = 0, double c = 0) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, a, b, c);
-  return buf;
 }
 
 Tensor upload(Context& ctx, const void* host, const Shape& shape, DType dtype) {
@@ -99,60 +74,6 @@ void validate(const TrainerConfig& c) {
   s.total_steps = std::max<std::int64_t>(s.total_steps, 1);
   validate(s);
 }
-
-struct Trainer::Impl {
-  Impl(const TrainerConfig& c, Context& x, std::ostream& o) : cfg(c), ctx(x), out(o) {}
-
-  TrainerConfig cfg;
-  Context& ctx;
-  std::ostream& out;
-  std::unique_ptr<ParameterStore> store;
-  std::unique_ptr<Executor> train, eval;
-  Tensor in_images, in_labels, logits, loss, ev_images, ev_labels, ev_logits;
-  std::int64_t spe = 0, eval_batch = 0, eval_batches = 0, n_train = 0, n_test = 0;
-  std::int64_t step = 0;  // steps done in all
-  std::string data_source, device_name;
-  AugmentParams train_aug, eval_aug;
-  // Device memory: datasets (uint8), the epoch permutation, evaluation indices, the schedule,
-  // the epoch's per-step losses, two int64 counters (train and eval correct), scratch.
-  Tensor train_images, train_labels, test_images, test_labels, perm, eval_indices, lr_table;
-  Tensor losses, counters, scratch, states_backup;
-  // The epoch in progress, as the host has read it.
-  double loss_sum = 0.0;
-  std::int64_t loss_steps = 0, images = 0, read_upto = 0, run_steps = 0;
-  double epoch_seconds = 0.0;
-  std::vector<char> skipped;    // per step of the epoch (kSkip)
-  std::int64_t skipped_total = 0;
-  int skips_in_a_row = 0;
-  // Since the last host read.
-  Clock::time_point interval_start;
-  double interval_loss = 0.0;
-  std::int64_t interval_steps = 0, interval_images = 0;
-  std::ofstream log;
-
-  std::int64_t* train_correct() const { return static_cast<std::int64_t*>(counters.data()); }
-  std::int64_t* eval_correct() const { return static_cast<std::int64_t*>(counters.data()) + 1; }
-  bool use_graph() const {
-    return cfg.cuda_graph && ctx.device().is_cuda() && cfg.nonfinite == NonFinitePolicy::kStop;
-  }
-  float lr_at(std::int64_t s) const {
-    return learning_rate_at(cfg.schedule, std::clamp<std::int64_t>(s, 0, cfg.schedule.total_steps - 1));
-  }
-
-  void build(const SafetensorsFile* resume, const std::string& resume_name);
-  void upload_data(const CifarDataset& data);
-  void restore_position(const SafetensorsFile& f, const std::string& name);
-  TrainResult run();
-  void start_epoch(int epoch, std::int64_t begin);
-  void run_step(int epoch, std::int64_t s);
-  bool run_step_skipping(int epoch, std::int64_t s);
-  void read_back(int epoch, std::int64_t done, TrainResult& r, bool log_line);
-  EpochResult finish_epoch(int epoch, std::int64_t begin);
-  double evaluate();
-  std::map<std::string, std::string> metadata() const;
-  void write_json(Json j);
-  void say(const std::string& line, bool transient = false);
-};
 
 void Trainer::Impl::build(const SafetensorsFile* resume, const std::string& resume_name) {
   std::uint64_t seed = cfg.seed;
@@ -309,91 +230,6 @@ bool Trainer::Impl::run_step_skipping(int epoch, std::int64_t s) {
   return false;
 }
 
-void Trainer::Impl::read_back(int epoch, std::int64_t done, TrainResult& r, bool log_line) {
-  const std::int64_t n = done - read_upto;
-  if (n <= 0) return;
-  Tensor host = Tensor::empty_cpu(Shape{n}, DType::kFloat32);
-  host.copy_from(losses.view_bytes(static_cast<std::size_t>(read_upto) * sizeof(float), Shape{n},
-                                   DType::kFloat32),
-                 ctx.stream());
-  const float* v = host.data_as<float>();
-  for (std::int64_t j = 0; j < n; ++j) {
-    const std::int64_t s = read_upto + j;
-    if (skipped[static_cast<std::size_t>(s)]) {
-      r.losses.push_back(std::numeric_limits<float>::quiet_NaN());
-      continue;
-    }
-    if (!std::isfinite(v[j])) {
-      const std::int64_t number = static_cast<std::int64_t>(epoch) * spe + s + 1;
-      write_json(Json{{"event", "nonfinite"}, {"epoch", epoch + 1}, {"step", number}});
-      KESTREL_FAIL("loss became NaN/Inf at step ", number, " (epoch ", epoch + 1, ")");
-    }
-    r.losses.push_back(v[j]);
-    loss_sum += v[j];
-    interval_loss += v[j];
-    ++loss_steps;
-    ++interval_steps;
-  }
-  read_upto = done;
-  const double secs = seconds_since(interval_start);
-  epoch_seconds += secs;
-  if (log_line) {
-    std::int64_t correct = 0;
-    td::read_int64(ctx, train_correct(), &correct, 1);
-    const double acc = images > 0 ? static_cast<double>(correct) / images : 0.0;
-    const double mean = interval_steps > 0 ? interval_loss / interval_steps : 0.0;
-    const double ips = secs > 0 ? interval_images / secs : 0.0;
-    const float lr = lr_at(step - 1);
-    const std::string where = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(cfg.epochs);
-    std::string bar;
-    if (cfg.progress_bar) {
-      const int width = 20, filled = static_cast<int>(width * done / spe);
-      bar = " [" + std::string(filled, '#') + std::string(width - filled, '.') + "]";
-    }
-    say(where + bar + " step " + std::to_string(done) + "/" + std::to_string(spe) + " loss " +
-            printf_string("%.4f", mean) + " train acc " + printf_string("%.1f%%", 100 * acc) +
-            " lr " + printf_string("%.4g", lr) + " " + printf_string("%.0f img/s", ips),
-        cfg.progress_bar);
-    write_json(Json{{"event", "step"}, {"epoch", epoch + 1}, {"step", step}, {"loss", mean},
-                    {"train_acc", acc}, {"lr", json_float(lr)}, {"images_per_s", ips},
-                    {"peak_mem_mb", td::peak_memory_mb(ctx)}});
-  }
-  interval_start = Clock::now();
-  interval_loss = 0.0;
-  interval_steps = interval_images = 0;
-}
-
-EpochResult Trainer::Impl::finish_epoch(int epoch, std::int64_t begin) {
-  (void)begin;
-  EpochResult e;
-  e.epoch = epoch + 1;
-  e.step = step;
-  e.train_loss = loss_steps > 0 ? loss_sum / loss_steps : std::numeric_limits<double>::quiet_NaN();
-  std::int64_t correct = 0;
-  td::read_int64(ctx, train_correct(), &correct, 1);
-  e.train_accuracy = images > 0 ? static_cast<double>(correct) / images : 0.0;
-  e.seconds = epoch_seconds;
-  e.images_per_s = epoch_seconds > 0 ? run_steps * cfg.batch / epoch_seconds : 0.0;
-  e.lr = lr_at(step - 1);
-  if (cfg.evaluate) e.test_accuracy = evaluate();
-  std::string line = "epoch " + std::to_string(e.epoch) + "/" + std::to_string(cfg.epochs) +
-                     ": loss " + printf_string("%.4f", e.train_loss) + " train acc " +
-                     printf_string("%.1f%%", 100 * e.train_accuracy);
-  if (e.test_accuracy >= 0) line += " test acc " + printf_string("%.2f%%", 100 * e.test_accuracy);
-  line += " lr " + printf_string("%.4g", e.lr) + " " + printf_string("%.0f img/s", e.images_per_s) +
-          " " + printf_string("%.1f s", e.seconds);
-  say(line);
-  Json j{{"event", "epoch"},        {"epoch", e.epoch},          {"step", e.step},
-         {"loss", e.train_loss},    {"train_acc", e.train_accuracy}};
-  if (e.test_accuracy >= 0) j["test_acc"] = e.test_accuracy;
-  j["lr"] = json_float(e.lr);
-  j["images_per_s"] = e.images_per_s;
-  j["epoch_time_s"] = e.seconds;
-  j["peak_mem_mb"] = td::peak_memory_mb(ctx);
-  write_json(j);
-  return e;
-}
-
 double Trainer::Impl::evaluate() {
   if (n_test == 0) return -1.0;
   const std::int64_t zero = 0;
@@ -434,7 +270,7 @@ TrainResult Trainer::Impl::run() {
       if ((s + 1) % cfg.log_every == 0 && s + 1 < spe) read_back(epoch, s + 1, r, true);
     }
     read_back(epoch, spe, r, false);
-    r.epochs.push_back(finish_epoch(epoch, begin));
+    r.epochs.push_back(finish_epoch(epoch));
     if (!cfg.checkpoint_path.empty())
       write_safetensors_atomic(checkpoint_from_store(*store, metadata()), cfg.checkpoint_path);
   }
@@ -442,45 +278,6 @@ TrainResult Trainer::Impl::run() {
   r.skipped_steps = skipped_total;
   r.finished = true;
   return r;
-}
-
-std::map<std::string, std::string> Trainer::Impl::metadata() const {
-  std::int64_t correct = 0;
-  td::read_int64(ctx, train_correct(), &correct, 1);
-  char sum[40];
-  std::snprintf(sum, sizeof sum, "%.17g", loss_sum);  // round-trips a double
-  return {{"step", std::to_string(step)},
-          {"epoch", std::to_string(step / spe)},
-          {"model", cfg.net.name},
-          {"version", std::to_string(cfg.net.version)},
-          {"dtype", dtype_name(cfg.dtype)},
-          {"layout", layout_name(cfg.layout)},
-          {"batch", std::to_string(cfg.batch)},
-          {"epochs", std::to_string(cfg.epochs)},
-          {"train_images", std::to_string(n_train)},
-          {"skipped_steps", std::to_string(skipped_total)},
-          {"epoch_correct", std::to_string(correct)},
-          {"epoch_images", std::to_string(images)},
-          {"epoch_loss_steps", std::to_string(loss_steps)},
-          {"epoch_loss_sum", sum}};
-}
-
-void Trainer::Impl::write_json(Json j) {
-  if (!log.is_open()) return;
-  j["device"] = device_name;
-  log << j.dump(-1, ' ', false, Json::error_handler_t::replace) << "\n";
-  log.flush();
-}
-
-void Trainer::Impl::say(const std::string& line, bool transient) {
-  if (cfg.progress_bar) {
-    // Overwrite the progress line; pad so that a shorter line hides a longer one.
-    out << "\r" << line << std::string(line.size() < 100 ? 100 - line.size() : 0, ' ');
-    if (!transient) out << "\n";
-  } else {
-    out << line << "\n";
-  }
-  out.flush();
 }
 
 Trainer::Trainer(const TrainerConfig& cfg, const CifarDataset& data, Context& ctx, std::ostream& out,

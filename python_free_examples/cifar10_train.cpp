@@ -112,6 +112,7 @@ int main(int argc, char** argv) {
     std::printf("\n");
     return 0;
   } catch (const std::exception& e) {
+    if (::isatty(::fileno(stdout))) std::printf("\n");  // end a progress line
     std::fflush(stdout);
     std::fprintf(stderr, "cifar10_train: %s\n", e.what());
     return 1;

@@ -9,6 +9,7 @@
 
 #include "error_text.h"
 #include "temp_dir.h"
+#include "kestrel/core/device.h"
 #include "kestrel/layers/checkpoint.h"
 #include "kestrel/layers/train_program.h"
 
@@ -180,9 +181,11 @@ struct Ran {
   std::string out, err;
 };
 
-// Runs cifar10_train with `args` in `dir`, capturing its exit code, stdout and stderr.
-Ran run_program(const std::string& args, const kestrel::testing::TempDir& dir) {
-  const std::string cmd = "cd '" + dir.path().string() + "' && '" KESTREL_CIFAR10_TRAIN "' " + args +
+// Runs `program` (cifar10_train by default) with `args` in `dir`, capturing its exit code,
+// stdout and stderr.
+Ran run_program(const std::string& args, const kestrel::testing::TempDir& dir,
+                const std::string& program = KESTREL_CIFAR10_TRAIN) {
+  const std::string cmd = "cd '" + dir.path().string() + "' && '" + program + "' " + args +
                           " > out.txt 2> err.txt";
   const int status = std::system(cmd.c_str());
   auto slurp = [&](const char* name) {
@@ -217,6 +220,15 @@ TEST(TrainProgram, RuntimeErrorsExitWith1WithOneLine) {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
     EXPECT_EQ(r.err.rfind("cifar10_train: ", 0), 0u) << r.err;
   }
+}
+
+TEST(TrainProgram, BenchResnetWithoutAGpuSaysWhyAndExitsWith1) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device exists";
+  kestrel::testing::TempDir dir("bench_resnet");
+  const Ran r = run_program("--quick", dir, KESTREL_BENCH_RESNET);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "bench_resnet: no CUDA device: " + cuda_unavailable_reason() + "\n");
+  EXPECT_EQ(run_program("--bogus", dir, KESTREL_BENCH_RESNET).code, 2);
 }
 
 TEST(TrainProgram, ATinyRunWritesLogAndCheckpointAndResumes) {
