@@ -66,8 +66,7 @@ TrainPlan plan_training(const TrainOptions& o, const std::string& cuda_reason, b
   if (width > 0) {
     const std::int64_t k = width;
     t.net.stem_width = k;
-    t.net.widths.clear();
-    for (std::size_t i = 0; i < 3; ++i) t.net.widths.push_back(k << i);
+    for (std::size_t i = 0; i < t.net.widths.size(); ++i) t.net.widths[i] = k << i;
     t.net.name = model + "-w" + std::to_string(width);
   }
   if (o.dropout >= 0.0 || given("dropout")) {

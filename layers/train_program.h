@@ -42,7 +42,7 @@ constexpr const char* kDefaultDataDir = "data";
 struct TrainOptions {
   std::string model = "resnet20";
   int version = 1;
-  int width = 0;                  // 0: the model's widths; K > 0: stages K, 2K, 4K
+  int width = 0;                  // 0: the model's widths; K > 0: stem K, stages K, 2K, 4K, ...
   int epochs = 160;
   std::int64_t batch = 128;
   double lr = 0.1;
