@@ -1,9 +1,13 @@
 // Checkpoints (layers/checkpoint.h): bit-exact round trips, PyTorch state_dict names and shapes in
 // logical NCHW order, loading a hand-built PyTorch-style file, and errors that name the tensor.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
 #include "grad_check.h"
 #include "error_text.h"
@@ -281,6 +285,54 @@ TEST(Checkpoint, SavedAtomicallyAndReadBack) {
   EXPECT_EQ(checkpoint_metadata_u64(f, "seed"), 8u);
   EXPECT_EQ(checkpoint_metadata(f, "optimizer"), "none");
   std::remove(path.c_str());
+}
+
+// Read with nothing of Kestrel's parser: the layout of the safetensors specification, checked by
+// hand on the file save_checkpoint writes for an NHWC run.
+TEST(Checkpoint, TheFileIsPlainSafetensors) {
+  Context ctx;
+  const Graph g = tiny_resnet(Layout::kNHWC);
+  ParameterStore a(g, ctx, 8);
+  Executor ex(g, a, ctx);
+  train_steps(ex, 1);
+  const std::string path = ::testing::TempDir() + "kestrel_checkpoint_plain.safetensors";
+  save_checkpoint(a, path, {{"epoch", "1"}});
+  std::ifstream in(path, std::ios::binary);
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::remove(path.c_str());
+  ASSERT_GT(bytes.size(), 8u);
+  std::uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(bytes[i]);
+  EXPECT_EQ(header_len % 8, 0u);
+  ASSERT_LE(8 + header_len, bytes.size());
+  const nlohmann::json header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + header_len);
+  const std::size_t buffer = bytes.size() - 8 - header_len;
+  ASSERT_TRUE(header.contains("__metadata__"));
+  for (const auto& [k, v] : header["__metadata__"].items()) EXPECT_TRUE(v.is_string()) << k;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> spans;
+  for (const auto& [name, e] : header.items()) {
+    if (name == "__metadata__") continue;
+    EXPECT_EQ(e["dtype"], "F32") << name;
+    std::uint64_t n = 4;
+    for (const auto& d : e["shape"]) n *= d.get<std::uint64_t>();
+    const auto b = e["data_offsets"][0].get<std::uint64_t>(), end = e["data_offsets"][1].get<std::uint64_t>();
+    EXPECT_EQ(end - b, n) << name;
+    spans.push_back({b, end});
+  }
+  std::sort(spans.begin(), spans.end());
+  std::uint64_t at = 0;
+  for (const auto& [b, end] : spans) {
+    EXPECT_EQ(b, at);
+    at = end;
+  }
+  EXPECT_EQ(at, buffer) << "the tensors cover the byte buffer exactly";
+  // conv weights in logical KCRS order, little-endian fp32.
+  const nlohmann::json& w = header["layer2.0.conv1.weight"];
+  EXPECT_EQ(w["shape"], nlohmann::json({8, 4, 3, 3}));
+  const std::vector<float> logical = a.value("layer2.0.conv1.weight").to_float_vector();
+  std::vector<float> stored(logical.size());
+  std::memcpy(stored.data(), bytes.data() + 8 + header_len + w["data_offsets"][0].get<std::size_t>(), stored.size() * 4);
+  EXPECT_TRUE(kestrel::testing::bit_equal(stored, logical));
 }
 
 TEST(Checkpoint, OptimizerNames) {
