@@ -200,10 +200,11 @@ def bench_resnet(b):
                         torch.manual_seed(1)
                         model = pytorch_resnet.cifar_resnet(torch, model_name).cuda().to(memory_format=memory_format)
                         opt_kwargs = dict(lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+                        params = list(model.parameters())
                         try:
-                            opt = torch.optim.SGD(model.parameters(), fused=True, **opt_kwargs)
-                        except (TypeError, RuntimeError):
-                            opt = torch.optim.SGD(model.parameters(), **opt_kwargs)
+                            opt = torch.optim.SGD(params, fused=True, **opt_kwargs)
+                        except (TypeError, RuntimeError):  # older PyTorch: no fused SGD
+                            opt = torch.optim.SGD(params, **opt_kwargs)
                         x = torch.empty(batch, 3, 32, 32, device="cuda").uniform_(-2, 2)
                         x = x.contiguous(memory_format=memory_format)
                         y = (torch.arange(batch, device="cuda") * 7) % 10
@@ -223,7 +224,7 @@ def bench_resnet(b):
                     except Exception as e:  # noqa: BLE001 - report and go on with the next row
                         print("pytorch_reference: resnet %s %s failed: %s" % (impl, config, e), file=sys.stderr)
                     finally:
-                        model = opt = x = y = net = None
+                        model = opt = x = y = net = params = None
 
 
 SECTIONS = {
