@@ -29,7 +29,7 @@ constexpr const char* kCpuModel = "resnet8";
 constexpr int kCpuWidth = 4;
 constexpr int kCpuEpochs = 4;
 constexpr std::int64_t kCpuBatch = 32;
-constexpr std::int64_t kCpuTrainImages = 2560;
+constexpr std::int64_t kCpuTrainImages = 4096;
 constexpr std::int64_t kCpuTestImages = 1000;
 constexpr double kCpuLr = 0.05;
 // Synthetic data generated when no CIFAR-10 files are used (and not the CPU configuration).

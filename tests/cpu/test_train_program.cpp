@@ -78,7 +78,7 @@ TEST(TrainProgram, WithoutAGpuTheSmallCpuConfigurationIsUsedAndExplained) {
   EXPECT_EQ(p.train_images, kCpuTrainImages);
   EXPECT_EQ(p.test_images, kCpuTestImages);
   EXPECT_TRUE(any_note_contains(p, "no CUDA device (no CUDA-capable device is detected): training a small CPU "
-                                   "configuration (resnet8-w4, 2560 synthetic images, 4 epochs of batch 32)"));
+                                   "configuration (resnet8-w4, 4096 synthetic images, 4 epochs of batch 32)"));
   // What the user gives wins over the CPU configuration.
   TrainOptions o = with({"epochs", "model", "data"});
   o.epochs = 2;
