@@ -12,6 +12,7 @@
 #include "temp_dir.h"
 #include "error_text.h"
 #include "test_support.h"
+#include "tiny_trainer.h"
 #include "kestrel/kernels/cpu/augment.h"
 #include "kestrel/layers/checkpoint.h"
 #include "kestrel/layers/trainer.h"
@@ -21,19 +22,7 @@ using kestrel::testing::error_of;
 
 namespace {
 
-TrainerConfig tiny_config() {
-  TrainerConfig c;
-  c.net = resnet_config("resnet8");
-  c.net.stem_width = 4;
-  c.net.widths = {4, 8, 16};
-  c.net.name = "resnet8-w4";
-  c.epochs = 2;
-  c.batch = 16;
-  c.schedule.base = 0.05f;
-  c.log_every = 4;
-  c.random_flip = false;
-  return c;
-}
+TrainerConfig tiny_config() { return kestrel::testing::tiny_trainer_config(4, 16, 4); }
 
 const CifarDataset& small_data() {
   static const CifarDataset d = synthetic_cifar10(160, 40, 1);  // 10 steps of 16 an epoch

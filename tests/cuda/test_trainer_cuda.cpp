@@ -10,6 +10,7 @@
 #include "error_text.h"
 #include "temp_dir.h"
 #include "test_support.h"
+#include "tiny_trainer.h"
 #include "kestrel/layers/checkpoint.h"
 #include "kestrel/layers/trainer.h"
 
@@ -19,15 +20,8 @@ using kestrel::testing::error_of;
 namespace {
 
 TrainerConfig tiny_config() {
-  TrainerConfig c;
-  c.net = resnet_config("resnet8");
-  c.net.stem_width = 8;
-  c.net.widths = {8, 16, 32};
-  c.net.name = "resnet8-w8";
-  c.epochs = 2;
-  c.batch = 32;
-  c.schedule.base = 0.05f;
-  c.log_every = 3;
+  TrainerConfig c = kestrel::testing::tiny_trainer_config(8, 32, 3);
+  c.random_flip = true;
   c.seed = 5;
   return c;
 }
