@@ -218,7 +218,21 @@ void Executor::run() {
   run_eager();
 }
 
-void Executor::run_eager() {
+void Executor::run_forward_backward() {
+  KESTREL_CHECK(opts_.training, "run_forward_backward needs a training executor");
+  KESTREL_CHECK(graph_exec_ == nullptr, "run_forward_backward runs eagerly; this executor replays a CUDA Graph");
+  DeviceGuard guard(ctx_.device());
+  run_eager(false);
+}
+
+void Executor::apply_update() {
+  KESTREL_CHECK(opts_.training, "apply_update needs a training executor");
+  KESTREL_CHECK(graph_exec_ == nullptr, "apply_update runs eagerly; this executor replays a CUDA Graph");
+  DeviceGuard guard(ctx_.device());
+  if (opts_.optimizer != OptimizerKind::kNone) optimizer_update();
+}
+
+void Executor::run_eager(bool update) {
   const bool cpu = ctx_.device().is_cpu();
   const bool sample_dropout = opts_.training || opts_.sample_dropout;
   if (sample_dropout && g_.rng_slots() > 0) {
@@ -239,7 +253,7 @@ void Executor::run_eager() {
     }
     if (opts_.check_numerics) check_numerics(s);
   }
-  if (opts_.training && opts_.optimizer != OptimizerKind::kNone) optimizer_update();
+  if (update && opts_.training && opts_.optimizer != OptimizerKind::kNone) optimizer_update();
 }
 
 void Executor::optimizer_update() {

@@ -80,6 +80,12 @@ class Executor {
   Tensor value(const std::string& name) const;
 
   void run();
+  // The same step split in two, for callers that decide on the update after seeing the loss
+  // (skip a step whose loss or gradients are not finite): run_forward_backward() runs the RNG
+  // advance, forward and backward; apply_update() then applies the optimizer update to those
+  // gradients. Eager only: raises once a CUDA Graph has been captured. Training executors.
+  void run_forward_backward();
+  void apply_update();
   // Captures one step as a CUDA Graph; later run() calls replay it. Call after one eager run()
   // (lazy library initialisation must not happen during capture). CUDA contexts only.
   void capture_cuda_graph();
@@ -100,7 +106,7 @@ class Executor {
   void compile();
   void bind_persistent(const std::vector<int>& param_grad);
   void plan_arena();
-  void run_eager();
+  void run_eager(bool update = true);
   void check_numerics(const Step& s);
   void optimizer_update();
 

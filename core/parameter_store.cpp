@@ -129,10 +129,25 @@ Tensor ParameterStore::opt_state(int k) const {
   return opt_[k];
 }
 
+Tensor ParameterStore::opt_state(int k, std::size_t i) const {
+  const Slot& s = slots_.at(i);
+  KESTREL_CHECK(s.trainable, "'", s.name, "' is a state and has no optimizer state");
+  return flat_view(opt_state(k), s.offset, s.type, DType::kFloat32);
+}
+
+int ParameterStore::optimizer_buffers(OptimizerKind kind) noexcept {
+  switch (kind) {
+    case OptimizerKind::kNone: return 0;
+    case OptimizerKind::kSgd: return 1;
+    case OptimizerKind::kAdamW: return 2;
+  }
+  return 0;
+}
+
 void ParameterStore::ensure_optimizer_state(OptimizerKind kind) {
   if (kind == OptimizerKind::kNone || kind == opt_kind_) return;
   KESTREL_CHECK(opt_kind_ == OptimizerKind::kNone, "this parameter store already holds state for another optimizer");
-  const int buffers = kind == OptimizerKind::kAdamW ? 2 : 1;
+  const int buffers = optimizer_buffers(kind);
   for (int k = 0; k < buffers; ++k) {
     opt_[k] = Tensor::empty(Shape{param_elems_}, DType::kFloat32, ctx_);
     opt_[k].zero(ctx_.stream());

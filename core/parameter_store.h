@@ -51,6 +51,10 @@ class ParameterStore {
   const Tensor& flat_shadow() const noexcept { return shadow_; }
   const Tensor& decay_mask() const noexcept { return decay_mask_; }  // uint8 per element
   Tensor opt_state(int k) const;
+  // Parameter i's part of opt_state(k), in the parameter's shape and layout (trainable only).
+  Tensor opt_state(int k, std::size_t i) const;
+  // Number of state buffers of `kind`: 0 (none), 1 (SGD), 2 (AdamW).
+  static int optimizer_buffers(OptimizerKind kind) noexcept;
   void ensure_optimizer_state(OptimizerKind kind);
   OptimizerKind optimizer_kind() const noexcept { return opt_kind_; }
   std::int64_t trainable_elements() const noexcept { return param_elems_; }

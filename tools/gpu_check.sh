@@ -8,18 +8,23 @@
 #
 # Writes at most 8 files under $OUT (the device tool returns no more):
 #   build.log tests.log sanitizer.log bench.log bench.jsonl pytorch.jsonl train.log summary.txt
-# Options: --quick (benchmarks in quick mode, skip racecheck), --no-pytorch, --no-sanitizer.
+# Options: --quick (benchmarks in quick mode, skip racecheck), --no-pytorch, --no-sanitizer,
+#   --train=N: also train ResNet-20 for N epochs with cifar10_train and with
+#   tools/pytorch_train_reference.py (same recipe: batch 512, bf16, cosine lr 0.4, SGD Nesterov,
+#   weight decay 5e-4) on CIFAR-10 from $KESTREL_CIFAR_DIR (default .gpu-data/cifar10; made from
+#   .gpu-data/cifar10-jpeg.pack.gz with .gpu-data/to_cifar_bin.py when missing), logs in train.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
-quick=0; pytorch=1; sanitizer=1
+quick=0; pytorch=1; sanitizer=1; train_epochs=0
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
     --no-pytorch) pytorch=0 ;;
     --no-sanitizer) sanitizer=0 ;;
-    *) echo "usage: tools/gpu_check.sh [--quick] [--no-pytorch] [--no-sanitizer]" >&2; exit 2 ;;
+    --train=[0-9]*) train_epochs=${a#--train=} ;;
+    *) echo "usage: tools/gpu_check.sh [--quick] [--no-pytorch] [--no-sanitizer] [--train=EPOCHS]" >&2; exit 2 ;;
   esac
 done
 status() { echo "gpu_check: $*" | tee -a "$OUT/summary.txt" >&2; }
@@ -68,6 +73,30 @@ if [ $pytorch = 1 ] && [ -f tools/pytorch_reference.py ]; then
   t0=$(date +%s)
   PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" "${qflag[@]}" >> "$OUT/bench.log" 2>&1
   status "pytorch_reference: rc=$? ($(( $(date +%s) - t0 )) s)"
+fi
+
+if [ "$train_epochs" -gt 0 ]; then
+  t0=$(date +%s)
+  data=${KESTREL_CIFAR_DIR:-.gpu-data/cifar10}
+  : > "$OUT/train.log"
+  if [ ! -f "$data/test_batch.bin" ] && [ -f .gpu-data/cifar10-jpeg.pack.gz ] && [ -f .gpu-data/to_cifar_bin.py ]; then
+    python3 .gpu-data/to_cifar_bin.py .gpu-data/cifar10-jpeg.pack.gz "$data" >> "$OUT/train.log" 2>&1
+  fi
+  if [ -f "$data/test_batch.bin" ]; then
+    recipe=(--data "$data" --epochs "$train_epochs" --batch 512 --lr 0.4 --schedule cosine --nesterov
+            --weight-decay 5e-4 --dtype bf16)
+    echo "=== cifar10_train ${recipe[*]} --layout nhwc" >> "$OUT/train.log"
+    timeout 600 build-gpu/bin/cifar10_train "${recipe[@]}" --layout nhwc --log-every 1000 >> "$OUT/train.log" 2>&1
+    status "cifar10_train: rc=$? $(grep -E '^epoch [0-9]+/[0-9]+:' "$OUT/train.log" | tail -1)"
+    if [ $pytorch = 1 ]; then
+      echo "=== pytorch_train_reference ${recipe[*]}" >> "$OUT/train.log"
+      PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_train_reference.py "${recipe[@]}" >> "$OUT/train.log" 2>&1
+      status "pytorch_train_reference: rc=$? $(grep -E '^epoch [0-9]+/[0-9]+:' "$OUT/train.log" | tail -1)"
+    fi
+  else
+    status "training comparison skipped: no CIFAR-10 at $data"
+  fi
+  status "training done in $(( $(date +%s) - t0 )) s"
 fi
 
 python3 tools/gpu_summary.py "$OUT" | tee -a "$OUT/summary.txt"

@@ -7,6 +7,10 @@ JSON-line schema (one object per line, written by bench_* and tools/pytorch_refe
   {"bench": str, "config": str, "impl": "kestrel"|"pytorch"|..., "device": str,
    "median_us": float?, "gbps": float?, "pct_copy": float?, "images_per_s": float?,
    "peak_mem_mb": float?}
+
+Kestrel's config may end in " graph" or " nograph" (CUDA Graph replay on or off) where PyTorch's has
+no such part: a config without an exact PyTorch match is looked up without that suffix. Throughput
+rows (images_per_s) get a second table with torch.compile's figures and peak memory.
 """
 import json
 import os
@@ -26,18 +30,56 @@ def load(path):
     return rows
 
 
+GRAPH_SUFFIXES = (" graph", " nograph")
+
+
+def base_config(config):
+    """The config without Kestrel's CUDA Graph suffix ("resnet20 b512 bf16 nhwc graph" -> "... nhwc")."""
+    config = str(config or "")
+    for suffix in GRAPH_SUFFIXES:
+        if config.endswith(suffix):
+            return config[: -len(suffix)]
+    return config
+
+
+def lookup(table, row):
+    """The reference row of the same bench and config, else of the same bench and base config."""
+    key = (row.get("bench"), row.get("config"))
+    if key in table:
+        return table[key]
+    return table.get((row.get("bench"), base_config(row.get("config"))), {})
+
+
+def throughput_table(ours, compiled, ref):
+    rows = [r for r in ours if "images_per_s" in r]
+    if not rows:
+        return
+    print("\n%-34s %11s %11s %7s %11s %7s %9s %9s %7s" % (
+        "resnet_train config", "kestrel", "pytorch", "ratio", "compile", "ratio", "MB", "torch MB", "ratio"))
+    for r in rows:
+        p, c = lookup(ref, r), lookup(compiled, r)
+        k, pv, cv = r["images_per_s"], p.get("images_per_s"), c.get("images_per_s")
+        km, pm = r.get("peak_mem_mb"), p.get("peak_mem_mb")
+        print("%-34s %11.0f %11s %7s %11s %7s %9s %9s %7s" % (
+            str(r.get("config", ""))[:34], k, "%.0f" % pv if pv else "-", "%.2fx" % (k / pv) if pv else "-",
+            "%.0f" % cv if cv else "-", "%.2fx" % (k / cv) if cv else "-",
+            "%.0f" % km if km else "-", "%.0f" % pm if pm else "-",
+            "%.2fx" % (pm / km) if (km and pm) else "-"))
+    print("(images/s ratios: Kestrel / PyTorch; memory ratio: PyTorch / Kestrel; above 1 Kestrel wins)")
+
+
 def main(out):
     ours = load(os.path.join(out, "bench.jsonl"))
-    # Eager PyTorch is the reference; other impls (e.g. "pytorch_compile") stay in the JSON only.
-    ref = {(r.get("bench"), r.get("config")): r for r in load(os.path.join(out, "pytorch.jsonl"))
-           if r.get("impl", "pytorch") == "pytorch"}
+    theirs = load(os.path.join(out, "pytorch.jsonl"))
+    # Eager PyTorch is the reference of the main table; torch.compile shows in the throughput table.
+    ref = {(r.get("bench"), r.get("config")): r for r in theirs if r.get("impl", "pytorch") == "pytorch"}
+    compiled = {(r.get("bench"), r.get("config")): r for r in theirs if r.get("impl") == "pytorch_compile"}
     if not ours:
         print("gpu_summary: no benchmark lines")
         return
     print("\n%-28s %-34s %11s %9s %7s %11s %8s" % ("bench", "config", "kestrel", "GB/s", "%copy", "pytorch", "ratio"))
     for r in ours:
-        key = (r.get("bench"), r.get("config"))
-        p = ref.get(key, {})
+        p = lookup(ref, r)
         if "images_per_s" in r:
             k, pv = r["images_per_s"], p.get("images_per_s")
             ratio = k / pv if pv else None
@@ -51,6 +93,7 @@ def main(out):
             "%.0f" % r["gbps"] if r.get("gbps") else "-",
             "%.0f%%" % r["pct_copy"] if r.get("pct_copy") else "-", pvs,
             "%.2fx" % ratio if ratio else "-"))
+    throughput_table(ours, compiled, ref)
     dev = ours[0].get("device", "?")
     print("device: %s" % dev)
 

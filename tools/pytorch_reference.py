@@ -13,6 +13,9 @@ the strings bench_kernels prints, and add it to SECTIONS.
 
 JSON line: {"impl": "pytorch" (eager) | "pytorch_compile", "bench", "config", "device",
             "median_us", "gbps", "pct_copy" (when the copy section ran)}
+Section "resnet" (bench_resnet's measurements) writes {"impl", "bench": "resnet_train", "config",
+"device", "images_per_s", "peak_mem_mb", "step_ms"}; its configs have no " graph"/" nograph" part
+(PyTorch has no such switch here): tools/gpu_summary.py joins them with both of Kestrel's rows.
 """
 import argparse
 import os
@@ -67,6 +70,17 @@ class Bench:
                 "median_us": round(us, 3), "gbps": round(gbps, 1)}
         if pct:
             line["pct_copy"] = round(pct, 1)
+        if self.json_path:
+            with open(self.json_path, "a") as f:
+                f.write(json.dumps(line) + "\n")
+
+    def report_throughput(self, bench, config, images_per_s, peak_mem_mb, step_ms, impl="pytorch"):
+        """A training-throughput line (bench_resnet's fields)."""
+        print("%-16s %-22s %-28s %12.3f ms %9.0f img/s %8.1f MB" % (
+            impl, bench, config, step_ms, images_per_s, peak_mem_mb), flush=True)
+        line = {"impl": impl, "bench": bench, "config": config, "device": self.device,
+                "images_per_s": round(images_per_s, 1), "peak_mem_mb": round(peak_mem_mb, 1),
+                "step_ms": round(step_ms, 4)}
         if self.json_path:
             with open(self.json_path, "a") as f:
                 f.write(json.dumps(line) + "\n")
@@ -152,11 +166,73 @@ def bench_batchnorm(b):
     pytorch_bn_reference.bench_batchnorm(Args, lambda bench, config, us, nbytes: b.report(bench, config, us, nbytes))
 
 
+def bench_resnet(b):
+    """resnet_train, "resnet20 b512 bf16 nhwc" (bench_resnet.cpp without its graph/nograph part):
+    training steps of the CIFAR ResNet v1 of tools/pytorch_resnet.py (the same architecture as
+    Kestrel's: 1x1 projection shortcuts with BN), SGD Nesterov (momentum 0.9, weight decay 5e-4,
+    lr 0.01), a fixed random batch on the GPU, cuDNN benchmark mode, exact fp32 (TF32 off, as
+    Kestrel's fp32). fp32 NCHW and bf16 autocast + channels_last; eager for every model and batch,
+    torch.compile for batch 512 of ResNet-20 and -56 (compiling takes ~30-60 s a model; ResNet-110's
+    longest, so it has eager figures only).
+    images/s from the median step time (CUDA events) after warm-up; peak memory is
+    torch.cuda.max_memory_allocated over building the model, the optimizer and the steps."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import pytorch_resnet  # noqa: E402  (a sibling module of this script)
+
+    torch = b.torch
+    F = torch.nn.functional
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    models = ["resnet20"] if b.quick else ["resnet20", "resnet56", "resnet110"]
+    batches = [512] if b.quick else [128, 512]
+    variants = [("fp32", "nchw", None, torch.contiguous_format), ("bf16", "nhwc", torch.bfloat16, torch.channels_last)]
+    for model_name in models:
+        for batch in batches:
+            for dname, lname, amp, memory_format in variants:
+                compiled = batch == 512 and model_name != "resnet110"
+                impls = ["pytorch"] + (["pytorch_compile"] if compiled else [])
+                for impl in impls:
+                    config = "%s b%d %s %s" % (model_name, batch, dname, lname)
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats()
+                    try:
+                        torch.manual_seed(1)
+                        model = pytorch_resnet.cifar_resnet(torch, model_name).cuda().to(memory_format=memory_format)
+                        opt_kwargs = dict(lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+                        params = list(model.parameters())
+                        try:
+                            opt = torch.optim.SGD(params, fused=True, **opt_kwargs)
+                        except (TypeError, RuntimeError):  # older PyTorch: no fused SGD
+                            opt = torch.optim.SGD(params, **opt_kwargs)
+                        x = torch.empty(batch, 3, 32, 32, device="cuda").uniform_(-2, 2)
+                        x = x.contiguous(memory_format=memory_format)
+                        y = (torch.arange(batch, device="cuda") * 7) % 10
+                        net = torch.compile(model) if impl == "pytorch_compile" else model
+
+                        def step(i, net=net, opt=opt, x=x, y=y, amp=amp):
+                            opt.zero_grad(set_to_none=True)
+                            with torch.autocast("cuda", dtype=amp, enabled=amp is not None):
+                                loss = F.cross_entropy(net(x), y)
+                            loss.backward()
+                            opt.step()
+
+                        step(0)  # compiles (torch.compile) and picks cuDNN algorithms outside the timing
+                        us = b.median_us(step)
+                        peak = torch.cuda.max_memory_allocated() / 1e6
+                        b.report_throughput("resnet_train", config, batch * 1e6 / us, peak, us / 1e3, impl)
+                    except Exception as e:  # noqa: BLE001 - report and go on with the next row
+                        print("pytorch_reference: resnet %s %s failed: %s" % (impl, config, e), file=sys.stderr)
+                    finally:
+                        model = opt = x = y = net = params = None
+
+
 SECTIONS = {
     "copy": bench_copy,
     "dropout": bench_dropout,
     "add_relu": bench_add_relu,
     "batchnorm": bench_batchnorm,
+    "resnet": bench_resnet,
 }
 
 

@@ -1,0 +1,364 @@
+#include "kestrel/layers/trainer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kestrel/core/error.h"
+#include "kestrel/layers/checkpoint.h"
+#include "kestrel/layers/nn.h"
+#include "kestrel/layers/trainer_device_internal.h"
+#include "kestrel/layers/trainer_impl_internal.h"
+
+namespace kestrel {
+namespace {
+namespace td = trainer_detail;
+using td::Json;
+using td::json_float;
+using td::printf_string;
+
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+Tensor upload(Context& ctx, const void* host, const Shape& shape, DType dtype) {
+  Tensor d = Tensor::empty(shape, dtype, ctx);
+  d.copy_from(Tensor::wrap(const_cast<void*>(host), shape, dtype, Device::cpu()), ctx.stream());
+  return d;
+}
+
+std::uint64_t metadata_u64(const SafetensorsFile& f, const std::string& key, const std::string& name) {
+  return checkpoint_metadata_u64(f, key, name);
+}
+}  // namespace
+
+Graph build_training_graph(const TrainerConfig& cfg, std::int64_t batch) {
+  GraphOptions o;
+  o.batch = batch;
+  o.dtype = cfg.dtype;
+  o.layout = cfg.layout;
+  Graph g(o);
+  const Value images = nn::image_input(g, "images", 3, 32, 32);
+  const Value labels = nn::label_input(g, "labels");
+  const Value logits = build_resnet(g, images, cfg.net);
+  g.mark_output(logits, "logits");
+  nn::softmax_cross_entropy(g, logits, labels, cfg.label_smoothing);
+  return g;
+}
+
+std::uint64_t augment_seed(std::uint64_t seed) noexcept { return splitmix64(seed ^ 0x4155474D454E54ull); }
+std::uint64_t shuffle_seed(std::uint64_t seed) noexcept { return splitmix64(seed ^ 0x53485546464C45ull); }
+
+void validate(const TrainerConfig& c) {
+  KESTREL_CHECK(c.epochs >= 1, "epochs must be >= 1, got ", c.epochs);
+  KESTREL_CHECK(c.batch >= 1, "batch must be >= 1, got ", c.batch);
+  KESTREL_CHECK(c.eval_batch >= 0, "eval batch must be >= 0 (0: the training batch), got ", c.eval_batch);
+  KESTREL_CHECK(c.max_steps >= 0, "max steps must be >= 0 (0: no limit), got ", c.max_steps);
+  KESTREL_CHECK(c.log_every >= 1, "log interval must be >= 1 step, got ", c.log_every);
+  KESTREL_CHECK(c.pad >= 0 && c.pad <= 16, "crop padding must be in 0..16, got ", c.pad);
+  KESTREL_CHECK(c.label_smoothing >= 0.f && c.label_smoothing < 1.f,
+                "label smoothing must be in [0, 1), got ", c.label_smoothing);
+  KESTREL_CHECK(c.dtype == DType::kFloat32 || c.dtype == DType::kBFloat16,
+                "training dtype must be fp32 or bf16, got ", dtype_name(c.dtype));
+  KESTREL_CHECK(c.max_skips_in_a_row >= 0, "max skips in a row must be >= 0");
+  KESTREL_CHECK(std::isfinite(c.warmup_epochs) && c.warmup_epochs >= 0.0 && c.warmup_epochs <= c.epochs,
+                "warm-up must be in 0..", c.epochs, " epochs, got ", c.warmup_epochs);
+  KESTREL_CHECK(c.optimizer == OptimizerKind::kSgd || c.optimizer == OptimizerKind::kAdamW,
+                "the trainer needs an optimizer (sgd or adamw)");
+  if (c.optimizer == OptimizerKind::kSgd) validate(c.sgd);
+  if (c.optimizer == OptimizerKind::kAdamW) validate(c.adamw);
+  LrSchedule s = c.schedule;
+  s.total_steps = std::max<std::int64_t>(s.total_steps, 1);
+  validate(s);
+}
+
+void Trainer::Impl::build(const SafetensorsFile* resume, const std::string& resume_name) {
+  std::uint64_t seed = cfg.seed;
+  if (resume != nullptr) {
+    auto expect = [&](const std::string& key, const std::string& want) {
+      const std::string have = kestrel::checkpoint_metadata(*resume, key, resume_name);
+      KESTREL_CHECK(have == want, resume_name, " was written for ", key, " ", have,
+                    ", but this run has ", key, " ", want);
+    };
+    expect("model", cfg.net.name);
+    expect("version", std::to_string(cfg.net.version));
+    expect("batch", std::to_string(cfg.batch));
+    expect("train_images", std::to_string(n_train));
+    seed = metadata_u64(*resume, "seed", resume_name);
+    cfg.seed = seed;
+  }
+  const Graph tg = build_training_graph(cfg, cfg.batch);
+  store = std::make_unique<ParameterStore>(tg, ctx, seed);
+  if (!cfg.decay_bn_and_bias) store->exempt_1d_from_decay();
+  CompileOptions co;
+  co.fuse = cfg.fuse;
+  co.optimizer = cfg.optimizer;
+  co.sgd = cfg.sgd;
+  co.adamw = cfg.adamw;
+  train = std::make_unique<Executor>(tg, *store, ctx, co);
+  CompileOptions eo;
+  eo.training = false;
+  eo.fuse = cfg.fuse;
+  eval = std::make_unique<Executor>(build_training_graph(cfg, eval_batch), *store, ctx, eo);
+  in_images = train->input("images");
+  in_labels = train->input("labels");
+  logits = train->output("logits");
+  loss = train->output("loss");
+  ev_images = eval->input("images");
+  ev_labels = eval->input("labels");
+  ev_logits = eval->output("logits");
+  if (resume != nullptr) {
+    load_checkpoint(*resume, *store, {}, resume_name);
+    restore_position(*resume, resume_name);
+  }
+}
+
+void Trainer::Impl::upload_data(const CifarDataset& data) {
+  const Shape img{n_train, 3, 32, 32}, lab{n_train};
+  train_images = upload(ctx, data.train.images.data(), img, DType::kUInt8);
+  train_labels = upload(ctx, data.train.labels.data(), lab, DType::kUInt8);
+  if (n_test > 0) {
+    test_images = upload(ctx, data.test.images.data(), Shape{n_test, 3, 32, 32}, DType::kUInt8);
+    test_labels = upload(ctx, data.test.labels.data(), Shape{n_test}, DType::kUInt8);
+  }
+  perm = Tensor::empty(Shape{n_train}, DType::kInt32, ctx);
+  std::vector<std::int32_t> idx(static_cast<std::size_t>(std::max<std::int64_t>(1, eval_batches * eval_batch)), 0);
+  for (std::int64_t i = 0; i < n_test; ++i) idx[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
+  eval_indices = upload(ctx, idx.data(), Shape{static_cast<std::int64_t>(idx.size())}, DType::kInt32);
+  std::vector<float> rates(static_cast<std::size_t>(cfg.schedule.total_steps));
+  for (std::int64_t s = 0; s < cfg.schedule.total_steps; ++s) rates[static_cast<std::size_t>(s)] = lr_at(s);
+  lr_table = upload(ctx, rates.data(), Shape{cfg.schedule.total_steps}, DType::kFloat32);
+  losses = Tensor::empty(Shape{spe}, DType::kFloat32, ctx);
+  losses.zero(ctx.stream());
+  counters = Tensor::empty(Shape{16}, DType::kUInt8, ctx);
+  counters.zero(ctx.stream());
+  ctx.stream().synchronize();  // the host vectors above go out of scope
+}
+
+void Trainer::Impl::restore_position(const SafetensorsFile& f, const std::string& name) {
+  step = static_cast<std::int64_t>(metadata_u64(f, "step", name));
+  skipped_total = static_cast<std::int64_t>(metadata_u64(f, "skipped_steps", name));
+  if (step % spe == 0) return;
+  // Mid-epoch: the epoch's accumulators continue from the checkpoint.
+  skipped.assign(static_cast<std::size_t>(spe), 0);
+  const std::int64_t correct = static_cast<std::int64_t>(metadata_u64(f, "epoch_correct", name));
+  images = static_cast<std::int64_t>(metadata_u64(f, "epoch_images", name));
+  loss_steps = static_cast<std::int64_t>(metadata_u64(f, "epoch_loss_steps", name));
+  const std::string sum = kestrel::checkpoint_metadata(f, "epoch_loss_sum", name);
+  char* end = nullptr;
+  loss_sum = std::strtod(sum.c_str(), &end);
+  KESTREL_CHECK(!sum.empty() && end == sum.c_str() + sum.size(), name,
+                ": __metadata__ \"epoch_loss_sum\" is \"", sum, "\", not a number");
+  td::write_int64(ctx, train_correct(), &correct, 1);
+}
+
+void Trainer::Impl::start_epoch(int epoch, std::int64_t begin) {
+  const std::vector<std::int32_t> p = epoch_permutation(n_train, shuffle_seed(cfg.seed), epoch);
+  perm.copy_from(Tensor::wrap(const_cast<std::int32_t*>(p.data()), Shape{n_train}, DType::kInt32,
+                              Device::cpu()),
+                 ctx.stream());
+  read_upto = begin;
+  run_steps = 0;
+  epoch_seconds = 0.0;
+  // A new epoch starts its accumulators; one continued (a second train() call after max_steps,
+  // or a mid-epoch checkpoint) keeps them.
+  if (begin == 0) {
+    skipped.assign(static_cast<std::size_t>(spe), 0);
+    loss_sum = 0.0;
+    loss_steps = images = 0;
+    const std::int64_t zero = 0;
+    td::write_int64(ctx, train_correct(), &zero, 1);
+  }
+  interval_start = Clock::now();
+  interval_loss = 0.0;
+  interval_steps = interval_images = 0;
+}
+
+void Trainer::Impl::run_step(int epoch, std::int64_t s) {
+  const std::int64_t global = static_cast<std::int64_t>(epoch) * spe + s;
+  AugmentParams p = train_aug;
+  p.offset = static_cast<std::uint64_t>(global);
+  td::augment(ctx, train_images, train_labels, perm.data_as<std::int32_t>() + s * cfg.batch,
+              cfg.batch, in_images, in_labels, p);
+  td::copy_bytes(ctx, store->learning_rate_ptr(), lr_table.data_as<float>() + global, sizeof(float));
+  bool counted = true;
+  if (cfg.nonfinite == NonFinitePolicy::kSkip) {
+    counted = run_step_skipping(epoch, s);
+  } else {
+    train->run();
+    // The first step ran eagerly (lazy library set-up must not happen during capture); every
+    // later step replays it. Augmentation and the copies stay outside, on the same stream.
+    if (use_graph() && !train->uses_cuda_graph()) train->capture_cuda_graph();
+  }
+  if (counted) {
+    td::count_correct(ctx, logits, in_labels, cfg.batch, train_correct());
+    images += cfg.batch;
+  }
+  td::copy_bytes(ctx, losses.data_as<float>() + s, loss.data(), sizeof(float));
+  ++run_steps;
+  interval_images += cfg.batch;
+}
+
+bool Trainer::Impl::run_step_skipping(int epoch, std::int64_t s) {
+  Tensor states = store->flat_states();
+  states_backup.copy_from(states, ctx.stream());
+  train->run_forward_backward();
+  Tensor host = Tensor::empty_cpu(Shape{1}, DType::kFloat32);
+  host.copy_from(loss, ctx.stream());
+  const float value = host.data_as<float>()[0];
+  const std::int64_t bad_grads = std::isfinite(value) ? td::count_nonfinite(ctx, store->flat_grads(), scratch) : 0;
+  if (std::isfinite(value) && bad_grads == 0) {
+    train->apply_update();
+    skips_in_a_row = 0;
+    return true;
+  }
+  states.copy_from(states_backup, ctx.stream());  // the skipped step leaves no trace
+  skipped[static_cast<std::size_t>(s)] = 1;
+  ++skipped_total;
+  ++skips_in_a_row;
+  const std::int64_t number = static_cast<std::int64_t>(epoch) * spe + s + 1;
+  const std::string why = !std::isfinite(value) ? "loss " + printf_string("%g", value)
+                                                : std::to_string(bad_grads) + " non-finite gradients";
+  say("step " + std::to_string(number) + " (epoch " + std::to_string(epoch + 1) + "): " + why +
+      ", update skipped");
+  write_json(Json{{"event", "skip"}, {"epoch", epoch + 1}, {"step", number}, {"reason", why}});
+  KESTREL_CHECK(skips_in_a_row <= cfg.max_skips_in_a_row, "loss became NaN/Inf at step ", number,
+                " (epoch ", epoch + 1, "): ", skips_in_a_row, " steps in a row skipped, stopping");
+  return false;
+}
+
+double Trainer::Impl::evaluate() {
+  if (n_test == 0) return -1.0;
+  const std::int64_t zero = 0;
+  td::write_int64(ctx, eval_correct(), &zero, 1);
+  for (std::int64_t b = 0; b < eval_batches; ++b) {
+    td::augment(ctx, test_images, test_labels, eval_indices.data_as<std::int32_t>() + b * eval_batch,
+                eval_batch, ev_images, ev_labels, eval_aug);
+    eval->run();
+    if (use_graph() && !eval->uses_cuda_graph()) eval->capture_cuda_graph();
+    // The final batch is padded with image 0; only its valid rows count.
+    td::count_correct(ctx, ev_logits, ev_labels, std::min(eval_batch, n_test - b * eval_batch),
+                      eval_correct());
+  }
+  std::int64_t correct = 0;
+  td::read_int64(ctx, eval_correct(), &correct, 1);
+  return static_cast<double>(correct) / static_cast<double>(n_test);
+}
+
+TrainResult Trainer::Impl::run() {
+  TrainResult r;
+  r.first_step = step;
+  for (int epoch = static_cast<int>(step / spe); epoch < cfg.epochs; ++epoch) {
+    const std::int64_t begin = step - static_cast<std::int64_t>(epoch) * spe;
+    start_epoch(epoch, begin);
+    for (std::int64_t s = begin; s < spe; ++s) {
+      if (cfg.max_steps > 0 && step >= cfg.max_steps) {
+        read_back(epoch, s, r, true);
+        r.steps_done = step;
+        r.skipped_steps = skipped_total;
+        if (!cfg.checkpoint_path.empty() && step > r.first_step) {
+          write_safetensors_atomic(checkpoint_from_store(*store, metadata()), cfg.checkpoint_path);
+        }
+        say("stopped after step " + std::to_string(step) + " (--max-steps)");
+        return r;
+      }
+      run_step(epoch, s);
+      ++step;
+      if ((s + 1) % cfg.log_every == 0 && s + 1 < spe) read_back(epoch, s + 1, r, true);
+    }
+    read_back(epoch, spe, r, false);
+    r.epochs.push_back(finish_epoch(epoch));
+    if (!cfg.checkpoint_path.empty())
+      write_safetensors_atomic(checkpoint_from_store(*store, metadata()), cfg.checkpoint_path);
+  }
+  r.steps_done = step;
+  r.skipped_steps = skipped_total;
+  r.finished = true;
+  return r;
+}
+
+Trainer::Trainer(const TrainerConfig& cfg, const CifarDataset& data, Context& ctx, std::ostream& out,
+                 const SafetensorsFile* resume, const std::string& resume_name)
+    : impl_(std::make_unique<Impl>(cfg, ctx, out)) {
+  validate(cfg);
+  Impl& m = *impl_;
+  m.n_train = data.train.count;
+  m.n_test = data.test.count;
+  KESTREL_CHECK(static_cast<std::int64_t>(data.train.images.size()) == m.n_train * kCifarImageBytes &&
+                    static_cast<std::int64_t>(data.train.labels.size()) == m.n_train &&
+                    static_cast<std::int64_t>(data.test.images.size()) == m.n_test * kCifarImageBytes &&
+                    static_cast<std::int64_t>(data.test.labels.size()) == m.n_test,
+                "the dataset's sizes do not match its counts");
+  KESTREL_CHECK(m.n_train >= cfg.batch, "the training set (", m.n_train,
+                " images) is smaller than one batch (", cfg.batch, ")");
+  m.spe = m.n_train / cfg.batch;  // the last partial batch is dropped
+  m.eval_batch = cfg.eval_batch > 0 ? cfg.eval_batch : cfg.batch;
+  m.eval_batches = (m.n_test + m.eval_batch - 1) / m.eval_batch;
+  m.cfg.schedule.total_steps = static_cast<std::int64_t>(cfg.epochs) * m.spe;
+  m.cfg.schedule.warmup_steps += std::llround(cfg.warmup_epochs * static_cast<double>(m.spe));
+  validate(m.cfg.schedule);
+  m.data_source = data.source;
+  m.device_name = device_description(ctx.device());
+  for (AugmentParams* p : {&m.train_aug, &m.eval_aug}) {
+    std::copy(kCifarMean, kCifarMean + 3, p->mean);
+    std::copy(kCifarStd, kCifarStd + 3, p->std);
+    p->pad = cfg.pad;
+  }
+  m.train_aug.random_crop = cfg.random_crop;
+  m.train_aug.random_flip = cfg.random_flip;
+  m.eval_aug.random_crop = m.eval_aug.random_flip = false;
+  m.upload_data(data);
+  m.build(resume, resume_name);
+  m.train_aug.seed = augment_seed(m.cfg.seed);
+  if (cfg.nonfinite == NonFinitePolicy::kSkip)
+    m.states_backup = Tensor::empty(m.store->flat_states().shape(), DType::kFloat32, ctx);
+  if (!cfg.log_path.empty()) {
+    m.log.open(cfg.log_path, resume != nullptr ? std::ios::app : std::ios::trunc);
+    KESTREL_CHECK(m.log.is_open(), "cannot open the log file ", cfg.log_path);
+  }
+  std::int64_t params = 0;
+  for (std::size_t i = 0; i < m.store->count(); ++i)
+    if (m.store->trainable(i)) params += m.store->value(i).numel();
+  m.write_json(Json{{"event", resume ? "resume" : "start"},
+                    {"model", m.cfg.net.name},
+                    {"version", m.cfg.net.version},
+                    {"parameters", params},
+                    {"epochs", cfg.epochs},
+                    {"batch", cfg.batch},
+                    {"steps_per_epoch", m.spe},
+                    {"step", m.step},
+                    {"dtype", dtype_name(cfg.dtype)},
+                    {"layout", layout_name(cfg.layout)},
+                    {"optimizer", optimizer_kind_name(cfg.optimizer)},
+                    {"lr", json_float(cfg.schedule.base)},
+                    {"schedule", schedule_kind_name(cfg.schedule.kind)},
+                    {"seed", m.cfg.seed},
+                    {"train_images", m.n_train},
+                    {"test_images", m.n_test},
+                    {"data", m.data_source},
+                    {"cuda_graph", m.use_graph()}});
+}
+
+Trainer::~Trainer() = default;
+
+TrainResult Trainer::train() { return impl_->run(); }
+double Trainer::evaluate() { return impl_->evaluate(); }
+void Trainer::set_max_steps(std::int64_t max_steps) {
+  KESTREL_CHECK(max_steps >= 0, "max steps must be >= 0 (0: no limit), got ", max_steps);
+  impl_->cfg.max_steps = max_steps;
+}
+void Trainer::save_checkpoint(const std::string& path) {
+  write_safetensors_atomic(checkpoint_from_store(*impl_->store, impl_->metadata()), path);
+}
+std::map<std::string, std::string> Trainer::checkpoint_metadata() const { return impl_->metadata(); }
+const TrainerConfig& Trainer::config() const noexcept { return impl_->cfg; }
+std::int64_t Trainer::steps_per_epoch() const noexcept { return impl_->spe; }
+std::int64_t Trainer::global_step() const noexcept { return impl_->step; }
+ParameterStore& Trainer::store() noexcept { return *impl_->store; }
+Executor& Trainer::train_executor() noexcept { return *impl_->train; }
+Executor& Trainer::eval_executor() noexcept { return *impl_->eval; }
+
+}  // namespace kestrel

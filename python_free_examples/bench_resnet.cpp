@@ -1,0 +1,159 @@
+// bench_resnet: training throughput and peak device memory of CIFAR ResNets (v1) on the GPU.
+//
+// For ResNet-20, -56 and -110 at batch 128 and 512, fp32 (NCHW and NHWC) and bf16 (NCHW and
+// NHWC), each step eager and replayed as one CUDA Graph: images/s from the median of the timed
+// training steps (forward, backward, SGD Nesterov update; CUDA events) after warm-up, and the
+// allocator's peak bytes (parameters, gradients, optimizer state, activations, workspace: what
+// torch.cuda.max_memory_allocated counts). Each model/batch/dtype/layout gets a fresh Context
+// (peaks and cuDNN choices do not leak between rows), timed eagerly and then as a CUDA Graph. A fixed random batch: no data pipeline, as in
+// tools/pytorch_reference.py's "resnet" section, whose bench/config strings are the same:
+// bench "resnet_train", config "resnet20 b512 bf16 nhwc graph".
+// Convolutions: fastest engines (autotune, non-deterministic allowed), exact fp32 (no TF32).
+// Exit status: 0 done, 1 no CUDA device or a failure, 2 usage error.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+#include "kestrel/core/context.h"
+#include "kestrel/core/device.h"
+#include "kestrel/core/error.h"
+#include "kestrel/core/executor.h"
+#include "kestrel/layers/trainer.h"
+
+namespace {
+using namespace kestrel;
+
+struct Row {
+  std::string model;
+  std::int64_t batch;
+  DType dtype;
+  Layout layout;
+  std::string config(bool graph) const {
+    return model + " b" + std::to_string(batch) + " " + dtype_name(dtype) + " " + layout_name(layout) +
+           (graph ? " graph" : " nograph");
+  }
+};
+
+std::vector<Row> rows(bool quick) {
+  std::vector<Row> r;
+  const std::vector<std::string> models = quick ? std::vector<std::string>{"resnet20"}
+                                                : std::vector<std::string>{"resnet20", "resnet56", "resnet110"};
+  const std::vector<std::int64_t> batches = quick ? std::vector<std::int64_t>{512} : std::vector<std::int64_t>{128, 512};
+  for (const std::string& m : models)
+    for (std::int64_t b : batches)
+      for (DType t : {DType::kFloat32, DType::kBFloat16})
+        for (Layout l : {Layout::kNCHW, Layout::kNHWC}) {
+          // Quick mode: the exact path and the fast path only.
+          if (quick && ((t == DType::kFloat32) != (l == Layout::kNCHW))) continue;
+          r.push_back({m, b, t, l});
+        }
+  return r;
+}
+
+// Median milliseconds of `runs` training steps after `warmup` more.
+double median_step_ms(Executor& ex, Context& ctx, int warmup, int runs) {
+  for (int i = 0; i < warmup; ++i) ex.run();
+  std::vector<Event> start, end;
+  for (int r = 0; r < runs; ++r) start.emplace_back(ctx.device()), end.emplace_back(ctx.device());
+  for (int r = 0; r < runs; ++r) {
+    start[r].record(ctx.stream());
+    ex.run();
+    end[r].record(ctx.stream());
+  }
+  ctx.stream().synchronize();
+  std::vector<double> ms(static_cast<std::size_t>(runs));
+  for (int r = 0; r < runs; ++r) ms[static_cast<std::size_t>(r)] = Event::elapsed_ms(start[r], end[r]);
+  std::nth_element(ms.begin(), ms.begin() + runs / 2, ms.end());
+  return ms[static_cast<std::size_t>(runs / 2)];
+}
+
+struct Measured {
+  double eager_ms, graph_ms, peak_mb;
+};
+
+// One model, batch, dtype and layout in a fresh context: eager steps first, then the same
+// executor captured as a CUDA Graph (capturing allocates nothing from the allocator, so one peak
+// serves both rows).
+Measured measure(const Row& row, const bench::Options& o) {
+  Context ctx(Device::cuda(0));
+  ConvPolicy policy;
+  policy.autotune = true;
+  ctx.set_conv_policy(policy);
+  TrainerConfig cfg;
+  cfg.net = resnet_config(row.model, 1);
+  cfg.dtype = row.dtype;
+  cfg.layout = row.layout;
+  const Graph g = build_training_graph(cfg, row.batch);
+  ParameterStore store(g, ctx, 1);
+  CompileOptions co;
+  co.optimizer = OptimizerKind::kSgd;
+  co.sgd.momentum = 0.9f;
+  co.sgd.nesterov = true;
+  co.sgd.weight_decay = 5e-4f;
+  Executor ex(g, store, ctx, co);
+  store.set_learning_rate(0.01f);  // small: the weights stay finite over the timed steps
+  ex.input("images").fill_uniform(7, -2.f, 2.f, ctx.stream());
+  Tensor labels = Tensor::empty_cpu(Shape{row.batch}, DType::kInt32);
+  for (std::int64_t i = 0; i < row.batch; ++i) labels.data_as<std::int32_t>()[i] = static_cast<std::int32_t>((i * 7) % 10);
+  ex.input("labels").copy_from(labels, ctx.stream());
+  ex.run();  // eager: builds cuDNN plans (autotuned) and initialises the libraries
+  const int warmup = o.quick ? 3 : o.warmup;
+  const int runs = std::max(o.quick ? 10 : o.runs, 5);
+  Measured m{};
+  m.eager_ms = median_step_ms(ex, ctx, warmup, runs);
+  ex.capture_cuda_graph();
+  m.graph_ms = median_step_ms(ex, ctx, warmup, runs);
+  Tensor loss = Tensor::empty_cpu(Shape{1}, DType::kFloat32);
+  loss.copy_from(ex.output("loss"), ctx.stream());
+  KESTREL_CHECK(std::isfinite(loss.data_as<float>()[0]), "the loss is not finite after the timed steps");
+  m.peak_mb = static_cast<double>(ctx.allocator()->stats().peak_bytes) / 1e6;
+  return m;
+}
+
+void report(bench::Harness& h, const std::string& config, std::int64_t batch, double step_ms, double peak_mb) {
+  const double ips = 1e3 * static_cast<double>(batch) / step_ms;
+  std::printf("%-34s %10.3f %12.0f %12.1f\n", config.c_str(), step_ms, ips, peak_mb);
+  char body[256];
+  std::snprintf(body, sizeof body,
+                "\"bench\": \"resnet_train\", \"config\": \"%s\", \"images_per_s\": %.1f, "
+                "\"peak_mem_mb\": %.1f, \"step_ms\": %.4f",
+                config.c_str(), ips, peak_mb, step_ms);
+  h.report_json(body);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bench::Options opts = bench::parse_options(
+      argc, argv, "bench_resnet", "training throughput and peak memory of CIFAR ResNets (v1)");
+  if (cuda_device_count() == 0) {
+    std::fprintf(stderr, "bench_resnet: no CUDA device: %s\n", cuda_unavailable_reason().c_str());
+    return 1;
+  }
+  int failures = 0;
+  try {
+    Context main_ctx(Device::cuda(0));
+    bench::Harness h(main_ctx, opts);
+    std::printf("bench_resnet: %s%s\n", main_ctx.description().c_str(), opts.quick ? " (quick)" : "");
+    std::printf("%-34s %10s %12s %12s\n", "config", "step ms", "images/s", "peak MB");
+    for (const Row& row : rows(opts.quick)) {
+      try {
+        const Measured m = measure(row, opts);
+        report(h, row.config(false), row.batch, m.eager_ms, m.peak_mb);
+        report(h, row.config(true), row.batch, m.graph_ms, m.peak_mb);
+      } catch (const std::exception& e) {
+        std::printf("%-34s failed: %s\n", row.config(false).c_str(), e.what());
+        ++failures;
+      }
+      std::fflush(stdout);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_resnet: %s\n", e.what());
+    return 1;
+  }
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,120 @@
+// cifar10_train: trains a CIFAR ResNet on CIFAR-10 (or synthetic CIFAR-format data) with
+// Kestrel. The options and their machine-dependent defaults are layers/train_program.h; the
+// training loop is layers/trainer.h. Exit status: 0 done, 1 runtime error, 2 usage error.
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <iostream>
+
+#include "kestrel/core/context.h"
+#include "kestrel/core/device.h"
+#include "kestrel/layers/safetensors.h"
+#include "kestrel/layers/train_program.h"
+#include "kestrel/layers/trainer.h"
+
+namespace {
+
+void add_options(CLI::App& app, kestrel::TrainOptions& o) {
+  app.add_option("--model", o.model, "resnet20|32|44|56|110 (any 6n+2), plain20 ..., seed-resnet-v2, wrn, wrn-D-K");
+  app.add_option("--version", o.version, "ResNet block version: 1 (post-activation) or 2 (pre-activation)");
+  app.add_option("--width", o.width, "stage widths K, 2K, 4K instead of the model's (0: the model's)");
+  app.add_option("--epochs", o.epochs, "training epochs (default 160; CPU configuration 4)");
+  app.add_option("--batch", o.batch, "batch size (default 128; CPU configuration 32)");
+  app.add_option("--eval-batch", o.eval_batch, "test-set batch size (0: the training batch)");
+  app.add_option("--lr", o.lr, "base learning rate (default 0.1; CPU configuration 0.05)");
+  app.add_option("--schedule", o.schedule, "step (/10 at 50% and 75%), cosine, onecycle, constant");
+  app.add_option("--warmup-epochs", o.warmup_epochs, "linear learning-rate warm-up (epochs)");
+  app.add_option("--optimizer", o.optimizer, "sgd or adamw");
+  app.add_option("--momentum", o.momentum, "SGD momentum");
+  app.add_flag("--nesterov", o.nesterov, "Nesterov momentum");
+  app.add_option("--weight-decay", o.weight_decay, "weight decay (default 1e-4; AdamW 5e-2)");
+  app.add_flag("--no-decay-bn-bias", o.no_decay_bn_bias, "no weight decay on BN parameters and biases");
+  app.add_option("--label-smoothing", o.label_smoothing, "label smoothing in [0, 1)");
+  app.add_option("--dropout", o.dropout, "dropout between the two convolutions of each block");
+  app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N (auto: cuda when there is one)");
+  app.add_option("--dtype", o.dtype, "fp32 or bf16 (activations and conv weights; fp32 masters)");
+  app.add_option("--layout", o.layout, "nchw or nhwc");
+  app.add_option("--data", o.data, "CIFAR-10 folder, or 'synthetic' (default: ./data if it holds CIFAR-10)");
+  app.add_flag("--download", o.download, "download CIFAR-10 into --data (default ./data) first");
+  app.add_option("--train-images", o.train_images, "use only the first N training images (synthetic: make N)");
+  app.add_option("--test-images", o.test_images, "use only the first N test images (synthetic: make N)");
+  app.add_option("--crop", o.crop, "random crop with 4-pixel padding: on or off");
+  app.add_option("--flip", o.flip, "random horizontal flip: on, off or auto (off for synthetic data)");
+  app.add_option("--checkpoint", o.checkpoint, "write a safetensors checkpoint here after each epoch");
+  app.add_option("--resume", o.resume, "continue from this checkpoint");
+  app.add_option("--log", o.log, "write JSON lines (one per log interval and per epoch) to this file");
+  app.add_option("--log-every", o.log_every, "steps between progress lines (and host reads of the loss)");
+  app.add_option("--seed", o.seed, "seed of initialisation, shuffling, augmentation and dropout");
+  app.add_option("--nonfinite", o.nonfinite, "on a NaN/Inf loss: stop (with the step) or skip the update");
+  app.add_option("--max-steps", o.max_steps, "stop (and checkpoint) after this many steps in all");
+  app.add_option("--cuda-graph", o.cuda_graph, "replay each training step as a CUDA Graph: on or off");
+  app.add_option("--deterministic", o.deterministic,
+                 "on: deterministic convolution engines (bit-identical resume); off: fastest engines");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"cifar10_train: train a CIFAR ResNet with Kestrel (He et al.'s ResNet-20 recipe on a GPU; "
+               "a small configuration on synthetic data without one)"};
+  kestrel::TrainOptions o;
+  add_options(app, o);
+  auto usage_error = [&](const std::string& message) {
+    std::fprintf(stderr, "cifar10_train: %s\n\n%s", message.c_str(), app.help().c_str());
+    return 2;
+  };
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::printf("%s", app.help().c_str());
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    return usage_error(e.what());
+  }
+  for (const CLI::Option* opt : app.get_options())
+    if (opt->count() > 0)
+      for (const std::string& name : opt->get_lnames()) o.given.insert(name);
+
+  kestrel::TrainPlan plan;
+  try {
+    const std::string reason = kestrel::cuda_device_count() > 0 ? "" : kestrel::cuda_unavailable_reason();
+    plan = kestrel::plan_training(o, reason, kestrel::cifar10_present(kestrel::kDefaultDataDir));
+  } catch (const kestrel::Error& e) {
+    return usage_error(e.message());
+  }
+  try {
+    kestrel::Context ctx(plan.device);  // raises "no CUDA device: ..." for --device cuda without one
+    for (const std::string& note : plan.notes) std::printf("cifar10_train: %s\n", note.c_str());
+    if (ctx.device().is_cuda()) ctx.set_conv_policy(plan.conv_policy);
+    kestrel::SafetensorsFile checkpoint;
+    if (!plan.resume.empty()) checkpoint = kestrel::read_safetensors(plan.resume);
+    const kestrel::CifarDataset data = kestrel::load_plan_data(plan, std::cout);
+    kestrel::TrainerConfig cfg = plan.trainer;
+    cfg.progress_bar = ::isatty(::fileno(stdout)) != 0;
+    std::printf("cifar10_train: %s v%d, %s %s, batch %lld, %d epochs on %s; data: %s\n", cfg.net.name.c_str(),
+                cfg.net.version, kestrel::dtype_name(cfg.dtype), kestrel::layout_name(cfg.layout),
+                static_cast<long long>(cfg.batch), cfg.epochs, ctx.description().c_str(), data.source.c_str());
+    std::fflush(stdout);
+    const auto t0 = std::chrono::steady_clock::now();
+    kestrel::Trainer trainer(cfg, data, ctx, std::cout, plan.resume.empty() ? nullptr : &checkpoint,
+                             plan.resume);
+    const kestrel::TrainResult r = trainer.train();
+    double acc = !r.epochs.empty() && r.epochs.back().step == r.steps_done ? r.epochs.back().test_accuracy : -1.0;
+    if (acc < 0 && data.test.count > 0) acc = trainer.evaluate();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("cifar10_train: %s after %lld steps in %.1f s", r.finished ? "finished" : "stopped",
+                static_cast<long long>(r.steps_done), secs);
+    if (acc >= 0) std::printf(", test accuracy %.2f%%", 100.0 * acc);
+    if (r.skipped_steps > 0) std::printf(", %lld steps skipped", static_cast<long long>(r.skipped_steps));
+    std::printf("\n");
+    return 0;
+  } catch (const std::exception& e) {
+    if (::isatty(::fileno(stdout))) std::printf("\n");  // end a progress line
+    std::fflush(stdout);
+    std::fprintf(stderr, "cifar10_train: %s\n", e.what());
+    return 1;
+  }
+}

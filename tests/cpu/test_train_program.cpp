@@ -1,0 +1,254 @@
+// The cifar10_train program: its option logic (layers/train_program.h) and, by running the built
+// binary, its exit codes (0 done, 1 runtime error, 2 usage error) and outputs.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "error_text.h"
+#include "temp_dir.h"
+#include "kestrel/core/device.h"
+#include "kestrel/layers/checkpoint.h"
+#include "kestrel/layers/train_program.h"
+
+using namespace kestrel;
+using kestrel::testing::error_of;
+
+namespace {
+
+TrainOptions with(std::initializer_list<std::string> given) {
+  TrainOptions o;
+  o.given.insert(given.begin(), given.end());
+  return o;
+}
+
+bool any_note_contains(const TrainPlan& p, const std::string& text) {
+  for (const std::string& n : p.notes)
+    if (n.find(text) != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST(TrainProgram, GpuDefaultsAreHeEtAlsResNet20Recipe) {
+  const TrainPlan p = plan_training(TrainOptions{}, "", /*default_data_present=*/true);
+  const TrainerConfig& t = p.trainer;
+  EXPECT_TRUE(p.device.is_cuda());
+  EXPECT_FALSE(p.small_cpu_config);
+  EXPECT_FALSE(p.synthetic);
+  EXPECT_EQ(p.data_dir, "data");
+  EXPECT_EQ(t.net.name, "resnet20");
+  EXPECT_EQ(t.net.version, 1);
+  EXPECT_EQ(t.net.blocks_per_stage, 3);
+  EXPECT_EQ(t.epochs, 160);
+  EXPECT_EQ(t.batch, 128);
+  EXPECT_EQ(t.schedule.kind, LrSchedule::Kind::kStep);
+  EXPECT_FLOAT_EQ(t.schedule.base, 0.1f);
+  EXPECT_EQ(t.schedule.milestones, (std::vector<double>{0.5, 0.75}));
+  EXPECT_FLOAT_EQ(t.schedule.gamma, 0.1f);
+  EXPECT_EQ(t.optimizer, OptimizerKind::kSgd);
+  EXPECT_FLOAT_EQ(t.sgd.momentum, 0.9f);
+  EXPECT_FLOAT_EQ(t.sgd.weight_decay, 1e-4f);
+  EXPECT_FALSE(t.sgd.nesterov);
+  EXPECT_TRUE(t.random_crop);
+  EXPECT_TRUE(t.random_flip);
+  EXPECT_EQ(t.pad, 4);
+  EXPECT_TRUE(t.cuda_graph);
+  EXPECT_TRUE(p.conv_policy.deterministic);
+  EXPECT_TRUE(p.notes.empty());
+  // Without CIFAR-10 on disk: synthetic data, said so, no flips (mirror-image classes).
+  const TrainPlan s = plan_training(TrainOptions{}, "", false);
+  EXPECT_TRUE(s.synthetic);
+  EXPECT_EQ(s.train_images, kSyntheticTrainImages);
+  EXPECT_FALSE(s.trainer.random_flip);
+  EXPECT_TRUE(any_note_contains(s, "no --data and no data/cifar-10-batches-bin: training on synthetic"));
+}
+
+TEST(TrainProgram, WithoutAGpuTheSmallCpuConfigurationIsUsedAndExplained) {
+  const TrainPlan p = plan_training(TrainOptions{}, "no CUDA-capable device is detected", true);
+  EXPECT_TRUE(p.device.is_cpu());
+  EXPECT_TRUE(p.small_cpu_config);
+  EXPECT_TRUE(p.synthetic) << "CIFAR-10 on disk is not used without --data on the CPU";
+  EXPECT_EQ(p.trainer.net.name, std::string(kCpuModel) + "-w" + std::to_string(kCpuWidth));
+  EXPECT_EQ(p.trainer.net.widths, (std::vector<std::int64_t>{kCpuWidth, 2 * kCpuWidth, 4 * kCpuWidth}));
+  EXPECT_EQ(p.trainer.epochs, kCpuEpochs);
+  EXPECT_EQ(p.trainer.batch, kCpuBatch);
+  EXPECT_EQ(p.train_images, kCpuTrainImages);
+  EXPECT_EQ(p.test_images, kCpuTestImages);
+  EXPECT_TRUE(any_note_contains(p, "no CUDA device (no CUDA-capable device is detected): training a small CPU "
+                                   "configuration (resnet8-w4, 4096 synthetic images, 4 epochs of batch 32)"));
+  // What the user gives wins over the CPU configuration.
+  TrainOptions o = with({"epochs", "model", "data"});
+  o.epochs = 2;
+  o.model = "resnet20";
+  o.data = "/some/cifar";
+  const TrainPlan q = plan_training(o, "no driver", false);
+  EXPECT_EQ(q.trainer.epochs, 2);
+  EXPECT_EQ(q.trainer.net.name, "resnet20");
+  EXPECT_EQ(q.trainer.net.widths, (std::vector<std::int64_t>{16, 32, 64}));
+  EXPECT_FALSE(q.synthetic);
+  EXPECT_EQ(q.data_dir, "/some/cifar");
+  EXPECT_TRUE(q.trainer.random_flip);
+  // --device cpu on a GPU machine says why, too.
+  TrainOptions c = with({"device"});
+  c.device = "cpu";
+  EXPECT_TRUE(any_note_contains(plan_training(c, "", true), "--device cpu: training a small CPU configuration"));
+}
+
+TEST(TrainProgram, OptionsMapOntoTheTrainerConfig) {
+  TrainOptions o = with({"weight-decay"});
+  o.model = "wrn-16-2";
+  o.version = 2;
+  o.optimizer = "adamw";
+  o.weight_decay = 0.01;
+  o.schedule = "onecycle";
+  o.dtype = "bf16";
+  o.layout = "nhwc";
+  o.nonfinite = "skip";
+  o.cuda_graph = "off";
+  o.deterministic = "off";
+  o.label_smoothing = 0.1;
+  o.nesterov = true;
+  o.no_decay_bn_bias = true;
+  o.warmup_epochs = 2;
+  o.data = "synthetic";
+  o.flip = "on";
+  const TrainPlan p = plan_training(o, "", false);
+  const TrainerConfig& t = p.trainer;
+  EXPECT_EQ(t.net.widths, (std::vector<std::int64_t>{32, 64, 128}));
+  EXPECT_FLOAT_EQ(t.net.dropout, 0.3f);
+  EXPECT_EQ(t.optimizer, OptimizerKind::kAdamW);
+  EXPECT_FLOAT_EQ(t.adamw.weight_decay, 0.01f);
+  EXPECT_EQ(t.schedule.kind, LrSchedule::Kind::kOneCycle);
+  EXPECT_EQ(t.dtype, DType::kBFloat16);
+  EXPECT_EQ(t.layout, Layout::kNHWC);
+  EXPECT_EQ(t.nonfinite, NonFinitePolicy::kSkip);
+  EXPECT_FALSE(t.cuda_graph);
+  EXPECT_FALSE(p.conv_policy.deterministic);
+  EXPECT_TRUE(p.conv_policy.autotune);
+  EXPECT_FALSE(t.decay_bn_and_bias);
+  EXPECT_DOUBLE_EQ(t.warmup_epochs, 2.0);
+  EXPECT_TRUE(t.random_flip);
+  EXPECT_TRUE(any_note_contains(p, "--data synthetic: training on synthetic"));
+  TrainOptions a;
+  a.optimizer = "adamw";
+  EXPECT_FLOAT_EQ(plan_training(a, "", false).trainer.adamw.weight_decay, 0.05f) << "AdamW's own default";
+  TrainOptions d = with({"dropout"});
+  d.dropout = 0.0;
+  d.model = "wrn";
+  EXPECT_FLOAT_EQ(plan_training(d, "", false).trainer.net.dropout, 0.f);
+}
+
+TEST(TrainProgram, InvalidValuesNameTheOption) {
+  auto bad = [](void (*set)(TrainOptions&), const std::string& expected) {
+    TrainOptions o;
+    set(o);
+    const std::string msg = error_of([&] { plan_training(o, "", false); });
+    EXPECT_NE(msg.find(expected), std::string::npos) << msg;
+  };
+  bad([](TrainOptions& o) { o.dtype = "fp64"; }, "--dtype must be fp32 or bf16, got 'fp64'");
+  bad([](TrainOptions& o) { o.dtype = "fp16"; }, "--dtype must be fp32 or bf16, got 'fp16'");
+  bad([](TrainOptions& o) { o.layout = "chwn"; }, "--layout must be nchw or nhwc");
+  bad([](TrainOptions& o) { o.model = "resnet21"; }, "6n+2");
+  bad([](TrainOptions& o) { o.model = "vgg16"; }, "unknown model 'vgg16'");
+  bad([](TrainOptions& o) { o.version = 3; }, "--version must be 1 or 2");
+  bad([](TrainOptions& o) { o.epochs = 0; }, "--epochs must be in 1..100000, got 0");
+  bad([](TrainOptions& o) { o.batch = -5; }, "--batch must be");
+  bad([](TrainOptions& o) { o.lr = -0.1; }, "--lr must be in (0, 100]");
+  bad([](TrainOptions& o) { o.lr = NAN; }, "--lr must be");
+  bad([](TrainOptions& o) { o.schedule = "linear"; }, "--schedule");
+  bad([](TrainOptions& o) { o.optimizer = "lion"; }, "unknown optimizer 'lion'");
+  bad([](TrainOptions& o) { o.device = "tpu"; }, "--device must be auto, cpu, cuda or cuda:N, got 'tpu'");
+  bad([](TrainOptions& o) { o.dropout = 1.0; }, "--dropout must be in [0, 1)");
+  bad([](TrainOptions& o) { o.momentum = 0, o.nesterov = true; }, "--nesterov needs --momentum > 0");
+  bad([](TrainOptions& o) { o.nonfinite = "ignore"; }, "--nonfinite must be stop or skip");
+  bad([](TrainOptions& o) { o.cuda_graph = "yes"; }, "--cuda-graph must be on or off, got 'yes'");
+  bad([](TrainOptions& o) { o.flip = "maybe"; }, "--flip must be on, off or auto");
+  bad([](TrainOptions& o) { o.label_smoothing = 1.0; }, "--label-smoothing must be in [0, 1)");
+  bad([](TrainOptions& o) { o.warmup_epochs = 500; }, "--warmup-epochs must be in [0, 160]");
+  bad([](TrainOptions& o) { o.log_every = 0; }, "--log-every must be >= 1");
+  bad([](TrainOptions& o) { o.data = "synthetic", o.download = true; }, "--download fetches CIFAR-10");
+  bad([](TrainOptions& o) { o.data = "synthetic", o.train_images = 10, o.given.insert("train-images"); },
+      "--train-images (10) must hold at least one batch (128)");
+}
+
+#ifdef KESTREL_CIFAR10_TRAIN
+namespace {
+struct Ran {
+  int code;
+  std::string out, err;
+};
+
+// Runs `program` (cifar10_train by default) with `args` in `dir`, capturing its exit code,
+// stdout and stderr.
+Ran run_program(const std::string& args, const kestrel::testing::TempDir& dir,
+                const std::string& program = KESTREL_CIFAR10_TRAIN) {
+  const std::string cmd = "cd '" + dir.path().string() + "' && '" + program + "' " + args +
+                          " > out.txt 2> err.txt";
+  const int status = std::system(cmd.c_str());
+  auto slurp = [&](const char* name) {
+    std::ifstream in(dir / name);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp("out.txt"), slurp("err.txt")};
+}
+}  // namespace
+
+TEST(TrainProgram, UsageErrorsExitWith2AndPrintTheUsage) {
+  kestrel::testing::TempDir dir("train_usage");
+  for (const char* args : {"--bogus", "--dtype fp64", "--epochs zero", "--layout chwn", "--model resnet21",
+                           "--lr -1", "--cuda-graph maybe", "extra_positional"}) {
+    const Ran r = run_program(args, dir);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find("Usage:"), std::string::npos) << args << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind("cifar10_train: ", 0), 0u) << args << "\n" << r.err;
+  }
+  const Ran help = run_program("--help", dir);
+  EXPECT_EQ(help.code, 0);
+  EXPECT_NE(help.out.find("--resume"), std::string::npos);
+}
+
+TEST(TrainProgram, RuntimeErrorsExitWith1WithOneLine) {
+  kestrel::testing::TempDir dir("train_runtime");
+  for (const char* args : {"--data /nonexistent/cifar --device cpu", "--resume missing.safetensors --device cpu"}) {
+    const Ran r = run_program(args, dir);
+    EXPECT_EQ(r.code, 1) << args << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind("cifar10_train: ", 0), 0u) << r.err;
+  }
+}
+
+TEST(TrainProgram, BenchResnetWithoutAGpuSaysWhyAndExitsWith1) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device exists";
+  kestrel::testing::TempDir dir("bench_resnet");
+  const Ran r = run_program("--quick", dir, KESTREL_BENCH_RESNET);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "bench_resnet: no CUDA device: " + cuda_unavailable_reason() + "\n");
+  EXPECT_EQ(run_program("--bogus", dir, KESTREL_BENCH_RESNET).code, 2);
+}
+
+TEST(TrainProgram, ATinyRunWritesLogAndCheckpointAndResumes) {
+  kestrel::testing::TempDir dir("train_tiny");
+  const std::string common = "--device cpu --train-images 64 --test-images 20 --batch 32 --epochs 2 "
+                             "--log-every 1 --checkpoint ck.safetensors --log log.jsonl";
+  const Ran a = run_program(common + " --max-steps 3", dir);
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_NE(a.out.find("training a small CPU configuration"), std::string::npos) << a.out;
+  EXPECT_NE(a.out.find("stopped after 3 steps"), std::string::npos) << a.out;
+  const SafetensorsFile ck = read_safetensors(dir / "ck.safetensors");
+  EXPECT_EQ(checkpoint_metadata(ck, "step"), "3");
+  EXPECT_EQ(checkpoint_metadata(ck, "model"), "resnet8-w4");
+  const Ran b = run_program(common + " --resume ck.safetensors", dir);
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_NE(b.out.find("finished after 4 steps"), std::string::npos) << b.out;
+  EXPECT_NE(b.out.find("test accuracy"), std::string::npos) << b.out;
+  std::ifstream log(dir / "log.jsonl");
+  int lines = 0;
+  for (std::string l; std::getline(log, l);) ++lines;
+  EXPECT_EQ(lines, 6) << "start, step 1, epoch 1, step 3, (stop), resume, epoch 2";
+}
+#endif

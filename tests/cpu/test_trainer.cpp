@@ -1,0 +1,336 @@
+// The trainer (layers/trainer.h) on the CPU backend: synthetic data is learnable, runs are
+// deterministic, a resumed run reproduces the uninterrupted one bit for bit, non-finite losses
+// stop (with the step) or are skipped, evaluation counts only the real rows of a padded batch,
+// and the JSON-lines log holds the documented fields.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "temp_dir.h"
+#include "error_text.h"
+#include "test_support.h"
+#include "tiny_trainer.h"
+#include "kestrel/kernels/cpu/augment.h"
+#include "kestrel/layers/checkpoint.h"
+#include "kestrel/layers/trainer.h"
+
+using namespace kestrel;
+using kestrel::testing::error_of;
+
+namespace {
+
+TrainerConfig tiny_config() { return kestrel::testing::tiny_trainer_config(4, 16, 4); }
+
+const CifarDataset& small_data() {
+  static const CifarDataset d = synthetic_cifar10(160, 40, 1);  // 10 steps of 16 an epoch
+  return d;
+}
+
+std::vector<nlohmann::json> read_json_lines(const std::string& path) {
+  std::vector<nlohmann::json> lines;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+}  // namespace
+
+TEST(Trainer, SyntheticDataIsLearnableInAShortCpuRun) {
+  TrainerConfig c = tiny_config();
+  c.batch = 32;
+  c.schedule.base = 0.1f;
+  c.schedule.kind = LrSchedule::Kind::kCosine;
+  c.log_every = 100;
+  const CifarDataset data = synthetic_cifar10(1280, 400, 1);
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, data, ctx, out);
+  const TrainResult r = t.train();
+  ASSERT_EQ(r.epochs.size(), 2u);
+  EXPECT_TRUE(r.finished);
+  EXPECT_EQ(r.steps_done, 80);
+  std::printf("synthetic data, resnet8-w4, 2 epochs of 1280 images: loss %.3f -> %.3f, test accuracy %.1f%% -> %.1f%%\n",
+              r.epochs[0].train_loss, r.epochs[1].train_loss, 100 * r.epochs[0].test_accuracy,
+              100 * r.epochs[1].test_accuracy);
+  EXPECT_LT(r.epochs[1].train_loss, r.epochs[0].train_loss);
+  EXPECT_GT(r.epochs[1].test_accuracy, 0.6) << out.str();
+  EXPECT_NEAR(t.evaluate(), r.epochs[1].test_accuracy, 0.0) << "evaluation is repeatable";
+}
+
+TEST(Trainer, SameSeedSameLossesOtherSeedOtherLosses) {
+  TrainerConfig c = tiny_config();
+  c.epochs = 1;
+  c.evaluate = false;
+  std::vector<float> losses[3];
+  for (int run = 0; run < 3; ++run) {
+    c.seed = run == 2 ? 9 : 4;
+    Context ctx;
+    std::ostringstream out;
+    Trainer t(c, small_data(), ctx, out);
+    losses[run] = t.train().losses;
+    ASSERT_EQ(losses[run].size(), 10u);
+  }
+  EXPECT_TRUE(kestrel::testing::bit_equal(losses[1], losses[0]));
+  EXPECT_NE(losses[2], losses[0]);
+}
+
+// Train uninterrupted; train again stopping mid-epoch (checkpoint), resume from the file in a
+// fresh trainer and context: the losses, epoch statistics and final weights are identical.
+TEST(Trainer, ResumedRunReproducesTheUninterruptedRunExactly) {
+  struct Variant {
+    const char* what;
+    std::int64_t stop;
+    void (*tweak)(TrainerConfig&);
+  };
+  const Variant variants[] = {
+      {"v1 nchw fp32 sgd nesterov, stop mid-epoch", 7,
+       [](TrainerConfig& c) {
+         c.sgd.nesterov = true;
+         c.random_flip = true;
+       }},
+      {"v2 nhwc bf16 adamw dropout smoothing, stop at an epoch end", 10,
+       [](TrainerConfig& c) {
+         c.net.version = 2;
+         c.net.dropout = 0.2f;
+         c.layout = Layout::kNHWC;
+         c.dtype = DType::kBFloat16;
+         c.optimizer = OptimizerKind::kAdamW;
+         c.schedule.base = 0.01f;
+         c.label_smoothing = 0.1f;
+       }},
+  };
+  for (const Variant& v : variants) {
+    SCOPED_TRACE(v.what);
+    TrainerConfig c = tiny_config();
+    v.tweak(c);
+    c.seed = 17;
+    kestrel::testing::TempDir dir("trainer_resume");
+    TrainResult whole;
+    std::vector<float> whole_params, whole_states;
+    {
+      Context ctx;
+      std::ostringstream out;
+      Trainer t(c, small_data(), ctx, out);
+      whole = t.train();
+      whole_params = t.store().flat_params().to_float_vector();
+      whole_states = t.store().flat_states().to_float_vector();
+    }
+    ASSERT_EQ(whole.losses.size(), 20u);
+    TrainResult first, second;
+    TrainerConfig stop = c;
+    stop.max_steps = v.stop;
+    stop.checkpoint_path = dir / "ck.safetensors";
+    {
+      Context ctx;
+      std::ostringstream out;
+      Trainer t(stop, small_data(), ctx, out);
+      first = t.train();
+      EXPECT_FALSE(first.finished);
+      EXPECT_EQ(first.steps_done, v.stop);
+    }
+    const SafetensorsFile ck = read_safetensors(dir / "ck.safetensors");
+    EXPECT_EQ(checkpoint_metadata(ck, "step"), std::to_string(v.stop));
+    {
+      Context ctx;
+      std::ostringstream out;
+      TrainerConfig resume = c;
+      resume.seed = 12345;  // the checkpoint's seed wins
+      Trainer t(resume, small_data(), ctx, out, &ck, "ck.safetensors");
+      EXPECT_EQ(t.config().seed, 17u);
+      EXPECT_EQ(t.global_step(), v.stop);
+      second = t.train();
+      EXPECT_TRUE(second.finished);
+      EXPECT_EQ(second.first_step, v.stop);
+      EXPECT_TRUE(kestrel::testing::bit_equal(t.store().flat_params().to_float_vector(), whole_params));
+      EXPECT_TRUE(kestrel::testing::bit_equal(t.store().flat_states().to_float_vector(), whole_states));
+    }
+    std::vector<float> joined = first.losses;
+    joined.insert(joined.end(), second.losses.begin(), second.losses.end());
+    EXPECT_TRUE(kestrel::testing::bit_equal(joined, whole.losses));
+    // The last epoch's statistics continue across the checkpoint, too.
+    ASSERT_FALSE(second.epochs.empty());
+    const EpochResult& a = whole.epochs.back();
+    const EpochResult& b = second.epochs.back();
+    EXPECT_EQ(b.train_loss, a.train_loss);
+    EXPECT_EQ(b.train_accuracy, a.train_accuracy);
+    EXPECT_EQ(b.test_accuracy, a.test_accuracy);
+  }
+}
+
+TEST(Trainer, ResumeRefusesACheckpointOfAnotherModelOrBatch) {
+  TrainerConfig c = tiny_config();
+  c.max_steps = 1;
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  t.train();
+  const SafetensorsFile ck = checkpoint_from_store(t.store(), t.checkpoint_metadata());
+  TrainerConfig other = c;
+  other.batch = 8;
+  EXPECT_NE(error_of([&] { Trainer u(other, small_data(), ctx, out, &ck, "a.safetensors"); })
+                .find("a.safetensors was written for batch 16, but this run has batch 8"),
+            std::string::npos);
+  other = c;
+  other.net.widths = {4, 8, 32};
+  other.net.name = "resnet8-w4-wide";
+  EXPECT_NE(error_of([&] { Trainer u(other, small_data(), ctx, out, &ck); }).find("for model resnet8-w4,"),
+            std::string::npos);
+}
+
+TEST(Trainer, NonFiniteLossStopsNamingTheStep) {
+  TrainerConfig c = tiny_config();
+  c.max_steps = 5;
+  kestrel::testing::TempDir dir("trainer_nan");
+  c.log_path = dir / "log.jsonl";
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  t.train();
+  t.store().value("fc.bias").data_as<float>()[3] = NAN;  // host memory on the CPU backend
+  t.set_max_steps(0);
+  const std::string msg = error_of([&] { t.train(); });
+  EXPECT_NE(msg.find("loss became NaN/Inf at step 6 (epoch 1)"), std::string::npos) << msg;
+  const auto lines = read_json_lines(c.log_path);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back()["event"], "nonfinite");
+  EXPECT_EQ(lines.back()["step"], 6);
+}
+
+TEST(Trainer, SkipModeSkipsTheUpdateAndRestoresTheStatistics) {
+  TrainerConfig c = tiny_config();
+  c.nonfinite = NonFinitePolicy::kSkip;
+  c.max_skips_in_a_row = 2;
+  c.max_steps = 3;
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  t.train();
+  float* bias = t.store().value("fc.bias").data_as<float>();
+  const float saved = bias[1];
+  bias[1] = INFINITY;
+  const std::vector<float> params = t.store().flat_params().to_float_vector();
+  const std::vector<float> states = t.store().flat_states().to_float_vector();
+  const std::int64_t updates = t.store().read_counters().step;
+  t.set_max_steps(4);
+  const TrainResult skipped = t.train();
+  EXPECT_EQ(skipped.skipped_steps, 1);
+  ASSERT_EQ(skipped.losses.size(), 1u);
+  EXPECT_TRUE(std::isnan(skipped.losses[0]));
+  EXPECT_EQ(t.store().read_counters().step, updates) << "no optimizer step";
+  EXPECT_TRUE(kestrel::testing::bit_equal(t.store().flat_params().to_float_vector(), params));
+  EXPECT_TRUE(kestrel::testing::bit_equal(t.store().flat_states().to_float_vector(), states));
+  EXPECT_NE(out.str().find("step 4 (epoch 1): loss "), std::string::npos) << out.str();
+  bias[1] = saved;  // the cause goes away: training continues
+  t.set_max_steps(6);
+  const TrainResult resumed = t.train();
+  ASSERT_EQ(resumed.losses.size(), 2u);
+  EXPECT_TRUE(std::isfinite(resumed.losses[0]) && std::isfinite(resumed.losses[1]));
+  EXPECT_EQ(t.store().read_counters().step, updates + 2);
+  bias[1] = NAN;  // for good: stops after max_skips_in_a_row
+  t.set_max_steps(0);
+  const std::string msg = error_of([&] { t.train(); });
+  EXPECT_NE(msg.find("loss became NaN/Inf at step 9 (epoch 1): 3 steps in a row skipped"), std::string::npos) << msg;
+}
+
+// A batch-1 inference executor over every test image is the reference for evaluate(): with 40
+// test images and batches of 16, the last batch has 8 real rows and 8 copies of image 0.
+TEST(Trainer, EvaluationCountsOnlyTheRealRowsOfThePaddedLastBatch) {
+  TrainerConfig c = tiny_config();
+  c.max_steps = 6;
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  t.train();
+  const double acc = t.evaluate();
+
+  const Graph g = build_training_graph(c, 1);
+  CompileOptions eo;
+  eo.training = false;
+  Executor one(g, t.store(), ctx, eo);
+  AugmentParams p;
+  p.random_crop = p.random_flip = false;
+  for (int ch = 0; ch < 3; ++ch) p.mean[ch] = kCifarMean[ch], p.std[ch] = kCifarStd[ch];
+  const CifarSplit& test = small_data().test;
+  int correct = 0, image0_correct = 0;
+  for (std::int32_t i = 0; i < test.count; ++i) {
+    std::int32_t label = 0;
+    cpu::augment_batch(test.images.data(), test.count, test.labels.data(), &i, 1, one.input("images").data(),
+                       DType::kFloat32, Layout::kNCHW, &label, p);
+    one.run();
+    const std::vector<float> z = one.output("logits").to_float_vector();
+    const int best = static_cast<int>(std::max_element(z.begin(), z.end()) - z.begin());
+    correct += best == label;
+    if (i == 0) image0_correct = best == label;
+  }
+  EXPECT_EQ(acc, correct / 40.0) << "image 0 " << (image0_correct ? "right" : "wrong");
+}
+
+TEST(Trainer, JsonLogHasTheDocumentedFields) {
+  TrainerConfig c = tiny_config();
+  kestrel::testing::TempDir dir("trainer_log");
+  c.log_path = dir / "log.jsonl";
+  c.epochs = 1;
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  t.train();
+  const auto lines = read_json_lines(c.log_path);
+  ASSERT_EQ(lines.size(), 1u + 2u + 1u);  // start, steps 4 and 8, the epoch
+  EXPECT_EQ(lines[0]["event"], "start");
+  EXPECT_EQ(lines[0]["model"], "resnet8-w4");
+  EXPECT_EQ(lines[0]["steps_per_epoch"], 10);
+  for (const auto& j : lines) EXPECT_EQ(j["device"], "cpu");
+  EXPECT_EQ(lines[1]["event"], "step");
+  EXPECT_EQ(lines[2]["step"], 8);
+  const nlohmann::json& e = lines[3];
+  EXPECT_EQ(e["event"], "epoch");
+  for (const char* k : {"epoch", "step", "loss", "train_acc", "test_acc", "lr", "images_per_s", "peak_mem_mb"})
+    EXPECT_TRUE(e.contains(k)) << k;
+  EXPECT_EQ(e["step"], 10);
+  EXPECT_GT(e["images_per_s"].get<double>(), 0.0);
+  EXPECT_GT(e["peak_mem_mb"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(lines[1]["lr"].get<double>(), 0.05);  // step 4 of 10: before the first decay
+  EXPECT_DOUBLE_EQ(e["lr"].get<double>(), 0.0005);      // after both
+  EXPECT_NE(out.str().find("epoch 1/1 step 4/10 loss"), std::string::npos) << out.str();
+}
+
+TEST(Trainer, RejectsInvalidConfigurations) {
+  Context ctx;
+  std::ostringstream out;
+  TrainerConfig c = tiny_config();
+  c.batch = 161;
+  EXPECT_NE(error_of([&] { Trainer t(c, small_data(), ctx, out); }).find("smaller than one batch"), std::string::npos);
+  c = tiny_config();
+  c.dtype = DType::kFloat16;
+  EXPECT_NE(error_of([&] { validate(c); }).find("fp32 or bf16"), std::string::npos);
+  c = tiny_config();
+  c.log_every = 0;
+  EXPECT_NE(error_of([&] { validate(c); }).find("log interval"), std::string::npos);
+  c = tiny_config();
+  c.sgd.nesterov = true;
+  c.sgd.momentum = 0.f;
+  EXPECT_NE(error_of([&] { validate(c); }), "(no error)");
+}
+
+// Issue 4: ResNet-20 trains (its loss falls) on the CPU backend. Eight synthetic images, one
+// batch an epoch, the same images every step (crops change).
+TEST(Trainer, ResNet20LossFallsOnTheCpu) {
+  TrainerConfig c;
+  c.batch = 8;
+  c.epochs = 8;
+  c.evaluate = false;
+  c.random_flip = false;
+  c.schedule.kind = LrSchedule::Kind::kConstant;
+  c.schedule.base = 0.05f;
+  const CifarDataset data = synthetic_cifar10(8, 0, 3);
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, data, ctx, out);
+  const TrainResult r = t.train();
+  ASSERT_EQ(r.losses.size(), 8u);
+  std::printf("ResNet-20 on 8 images: loss %.3f -> %.3f\n", r.losses.front(), r.losses.back());
+  EXPECT_LT(r.losses.back(), 0.6f * r.losses.front());
+}
