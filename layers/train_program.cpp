@@ -124,6 +124,9 @@ TrainPlan plan_training(const TrainOptions& o, const std::string& cuda_reason, b
   plan.conv_policy.autotune = !deterministic;  // timing-based choices differ run to run
   KESTREL_CHECK(o.max_steps >= 0, "--max-steps must be >= 0, got ", o.max_steps);
   t.max_steps = o.max_steps;
+  KESTREL_CHECK(o.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got ", o.checkpoint_every);
+  KESTREL_CHECK(o.checkpoint_every == 0 || !o.checkpoint.empty(), "--checkpoint-every needs --checkpoint FILE");
+  t.checkpoint_every = o.checkpoint_every;
   KESTREL_CHECK(o.log_every >= 1, "--log-every must be >= 1, got ", o.log_every);
   t.log_every = o.log_every;
   t.seed = o.seed;

@@ -66,6 +66,7 @@ struct TrainOptions {
   double label_smoothing = 0.0;
   std::string nonfinite = "stop";  // stop, skip
   std::int64_t max_steps = 0;
+  std::int64_t checkpoint_every = 0;
   std::string cuda_graph = "on";
   std::string deterministic = "on";
   std::string crop = "on";

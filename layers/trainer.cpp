@@ -58,6 +58,8 @@ void validate(const TrainerConfig& c) {
   KESTREL_CHECK(c.eval_batch >= 0, "eval batch must be >= 0 (0: the training batch), got ", c.eval_batch);
   KESTREL_CHECK(c.max_steps >= 0, "max steps must be >= 0 (0: no limit), got ", c.max_steps);
   KESTREL_CHECK(c.log_every >= 1, "log interval must be >= 1 step, got ", c.log_every);
+  KESTREL_CHECK(c.checkpoint_every >= 0, "checkpoint interval must be >= 0 steps (0: per epoch), got ",
+                c.checkpoint_every);
   KESTREL_CHECK(c.pad >= 0 && c.pad <= 16, "crop padding must be in 0..16, got ", c.pad);
   KESTREL_CHECK(c.label_smoothing >= 0.f && c.label_smoothing < 1.f,
                 "label smoothing must be in [0, 1), got ", c.label_smoothing);
@@ -268,6 +270,11 @@ TrainResult Trainer::Impl::run() {
       run_step(epoch, s);
       ++step;
       if ((s + 1) % cfg.log_every == 0 && s + 1 < spe) read_back(epoch, s + 1, r, true);
+      if (cfg.checkpoint_every > 0 && !cfg.checkpoint_path.empty() && step % cfg.checkpoint_every == 0 &&
+          s + 1 < spe) {
+        read_back(epoch, s + 1, r, false);  // the epoch's running totals go into the checkpoint
+        write_safetensors_atomic(checkpoint_from_store(*store, metadata()), cfg.checkpoint_path);
+      }
     }
     read_back(epoch, spe, r, false);
     r.epochs.push_back(finish_epoch(epoch));

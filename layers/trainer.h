@@ -74,6 +74,7 @@ struct TrainerConfig {
   bool fuse = true;
   bool evaluate = true;          // test accuracy after each epoch
   std::string checkpoint_path;   // "": none; else written after each epoch and when stopping
+  std::int64_t checkpoint_every = 0;  // > 0: also written every this many steps (mid-epoch)
   std::string log_path;          // "": none; else JSON lines (appended to when resuming)
   bool progress_bar = false;     // true: one \r-updated line (terminals); false: plain lines
 };

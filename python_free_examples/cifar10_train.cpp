@@ -50,6 +50,8 @@ void add_options(CLI::App& app, kestrel::TrainOptions& o) {
   app.add_option("--seed", o.seed, "seed of initialisation, shuffling, augmentation and dropout");
   app.add_option("--nonfinite", o.nonfinite, "on a NaN/Inf loss: stop (with the step) or skip the update");
   app.add_option("--max-steps", o.max_steps, "stop (and checkpoint) after this many steps in all");
+  app.add_option("--checkpoint-every", o.checkpoint_every,
+                 "also write the checkpoint every N steps (0: after each epoch only)");
   app.add_option("--cuda-graph", o.cuda_graph, "replay each training step as a CUDA Graph: on or off");
   app.add_option("--deterministic", o.deterministic,
                  "on: deterministic convolution engines (bit-identical resume); off: fastest engines");
