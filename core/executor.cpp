@@ -33,6 +33,13 @@ Executor::Executor(const Graph& graph, ParameterStore& store, Context& ctx, Comp
   KESTREL_CHECK(store.count() == graph.params().size(), "parameter store holds ", store.count(),
                 " parameters but the graph has ", graph.params().size(),
                 ": build the store from the same graph");
+  for (std::size_t p = 0; p < graph.params().size(); ++p) {
+    const ParamInfo& info = graph.params()[p];
+    KESTREL_CHECK(store.name(p) == info.name && store.value(p).shape() == info.type.shape,
+                  "parameter ", p, " of the graph is '", info.name, "' ", info.type.shape.to_string(),
+                  " but the store holds '", store.name(p), "' ", store.value(p).shape().to_string(),
+                  ": build the store from the same graph");
+  }
   compile();
 }
 

@@ -229,3 +229,29 @@ TEST(GraphTraining, SmallCnnLossFallsWithSgd) {
   EXPECT_LT(last, 0.5f * first) << "loss " << first << " -> " << last;
   EXPECT_EQ(store.read_counters().step, 31);
 }
+
+TEST(GraphErrors, DtypeLayoutAndStoreMismatchesAreClearErrors) {
+  Graph g(graph_options(2));
+  const Value a = g.input("a", {Shape{2, 3, 4, 4}, DType::kFloat32, Layout::kNCHW});
+  const Value b = g.input("b", {Shape{2, 3, 4, 4}, DType::kFloat32, Layout::kNHWC});
+  const Value c = g.input("c", {Shape{2, 3, 4, 4}, DType::kBFloat16, Layout::kNCHW});
+  const std::string layout = error_of([&] { nn::add(g, a, b); });
+  EXPECT_NE(layout.find("expected fp32 nchw, got fp32 nhwc"), std::string::npos) << layout;
+  const std::string dtype = error_of([&] { nn::mul(g, a, c); });
+  EXPECT_NE(dtype.find("expected fp32 nchw, got bf16 nchw"), std::string::npos) << dtype;
+  const Value w = g.parameter("w", {Shape{5, 3, 3, 3}, DType::kFloat32, Layout::kNHWC}, Init::he_normal(27));
+  const std::string conv = error_of([&] { g.add_node1(make_conv2d_op({}), "conv", {a, w}); });
+  EXPECT_NE(conv.find("Conv2d 'conv': weight"), std::string::npos) << conv;
+  EXPECT_NE(conv.find("expected layout nchw, got nhwc"), std::string::npos) << conv;
+  const Value ints = g.input("ints", {Shape{2, 3}, DType::kInt32});
+  const std::string relu = error_of([&] { nn::relu(g, ints); });
+  EXPECT_NE(relu.find("expected dtype fp32, bf16 or fp16, got int32"), std::string::npos) << relu;
+  EXPECT_NE(error_of([&] { g.input("a", {Shape{2}}); }).find("a value named 'a' already exists"), std::string::npos);
+  // A store built from another graph cannot serve this one.
+  Graph other(graph_options(2));
+  other.parameter("only", {Shape{3}}, Init::zeros());
+  Context ctx;
+  ParameterStore store(other, ctx, 1);
+  const std::string mismatch = error_of([&] { Executor ex(g, store, ctx); });
+  EXPECT_NE(mismatch.find("build the store from the same graph"), std::string::npos) << mismatch;
+}
