@@ -6,7 +6,11 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"kestrel_info: print Kestrel's build and the devices it can use"};
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help: 0; a usage error: 2
+  }
   try {
     std::printf("Kestrel %s (CUDA architectures %s)\n", KESTREL_VERSION_STRING, KESTREL_CUDA_ARCHITECTURES);
     const int n = kestrel::cuda_device_count();

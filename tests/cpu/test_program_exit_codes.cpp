@@ -1,0 +1,46 @@
+// Every program: an unknown flag or an invalid value prints the usage and exits 2; --help
+// exits 0 (cifar10_train has its own, fuller test in test_train_program.cpp).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <string>
+
+#ifdef KESTREL_PROGRAM_DIR
+namespace {
+struct Result {
+  int code;
+  std::string output;
+};
+
+Result run(const std::string& program, const std::string& args) {
+  const std::string cmd = std::string(KESTREL_PROGRAM_DIR) + "/" + program + " " + args + " 2>&1";
+  Result r{-1, {}};
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p) != nullptr) r.output += buf;
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+}  // namespace
+
+TEST(ProgramExitCodes, UnknownFlagsAndBadValuesExit2WithTheUsage) {
+  const char* programs[] = {"bench_kernels", "bench_resnet", "seed_dropout", "seed_degradation",
+                            "seed_gradient_flow", "kestrel_info", "cifar10_train"};
+  for (const char* p : programs) {
+    const Result bad = run(p, "--no-such-flag");
+    EXPECT_EQ(bad.code, 2) << p << ":\n" << bad.output;
+    EXPECT_NE(bad.output.find("--help"), std::string::npos) << p << " should point at --help:\n" << bad.output;
+    const Result help = run(p, "--help");
+    EXPECT_EQ(help.code, 0) << p;
+    EXPECT_NE(help.output.find("Usage"), std::string::npos) << p << ":\n" << help.output;
+  }
+  for (const char* p : {"seed_dropout", "seed_degradation", "seed_gradient_flow"}) {
+    const Result bad = run(p, "--seed notanumber");
+    EXPECT_EQ(bad.code, 2) << p << ":\n" << bad.output;
+  }
+  EXPECT_EQ(run("bench_kernels", "--runs 0").code, 2);
+}
+#endif
