@@ -1,5 +1,6 @@
 #include "kestrel/kernels/cpu/conv.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <vector>
@@ -60,9 +61,35 @@ void check(const Conv2dDesc& d, const void* a, const void* b, const void* c, con
                 ": null data pointer");
 }
 
-// Input row (or column) read by output row p at filter tap r; may fall in the padding.
-std::int64_t input_pos(std::int64_t p, std::int64_t r, int stride, int pad, int dil) {
-  return p * stride - pad + r * dil;
+// The output positions p in [0, out) whose input position p*stride - pad + tap*dil falls inside
+// [0, in): a contiguous range [lo, hi) (empty when lo >= hi).
+struct Range {
+  std::int64_t lo, hi;
+};
+Range valid_outputs(std::int64_t out, std::int64_t in, std::int64_t tap, int stride, int pad, int dil) {
+  const std::int64_t shift = pad - tap * dil;  // p*stride >= shift and p*stride <= in - 1 + shift
+  const std::int64_t lo = shift <= 0 ? 0 : (shift + stride - 1) / stride;
+  const std::int64_t top = in - 1 + shift;
+  const std::int64_t hi = top < 0 ? 0 : std::min(out, top / stride + 1);
+  return {lo, std::max(lo, hi)};
+}
+
+// The three directions share one loop nest over (n, k, c, r, s, p) with the q loop innermost and
+// contiguous in the output; each accumulates in double, in a fixed order (deterministic).
+template <typename F>
+void for_each_tap(const Conv2dDesc& d, F&& f) {
+  const std::int64_t oh = d.out_h(), ow = d.out_w();
+  for (std::int64_t r = 0; r < d.r; ++r) {
+    const Range pr = valid_outputs(oh, d.h, r, d.stride_h, d.pad_h, d.dil_h);
+    for (std::int64_t s = 0; s < d.s; ++s) {
+      const Range qr = valid_outputs(ow, d.w, s, d.stride_w, d.pad_w, d.dil_w);
+      for (std::int64_t p = pr.lo; p < pr.hi; ++p) {
+        const std::int64_t ih = p * d.stride_h - d.pad_h + r * d.dil_h;
+        const std::int64_t iw0 = qr.lo * d.stride_w - d.pad_w + s * d.dil_w;
+        f(r, s, p, ih, qr.lo, qr.hi, iw0);
+      }
+    }
+  }
 }
 }  // namespace
 
@@ -70,19 +97,19 @@ void conv2d_forward(const Conv2dDesc& d, const void* x, const void* w, void* y) 
   check(d, x, w, y, "forward");
   Logical xs = load(x, d, x_dims(d)), ws = load(w, d, w_dims(d));
   Logical ys{y_dims(d), std::vector<double>(static_cast<std::size_t>(d.y_elements()))};
-  for_each_index(ys.dims, [&](std::int64_t n, std::int64_t k, std::int64_t p, std::int64_t q) {
-    double acc = 0.0;
-    for (std::int64_t c = 0; c < d.c; ++c)
-      for (std::int64_t r = 0; r < d.r; ++r) {
-        const std::int64_t ih = input_pos(p, r, d.stride_h, d.pad_h, d.dil_h);
-        if (ih < 0 || ih >= d.h) continue;
-        for (std::int64_t s = 0; s < d.s; ++s) {
-          const std::int64_t iw = input_pos(q, s, d.stride_w, d.pad_w, d.dil_w);
-          if (iw >= 0 && iw < d.w) acc += xs.at(n, c, ih, iw) * ws.at(k, c, r, s);
-        }
+  const std::int64_t sw = d.stride_w;
+  for (std::int64_t n = 0; n < d.n; ++n)
+    for (std::int64_t k = 0; k < d.k; ++k)
+      for (std::int64_t c = 0; c < d.c; ++c) {
+        const double* xp = &xs.at(n, c, 0, 0);
+        for_each_tap(d, [&](std::int64_t r, std::int64_t s, std::int64_t p, std::int64_t ih, std::int64_t q0,
+                            std::int64_t q1, std::int64_t iw0) {
+          const double wv = ws.at(k, c, r, s);
+          double* yrow = &ys.at(n, k, p, 0);
+          const double* xrow = xp + ih * d.w + iw0;
+          for (std::int64_t q = q0; q < q1; ++q) yrow[q] += xrow[(q - q0) * sw] * wv;
+        });
       }
-    ys.at(n, k, p, q) = acc;
-  });
   store(ys, d, y);
 }
 
@@ -90,23 +117,20 @@ void conv2d_backward_data(const Conv2dDesc& d, const void* dy, const void* w, vo
   check(d, dy, w, dx, "backward-data");
   Logical dys = load(dy, d, y_dims(d)), ws = load(w, d, w_dims(d));
   Logical dxs{x_dims(d), std::vector<double>(static_cast<std::size_t>(d.x_elements()))};
-  const std::int64_t oh = d.out_h(), ow = d.out_w();
-  // Gather form: dx[n,c,i,j] sums dy[n,k,p,q] * w[k,c,r,s] over the (p, r) with
-  // p*stride - pad + r*dil == i, and likewise for columns.
-  for_each_index(dxs.dims, [&](std::int64_t n, std::int64_t c, std::int64_t i, std::int64_t j) {
-    double acc = 0.0;
-    for (std::int64_t r = 0; r < d.r; ++r) {
-      const std::int64_t ph = i + d.pad_h - r * d.dil_h;
-      if (ph < 0 || ph % d.stride_h != 0 || ph / d.stride_h >= oh) continue;
-      for (std::int64_t s = 0; s < d.s; ++s) {
-        const std::int64_t pw = j + d.pad_w - s * d.dil_w;
-        if (pw < 0 || pw % d.stride_w != 0 || pw / d.stride_w >= ow) continue;
-        for (std::int64_t k = 0; k < d.k; ++k)
-          acc += dys.at(n, k, ph / d.stride_h, pw / d.stride_w) * ws.at(k, c, r, s);
-      }
+  const std::int64_t sw = d.stride_w;
+  // Scatter form: every (output, tap) pair adds dy * w to the input position it read.
+  for (std::int64_t n = 0; n < d.n; ++n)
+    for (std::int64_t c = 0; c < d.c; ++c) {
+      double* xp = &dxs.at(n, c, 0, 0);
+      for (std::int64_t k = 0; k < d.k; ++k)
+        for_each_tap(d, [&](std::int64_t r, std::int64_t s, std::int64_t p, std::int64_t ih, std::int64_t q0,
+                            std::int64_t q1, std::int64_t iw0) {
+          const double wv = ws.at(k, c, r, s);
+          const double* dyrow = &dys.at(n, k, p, 0);
+          double* xrow = xp + ih * d.w + iw0;
+          for (std::int64_t q = q0; q < q1; ++q) xrow[(q - q0) * sw] += dyrow[q] * wv;
+        });
     }
-    dxs.at(n, c, i, j) = acc;
-  });
   store(dxs, d, dx);
 }
 
@@ -114,20 +138,20 @@ void conv2d_backward_filter(const Conv2dDesc& d, const void* x, const void* dy, 
   check(d, x, dy, dw, "backward-filter");
   Logical xs = load(x, d, x_dims(d)), dys = load(dy, d, y_dims(d));
   Logical dws{w_dims(d), std::vector<double>(static_cast<std::size_t>(d.w_elements()))};
-  const std::int64_t oh = d.out_h(), ow = d.out_w();
-  for_each_index(dws.dims, [&](std::int64_t k, std::int64_t c, std::int64_t r, std::int64_t s) {
-    double acc = 0.0;
-    for (std::int64_t n = 0; n < d.n; ++n)
-      for (std::int64_t p = 0; p < oh; ++p) {
-        const std::int64_t ih = input_pos(p, r, d.stride_h, d.pad_h, d.dil_h);
-        if (ih < 0 || ih >= d.h) continue;
-        for (std::int64_t q = 0; q < ow; ++q) {
-          const std::int64_t iw = input_pos(q, s, d.stride_w, d.pad_w, d.dil_w);
-          if (iw >= 0 && iw < d.w) acc += xs.at(n, c, ih, iw) * dys.at(n, k, p, q);
-        }
+  const std::int64_t sw = d.stride_w;
+  for (std::int64_t k = 0; k < d.k; ++k)
+    for (std::int64_t c = 0; c < d.c; ++c)
+      for (std::int64_t n = 0; n < d.n; ++n) {
+        const double* xp = &xs.at(n, c, 0, 0);
+        for_each_tap(d, [&](std::int64_t r, std::int64_t s, std::int64_t p, std::int64_t ih, std::int64_t q0,
+                            std::int64_t q1, std::int64_t iw0) {
+          const double* dyrow = &dys.at(n, k, p, 0);
+          const double* xrow = xp + ih * d.w + iw0;
+          double acc = 0.0;
+          for (std::int64_t q = q0; q < q1; ++q) acc += xrow[(q - q0) * sw] * dyrow[q];
+          dws.at(k, c, r, s) += acc;
+        });
       }
-    dws.at(k, c, r, s) = acc;
-  });
   store(dws, d, dw);
 }
 
