@@ -67,12 +67,15 @@ fi
 
 : > "$OUT/bench.jsonl"; : > "$OUT/bench.log"
 qflag=(); [ $quick = 1 ] && qflag=(--quick)
+bench_rc=0
 for b in build-gpu/bin/bench_*; do
   [ -x "$b" ] || continue
   t0=$(date +%s)
   echo "=== $b ${qflag[*]}" >> "$OUT/bench.log"
   timeout 600 "$b" --json "$OUT/bench.jsonl" "${qflag[@]}" >> "$OUT/bench.log" 2>&1
-  status "$(basename "$b"): rc=$? ($(( $(date +%s) - t0 )) s)"
+  # Saved first: the $(basename ...) in status's argument would reset $? to 0 before rc=$?.
+  rc=$?; [ $rc -ne 0 ] && bench_rc=$rc
+  status "$(basename "$b"): rc=$rc ($(( $(date +%s) - t0 )) s)"
 done
 
 if [ $pytorch = 1 ] && [ -f tools/pytorch_reference.py ]; then
@@ -106,4 +109,4 @@ if [ "$train_epochs" -gt 0 ]; then
 fi
 
 python3 tools/gpu_summary.py "$OUT" | tee -a "$OUT/summary.txt"
-[ $test_rc -eq 0 ] && [ $san_rc -eq 0 ]
+[ $test_rc -eq 0 ] && [ $san_rc -eq 0 ] && [ $bench_rc -eq 0 ]
