@@ -40,6 +40,9 @@ Executor::Executor(const Graph& graph, ParameterStore& store, Context& ctx, Comp
                   " but the store holds '", store.name(p), "' ", store.value(p).shape().to_string(),
                   ": build the store from the same graph");
   }
+  // Compiling builds (and may autotune) cuDNN plans: the scratch cudaMalloc, events and timed
+  // runs of the autotuner use the current device, which must be the context's (cuda:N, N > 0).
+  DeviceGuard guard(ctx.device());
   compile();
 }
 

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "kestrel/core/cuda_check_internal.h"
+#include "kestrel/core/device_guard_internal.h"
 #include "kestrel/core/error.h"
 #include "kestrel/kernels/cpu/fill.h"
 
@@ -203,6 +204,7 @@ void ParameterStore::set_learning_rate(float lr) {
     return;
   }
   // Pageable source: the copy is staged before cudaMemcpyAsync returns, so `lr` may go.
+  DeviceGuard guard(ctx_.device());  // the stream belongs to the context's device
   KESTREL_CUDA_CHECK(cudaMemcpyAsync(scalars_.lr, &lr, sizeof lr, cudaMemcpyHostToDevice,
                                      ctx_.stream().handle()));
 }

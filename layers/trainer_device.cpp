@@ -1,5 +1,6 @@
 #include <cstring>
 
+#include "kestrel/core/device_guard_internal.h"
 #include "kestrel/core/error.h"
 #include "kestrel/kernels/augment.h"
 #include "kestrel/kernels/cpu/augment.h"
@@ -18,6 +19,9 @@ void augment(Context& ctx, const Tensor& images, const Tensor& labels, const std
   const auto* lab = static_cast<const std::uint8_t*>(labels.data());
   const std::int64_t num = images.shape()[0];
   auto* out_lab = out_labels.data_as<std::int32_t>();
+  // Kernel launches go to the current device: it must be the context's (cuda:N, N > 0), whose
+  // stream they use.
+  DeviceGuard guard(ctx.device());
   if (ctx.device().is_cpu())
     cpu::augment_batch(data, num, lab, indices, count, out_images.data(), out_images.dtype(),
                        out_images.layout(), out_lab, p);
@@ -32,6 +36,7 @@ void count_correct(Context& ctx, const Tensor& logits, const Tensor& labels, std
                 logits.to_string());
   const std::int64_t k = logits.shape()[1];
   const auto* lab = labels.data_as<std::int32_t>();
+  DeviceGuard guard(ctx.device());  // launches on the context's device (see augment)
   if (ctx.device().is_cpu())
     cpu::count_correct(logits.data(), logits.dtype(), lab, rows, k, correct);
   else
@@ -44,6 +49,7 @@ std::int64_t count_nonfinite(Context& ctx, const Tensor& x, Tensor& scratch) {
     cpu::count_nonfinite(x.data(), x.dtype(), x.numel(), &bad, nullptr, 0);
     return bad;
   }
+  DeviceGuard guard(ctx.device());  // launches on the context's device (see augment)
   const std::size_t ws = cuda::reduce_workspace_bytes(x.numel());
   const std::size_t need = ws + 256;  // the int32 result lives in the first 256 bytes
   if (!scratch.defined() || scratch.nbytes() < need)

@@ -18,6 +18,7 @@ Section "resnet" (bench_resnet's measurements) writes {"impl", "bench": "resnet_
 (PyTorch has no such switch here): tools/gpu_summary.py joins them with both of Kestrel's rows.
 """
 import argparse
+import gc
 import os
 import json
 import sys
@@ -194,6 +195,7 @@ def bench_resnet(b):
                 impls = ["pytorch"] + (["pytorch_compile"] if compiled else [])
                 for impl in impls:
                     config = "%s b%d %s %s" % (model_name, batch, dname, lname)
+                    gc.collect()  # the previous row's model and optimizer state must be gone first
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats()
                     try:
@@ -224,7 +226,9 @@ def bench_resnet(b):
                     except Exception as e:  # noqa: BLE001 - report and go on with the next row
                         print("pytorch_reference: resnet %s %s failed: %s" % (impl, config, e), file=sys.stderr)
                     finally:
-                        model = opt = x = y = net = params = None
+                        # step's default arguments hold the model, optimizer, x and y: without
+                        # dropping it they stayed allocated into the next row's peak memory.
+                        model = opt = x = y = net = params = step = None
 
 
 SECTIONS = {

@@ -2,6 +2,7 @@
 // resumed run reproduces the uninterrupted one, the losses follow the CPU backend's, and
 // non-finite losses stop with the step or are skipped. Deterministic convolution engines
 // throughout (bit-identical results need them).
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -166,4 +167,33 @@ TEST(TrainerCuda, NonFiniteLossStopsWithTheStepAndSkipModeSkips) {
     ASSERT_EQ(after.losses.size(), 2u);
     EXPECT_TRUE(std::isfinite(after.losses[0]) && std::isfinite(after.losses[1]));
   }
+}
+
+// A context on cuda:1 while cuda:0 is current: the trainer's own launches (augmentation,
+// accuracy counts) and the executor's compile (cuDNN plans, autotuning scratch and events) must
+// go to the context's device. Before the DeviceGuards they went to the current device with
+// another device's stream. Needs two GPUs; skipped otherwise.
+TEST(TrainerCuda, TrainsOnASecondDeviceWhileTheFirstIsCurrent) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  if (cuda_device_count() < 2) GTEST_SKIP() << "needs two CUDA devices, found " << cuda_device_count();
+  TrainerConfig c = tiny_config();
+  c.net.dropout = 0.1f;
+  const CudaRun reference = train_on_cuda(c);
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  Context ctx(Device::cuda(1));
+  ConvPolicy p;
+  p.deterministic = true;
+  p.autotune = true;  // exercises the timed plan choice at compile time
+  ctx.set_conv_policy(p);
+  std::ostringstream out;
+  Trainer t(c, data(), ctx, out);
+  const TrainResult r = t.train();
+  int current = -1;
+  ASSERT_EQ(cudaGetDevice(&current), cudaSuccess);
+  EXPECT_EQ(current, 0) << "the current device must be restored";
+  EXPECT_TRUE(t.train_executor().uses_cuda_graph());
+  // Autotuning may pick other (deterministic) engines than device 0's first choice: the
+  // losses agree to fp32 summation-order differences over 20 steps, not bit for bit.
+  EXPECT_TRUE(kestrel::testing::all_close(r.losses, reference.result.losses, 1e-4, 1e-3));
+  EXPECT_NEAR(r.epochs.back().test_accuracy, reference.result.epochs.back().test_accuracy, 0.05);
 }
