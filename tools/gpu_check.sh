@@ -20,14 +20,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
-quick=0; pytorch=1; sanitizer=1; train_epochs=0
+quick=0; pytorch=1; sanitizer=1; train_epochs=0; build=1; resnet_quick=0
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
     --no-pytorch) pytorch=0 ;;
     --no-sanitizer) sanitizer=0 ;;
+    --no-build) build=0 ;;          # use build-gpu/ as carried from the development machine
+    --resnet-quick) resnet_quick=1 ;;  # full kernel benchmarks, quick ResNet ones
     --train=[0-9]*) train_epochs=${a#--train=} ;;
-    *) echo "usage: tools/gpu_check.sh [--quick] [--no-pytorch] [--no-sanitizer] [--train=EPOCHS]" >&2; exit 2 ;;
+    *) echo "usage: tools/gpu_check.sh [--quick] [--resnet-quick] [--no-pytorch] [--no-sanitizer] [--no-build] [--train=EPOCHS]" >&2; exit 2 ;;
   esac
 done
 status() { echo "gpu_check: $*" | tee -a "$OUT/summary.txt" >&2; }
@@ -35,13 +37,19 @@ status() { echo "gpu_check: $*" | tee -a "$OUT/summary.txt" >&2; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu_check: device: /' | tee -a "$OUT/summary.txt"
 
 t0=$(date +%s)
-if ! { cmake --preset gpu && cmake --build --preset gpu -j 16; } > "$OUT/build.log" 2>&1; then
-  status "BUILD FAILED (see build.log)"; tail -40 "$OUT/build.log"; exit 1
+if [ $build = 1 ]; then
+  if ! { cmake --preset gpu && cmake --build --preset gpu -j 16; } > "$OUT/build.log" 2>&1; then
+    status "BUILD FAILED (see build.log)"; tail -40 "$OUT/build.log"; exit 1
+  fi
+  status "build ok in $(( $(date +%s) - t0 )) s"
+else
+  [ -x build-gpu/bin/kestrel_cuda_tests ] || { status "--no-build but build-gpu/bin is missing"; exit 1; }
+  echo "carried build-gpu from $(cat build-gpu/CMakeCache.txt | grep -m1 CMAKE_HOME_DIRECTORY)" > "$OUT/build.log"
+  status "build: carried build-gpu (no rebuild)"
 fi
-status "build ok in $(( $(date +%s) - t0 )) s"
 
 t0=$(date +%s)
-KESTREL_REQUIRE_GPU=1 ctest --preset gpu -j 4 --timeout 900 > "$OUT/tests.log" 2>&1
+KESTREL_REQUIRE_GPU=1 ctest --preset gpu -j 8 --timeout 300 > "$OUT/tests.log" 2>&1
 test_rc=$?
 status "tests: $(grep -E 'tests passed|tests failed' "$OUT/tests.log" | tail -1) ($(( $(date +%s) - t0 )) s)"
 grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess aborted|Not Run)\)' "$OUT/tests.log" | head -20 | sed 's/^/gpu_check:   /' | tee -a "$OUT/summary.txt"
@@ -71,8 +79,10 @@ bench_rc=0
 for b in build-gpu/bin/bench_*; do
   [ -x "$b" ] || continue
   t0=$(date +%s)
-  echo "=== $b ${qflag[*]}" >> "$OUT/bench.log"
-  timeout 600 "$b" --json "$OUT/bench.jsonl" "${qflag[@]}" >> "$OUT/bench.log" 2>&1
+  echo "=== $b" >> "$OUT/bench.log"
+  bflag=("${qflag[@]}")
+  [ $resnet_quick = 1 ] && [ "$(basename "$b")" = bench_resnet ] && bflag=(--quick)
+  timeout 600 "$b" --json "$OUT/bench.jsonl" "${bflag[@]}" >> "$OUT/bench.log" 2>&1
   # Saved first: the $(basename ...) in status's argument would reset $? to 0 before rc=$?.
   rc=$?; [ $rc -ne 0 ] && bench_rc=$rc
   status "$(basename "$b"): rc=$rc ($(( $(date +%s) - t0 )) s)"
@@ -80,8 +90,18 @@ done
 
 if [ $pytorch = 1 ] && [ -f tools/pytorch_reference.py ]; then
   t0=$(date +%s)
-  PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" "${qflag[@]}" >> "$OUT/bench.log" 2>&1
-  status "pytorch_reference: rc=$? ($(( $(date +%s) - t0 )) s)"
+  if [ $resnet_quick = 1 ] && [ $quick = 0 ]; then
+    PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" \
+      --only copy,dropout,add_relu,batchnorm >> "$OUT/bench.log" 2>&1
+    rc=$?
+    PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" \
+      --only resnet --quick >> "$OUT/bench.log" 2>&1
+    rc2=$?; [ $rc -eq 0 ] && rc=$rc2
+  else
+    PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" "${qflag[@]}" >> "$OUT/bench.log" 2>&1
+    rc=$?
+  fi
+  status "pytorch_reference: rc=$rc ($(( $(date +%s) - t0 )) s)"
 fi
 
 if [ "$train_epochs" -gt 0 ]; then

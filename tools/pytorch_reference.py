@@ -183,15 +183,23 @@ def bench_resnet(b):
     torch = b.torch
     F = torch.nn.functional
     torch.backends.cudnn.benchmark = True
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    # Exact fp32 on both sides (Kestrel's fp32 excludes TF32). PyTorch 2.9+ has a new switch and
+    # warns about (or refuses) mixing it with the old one: use whichever this version has.
+    try:
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    except AttributeError:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     models = ["resnet20"] if b.quick else ["resnet20", "resnet56", "resnet110"]
     batches = [512] if b.quick else [128, 512]
     variants = [("fp32", "nchw", None, torch.contiguous_format), ("bf16", "nhwc", torch.bfloat16, torch.channels_last)]
     for model_name in models:
         for batch in batches:
             for dname, lname, amp, memory_format in variants:
-                compiled = batch == 512 and model_name != "resnet110"
+                # torch.compile costs a minute a model; KESTREL_PYTORCH_COMPILE=0 skips it.
+                compiled = (batch == 512 and model_name != "resnet110"
+                            and os.environ.get("KESTREL_PYTORCH_COMPILE", "1") != "0")
                 impls = ["pytorch"] + (["pytorch_compile"] if compiled else [])
                 for impl in impls:
                     config = "%s b%d %s %s" % (model_name, batch, dname, lname)
