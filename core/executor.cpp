@@ -149,6 +149,16 @@ void Executor::plan_arena() {
     KESTREL_CHECK(plan_is_valid(requests, plan), "internal error: the memory plan overlaps live values");
   stats_.arena_bytes = plan.arena_bytes;
   stats_.activation_bytes = plan.total_bytes;
+  std::vector<std::int64_t> live(static_cast<std::size_t>(nsteps) + 2, 0);
+  for (const BufferRequest& r : requests) {  // difference array over steps
+    live[static_cast<std::size_t>(r.first_step)] += static_cast<std::int64_t>(r.bytes);
+    live[static_cast<std::size_t>(r.last_step) + 1] -= static_cast<std::int64_t>(r.bytes);
+  }
+  std::int64_t running = 0;
+  for (std::int64_t v : live) {
+    running += v;
+    stats_.live_peak_bytes = std::max(stats_.live_peak_bytes, static_cast<std::size_t>(running));
+  }
 
   std::size_t ws = 0;
   for (const Node& n : g_.nodes()) {

@@ -52,6 +52,7 @@ struct CompileOptions {
 struct PlanStats {
   std::size_t arena_bytes = 0;       // planned peak of activations and gradients
   std::size_t activation_bytes = 0;  // sum of the sizes of every planned value (no reuse)
+  std::size_t live_peak_bytes = 0;   // most bytes alive at any one step: a lower bound for the arena
   std::size_t workspace_bytes = 0;
   std::size_t input_bytes = 0;
   int forward_nodes = 0, backward_nodes = 0, fusions = 0;
