@@ -51,7 +51,6 @@ Executor::~Executor() {
 }
 
 void Executor::compile() {
-  const int user_nodes = static_cast<int>(g_.nodes().size());
   if (opts_.fuse) stats_.fusions = fuse_batchnorm_activations(g_);
   KESTREL_CHECK(opts_.training || opts_.input_gradients.empty(),
                 "input gradients need a training executor (CompileOptions::training)");
@@ -68,7 +67,6 @@ void Executor::compile() {
     for (std::size_t i = 0; i < wrt.size(); ++i) input_grad_value_[opts_.input_gradients[i]] = ad.input_grad[i];
     store_.ensure_optimizer_state(opts_.optimizer);
   }
-  (void)user_nodes;
   // Re-check every node: passes rewrite nodes, and this is where type errors surface by name.
   for (const Node& n : g_.nodes()) {
     std::vector<const ValueInfo*> in;

@@ -63,14 +63,14 @@ class Op {
   virtual std::vector<TypeSpec> infer(const std::vector<const ValueInfo*>& in,
                                       const std::string& node) const = 0;
   virtual void run(const OpRun& r) const = 0;
-  virtual std::size_t workspace_bytes(const PlanQuery& q) const { return 0; }
+  virtual std::size_t workspace_bytes(const PlanQuery& /*q*/) const { return 0; }
   // Appends the backward nodes for `n` and returns one gradient per input (invalid where
   // needs_grad is false or the input is not differentiable). grad_out[i] is invalid when output
   // i receives no gradient, Value::seed() for the loss itself.
   virtual std::vector<Value> backward(Graph& g, const Node& n, const std::vector<Value>& grad_out,
                                       const std::vector<bool>& needs_grad) const;
   // Whether output i of this op may share the memory of input j (in-place), -1 for none.
-  virtual int inplace_input(int output) const { return -1; }
+  virtual int inplace_input(int /*output*/) const { return -1; }
 };
 
 // Builds the standard shape error: "<op> '<node>': <what>: expected <expected>, got <actual>".

@@ -17,8 +17,8 @@ using kestrel::testing::error_of;
 using kestrel::testing::graph_options;
 
 namespace {
-Value small_resnet(Graph& g, int version, Layout layout) {
-  (void)layout;
+// The activation layout comes from the graph's options.
+Value small_resnet(Graph& g, int version) {
   const Value x = nn::image_input(g, "x", 3, 8, 8);
   const Value labels = nn::label_input(g, "labels");
   ResNetConfig cfg;
@@ -73,7 +73,7 @@ TEST(GraphErrors, ShapeErrorsNameTheNodeAndShowExpectedAndActual) {
 
 TEST(GraphErrors, UnknownNamesListTheKnownOnes) {
   Graph g(graph_options(2));
-  small_resnet(g, 1, Layout::kNCHW);
+  small_resnet(g, 1);
   Context ctx;
   ParameterStore store(g, ctx, 1);
   Executor ex(g, store, ctx);
@@ -92,7 +92,7 @@ TEST(GraphFusion, FusedAndUnfusedGraphsGiveTheSameOutputsAndGradients) {
       int fusions[2] = {0, 0};
       for (int fused = 0; fused < 2; ++fused) {
         Graph g(graph_options(4, layout));
-        small_resnet(g, version, layout);
+        small_resnet(g, version);
         Context ctx;
         ParameterStore store(g, ctx, 5);
         CompileOptions co;
