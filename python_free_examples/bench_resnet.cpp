@@ -82,6 +82,7 @@ Measured measure(const Row& row, const bench::Options& o) {
   Context ctx(Device::cuda(0));
   ConvPolicy policy;
   policy.autotune = true;
+  if (o.workspace_mb > 0) policy.workspace_limit = static_cast<std::size_t>(o.workspace_mb) << 20;
   ctx.set_conv_policy(policy);
   TrainerConfig cfg;
   cfg.net = resnet_config(row.model, 1);

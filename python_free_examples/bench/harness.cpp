@@ -95,6 +95,9 @@ Options parse_options(int argc, char** argv, const std::string& program, const s
   app.add_flag("--quick", o.quick, "fewer runs and sizes (smoke test)");
   app.add_option("--runs", o.runs, "timed runs per measurement (>= 20 for reported figures)")
       ->check(CLI::Range(1, 100000));
+  app.add_option("--workspace-mb", o.workspace_mb,
+                 "cap on each convolution plan's cuDNN workspace in MiB (default: 256)")
+      ->check(CLI::Range(1, 65536));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -20,6 +20,7 @@ struct Options {
   std::string json_path;   // append one JSON line per report here ("" = stdout only)
   int warmup = 5;
   int runs = 20;           // timed runs (>= 20 for reported figures)
+  int workspace_mb = 0;    // > 0: cap on a convolution plan's cuDNN workspace (bench_resnet)
 };
 
 class Harness {

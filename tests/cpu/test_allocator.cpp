@@ -61,7 +61,7 @@ TEST(SizeClass, RoundsSmallToHalfKiBAndLargeToTwoMiB) {
   EXPECT_EQ(allocation_size_class(MiB - 1), MiB);
   EXPECT_EQ(allocation_size_class(MiB), 2 * MiB);
   EXPECT_EQ(allocation_size_class(2 * MiB + 1), 4 * MiB);
-  EXPECT_EQ(allocation_size_class(2231 * 1000 * 1000), 2128 * MiB) << "a ResNet-56 arena wastes < 2 MiB";
+  EXPECT_EQ(allocation_size_class(std::size_t(2231) * 1000 * 1000), 2128 * MiB) << "a ResNet-56 arena wastes < 2 MiB";
   for (std::size_t b = 1; b < (std::size_t(8) << 30); b = b * 3 + 7) {
     const std::size_t c = allocation_size_class(b);
     EXPECT_GE(c, b);
