@@ -133,6 +133,19 @@ void Executor::plan_arena() {
   if (!opts_.reuse_memory)
     for (int& l : last) l = nsteps;
 
+  // Each node's scratch (cuDNN/cuBLAS workspace, reduction partials), asked now that the cuDNN
+  // plans exist.
+  std::vector<std::size_t> node_ws(static_cast<std::size_t>(nsteps), 0);
+  std::size_t max_ws = 0;
+  for (int s = 0; s < nsteps; ++s) {
+    const Node& n = g_.nodes()[s];
+    PlanQuery q{n, {}, {}, ctx_, opts_.training};
+    for (int i : n.inputs) q.in.push_back(&g_.info(i));
+    for (int o : n.outputs) q.out.push_back(&g_.info(o));
+    node_ws[static_cast<std::size_t>(s)] = n.op->workspace_bytes(q);
+    max_ws = std::max(max_ws, node_ws[static_cast<std::size_t>(s)]);
+  }
+
   std::vector<BufferRequest> requests;
   std::vector<int> request_value;
   for (std::size_t v = 0; v < g_.values().size(); ++v) {
@@ -142,11 +155,33 @@ void Executor::plan_arena() {
     requests.push_back({bytes, first[v], last[v]});
     request_value.push_back(static_cast<int>(v));
   }
-  const MemoryPlan plan = plan_memory(requests, kArenaAlignment);
+  const std::size_t value_requests = requests.size();
+  const MemoryPlan values_only = plan_memory(requests, kArenaAlignment);
+  // Workspaces in the arena, each alive during its own node only: the large workspaces of the
+  // first stage's convolutions then reuse activation memory that backward has already released,
+  // instead of adding a separate max-sized buffer to the peak. Kept only when it is no larger
+  // than the values' arena plus that separate buffer (the greedy placement is a heuristic).
+  std::vector<int> request_ws_node(value_requests, -1);
+  for (int s = 0; s < nsteps; ++s) {
+    if (node_ws[static_cast<std::size_t>(s)] == 0) continue;
+    requests.push_back({node_ws[static_cast<std::size_t>(s)], s, s});
+    request_ws_node.push_back(s);
+  }
+  const MemoryPlan shared = plan_memory(requests, kArenaAlignment);
+  const std::size_t separate_bytes =
+      values_only.arena_bytes + (max_ws + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
+  const bool ws_in_arena = max_ws > 0 && shared.arena_bytes <= separate_bytes;
+  if (!ws_in_arena) {
+    requests.resize(value_requests);
+    request_ws_node.resize(value_requests);
+  }
+  const MemoryPlan& plan = ws_in_arena ? shared : values_only;
   if (opts_.validate_plan)
     KESTREL_CHECK(plan_is_valid(requests, plan), "internal error: the memory plan overlaps live values");
   stats_.arena_bytes = plan.arena_bytes;
-  stats_.activation_bytes = plan.total_bytes;
+  stats_.activation_bytes = values_only.total_bytes;
+  stats_.workspace_bytes = max_ws;
+  stats_.workspace_in_arena = ws_in_arena;
   std::vector<std::int64_t> live(static_cast<std::size_t>(nsteps) + 2, 0);
   for (const BufferRequest& r : requests) {  // difference array over steps
     live[static_cast<std::size_t>(r.first_step)] += static_cast<std::int64_t>(r.bytes);
@@ -158,18 +193,15 @@ void Executor::plan_arena() {
     stats_.live_peak_bytes = std::max(stats_.live_peak_bytes, static_cast<std::size_t>(running));
   }
 
-  std::size_t ws = 0;
-  for (const Node& n : g_.nodes()) {
-    PlanQuery q{n, {}, {}, ctx_, opts_.training};
-    for (int i : n.inputs) q.in.push_back(&g_.info(i));
-    for (int o : n.outputs) q.out.push_back(&g_.info(o));
-    ws = std::max(ws, n.op->workspace_bytes(q));
-  }
-  stats_.workspace_bytes = ws;
   arena_ = Tensor::empty(Shape{static_cast<std::int64_t>(plan.arena_bytes)}, DType::kUInt8, ctx_);
-  workspace_ = Tensor::empty(Shape{static_cast<std::int64_t>(ws)}, DType::kUInt8, ctx_);
+  workspace_ = Tensor::empty(Shape{static_cast<std::int64_t>(ws_in_arena ? 0 : max_ws)}, DType::kUInt8, ctx_);
+  std::vector<std::size_t> ws_offset(static_cast<std::size_t>(nsteps), kNotInArena);
   arena_offset_.assign(g_.values().size(), kNotInArena);
   for (std::size_t r = 0; r < requests.size(); ++r) {
+    if (request_ws_node[r] >= 0) {
+      ws_offset[static_cast<std::size_t>(request_ws_node[r])] = plan.offsets[r];
+      continue;
+    }
     const int v = request_value[r];
     const ValueInfo& info = g_.info(v);
     arena_offset_[v] = plan.offsets[r];
@@ -178,7 +210,12 @@ void Executor::plan_arena() {
   steps_.clear();
   for (int s = 0; s < nsteps; ++s) {
     const Node& n = g_.nodes()[s];
-    Step st{s, {}, {}};
+    Step st{s, {}, {}, workspace_.data(), workspace_.nbytes()};
+    if (ws_in_arena) {
+      const std::size_t off = ws_offset[static_cast<std::size_t>(s)];
+      st.workspace = off == kNotInArena ? nullptr : static_cast<std::uint8_t*>(arena_.data()) + off;
+      st.workspace_bytes = off == kNotInArena ? 0 : node_ws[static_cast<std::size_t>(s)];
+    }
     for (int i : n.inputs) {
       KESTREL_CHECK(bound_[i].defined(), n.op->type(), " '", n.name, "' reads ", g_.info(i).describe(),
                     ", which nothing produces before it");
@@ -260,12 +297,11 @@ void Executor::run_eager(bool update) {
       cuda::advance_offset(store_.rng_offset_ptr(), static_cast<std::uint64_t>(g_.rng_slots()),
                            ctx_.stream().handle());
   }
-  void* ws = workspace_.data();
-  const std::size_t ws_bytes = workspace_.nbytes();
   for (const Step& s : steps_) {
     const Node& n = g_.nodes()[s.node];
     try {
-      n.op->run(OpRun{n, s.in, s.out, ctx_, ws, ws_bytes, opts_.training, sample_dropout, state_});
+      n.op->run(OpRun{n, s.in, s.out, ctx_, s.workspace, s.workspace_bytes, opts_.training,
+                      sample_dropout, state_});
     } catch (const Error& e) {
       throw Error(n.op->type() + " '" + n.name + "': " + e.message(), e.call(), e.file(), e.line());
     }
@@ -360,7 +396,7 @@ std::string Executor::describe() const {
   os << "plan: " << stats_.forward_nodes << " forward + " << stats_.backward_nodes
      << " backward nodes, " << stats_.fusions << " fusions, arena " << stats_.arena_bytes
      << " bytes (values total " << stats_.activation_bytes << "), workspace " << stats_.workspace_bytes
-     << " bytes\n";
+     << " bytes" << (stats_.workspace_in_arena ? " (per node, in the arena)" : "") << "\n";
   for (const Step& s : steps_) {
     const Node& n = g_.nodes()[s.node];
     os << (n.backward ? "  [bwd] " : "  ") << n.op->type() << " '" << n.name << "' ->";

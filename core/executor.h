@@ -6,7 +6,9 @@
 // flat buffers; re-checks every node's types;
 // binds parameters, states, their gradients and the inputs to persistent memory; plans every
 // other value into one arena by liveness (values alive at the same time never share bytes);
-// sizes one workspace for the largest node (cuDNN plans are built here, not while running).
+// plans each node's scratch workspace into the same arena, alive during that node only (or, when
+// that would not be smaller, one separate buffer for the largest node); cuDNN plans are built
+// here, not while running.
 //
 // Run: launches the schedule in order on the context's stream. On CUDA, capture_cuda_graph()
 // records one whole step (RNG offset advance, forward, backward, optimizer) as a CUDA Graph
@@ -53,7 +55,8 @@ struct PlanStats {
   std::size_t arena_bytes = 0;       // planned peak of activations and gradients
   std::size_t activation_bytes = 0;  // sum of the sizes of every planned value (no reuse)
   std::size_t live_peak_bytes = 0;   // most bytes alive at any one step: a lower bound for the arena
-  std::size_t workspace_bytes = 0;
+  std::size_t workspace_bytes = 0;   // the largest node's scratch
+  bool workspace_in_arena = false;   // scratch planned per node in the arena (else one separate buffer)
   std::size_t input_bytes = 0;
   int forward_nodes = 0, backward_nodes = 0, fusions = 0;
 };
@@ -103,6 +106,8 @@ class Executor {
   struct Step {
     int node;
     std::vector<Tensor> in, out;
+    void* workspace;              // this node's scratch: in the arena, or the shared buffer
+    std::size_t workspace_bytes;
   };
   void compile();
   void bind_persistent(const std::vector<int>& param_grad);
