@@ -73,6 +73,7 @@ double median_step_ms(Executor& ex, Context& ctx, int warmup, int runs) {
 
 struct Measured {
   double eager_ms, graph_ms, peak_mb;
+  PlanStats plan;  // the executor's memory plan: where the peak comes from
 };
 
 // One model, batch, dtype and layout in a fresh context: eager steps first, then the same
@@ -112,17 +113,23 @@ Measured measure(const Row& row, const bench::Options& o) {
   loss.copy_from(ex.output("loss"), ctx.stream());
   KESTREL_CHECK(std::isfinite(loss.data_as<float>()[0]), "the loss is not finite after the timed steps");
   m.peak_mb = static_cast<double>(ctx.allocator()->stats().peak_bytes) / 1e6;
+  m.plan = ex.stats();
   return m;
 }
 
-void report(bench::Harness& h, const std::string& config, std::int64_t batch, double step_ms, double peak_mb) {
+void report(bench::Harness& h, const std::string& config, std::int64_t batch, double step_ms,
+            const Measured& m) {
   const double ips = 1e3 * static_cast<double>(batch) / step_ms;
-  std::printf("%-34s %10.3f %12.0f %12.1f\n", config.c_str(), step_ms, ips, peak_mb);
-  char body[256];
+  std::printf("%-34s %10.3f %12.0f %12.1f %10.1f %8.1f%s\n", config.c_str(), step_ms, ips, m.peak_mb,
+              static_cast<double>(m.plan.arena_bytes) / 1e6, static_cast<double>(m.plan.workspace_bytes) / 1e6,
+              m.plan.workspace_in_arena ? " (in arena)" : "");
+  char body[384];
   std::snprintf(body, sizeof body,
                 "\"bench\": \"resnet_train\", \"config\": \"%s\", \"images_per_s\": %.1f, "
-                "\"peak_mem_mb\": %.1f, \"step_ms\": %.4f",
-                config.c_str(), ips, peak_mb, step_ms);
+                "\"peak_mem_mb\": %.1f, \"step_ms\": %.4f, \"arena_mb\": %.1f, "
+                "\"max_workspace_mb\": %.1f, \"workspace_in_arena\": %s",
+                config.c_str(), ips, m.peak_mb, step_ms, static_cast<double>(m.plan.arena_bytes) / 1e6,
+                static_cast<double>(m.plan.workspace_bytes) / 1e6, m.plan.workspace_in_arena ? "true" : "false");
   h.report_json(body);
 }
 
@@ -140,12 +147,13 @@ int main(int argc, char** argv) {
     Context main_ctx(Device::cuda(0));
     bench::Harness h(main_ctx, opts);
     std::printf("bench_resnet: %s%s\n", main_ctx.description().c_str(), opts.quick ? " (quick)" : "");
-    std::printf("%-34s %10s %12s %12s\n", "config", "step ms", "images/s", "peak MB");
+    std::printf("%-34s %10s %12s %12s %10s %8s\n", "config", "step ms", "images/s", "peak MB", "arena MB",
+                "max ws MB");
     for (const Row& row : rows(opts.quick)) {
       try {
         const Measured m = measure(row, opts);
-        report(h, row.config(false), row.batch, m.eager_ms, m.peak_mb);
-        report(h, row.config(true), row.batch, m.graph_ms, m.peak_mb);
+        report(h, row.config(false), row.batch, m.eager_ms, m);
+        report(h, row.config(true), row.batch, m.graph_ms, m);
       } catch (const std::exception& e) {
         std::printf("%-34s failed: %s\n", row.config(false).c_str(), e.what());
         ++failures;
