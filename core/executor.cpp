@@ -12,6 +12,7 @@
 #include "kestrel/core/error.h"
 #include "kestrel/core/fusion.h"
 #include "kestrel/core/memory_plan.h"
+#include "kestrel/core/recompute.h"
 #include "kestrel/kernels/cpu/dropout.h"
 #include "kestrel/kernels/cpu/optimizer.h"
 #include "kestrel/kernels/cpu/reduce.h"
@@ -66,6 +67,7 @@ void Executor::compile() {
     param_grad = ad.param_grad;
     for (std::size_t i = 0; i < wrt.size(); ++i) input_grad_value_[opts_.input_gradients[i]] = ad.input_grad[i];
     store_.ensure_optimizer_state(opts_.optimizer);
+    if (opts_.recompute_bn_relu) stats_.recomputed = recompute_batchnorm_relu(g_);
   }
   // Re-check every node: passes rewrite nodes, and this is where type errors surface by name.
   for (const Node& n : g_.nodes()) {
@@ -394,7 +396,7 @@ void Executor::capture_cuda_graph() {
 std::string Executor::describe() const {
   std::ostringstream os;
   os << "plan: " << stats_.forward_nodes << " forward + " << stats_.backward_nodes
-     << " backward nodes, " << stats_.fusions << " fusions, arena " << stats_.arena_bytes
+     << " backward nodes, " << stats_.fusions << " fusions, " << stats_.recomputed << " recomputed, arena " << stats_.arena_bytes
      << " bytes (values total " << stats_.activation_bytes << "), workspace " << stats_.workspace_bytes
      << " bytes" << (stats_.workspace_in_arena ? " (per node, in the arena)" : "") << "\n";
   for (const Step& s : steps_) {

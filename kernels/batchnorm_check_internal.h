@@ -67,6 +67,18 @@ inline void check_inference_forward(const void* x, const void* residual, const v
                 ": running_mean and running_var are required");
 }
 
+// The normalise pass alone, with statistics a training forward saved (recomputation for backward).
+inline void check_apply(const void* x, const void* residual, const void* y, DType dtype,
+                        const BatchNormDims& d, const float* save_mean, const float* save_invstd,
+                        BnActivation act) {
+  const char* fn = "batchnorm_forward_apply";
+  check_dims(fn, d, dtype, 1.f);
+  check_activation(fn, act, residual, "residual");
+  KESTREL_CHECK(x != nullptr && y != nullptr, fn, ": x and y are required");
+  KESTREL_CHECK(save_mean != nullptr && save_invstd != nullptr, fn,
+                ": save_mean and save_invstd are required");
+}
+
 inline void check_backward(const void* dy, const void* x, const void* y, DType dtype,
                            const BatchNormDims& d, const float* save_mean,
                            const float* save_invstd, const void* dx, const void* dresidual,

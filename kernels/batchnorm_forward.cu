@@ -149,4 +149,21 @@ void batchnorm_forward_inference(const void* x, const void* residual, void* y, D
   });
 }
 
+void batchnorm_forward_apply(const void* x, const void* residual, void* y, DType dtype,
+                             const BatchNormDims& d, const float* gamma, const float* beta,
+                             const float* save_mean, const float* save_invstd, BnActivation act,
+                             cudaStream_t stream) {
+  namespace bn = cuda_detail::bn;
+  bn_detail::check_apply(x, residual, y, dtype, d, save_mean, save_invstd, act);
+  const bn_detail::BnGeometry g = bn_detail::bn_geometry(d, bn::vector_width(dtype, d, {x, residual, y}));
+  bn::check_grid(g);
+  // The same arguments as the normalise pass of batchnorm_forward_training (eps is unused when
+  // the spread is an inverse standard deviation).
+  const ForwardArgs args{x, residual, y, gamma, beta, save_mean, save_invstd, 1.f, false, act};
+  bn::dispatch(dtype, g, [&](auto cfg) {
+    using C = decltype(cfg);
+    bn::launch_apply<bn::ForwardOp<C>>(g, args, stream);
+  });
+}
+
 }  // namespace kestrel::cuda

@@ -119,6 +119,7 @@ TrainPlan plan_training(const TrainOptions& o, const std::string& cuda_reason, b
                 o.nonfinite, "'");
   t.nonfinite = o.nonfinite == "skip" ? NonFinitePolicy::kSkip : NonFinitePolicy::kStop;
   t.cuda_graph = on_off("cuda-graph", o.cuda_graph);
+  t.recompute_bn_relu = on_off("recompute-bn", o.recompute_bn);
   const bool deterministic = on_off("deterministic", o.deterministic);
   plan.conv_policy.deterministic = deterministic;
   plan.conv_policy.autotune = !deterministic;  // timing-based choices differ run to run

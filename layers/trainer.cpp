@@ -97,6 +97,7 @@ void Trainer::Impl::build(const SafetensorsFile* resume, const std::string& resu
   if (!cfg.decay_bn_and_bias) store->exempt_1d_from_decay();
   CompileOptions co;
   co.fuse = cfg.fuse;
+  co.recompute_bn_relu = cfg.recompute_bn_relu;
   co.optimizer = cfg.optimizer;
   co.sgd = cfg.sgd;
   co.adamw = cfg.adamw;

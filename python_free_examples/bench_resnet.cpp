@@ -7,7 +7,8 @@
 // torch.cuda.max_memory_allocated counts). Each model/batch/dtype/layout gets a fresh Context
 // (peaks and cuDNN choices do not leak between rows), timed eagerly and then as a CUDA Graph. A fixed random batch: no data pipeline, as in
 // tools/pytorch_reference.py's "resnet" section, whose bench/config strings are the same:
-// bench "resnet_train", config "resnet20 b512 bf16 nhwc graph".
+// bench "resnet_train", config "resnet20 b512 bf16 nhwc graph" (with --recompute-bn:
+// "resnet20 b512 bf16 nhwc recompute graph", BN+ReLU outputs rebuilt in backward).
 // Convolutions: fastest engines (autotune, non-deterministic allowed), exact fp32 (no TF32).
 // Exit status: 0 done, 1 no CUDA device or a failure, 2 usage error.
 #include <algorithm>
@@ -32,13 +33,14 @@ struct Row {
   std::int64_t batch;
   DType dtype;
   Layout layout;
+  bool recompute;
   std::string config(bool graph) const {
     return model + " b" + std::to_string(batch) + " " + dtype_name(dtype) + " " + layout_name(layout) +
-           (graph ? " graph" : " nograph");
+           (recompute ? " recompute" : "") + (graph ? " graph" : " nograph");
   }
 };
 
-std::vector<Row> rows(bool quick) {
+std::vector<Row> rows(bool quick, bool recompute) {
   std::vector<Row> r;
   const std::vector<std::string> models = quick ? std::vector<std::string>{"resnet20"}
                                                 : std::vector<std::string>{"resnet20", "resnet56", "resnet110"};
@@ -49,7 +51,7 @@ std::vector<Row> rows(bool quick) {
         for (Layout l : {Layout::kNCHW, Layout::kNHWC}) {
           // Quick mode: the exact path and the fast path only.
           if (quick && ((t == DType::kFloat32) != (l == Layout::kNCHW))) continue;
-          r.push_back({m, b, t, l});
+          r.push_back({m, b, t, l, recompute});
         }
   return r;
 }
@@ -96,6 +98,7 @@ Measured measure(const Row& row, const bench::Options& o) {
   co.sgd.momentum = 0.9f;
   co.sgd.nesterov = true;
   co.sgd.weight_decay = 5e-4f;
+  co.recompute_bn_relu = row.recompute;
   Executor ex(g, store, ctx, co);
   store.set_learning_rate(0.01f);  // small: the weights stay finite over the timed steps
   ex.input("images").fill_uniform(7, -2.f, 2.f, ctx.stream());
@@ -120,7 +123,7 @@ Measured measure(const Row& row, const bench::Options& o) {
 void report(bench::Harness& h, const std::string& config, std::int64_t batch, double step_ms,
             const Measured& m) {
   const double ips = 1e3 * static_cast<double>(batch) / step_ms;
-  std::printf("%-34s %10.3f %12.0f %12.1f %10.1f %8.1f%s\n", config.c_str(), step_ms, ips, m.peak_mb,
+  std::printf("%-44s %10.3f %12.0f %12.1f %10.1f %8.1f%s\n", config.c_str(), step_ms, ips, m.peak_mb,
               static_cast<double>(m.plan.arena_bytes) / 1e6, static_cast<double>(m.plan.workspace_bytes) / 1e6,
               m.plan.workspace_in_arena ? " (in arena)" : "");
   char body[384];
@@ -147,15 +150,15 @@ int main(int argc, char** argv) {
     Context main_ctx(Device::cuda(0));
     bench::Harness h(main_ctx, opts);
     std::printf("bench_resnet: %s%s\n", main_ctx.description().c_str(), opts.quick ? " (quick)" : "");
-    std::printf("%-34s %10s %12s %12s %10s %8s\n", "config", "step ms", "images/s", "peak MB", "arena MB",
+    std::printf("%-44s %10s %12s %12s %10s %8s\n", "config", "step ms", "images/s", "peak MB", "arena MB",
                 "max ws MB");
-    for (const Row& row : rows(opts.quick)) {
+    for (const Row& row : rows(opts.quick, opts.recompute_bn)) {
       try {
         const Measured m = measure(row, opts);
         report(h, row.config(false), row.batch, m.eager_ms, m);
         report(h, row.config(true), row.batch, m.graph_ms, m);
       } catch (const std::exception& e) {
-        std::printf("%-34s failed: %s\n", row.config(false).c_str(), e.what());
+        std::printf("%-44s failed: %s\n", row.config(false).c_str(), e.what());
         ++failures;
       }
       std::fflush(stdout);

@@ -30,15 +30,20 @@ def load(path):
     return rows
 
 
-GRAPH_SUFFIXES = (" graph", " nograph")
+KESTREL_SUFFIXES = (" graph", " nograph", " recompute")
 
 
 def base_config(config):
-    """The config without Kestrel's CUDA Graph suffix ("resnet20 b512 bf16 nhwc graph" -> "... nhwc")."""
+    """The config without Kestrel's own suffixes: CUDA Graph on/off and BN+ReLU recomputation
+    ("resnet20 b512 bf16 nhwc recompute graph" -> "resnet20 b512 bf16 nhwc")."""
     config = str(config or "")
-    for suffix in GRAPH_SUFFIXES:
-        if config.endswith(suffix):
-            return config[: -len(suffix)]
+    stripped = True
+    while stripped:
+        stripped = False
+        for suffix in KESTREL_SUFFIXES:
+            if config.endswith(suffix):
+                config = config[: -len(suffix)]
+                stripped = True
     return config
 
 
@@ -54,14 +59,14 @@ def throughput_table(ours, compiled, ref):
     rows = [r for r in ours if "images_per_s" in r]
     if not rows:
         return
-    print("\n%-34s %11s %11s %7s %11s %7s %9s %9s %7s" % (
+    print("\n%-44s %11s %11s %7s %11s %7s %9s %9s %7s" % (
         "resnet_train config", "kestrel", "pytorch", "ratio", "compile", "ratio", "MB", "torch MB", "ratio"))
     for r in rows:
         p, c = lookup(ref, r), lookup(compiled, r)
         k, pv, cv = r["images_per_s"], p.get("images_per_s"), c.get("images_per_s")
         km, pm = r.get("peak_mem_mb"), p.get("peak_mem_mb")
-        print("%-34s %11.0f %11s %7s %11s %7s %9s %9s %7s" % (
-            str(r.get("config", ""))[:34], k, "%.0f" % pv if pv else "-", "%.2fx" % (k / pv) if pv else "-",
+        print("%-44s %11.0f %11s %7s %11s %7s %9s %9s %7s" % (
+            str(r.get("config", ""))[:44], k, "%.0f" % pv if pv else "-", "%.2fx" % (k / pv) if pv else "-",
             "%.0f" % cv if cv else "-", "%.2fx" % (k / cv) if cv else "-",
             "%.0f" % km if km else "-", "%.0f" % pm if pm else "-",
             "%.2fx" % (pm / km) if (km and pm) else "-"))
@@ -77,7 +82,7 @@ def main(out):
     if not ours:
         print("gpu_summary: no benchmark lines")
         return
-    print("\n%-28s %-34s %11s %9s %7s %11s %8s" % ("bench", "config", "kestrel", "GB/s", "%copy", "pytorch", "ratio"))
+    print("\n%-28s %-44s %11s %9s %7s %11s %8s" % ("bench", "config", "kestrel", "GB/s", "%copy", "pytorch", "ratio"))
     for r in ours:
         p = lookup(ref, r)
         if "images_per_s" in r:
@@ -88,8 +93,8 @@ def main(out):
             k, pv = r.get("median_us"), p.get("median_us")
             ratio = pv / k if (pv and k) else None
             kv, pvs = ("%.1f us" % k if k else "-"), ("%.1f us" % pv if pv else "-")
-        print("%-28s %-34s %11s %9s %7s %11s %8s" % (
-            r.get("bench", "?")[:28], str(r.get("config", ""))[:34], kv,
+        print("%-28s %-44s %11s %9s %7s %11s %8s" % (
+            r.get("bench", "?")[:28], str(r.get("config", ""))[:44], kv,
             "%.0f" % r["gbps"] if r.get("gbps") else "-",
             "%.0f%%" % r["pct_copy"] if r.get("pct_copy") else "-", pvs,
             "%.2fx" % ratio if ratio else "-"))

@@ -74,7 +74,39 @@ class BatchNormBackwardOp final : public Op {
  private:
   BnActivation act_;
 };
+class BatchNormReluRecomputeOp final : public Op {
+ public:
+  std::string type() const override { return "BatchNorm2dRecompute+ReLU"; }
+  std::vector<TypeSpec> infer(const std::vector<const ValueInfo*>& in, const std::string& node) const override {
+    expect_inputs(type(), node, in, 5);
+    const ValueInfo& x = *in[0];
+    if (x.shape().rank() != 4 || (x.dtype() != DType::kFloat32 && x.dtype() != DType::kBFloat16))
+      shape_error(type(), node, "input " + x.describe(), "[N, C, H, W] fp32 or bf16",
+                  x.shape().to_string() + " " + dtype_name(x.dtype()));
+    const std::int64_t c = x.shape()[1];
+    const char* roles[] = {"weight (gamma)", "bias (beta)", "mean", "invstd"};
+    for (int i = 0; i < 4; ++i) expect_channel_vector(type(), node, roles[i], *in[1 + i], c);
+    return {x.type};
+  }
+  void run(const OpRun& r) const override {
+    const Tensor& x = r.in[0];
+    const auto* gamma = r.in[1].data_as<float>();
+    const auto* beta = r.in[2].data_as<float>();
+    const auto* mean = r.in[3].data_as<float>();
+    const auto* invstd = r.in[4].data_as<float>();
+    if (r.on_cpu())
+      cpu::batchnorm_forward_apply(x.data(), nullptr, r.out[0].data(), x.dtype(), dims_of(x), gamma, beta,
+                                   mean, invstd, BnActivation::kRelu);
+    else
+      cuda::batchnorm_forward_apply(x.data(), nullptr, r.out[0].data(), x.dtype(), dims_of(x), gamma, beta,
+                                    mean, invstd, BnActivation::kRelu, r.stream());
+  }
+};
 }  // namespace
+
+std::shared_ptr<const Op> make_batchnorm_relu_recompute_op() {
+  return std::make_shared<BatchNormReluRecomputeOp>();
+}
 
 BatchNormOp::BatchNormOp(BatchNormAttrs attrs, BnActivation act) : attrs_(attrs), act_(act) {
   KESTREL_CHECK(attrs.eps > 0.f, "BatchNorm2d eps must be > 0, got ", attrs.eps);

@@ -39,4 +39,10 @@ class BatchNormOp final : public Op {
 
 std::shared_ptr<const Op> make_batchnorm_op(BatchNormAttrs attrs);
 
+// Recomputes a training BN+ReLU output for backward from the forward's input and the statistics
+// it saved: inputs (x, gamma, beta, saved mean, saved invstd), output y, bit-identical to the
+// forward's y (batchnorm_forward_apply). Created by recompute_batchnorm_relu (core/recompute.h)
+// after autodiff; it has no backward of its own.
+std::shared_ptr<const Op> make_batchnorm_relu_recompute_op();
+
 }  // namespace kestrel

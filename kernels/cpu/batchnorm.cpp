@@ -74,6 +74,16 @@ void batchnorm_forward_inference(const void* x, const void* residual, void* y, D
   apply_forward(x, residual, y, dtype, d, affine, act);
 }
 
+void batchnorm_forward_apply(const void* x, const void* residual, void* y, DType dtype,
+                             const BatchNormDims& d, const float* gamma, const float* beta,
+                             const float* save_mean, const float* save_invstd, BnActivation act) {
+  check_apply(x, residual, y, dtype, d, save_mean, save_invstd, act);
+  std::vector<BnAffine> affine(static_cast<std::size_t>(d.c));
+  for (std::int64_t ch = 0; ch < d.c; ++ch)
+    affine[ch] = bn_affine(save_mean[ch], save_invstd[ch], gamma, beta, ch);
+  apply_forward(x, residual, y, dtype, d, affine, act);
+}
+
 void batchnorm_backward(const void* dy, const void* x, const void* y, DType dtype,
                         const BatchNormDims& d, const float* gamma, const float* save_mean,
                         const float* save_invstd, void* dx, void* dresidual, float* dgamma,

@@ -23,6 +23,10 @@ void batchnorm_forward_inference(const void* x, const void* residual, void* y, D
                                  const float* running_mean, const float* running_var, float eps,
                                  BnActivation act);
 
+void batchnorm_forward_apply(const void* x, const void* residual, void* y, DType dtype,
+                             const BatchNormDims& d, const float* gamma, const float* beta,
+                             const float* save_mean, const float* save_invstd, BnActivation act);
+
 void batchnorm_backward(const void* dy, const void* x, const void* y, DType dtype,
                         const BatchNormDims& d, const float* gamma, const float* save_mean,
                         const float* save_invstd, void* dx, void* dresidual, float* dgamma,
