@@ -56,6 +56,26 @@ std::vector<Row> rows(bool quick, bool recompute) {
   return r;
 }
 
+// The training graph and compile options of one row (v1 blocks; SGD, Nesterov momentum 0.9,
+// weight decay 5e-4).
+Graph row_graph(const Row& row) {
+  TrainerConfig cfg;
+  cfg.net = resnet_config(row.model, 1);
+  cfg.dtype = row.dtype;
+  cfg.layout = row.layout;
+  return build_training_graph(cfg, row.batch);
+}
+
+CompileOptions row_options(const Row& row) {
+  CompileOptions co;
+  co.optimizer = OptimizerKind::kSgd;
+  co.sgd.momentum = 0.9f;
+  co.sgd.nesterov = true;
+  co.sgd.weight_decay = 5e-4f;
+  co.recompute_bn_relu = row.recompute;
+  return co;
+}
+
 // Median milliseconds of `runs` training steps after `warmup` more.
 double median_step_ms(Executor& ex, Context& ctx, int warmup, int runs) {
   for (int i = 0; i < warmup; ++i) ex.run();
@@ -87,18 +107,9 @@ Measured measure(const Row& row, const bench::Options& o) {
   policy.autotune = true;
   if (o.workspace_mb > 0) policy.workspace_limit = static_cast<std::size_t>(o.workspace_mb) << 20;
   ctx.set_conv_policy(policy);
-  TrainerConfig cfg;
-  cfg.net = resnet_config(row.model, 1);
-  cfg.dtype = row.dtype;
-  cfg.layout = row.layout;
-  const Graph g = build_training_graph(cfg, row.batch);
+  const Graph g = row_graph(row);
   ParameterStore store(g, ctx, 1);
-  CompileOptions co;
-  co.optimizer = OptimizerKind::kSgd;
-  co.sgd.momentum = 0.9f;
-  co.sgd.nesterov = true;
-  co.sgd.weight_decay = 5e-4f;
-  co.recompute_bn_relu = row.recompute;
+  const CompileOptions co = row_options(row);
   Executor ex(g, store, ctx, co);
   store.set_learning_rate(0.01f);  // small: the weights stay finite over the timed steps
   ex.input("images").fill_uniform(7, -2.f, 2.f, ctx.stream());
@@ -138,9 +149,38 @@ void report(bench::Harness& h, const std::string& config, std::int64_t batch, do
 
 }  // namespace
 
+// --plan-only: the memory plan of each row, compiled on the CPU backend (the plan does not depend
+// on the device; only the cuDNN workspaces, which CPU ops do not have, are missing).
+int print_plans(const bench::Options& o) {
+  std::printf("bench_resnet --plan-only: memory plans on the CPU (no cuDNN workspaces)\n");
+  std::printf("%-38s %12s %12s %16s %10s\n", "config", "arena MB", "live peak MB", "values total MB",
+              "recomputed");
+  for (const Row& row : rows(o.quick, o.recompute_bn)) {
+    Context ctx(Device::cpu());
+    const Graph g = row_graph(row);
+    ParameterStore store(g, ctx, 1);
+    const PlanStats s = Executor(g, store, ctx, row_options(row)).stats();
+    std::string config = row.config(false);
+    config.resize(config.size() - std::string(" nograph").size());
+    std::printf("%-38s %12.1f %12.1f %16.1f %10d\n", config.c_str(), static_cast<double>(s.arena_bytes) / 1e6,
+                static_cast<double>(s.live_peak_bytes) / 1e6, static_cast<double>(s.activation_bytes) / 1e6,
+                s.recomputed);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   const bench::Options opts = bench::parse_options(
       argc, argv, "bench_resnet", "training throughput and peak memory of CIFAR ResNets (v1)");
+  if (opts.plan_only) {
+    try {
+      return print_plans(opts);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "bench_resnet: %s\n", e.what());
+      return 1;
+    }
+  }
   if (cuda_device_count() == 0) {
     std::fprintf(stderr, "bench_resnet: no CUDA device: %s\n", cuda_unavailable_reason().c_str());
     return 1;

@@ -4,6 +4,7 @@
 // variants comes from y, so backward reads y in both of its passes):
 //   forward:            read x twice, write y                          3 passes (+1 residual read)
 //   forward + backward: none 3 + 2 + 3 = 8; relu 3 + 3 + 4 = 10; add_relu 4 + 3 + 5 = 12
+//   bn_relu_apply (the normalise pass alone, kernels/batchnorm.h batchnorm_forward_apply): 2
 // and the target line compares with 1.25x those passes at the copy bandwidth of this run.
 #include <algorithm>
 #include <cstdio>
@@ -104,6 +105,15 @@ void run_config(Harness& h, DType t, Layout l, const BnShape& s) {
     h.report(fwd_bwd, config, us_fb, v.fwd_bwd_passes * tensor);
     print_target(h, fwd_bwd, us_fb, v.fwd_bwd_passes * tensor, v.fwd_bwd_passes);
   }
+  // The normalise pass of the training forward alone (read x, write y: 2 passes), as BN+ReLU
+  // recomputation runs it: bn_fwd minus this is the statistics reduction's share.
+  const double us_a = h.median_us([&](int i) {
+    const BnBuffers& b = bufs[i % sets];
+    cuda::batchnorm_forward_apply(b.x.data(), nullptr, b.y.data(), t, d, gamma.data_as<float>(),
+                                  beta.data_as<float>(), sm.data_as<float>(), si.data_as<float>(),
+                                  BnActivation::kRelu, stream.handle());
+  });
+  h.report("bn_relu_apply", config, us_a, 2 * tensor);
 }
 
 }  // namespace

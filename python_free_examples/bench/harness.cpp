@@ -98,6 +98,8 @@ Options parse_options(int argc, char** argv, const std::string& program, const s
   app.add_option("--workspace-mb", o.workspace_mb,
                  "cap on each convolution plan's cuDNN workspace in MiB (default: 256)")
       ->check(CLI::Range(1, 65536));
+  app.add_flag("--plan-only", o.plan_only,
+               "bench_resnet: compile each row on the CPU and print its planned memory (no GPU needed)");
   app.add_flag("--recompute-bn", o.recompute_bn,
                "rebuild BN+ReLU outputs in backward instead of keeping them (configs end in 'recompute')");
   try {

@@ -43,4 +43,13 @@ TEST(ProgramExitCodes, UnknownFlagsAndBadValuesExit2WithTheUsage) {
   }
   EXPECT_EQ(run("bench_kernels", "--runs 0").code, 2);
 }
+
+TEST(ProgramExitCodes, BenchResnetPlansMemoryWithoutAGpu) {
+  // --plan-only compiles each row on the CPU: it needs no device, and with --recompute-bn the
+  // quick rows (ResNet-20 b512) report the ten rebuilt BN+ReLU outputs (stem + nine blocks).
+  const Result r = run("bench_resnet", "--plan-only --quick --recompute-bn");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("resnet20 b512 fp32 nchw recompute"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" 10\n"), std::string::npos) << r.output;
+}
 #endif
