@@ -15,47 +15,37 @@ struct MaskArgs {
   float factor;
 };
 
-// The kN Philox words of unit u: words 4b..4b+3 come from block u * (kN / 4) + b.
-template <int kN>
-__device__ __forceinline__ void unit_words(const MaskArgs& m, std::uint64_t offset, std::int64_t u,
-                                           std::uint32_t (&w)[kN]) {
-#pragma unroll
-  for (int b = 0; b < kN / 4; ++b) {
-    const Philox4x32 r = philox_block(m.seed, offset, static_cast<std::uint64_t>(u) * (kN / 4) + b);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) w[4 * b + j] = r.x[j];
-  }
-}
-
-// One thread handles a unit of 16 bytes (4 fp32 = one Philox block, or 8 16-bit values = two
-// blocks) per iteration. Units start at element 0, so element i always uses word i % 4 of block
-// i / 4, on the vector path (`vectorized`: x and y 16-byte aligned) and the scalar path alike.
-// The vector path issues its load before drawing the words, so Philox hides the load latency.
+// One thread handles a unit of the 8 elements one Philox block serves per iteration (32 bytes of
+// fp32, 16 bytes of 16-bit values). Units start at element 0, so element i always uses bits
+// mask_bits(block i / 8, i % 8), on the vector path (`vectorized`: x and y 16-byte aligned) and
+// the scalar path alike. The vector path issues its loads before drawing the block, so Philox
+// hides the load latency.
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     dropout_kernel(const T* x, T* y, std::int64_t n, MaskArgs m, bool vectorized) {
-  constexpr int kN = cuda_detail::kVecElems<T>;
+  constexpr int kN = dropout_detail::kElementsPerBlock;
   const std::uint64_t offset = m.offset + (m.offset_ptr != nullptr ? *m.offset_ptr : 0);
   const std::int64_t units = (n + kN - 1) / kN;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t u = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < units;
        u += stride) {
     const std::int64_t base = u * kN;
-    std::uint32_t w[kN];
     if (vectorized && base + kN <= n) {
       float v[kN];
       cuda_detail::load_unit<kN>(x + base, v);
-      unit_words(m, offset, u, w);
+      const Philox4x32 r = philox_block(m.seed, offset, static_cast<std::uint64_t>(u));
 #pragma unroll
-      for (int j = 0; j < kN; ++j) v[j] = dropout_detail::apply(v[j], w[j], m.threshold, m.factor);
+      for (int j = 0; j < kN; ++j)
+        v[j] = dropout_detail::apply(v[j], dropout_detail::mask_bits(r, j), m.threshold, m.factor);
       cuda_detail::store_unit<kN>(y + base, v);
     } else {
-      unit_words(m, offset, u, w);
+      const Philox4x32 r = philox_block(m.seed, offset, static_cast<std::uint64_t>(u));
 #pragma unroll
       for (int j = 0; j < kN; ++j) {
         if (base + j < n) {
           const float v = element_io::load(x, base + j);
-          element_io::store(y, base + j, dropout_detail::apply(v, w[j], m.threshold, m.factor));
+          element_io::store(y, base + j,
+                            dropout_detail::apply(v, dropout_detail::mask_bits(r, j), m.threshold, m.factor));
         }
       }
     }
@@ -88,7 +78,8 @@ void run(const char* what, const void* x, void* y, std::int64_t n, DType dtype,
         const MaskArgs m{p.seed, p.offset, p.offset_ptr, plan.threshold, plan.factor};
         const bool vectorized = cuda_detail::aligned16(x) && cuda_detail::aligned16(y);
         static const int per_sm = cuda_detail::blocks_per_sm(dropout_kernel<T>, kThreads);
-        const std::int64_t units = (n + cuda_detail::kVecElems<T> - 1) / cuda_detail::kVecElems<T>;
+        constexpr int kE = dropout_detail::kElementsPerBlock;
+        const std::int64_t units = (n + kE - 1) / kE;
         dropout_kernel<T><<<cuda_detail::grid_for(units, kThreads, per_sm), kThreads, 0, stream>>>(
             static_cast<const T*>(x), static_cast<T*>(y), n, m, vectorized);
         KESTREL_CUDA_CHECK_LAUNCH();

@@ -1,8 +1,14 @@
 // Dropout's parameters and element formula, shared by kernels/dropout.cu and
 // kernels/cpu/dropout.cpp (no CUDA headers: the CPU twin includes this).
 //
-// Element i of a call keeps its value when u_i > p, u_i = uniform_from_u32(word i % 4 of
-// philox_block(seed, offset_eff, i / 4)), offset_eff = (offset_ptr ? *offset_ptr : 0) + offset.
+// Element i of a call keeps its value when u_i > p, where u_i = (h_i + 1) / 2^16 is a 16-bit
+// uniform on (0, 1]: h_i is half i % 2 (the low half first) of word (i % 8) / 2 of
+// philox_block(seed, offset_eff, i / 8), offset_eff = (offset_ptr ? *offset_ptr : 0) + offset.
+// One Philox block serves 8 elements. p therefore acts as floor(p * 2^16) / 2^16: the keep
+// probability is 1 - p to within 2^-16 (1.5e-5), far below what training notices, and the
+// generator's share of the work halves against one 24-bit uniform per element (Philox's
+// integer arithmetic, not memory, bounded the bf16 kernel: 27 integer instructions an element
+// against the H200's 64 a cycle per SM; docs/PERFORMANCE.md).
 //   training, inverted: y = keep ? x * (1 / (1 - p)) : 0   (scale computed once, as float)
 //   training, vanilla:  y = keep ? x : 0
 //   eval, inverted:     y = x
@@ -57,14 +63,17 @@ enum class Action : std::uint8_t {
 struct Plan {
   Action action = Action::kCopy;
   float factor = 1.f;
-  // keep <=> (word >> 8) >= threshold; equals uniform_from_u32(word) > p exactly (see below).
+  // keep <=> h >= threshold; equals (h + 1) / 2^16 > p exactly (see below).
   std::uint32_t threshold = 0;
 };
 
-// u = k * 2^-24 with k = (word >> 8) + 1 an integer in [1, 2^24], so u > p <=> k > p * 2^24
-// <=> k > floor(p * 2^24) <=> (word >> 8) >= floor(p * 2^24). p * 2^24 is exact in float.
+// Elements a Philox block serves: 16 bits each.
+constexpr int kElementsPerBlock = 8;
+
+// u = k * 2^-16 with k = h + 1 an integer in [1, 2^16], so u > p <=> k > p * 2^16
+// <=> k > floor(p * 2^16) <=> h >= floor(p * 2^16). p * 2^16 is exact in float.
 inline std::uint32_t keep_threshold(float p) {
-  return static_cast<std::uint32_t>(std::floor(p * 16777216.0f));
+  return static_cast<std::uint32_t>(std::floor(p * 65536.0f));
 }
 
 inline Plan plan(const DropoutParams& p) {
@@ -96,12 +105,16 @@ inline std::uint64_t effective_offset(const DropoutParams& p) {
   return (p.offset_ptr != nullptr ? *p.offset_ptr : 0) + p.offset;
 }
 
-KESTREL_HD bool keep(std::uint32_t word, std::uint32_t threshold) {
-  return (word >> 8) >= threshold;
+// h of element j (0..7) of the 8 a Philox block serves.
+KESTREL_HD std::uint32_t mask_bits(const Philox4x32& r, int j) {
+  const std::uint32_t w = r.x[j >> 1];
+  return (j & 1) != 0 ? w >> 16 : w & 0xffffu;
 }
 
-KESTREL_HD float apply(float x, std::uint32_t word, std::uint32_t threshold, float factor) {
-  return keep(word, threshold) ? x * factor : 0.f;
+KESTREL_HD bool keep(std::uint32_t h, std::uint32_t threshold) { return h >= threshold; }
+
+KESTREL_HD float apply(float x, std::uint32_t h, std::uint32_t threshold, float factor) {
+  return keep(h, threshold) ? x * factor : 0.f;
 }
 
 }  // namespace dropout_detail

@@ -12,11 +12,13 @@ namespace {
 template <typename T>
 void apply_mask(const T* x, T* y, std::int64_t n, std::uint64_t seed, std::uint64_t offset,
                 const dropout_detail::Plan& plan) {
-  for (std::int64_t base = 0; base < n; base += 4) {  // one Philox block per 4 elements
-    const Philox4x32 r = philox_block(seed, offset, static_cast<std::uint64_t>(base / 4));
-    for (int j = 0; j < 4 && base + j < n; ++j) {
+  constexpr int kE = dropout_detail::kElementsPerBlock;
+  for (std::int64_t base = 0; base < n; base += kE) {
+    const Philox4x32 r = philox_block(seed, offset, static_cast<std::uint64_t>(base / kE));
+    for (int j = 0; j < kE && base + j < n; ++j) {
       const float v = element_io::load(x, base + j);
-      element_io::store(y, base + j, dropout_detail::apply(v, r.x[j], plan.threshold, plan.factor));
+      element_io::store(y, base + j,
+                        dropout_detail::apply(v, dropout_detail::mask_bits(r, j), plan.threshold, plan.factor));
     }
   }
 }

@@ -1,5 +1,5 @@
 // Dropout's CPU twin against the formula of kernels/dropout_math.h written out independently
-// (per-element Philox word, float compare u > p), its statistics on 10M draws, the backward
+// (per-element 16-bit half of a Philox word, float compare u > p), its statistics on 10M draws, the backward
 // mask, offsets, eval modes, edge values of p and the error paths.
 #include <gtest/gtest.h>
 
@@ -22,7 +22,8 @@ using kestrel::testing::random_floats;
 
 namespace {
 
-// The contract, element by element: u_i from word i % 4 of block i / 4, keep = u > p.
+// The contract, element by element: h_i = 16-bit half i % 2 (low first) of word (i % 8) / 2 of
+// block i / 8, u_i = (h_i + 1) / 2^16 in (0, 1], keep = u > p (compared in double: exact).
 std::vector<float> reference_forward(const DtypeBuffer& x, const DropoutParams& p) {
   const std::uint64_t offset = (p.offset_ptr ? *p.offset_ptr : 0) + p.offset;
   const bool inverted = p.mode == DropoutMode::kInverted;
@@ -33,10 +34,12 @@ std::vector<float> reference_forward(const DtypeBuffer& x, const DropoutParams& 
     if (!p.training) {
       v = inverted ? x.value(i) : x.value(i) * (1.0f - p.p);
     } else {
-      const auto block = kestrel::philox_block(p.seed, offset, static_cast<std::uint64_t>(i) / 4);
-      const float u = kestrel::uniform_from_u32(block.x[i % 4]);
+      const auto block = kestrel::philox_block(p.seed, offset, static_cast<std::uint64_t>(i) / 8);
+      const std::uint32_t word = block.x[(i % 8) / 2];
+      const std::uint32_t h = i % 2 == 0 ? word & 0xffffu : word >> 16;
+      const double u = (static_cast<double>(h) + 1.0) / 65536.0;
       const float scale = inverted ? 1.0f / (1.0f - p.p) : 1.0f;
-      v = u > p.p ? x.value(i) * scale : 0.0f;
+      v = u > static_cast<double>(p.p) ? x.value(i) * scale : 0.0f;
     }
     out.set(0, v);  // round to the dtype as a store does
     y[static_cast<std::size_t>(i)] = out.value(0);
@@ -76,8 +79,8 @@ TEST(Dropout, ForwardFollowsTheContractForEveryDtypeSizeModeAndAlignment) {
   }
 }
 
-TEST(Dropout, IntegerThresholdEqualsTheFloatComparisonForEveryUniform) {
-  // keep(word) must equal uniform_from_u32(word) > p for all 2^24 values of word >> 8.
+TEST(Dropout, IntegerThresholdEqualsTheUniformComparisonForEveryHalfWord) {
+  // keep(h) must equal (h + 1) / 2^16 > p for all 2^16 values of h.
   std::vector<float> ps = {0.f, 5.9604645e-8f, 1e-7f, 0.1f, 0.25f, 0.5f, 0.9f, 0.99999994f, 1.f};
   std::mt19937 gen(3);
   std::uniform_real_distribution<float> dist(0.f, 1.f);
@@ -85,19 +88,12 @@ TEST(Dropout, IntegerThresholdEqualsTheFloatComparisonForEveryUniform) {
   for (std::size_t pi = 0; pi < ps.size(); ++pi) {
     const float p = ps[pi];
     const std::uint32_t thr = kestrel::dropout_detail::keep_threshold(p);
-    const std::uint32_t step = pi < 9 ? 1 : 97;  // exhaustive for the named p, sampled for others
     std::int64_t bad = 0;
-    for (std::uint32_t k = 0; k < (1u << 24); k += step) {
-      const std::uint32_t word = (k << 8) | (k * 2654435761u >> 24);
-      bad += kestrel::dropout_detail::keep(word, thr) != (kestrel::uniform_from_u32(word) > p);
-    }
-    // The boundary itself, for the sampled p.
-    for (std::int64_t k = static_cast<std::int64_t>(thr) - 2; k <= thr + 2; ++k) {
-      if (k < 0 || k >= (1 << 24)) continue;
-      const std::uint32_t word = static_cast<std::uint32_t>(k) << 8;
-      bad += kestrel::dropout_detail::keep(word, thr) != (kestrel::uniform_from_u32(word) > p);
-    }
+    for (std::uint32_t h = 0; h < (1u << 16); ++h)
+      bad += kestrel::dropout_detail::keep(h, thr) != ((h + 1.0) / 65536.0 > static_cast<double>(p));
     EXPECT_EQ(bad, 0) << "p=" << p;
+    // The keep probability is 1 - p to within one step of 2^-16.
+    EXPECT_NEAR(1.0 - thr / 65536.0, 1.0 - p, 1.0 / 65536.0) << "p=" << p;
   }
 }
 
