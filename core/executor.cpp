@@ -172,7 +172,8 @@ void Executor::plan_arena() {
   const MemoryPlan shared = plan_memory(requests, kArenaAlignment);
   const std::size_t separate_bytes =
       values_only.arena_bytes + (max_ws + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
-  const bool ws_in_arena = max_ws > 0 && shared.arena_bytes <= separate_bytes;
+  // Not without memory reuse (a debugging mode): there every value keeps bytes of its own.
+  const bool ws_in_arena = opts_.reuse_memory && max_ws > 0 && shared.arena_bytes <= separate_bytes;
   if (!ws_in_arena) {
     requests.resize(value_requests);
     request_ws_node.resize(value_requests);

@@ -61,8 +61,8 @@ void batchnorm_forward_inference(const void* x, const void* residual, void* y, D
 // The normalise pass of a training forward alone: y = act(gamma * (x - save_mean) * save_invstd
 // + beta [+ residual]) with the statistics that forward saved, bit-identical to the y it wrote
 // (the same elementwise kernel). Used to recompute a BN+ReLU output for backward instead of
-// keeping it alive from forward to backward (CompileOptions::recompute_bn_relu). One kernel, no
-// workspace.
+// keeping it alive from forward to backward (CompileOptions::recompute_bn_relu, the default).
+// One kernel, no workspace.
 void batchnorm_forward_apply(const void* x, const void* residual, void* y, DType dtype,
                              const BatchNormDims& d, const float* gamma, const float* beta,
                              const float* save_mean, const float* save_invstd, BnActivation act,

@@ -9,10 +9,13 @@
 // generator's share of the work halves against one 24-bit uniform per element (Philox's
 // integer arithmetic, not memory, bounded the bf16 kernel: 27 integer instructions an element
 // against the H200's 64 a cycle per SM; docs/PERFORMANCE.md).
-//   training, inverted: y = keep ? x * (1 / (1 - p)) : 0   (scale computed once, as float)
+//   training, inverted: y = keep ? x * (1 / (1 - q)) : 0   (scale computed once, as float)
 //   training, vanilla:  y = keep ? x : 0
 //   eval, inverted:     y = x
-//   eval, vanilla:      y = x * (1 - p)
+//   eval, vanilla:      y = x * (1 - q)
+// with q = floor(p * 2^16) / 2^16 the drop probability the 16-bit draws realise, so inverted
+// dropout preserves the mean and vanilla dropout's eval matches its training expectation exactly
+// (1 - q is exact in float; q differs from p by less than 2^-16).
 // Backward applies the same factor and the same (regenerated) mask to dy. No mask is stored.
 #pragma once
 
@@ -76,17 +79,24 @@ inline std::uint32_t keep_threshold(float p) {
   return static_cast<std::uint32_t>(std::floor(p * 65536.0f));
 }
 
+// 1 - q: the probability that an element is kept, for p < 1 (exact in float).
+inline float keep_probability(float p) {
+  return static_cast<float>(65536u - keep_threshold(p)) / 65536.0f;
+}
+
 inline Plan plan(const DropoutParams& p) {
   validate_dropout(p);
   const bool inverted = p.mode == DropoutMode::kInverted;
   if (!p.training) {
     if (inverted || p.p == 0.f) return Plan{Action::kCopy, 1.f, 0};
-    return Plan{Action::kScale, 1.0f - p.p, 0};
+    if (p.p == 1.f) return Plan{Action::kScale, 0.f, 0};
+    return Plan{Action::kScale, keep_probability(p.p), 0};
   }
   if (p.p == 0.f) return Plan{Action::kCopy, 1.f, 0};
   if (p.p == 1.f) return Plan{Action::kZero, 0.f, 0};
-  const float scale = inverted ? 1.0f / (1.0f - p.p) : 1.0f;
-  return Plan{Action::kMask, scale, keep_threshold(p.p)};
+  const std::uint32_t threshold = keep_threshold(p.p);
+  const float scale = inverted ? 65536.0f / static_cast<float>(65536u - threshold) : 1.0f;
+  return Plan{Action::kMask, scale, threshold};
 }
 
 // Both twins' entry: validates the call (raising before any work), resolves its plan, then calls
@@ -105,11 +115,11 @@ inline std::uint64_t effective_offset(const DropoutParams& p) {
   return (p.offset_ptr != nullptr ? *p.offset_ptr : 0) + p.offset;
 }
 
+// The 16-bit half of word w that element j uses (even j: low half).
+KESTREL_HD std::uint32_t half_bits(std::uint32_t w, int j) { return (j & 1) != 0 ? w >> 16 : w & 0xffffu; }
+
 // h of element j (0..7) of the 8 a Philox block serves.
-KESTREL_HD std::uint32_t mask_bits(const Philox4x32& r, int j) {
-  const std::uint32_t w = r.x[j >> 1];
-  return (j & 1) != 0 ? w >> 16 : w & 0xffffu;
-}
+KESTREL_HD std::uint32_t mask_bits(const Philox4x32& r, int j) { return half_bits(r.x[j >> 1], j); }
 
 KESTREL_HD bool keep(std::uint32_t h, std::uint32_t threshold) { return h >= threshold; }
 

@@ -68,7 +68,7 @@ struct TrainOptions {
   std::int64_t max_steps = 0;
   std::int64_t checkpoint_every = 0;
   std::string cuda_graph = "on";
-  std::string recompute_bn = "off";  // on: rebuild BN+ReLU outputs in backward (less memory)
+  std::string recompute_bn = "on";  // off: keep BN+ReLU outputs for backward (more memory)
   std::string deterministic = "on";
   std::string crop = "on";
   std::string flip = "auto";       // auto: on for CIFAR-10, off for synthetic data

@@ -72,7 +72,7 @@ struct TrainerConfig {
   int max_skips_in_a_row = 20;   // kSkip: more consecutive non-finite steps than this stop
   bool cuda_graph = true;        // CUDA: replay each step as one CUDA Graph (not with kSkip)
   bool fuse = true;
-  bool recompute_bn_relu = false;  // CompileOptions::recompute_bn_relu (less activation memory)
+  bool recompute_bn_relu = true;   // CompileOptions::recompute_bn_relu (less activation memory)
   bool evaluate = true;          // test accuracy after each epoch
   std::string checkpoint_path;   // "": none; else written after each epoch and when stopping
   std::int64_t checkpoint_every = 0;  // > 0: also written every this many steps (mid-epoch)

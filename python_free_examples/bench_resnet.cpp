@@ -7,8 +7,8 @@
 // torch.cuda.max_memory_allocated counts). Each model/batch/dtype/layout gets a fresh Context
 // (peaks and cuDNN choices do not leak between rows), timed eagerly and then as a CUDA Graph. A fixed random batch: no data pipeline, as in
 // tools/pytorch_reference.py's "resnet" section, whose bench/config strings are the same:
-// bench "resnet_train", config "resnet20 b512 bf16 nhwc graph" (with --recompute-bn:
-// "resnet20 b512 bf16 nhwc recompute graph", BN+ReLU outputs rebuilt in backward).
+// bench "resnet_train", config "resnet20 b512 bf16 nhwc graph" (with --recompute-bn off:
+// "resnet20 b512 bf16 nhwc keep graph", BN+ReLU outputs kept for backward, not rebuilt).
 // Convolutions: fastest engines (autotune, non-deterministic allowed), exact fp32 (no TF32).
 // Exit status: 0 done, 1 no CUDA device or a failure, 2 usage error.
 #include <algorithm>
@@ -36,7 +36,7 @@ struct Row {
   bool recompute;
   std::string config(bool graph) const {
     return model + " b" + std::to_string(batch) + " " + dtype_name(dtype) + " " + layout_name(layout) +
-           (recompute ? " recompute" : "") + (graph ? " graph" : " nograph");
+           (recompute ? "" : " keep") + (graph ? " graph" : " nograph");
   }
 };
 

@@ -54,7 +54,8 @@ void add_options(CLI::App& app, kestrel::TrainOptions& o) {
                  "also write the checkpoint every N steps (0: after each epoch only)");
   app.add_option("--cuda-graph", o.cuda_graph, "replay each training step as a CUDA Graph: on or off");
   app.add_option("--recompute-bn", o.recompute_bn,
-                 "on: rebuild BN+ReLU outputs in backward instead of keeping them (less memory, same results)");
+                 "on (default): rebuild BN+ReLU outputs in backward instead of keeping them (less memory, "
+                 "same results); off: keep them");
   app.add_option("--deterministic", o.deterministic,
                  "on: deterministic convolution engines (bit-identical resume); off: fastest engines");
 }

@@ -30,12 +30,12 @@ def load(path):
     return rows
 
 
-KESTREL_SUFFIXES = (" graph", " nograph", " recompute")
+KESTREL_SUFFIXES = (" graph", " nograph", " keep")
 
 
 def base_config(config):
-    """The config without Kestrel's own suffixes: CUDA Graph on/off and BN+ReLU recomputation
-    ("resnet20 b512 bf16 nhwc recompute graph" -> "resnet20 b512 bf16 nhwc")."""
+    """The config without Kestrel's own suffixes: CUDA Graph on/off and BN+ReLU outputs kept
+    instead of recomputed ("resnet20 b512 bf16 nhwc keep graph" -> "resnet20 b512 bf16 nhwc")."""
     config = str(config or "")
     stripped = True
     while stripped:

@@ -100,8 +100,9 @@ Options parse_options(int argc, char** argv, const std::string& program, const s
       ->check(CLI::Range(1, 65536));
   app.add_flag("--plan-only", o.plan_only,
                "bench_resnet: compile each row on the CPU and print its planned memory (no GPU needed)");
-  app.add_flag("--recompute-bn", o.recompute_bn,
-               "rebuild BN+ReLU outputs in backward instead of keeping them (configs end in 'recompute')");
+  app.add_option("--recompute-bn", o.recompute_bn,
+                 "bench_resnet: on (default) rebuilds BN+ReLU outputs in backward; off keeps them "
+                 "(configs then end in 'keep')");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -21,7 +21,7 @@ struct Options {
   int warmup = 5;
   int runs = 20;           // timed runs (>= 20 for reported figures)
   int workspace_mb = 0;    // > 0: cap on a convolution plan's cuDNN workspace (bench_resnet)
-  bool recompute_bn = false;  // CompileOptions::recompute_bn_relu (bench_resnet)
+  bool recompute_bn = true;   // CompileOptions::recompute_bn_relu (bench_resnet)
   bool plan_only = false;     // bench_resnet: print the planned memory of each row, on the CPU
 };
 

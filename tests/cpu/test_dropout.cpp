@@ -23,22 +23,26 @@ using kestrel::testing::random_floats;
 namespace {
 
 // The contract, element by element: h_i = 16-bit half i % 2 (low first) of word (i % 8) / 2 of
-// block i / 8, u_i = (h_i + 1) / 2^16 in (0, 1], keep = u > p (compared in double: exact).
+// block i / 8, u_i = (h_i + 1) / 2^16 in (0, 1], keep = u > p (compared in double: exact);
+// the realised keep probability k = 1 - floor(p * 2^16) / 2^16 sets the inverted scale 1 / k and
+// the vanilla eval factor k.
 std::vector<float> reference_forward(const DtypeBuffer& x, const DropoutParams& p) {
   const std::uint64_t offset = (p.offset_ptr ? *p.offset_ptr : 0) + p.offset;
   const bool inverted = p.mode == DropoutMode::kInverted;
+  const double kept_steps = 65536.0 - std::floor(static_cast<double>(p.p) * 65536.0);
+  const auto keep_probability = static_cast<float>(kept_steps / 65536.0);
   std::vector<float> y(static_cast<std::size_t>(x.size()));
   DtypeBuffer out(x.dtype(), 1);
   for (std::int64_t i = 0; i < x.size(); ++i) {
     float v;
     if (!p.training) {
-      v = inverted ? x.value(i) : x.value(i) * (1.0f - p.p);
+      v = inverted ? x.value(i) : x.value(i) * keep_probability;
     } else {
       const auto block = kestrel::philox_block(p.seed, offset, static_cast<std::uint64_t>(i) / 8);
       const std::uint32_t word = block.x[(i % 8) / 2];
       const std::uint32_t h = i % 2 == 0 ? word & 0xffffu : word >> 16;
       const double u = (static_cast<double>(h) + 1.0) / 65536.0;
-      const float scale = inverted ? 1.0f / (1.0f - p.p) : 1.0f;
+      const float scale = inverted ? static_cast<float>(65536.0 / kept_steps) : 1.0f;
       v = u > static_cast<double>(p.p) ? x.value(i) * scale : 0.0f;
     }
     out.set(0, v);  // round to the dtype as a store does
@@ -144,7 +148,8 @@ TEST(Dropout, InvertedIsVanillaTimesTheScaleWithTheSameMask) {
   for (float p : {0.2f, 0.7f}) {
     const auto inv = forward(x, DropoutParams{p, DropoutMode::kInverted, true, 77, 3}).values();
     const auto van = forward(x, DropoutParams{p, DropoutMode::kVanilla, true, 77, 3}).values();
-    const float scale = 1.0f / (1.0f - p);
+    // 1 / (1 - q), q = floor(p * 2^16) / 2^16 the drop probability the 16-bit draws realise.
+    const float scale = 65536.0f / (65536.0f - std::floor(p * 65536.0f));
     std::vector<float> expected(van.size());
     for (std::size_t i = 0; i < van.size(); ++i) expected[i] = van[i] * scale;
     EXPECT_TRUE(kestrel::testing::bit_equal(inv, expected)) << "p=" << p;
@@ -228,7 +233,9 @@ TEST(Dropout, EvalModesAndTheEdgeValuesOfP) {
     }
     for (float p : {0.f, 0.3f, 1.f}) {
       std::vector<double> want;
-      for (float v : x.values()) want.push_back(static_cast<double>(v) * (1.0 - p));
+      // The realised keep probability 1 - floor(p * 2^16) / 2^16: the training expectation.
+      const double keep = 1.0 - std::floor(static_cast<double>(p) * 65536.0) / 65536.0;
+      for (float v : x.values()) want.push_back(static_cast<double>(v) * keep);
       EXPECT_TRUE(kestrel::testing::all_close(
           forward(x, DropoutParams{p, DropoutMode::kVanilla, false}).values(), want, 0.0,
           2 * kestrel::dtype_eps(t)))

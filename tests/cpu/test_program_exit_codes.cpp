@@ -45,11 +45,16 @@ TEST(ProgramExitCodes, UnknownFlagsAndBadValuesExit2WithTheUsage) {
 }
 
 TEST(ProgramExitCodes, BenchResnetPlansMemoryWithoutAGpu) {
-  // --plan-only compiles each row on the CPU: it needs no device, and with --recompute-bn the
-  // quick rows (ResNet-20 b512) report the ten rebuilt BN+ReLU outputs (stem + nine blocks).
-  const Result r = run("bench_resnet", "--plan-only --quick --recompute-bn");
+  // --plan-only compiles each row on the CPU: it needs no device. By default the quick rows
+  // (ResNet-20 b512) report the ten rebuilt BN+ReLU outputs (stem + nine blocks); with
+  // --recompute-bn off none, and the configs say "keep".
+  const Result r = run("bench_resnet", "--plan-only --quick");
   EXPECT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("resnet20 b512 fp32 nchw recompute"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("resnet20 b512 fp32 nchw "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(" 10\n"), std::string::npos) << r.output;
+  const Result keep = run("bench_resnet", "--plan-only --quick --recompute-bn off");
+  EXPECT_EQ(keep.code, 0) << keep.output;
+  EXPECT_NE(keep.output.find("resnet20 b512 fp32 nchw keep"), std::string::npos) << keep.output;
+  EXPECT_EQ(keep.output.find(" 10\n"), std::string::npos) << keep.output;
 }
 #endif

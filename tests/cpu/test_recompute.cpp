@@ -155,6 +155,7 @@ TEST(RecomputeBnRelu, ResNet56PlanKeepsAQuarterLess) {
   Context ctx;
   ParameterStore store(g, ctx, 1);
   CompileOptions keep_opts, rebuild_opts;
+  keep_opts.recompute_bn_relu = false;
   rebuild_opts.recompute_bn_relu = true;
   const PlanStats keep = Executor(g, store, ctx, keep_opts).stats();
   const PlanStats rebuild = Executor(g, store, ctx, rebuild_opts).stats();
