@@ -12,7 +12,8 @@
 # `--quick --no-pytorch` (build, tests, memcheck, quick benchmarks), then `--no-sanitizer` for the
 # full benchmarks and PyTorch's figures, on the same warm machine (the build is kept).
 # Options: --quick (benchmarks in quick mode, skip racecheck), --no-pytorch, --no-sanitizer,
-#   --train=N: also train ResNet-20 for N epochs with cifar10_train and with
+#   --train=N: also train ResNet-20 (--train-model=resnet56 for another) for N epochs with
+#   cifar10_train and with
 #   tools/pytorch_train_reference.py (same recipe: batch 512, bf16, cosine lr 0.4, SGD Nesterov,
 #   weight decay 5e-4) on CIFAR-10 from $KESTREL_CIFAR_DIR (default .gpu-data/cifar10; made from
 #   .gpu-data/cifar10-jpeg.pack.gz with .gpu-data/to_cifar_bin.py when missing), logs in train.log.
@@ -20,7 +21,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
-quick=0; pytorch=1; sanitizer=1; train_epochs=0; build=1; resnet_quick=0
+quick=0; pytorch=1; sanitizer=1; train_epochs=0; train_model=resnet20; build=1; resnet_quick=0
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
@@ -29,7 +30,8 @@ for a in "$@"; do
     --no-build) build=0 ;;          # use build-gpu/ as carried from the development machine
     --resnet-quick) resnet_quick=1 ;;  # full kernel benchmarks, quick ResNet ones
     --train=[0-9]*) train_epochs=${a#--train=} ;;
-    *) echo "usage: tools/gpu_check.sh [--quick] [--resnet-quick] [--no-pytorch] [--no-sanitizer] [--no-build] [--train=EPOCHS]" >&2; exit 2 ;;
+    --train-model=resnet[0-9]*) train_model=${a#--train-model=} ;;
+    *) echo "usage: tools/gpu_check.sh [--quick] [--resnet-quick] [--no-pytorch] [--no-sanitizer] [--no-build] [--train=EPOCHS] [--train-model=resnetD]" >&2; exit 2 ;;
   esac
 done
 status() { echo "gpu_check: $*" | tee -a "$OUT/summary.txt" >&2; }
@@ -123,8 +125,8 @@ if [ "$train_epochs" -gt 0 ]; then
     python3 .gpu-data/to_cifar_bin.py .gpu-data/cifar10-jpeg.pack.gz "$data" >> "$OUT/train.log" 2>&1
   fi
   if [ -f "$data/test_batch.bin" ]; then
-    recipe=(--data "$data" --epochs "$train_epochs" --batch 512 --lr 0.4 --schedule cosine --nesterov
-            --weight-decay 5e-4 --dtype bf16)
+    recipe=(--data "$data" --model "$train_model" --epochs "$train_epochs" --batch 512 --lr 0.4
+            --schedule cosine --nesterov --weight-decay 5e-4 --dtype bf16)
     echo "=== cifar10_train ${recipe[*]} --layout nhwc --deterministic off" >> "$OUT/train.log"
     # --deterministic off: autotuned, possibly non-deterministic engines, as PyTorch's
     # cudnn.benchmark = True; the default (deterministic, first engine) would time another policy.
