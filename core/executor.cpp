@@ -12,13 +12,12 @@
 #include "kestrel/core/error.h"
 #include "kestrel/core/fusion.h"
 #include "kestrel/core/memory_plan.h"
+#include "kestrel/core/nonfinite_internal.h"
 #include "kestrel/core/recompute.h"
 #include "kestrel/kernels/cpu/dropout.h"
 #include "kestrel/kernels/cpu/optimizer.h"
-#include "kestrel/kernels/cpu/reduce.h"
 #include "kestrel/kernels/dropout.h"
 #include "kestrel/kernels/optimizer.h"
-#include "kestrel/kernels/reduce.h"
 
 namespace kestrel {
 namespace {
@@ -112,7 +111,6 @@ void Executor::bind_persistent(const std::vector<int>& param_grad) {
     t.zero(ctx_.stream());
     stats_.input_bytes += t.nbytes();
     bound_[v] = t;
-    input_buffers_.push_back(t);
     inputs_[info.name] = static_cast<int>(v);
   }
   for (const auto& [name, id] : g_.outputs()) outputs_[name] = id;
@@ -162,39 +160,32 @@ void Executor::plan_arena() {
   // Workspaces in the arena, each alive during its own node only: the large workspaces of the
   // first stage's convolutions then reuse activation memory that backward has already released,
   // instead of adding a separate max-sized buffer to the peak. Kept only when it is no larger
-  // than the values' arena plus that separate buffer (the greedy placement is a heuristic).
+  // than the values' arena plus that separate buffer (the greedy placement is a heuristic), and
+  // not without memory reuse (a debugging mode: there every value keeps bytes of its own).
   std::vector<int> request_ws_node(value_requests, -1);
-  for (int s = 0; s < nsteps; ++s) {
-    if (node_ws[static_cast<std::size_t>(s)] == 0) continue;
-    requests.push_back({node_ws[static_cast<std::size_t>(s)], s, s});
-    request_ws_node.push_back(s);
-  }
-  const MemoryPlan shared = plan_memory(requests, kArenaAlignment);
-  const std::size_t separate_bytes =
-      values_only.arena_bytes + (max_ws + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
-  // Not without memory reuse (a debugging mode): there every value keeps bytes of its own.
-  const bool ws_in_arena = opts_.reuse_memory && max_ws > 0 && shared.arena_bytes <= separate_bytes;
-  if (!ws_in_arena) {
-    requests.resize(value_requests);
-    request_ws_node.resize(value_requests);
+  MemoryPlan shared;
+  bool ws_in_arena = false;
+  if (opts_.reuse_memory && max_ws > 0) {
+    for (int s = 0; s < nsteps; ++s) {
+      if (node_ws[static_cast<std::size_t>(s)] == 0) continue;
+      requests.push_back({node_ws[static_cast<std::size_t>(s)], s, s});
+      request_ws_node.push_back(s);
+    }
+    shared = plan_memory(requests, kArenaAlignment);
+    ws_in_arena = shared.arena_bytes <= values_only.arena_bytes + max_ws;
+    if (!ws_in_arena) {
+      requests.resize(value_requests);
+      request_ws_node.resize(value_requests);
+    }
   }
   const MemoryPlan& plan = ws_in_arena ? shared : values_only;
   if (opts_.validate_plan)
     KESTREL_CHECK(plan_is_valid(requests, plan), "internal error: the memory plan overlaps live values");
   stats_.arena_bytes = plan.arena_bytes;
   stats_.activation_bytes = values_only.total_bytes;
+  stats_.live_peak_bytes = plan.live_peak_bytes;
   stats_.workspace_bytes = max_ws;
   stats_.workspace_in_arena = ws_in_arena;
-  std::vector<std::int64_t> live(static_cast<std::size_t>(nsteps) + 2, 0);
-  for (const BufferRequest& r : requests) {  // difference array over steps
-    live[static_cast<std::size_t>(r.first_step)] += static_cast<std::int64_t>(r.bytes);
-    live[static_cast<std::size_t>(r.last_step) + 1] -= static_cast<std::int64_t>(r.bytes);
-  }
-  std::int64_t running = 0;
-  for (std::int64_t v : live) {
-    running += v;
-    stats_.live_peak_bytes = std::max(stats_.live_peak_bytes, static_cast<std::size_t>(running));
-  }
 
   arena_ = Tensor::empty(Shape{static_cast<std::int64_t>(plan.arena_bytes)}, DType::kUInt8, ctx_);
   workspace_ = Tensor::empty(Shape{static_cast<std::int64_t>(ws_in_arena ? 0 : max_ws)}, DType::kUInt8, ctx_);
@@ -352,19 +343,7 @@ void Executor::check_numerics(const Step& s) {
   for (std::size_t o = 0; o < s.out.size(); ++o) {
     const Tensor& t = s.out[o];
     if (!is_floating(t.dtype()) || t.numel() == 0) continue;
-    std::int32_t bad = 0;
-    if (ctx_.device().is_cpu()) {
-      cpu::count_nonfinite(t.data(), t.dtype(), t.numel(), &bad, nullptr, 0);
-    } else {
-      Tensor count = Tensor::empty(Shape{1}, DType::kInt32, ctx_);
-      const std::size_t wsb = cuda::reduce_workspace_bytes(t.numel());
-      Tensor ws = Tensor::empty(Shape{static_cast<std::int64_t>(wsb)}, DType::kUInt8, ctx_);
-      cuda::count_nonfinite(t.data(), t.dtype(), t.numel(), count.data_as<std::int32_t>(), ws.data(),
-                            wsb, ctx_.stream().handle());
-      Tensor host = Tensor::empty_cpu(Shape{1}, DType::kInt32);
-      host.copy_from(count, ctx_.stream());
-      bad = host.data_as<std::int32_t>()[0];
-    }
+    const std::int64_t bad = count_nonfinite(ctx_, t, numerics_scratch_);
     KESTREL_CHECK(bad == 0, "non-finite values first appear in output ", g_.info(n.outputs[o]).describe(),
                   " of ", n.op->type(), " '", n.name, "' (", bad, " of ", t.numel(), " elements)");
   }

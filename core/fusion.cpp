@@ -5,15 +5,8 @@
 #include "kestrel/core/ops/elementwise_ops.h"
 
 namespace kestrel {
-namespace {
-// Consumers of each value among the nodes, and whether it is a marked output or the loss.
-struct Uses {
-  std::vector<std::vector<int>> consumers;
-  std::vector<bool> pinned;
-};
-
-Uses collect_uses(const Graph& g) {
-  Uses u;
+ValueUses value_uses(const Graph& g) {
+  ValueUses u;
   u.consumers.resize(g.values().size());
   u.pinned.assign(g.values().size(), false);
   for (std::size_t n = 0; n < g.nodes().size(); ++n)
@@ -23,18 +16,19 @@ Uses collect_uses(const Graph& g) {
   return u;
 }
 
+namespace {
+
 bool is_relu(const Op* op) {
   const auto* a = dynamic_cast<const ActivationOp*>(op);
   return a != nullptr && a->activation() == Activation::kRelu;
 }
 
-bool sole_consumer(const Uses& u, int value, int* node) {
+bool sole_consumer(const ValueUses& u, int value, int* node) {
   if (u.pinned[value] || u.consumers[value].size() != 1) return false;
   *node = u.consumers[value][0];
   return true;
 }
-}  // namespace
-
+// Drops the nodes marked removed, keeping the order of the rest.
 void compact_nodes(Graph& g, const std::vector<bool>& removed) {
   std::vector<Node> kept;
   std::vector<Node>& nodes = g.mutable_nodes();
@@ -42,10 +36,11 @@ void compact_nodes(Graph& g, const std::vector<bool>& removed) {
     if (!removed[n]) kept.push_back(std::move(nodes[n]));
   nodes = std::move(kept);
 }
+}  // namespace
 
 int fuse_batchnorm_activations(Graph& g) {
   std::vector<Node>& nodes = g.mutable_nodes();
-  const Uses u = collect_uses(g);
+  const ValueUses u = value_uses(g);
   std::vector<bool> removed(nodes.size(), false);
   int fused = 0;
   for (std::size_t b = 0; b < nodes.size(); ++b) {
@@ -70,12 +65,10 @@ int fuse_batchnorm_activations(Graph& g) {
     int relu = -1;
     if (!sole_consumer(u, add_y, &relu) || removed[relu]) continue;
     if (!is_relu(nodes[relu].op.get())) continue;
+    // bn_y has this Add as its sole consumer, so it is exactly one of the Add's two inputs (an
+    // Add of bn_y with itself lists it twice), and Add checked both have the same type.
     const std::vector<int>& add_in = nodes[next].inputs;
-    if (add_in[0] == add_in[1]) continue;  // bn(x) + bn(x): not a residual
     const int residual = add_in[0] == bn_y ? add_in[1] : add_in[0];
-    if (g.info(residual).type.shape != g.info(bn_y).type.shape ||
-        g.info(residual).dtype() != g.info(bn_y).dtype())
-      continue;
     Node fusedn = nodes[b];
     fusedn.op = bn->with_activation(BnActivation::kAddRelu);
     fusedn.inputs.push_back(residual);

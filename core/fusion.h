@@ -12,7 +12,12 @@ namespace kestrel {
 // rest of the graph is unchanged. Returns the number of fusions.
 int fuse_batchnorm_activations(Graph& g);
 
-// Removes nodes whose outputs nothing uses (after fusion) and renumbers producers.
-void compact_nodes(Graph& g, const std::vector<bool>& removed);
+// Who reads each value (by value id): the nodes that take it as an input, in node order and once
+// per input slot, and whether it is pinned (a marked output or the loss), which passes keep.
+struct ValueUses {
+  std::vector<std::vector<int>> consumers;
+  std::vector<bool> pinned;
+};
+ValueUses value_uses(const Graph& g);
 
 }  // namespace kestrel

@@ -32,8 +32,7 @@ Graph::Graph(GraphOptions options) : options_(options) {
                 "graph activation dtype must be fp32 or bf16, got ", dtype_name(options.dtype));
 }
 
-Value Graph::new_value(const std::string& name, const TypeSpec& type, ValueKind kind, int producer,
-                       int param) {
+Value Graph::new_value(const std::string& name, const TypeSpec& type, ValueKind kind, int param) {
   KESTREL_CHECK(value_by_name_.count(name) == 0, "a value named '", name, "' already exists");
   KESTREL_CHECK(type.layout == Layout::kNCHW || type.shape.rank() == 4, "value '", name,
                 "': layout nhwc needs rank 4, got shape ", type.shape.to_string());
@@ -41,7 +40,6 @@ Value Graph::new_value(const std::string& name, const TypeSpec& type, ValueKind 
   v.name = name;
   v.type = type;
   v.kind = kind;
-  v.producer = producer;
   v.param = param;
   values_.push_back(std::move(v));
   const int id = static_cast<int>(values_.size()) - 1;
@@ -50,44 +48,39 @@ Value Graph::new_value(const std::string& name, const TypeSpec& type, ValueKind 
 }
 
 Value Graph::input(const std::string& name, const TypeSpec& type) {
-  return new_value(scoped(name), type, ValueKind::kInput, -1, -1);
+  return new_value(scoped(name), type, ValueKind::kInput, -1);
 }
 
 Value Graph::parameter(const std::string& local_name, const TypeSpec& type, const Init& init,
                        bool decay, DType compute_dtype) {
   KESTREL_CHECK(compute_dtype == DType::kFloat32 || compute_dtype == DType::kBFloat16,
                 "parameter '", scoped(local_name), "': compute dtype must be fp32 or bf16");
-  const std::string name = scoped(local_name);
-  ParamInfo p;
-  p.name = name;
-  p.type = type;
-  p.type.dtype = DType::kFloat32;
-  p.init = init;
+  ParamInfo& p = add_param(scoped(local_name), type, init, ValueKind::kParameter);
   p.decay = decay;
-  const int index = static_cast<int>(params_.size());
-  p.value = new_value(name, p.type, ValueKind::kParameter, -1, index).id;
   if (compute_dtype == DType::kBFloat16) {
     TypeSpec t = p.type;
     t.dtype = DType::kBFloat16;
-    p.shadow = new_value(name + "@bf16", t, ValueKind::kParameterShadow, -1, index).id;
+    p.shadow = new_value(p.name + "@bf16", t, ValueKind::kParameterShadow, static_cast<int>(params_.size()) - 1).id;
   }
-  params_.push_back(p);
   return Value{p.shadow >= 0 ? p.shadow : p.value};
 }
 
 Value Graph::state(const std::string& local_name, const TypeSpec& type, const Init& init) {
-  const std::string name = scoped(local_name);
+  ParamInfo& p = add_param(scoped(local_name), type, init, ValueKind::kState);
+  p.trainable = false;
+  p.decay = false;
+  return Value{p.value};
+}
+
+ParamInfo& Graph::add_param(const std::string& name, const TypeSpec& type, const Init& init, ValueKind kind) {
   ParamInfo p;
   p.name = name;
   p.type = type;
   p.type.dtype = DType::kFloat32;
   p.init = init;
-  p.trainable = false;
-  p.decay = false;
-  const int index = static_cast<int>(params_.size());
-  p.value = new_value(name, p.type, ValueKind::kState, -1, index).id;
+  p.value = new_value(name, p.type, kind, static_cast<int>(params_.size())).id;
   params_.push_back(p);
-  return Value{p.value};
+  return params_.back();
 }
 
 std::string Graph::unique_node_name(const std::string& base) {
@@ -131,11 +124,10 @@ std::vector<Value> Graph::append_node(std::shared_ptr<const Op> op, const std::s
   n.op = std::move(op);
   n.backward = backward;
   for (Value v : inputs) n.inputs.push_back(v.id);
-  const int node_index = static_cast<int>(nodes_.size());
   std::vector<Value> out;
   for (std::size_t i = 0; i < types.size(); ++i) {
     const Value v = new_value(name + ":" + names[i], types[i],
-                              backward ? ValueKind::kGradient : ValueKind::kActivation, node_index, -1);
+                              backward ? ValueKind::kGradient : ValueKind::kActivation, -1);
     n.outputs.push_back(v.id);
     out.push_back(v);
   }
@@ -191,12 +183,6 @@ Value Graph::find_value(const std::string& name) const {
   std::string hint;
   for (const auto& c : close) hint += (hint.empty() ? "" : ", ") + c;
   KESTREL_FAIL("no value named '", name, "'", hint.empty() ? "" : " (similar: " + hint + ")");
-}
-
-int Graph::find_param(const std::string& name) const {
-  for (std::size_t i = 0; i < params_.size(); ++i)
-    if (params_[i].name == name) return static_cast<int>(i);
-  return -1;
 }
 
 std::string Graph::summary() const {

@@ -45,7 +45,6 @@ struct ValueInfo {
   std::string name;
   TypeSpec type;
   ValueKind kind = ValueKind::kActivation;
-  int producer = -1;  // node index; -1 for inputs, parameters and states
   int param = -1;     // kParameter / kParameterShadow / kState: index into Graph::params()
   const Shape& shape() const noexcept { return type.shape; }
   DType dtype() const noexcept { return type.dtype; }
@@ -181,13 +180,14 @@ class Graph {
   std::vector<Node>& mutable_nodes() noexcept { return nodes_; }
   const std::vector<ParamInfo>& params() const noexcept { return params_; }
   Value find_value(const std::string& name) const;  // raises with close matches when missing
-  int find_param(const std::string& name) const;    // -1 when missing
 
   // Human-readable listing of nodes with their input and output types.
   std::string summary() const;
 
  private:
-  Value new_value(const std::string& name, const TypeSpec& type, ValueKind kind, int producer, int param);
+  Value new_value(const std::string& name, const TypeSpec& type, ValueKind kind, int param);
+  // The ParamInfo of a parameter or state named `name` (already scoped), registered with its value.
+  ParamInfo& add_param(const std::string& name, const TypeSpec& type, const Init& init, ValueKind kind);
   std::string unique_node_name(const std::string& base);
   void check_value(Value v, const std::string& where) const;
 

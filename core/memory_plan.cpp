@@ -56,6 +56,18 @@ MemoryPlan plan_memory(const std::vector<BufferRequest>& requests, std::size_t a
     placed.push_back({offset, offset + size, idx});
     plan.arena_bytes = std::max(plan.arena_bytes, offset + size);
   }
+  int steps = 0;
+  for (const BufferRequest& r : requests) steps = std::max(steps, r.last_step + 1);
+  std::vector<std::int64_t> live(static_cast<std::size_t>(steps) + 1, 0);  // difference array
+  for (const BufferRequest& r : requests) {
+    live[static_cast<std::size_t>(r.first_step)] += static_cast<std::int64_t>(r.bytes);
+    live[static_cast<std::size_t>(r.last_step) + 1] -= static_cast<std::int64_t>(r.bytes);
+  }
+  std::int64_t running = 0;
+  for (std::int64_t v : live) {
+    running += v;
+    plan.live_peak_bytes = std::max(plan.live_peak_bytes, static_cast<std::size_t>(running));
+  }
   return plan;
 }
 

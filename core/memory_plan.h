@@ -23,13 +23,14 @@ struct MemoryPlan {
   std::vector<std::size_t> offsets;  // one per request, in request order
   std::size_t arena_bytes = 0;
   std::size_t total_bytes = 0;       // sum of all requests (what no reuse would need)
+  std::size_t live_peak_bytes = 0;   // most bytes alive at any one step: a lower bound for arena_bytes
 };
 
 // Raises kestrel::Error for a request with last_step < first_step or a zero/non-power-of-two alignment.
 MemoryPlan plan_memory(const std::vector<BufferRequest>& requests, std::size_t alignment = 256);
 
-// True when no two simultaneously live requests overlap in the plan (used by tests and, in
-// debug builds, by the executor after planning).
+// True when no two simultaneously live requests overlap in the plan (used by tests, and by the
+// executor after planning while CompileOptions::validate_plan is on, the default).
 bool plan_is_valid(const std::vector<BufferRequest>& requests, const MemoryPlan& plan);
 
 }  // namespace kestrel

@@ -69,8 +69,6 @@ class Op {
   // i receives no gradient, Value::seed() for the loss itself.
   virtual std::vector<Value> backward(Graph& g, const Node& n, const std::vector<Value>& grad_out,
                                       const std::vector<bool>& needs_grad) const;
-  // Whether output i of this op may share the memory of input j (in-place), -1 for none.
-  virtual int inplace_input(int /*output*/) const { return -1; }
 };
 
 // Builds the standard shape error: "<op> '<node>': <what>: expected <expected>, got <actual>".

@@ -7,7 +7,9 @@
 #include "kestrel/core/cuda_check_internal.h"
 #include "kestrel/core/device_guard_internal.h"
 #include "kestrel/core/error.h"
+#include "kestrel/kernels/cpu/elementwise.h"
 #include "kestrel/kernels/cpu/fill.h"
+#include "kestrel/kernels/elementwise.h"
 
 namespace kestrel {
 namespace {
@@ -167,8 +169,7 @@ void ParameterStore::upload_decay_mask() {
   for (const Slot& s : slots_)
     if (s.trainable && s.decay) std::fill_n(mask.begin() + s.offset, s.type.shape.numel(), 1);
   Tensor host = Tensor::wrap(mask.data(), Shape{param_elems_}, DType::kUInt8, Device::cpu());
-  decay_mask_.copy_from(host, ctx_.stream());
-  ctx_.stream().synchronize();  // `mask` goes out of scope
+  decay_mask_.copy_from(host, ctx_.stream());  // `mask` may go once copy_from returns
 }
 
 void ParameterStore::initialise(const Graph& graph) {
@@ -177,24 +178,22 @@ void ParameterStore::initialise(const Graph& graph) {
     const ParamInfo& p = graph.params()[i];
     const Tensor host = Tensor::from_vector(initial_values(p, seed_, i), p.type.shape,
                                             DType::kFloat32, p.type.layout);
-    value(i).copy_from(host, st);
+    value(i).copy_from(host, st);  // `host` may go once copy_from returns
   }
-  ctx_.stream().synchronize();  // the host tensors above die now
   upload_decay_mask();
   refresh_shadows();
 }
 
 void ParameterStore::refresh_shadows() {
   if (shadow_elems_ == 0) return;
-  // Small and rare (initialisation, checkpoint load): done through the host.
-  Tensor host = Tensor::empty_cpu(Shape{param_elems_}, DType::kFloat32);
-  host.copy_from(params_, ctx_.stream());
-  const float* src = host.data_as<float>();
-  std::vector<bfloat16> out(static_cast<std::size_t>(shadow_elems_), bfloat16{0});
-  for (std::int64_t e = 0; e < shadow_elems_; ++e) out[e] = to_bf16(src[e]);
-  Tensor h = Tensor::wrap(out.data(), Shape{shadow_elems_}, DType::kBFloat16, Device::cpu());
-  shadow_.copy_from(h, ctx_.stream());
-  ctx_.stream().synchronize();
+  // The shadow mirrors the whole trainable buffer (shadow_elems_ == param_elems_): one cast.
+  if (ctx_.device().is_cpu()) {
+    cpu::cast(params_.data(), DType::kFloat32, shadow_.data(), DType::kBFloat16, shadow_elems_);
+  } else {
+    DeviceGuard guard(ctx_.device());
+    cuda::cast(params_.data(), DType::kFloat32, shadow_.data(), DType::kBFloat16, shadow_elems_,
+               ctx_.stream().handle());
+  }
 }
 
 void ParameterStore::set_learning_rate(float lr) {

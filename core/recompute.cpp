@@ -1,16 +1,14 @@
 #include "kestrel/core/recompute.h"
 
-#include <algorithm>
 #include <map>
 
+#include "kestrel/core/fusion.h"
 #include "kestrel/core/ops/batchnorm_op.h"
 
 namespace kestrel {
 
 int recompute_batchnorm_relu(Graph& g) {
-  std::vector<bool> pinned(g.values().size(), false);
-  for (const auto& o : g.outputs()) pinned[o.second] = true;
-  if (g.loss().valid()) pinned[g.loss().id] = true;
+  const ValueUses uses = value_uses(g);
 
   struct Insertion {
     int before;  // index of the first backward reader in the current node order
@@ -23,12 +21,10 @@ int recompute_batchnorm_relu(Graph& g) {
     const auto* bn = dynamic_cast<const BatchNormOp*>(fwd.op.get());
     if (fwd.backward || bn == nullptr || bn->activation() != BnActivation::kRelu) continue;
     const int y = fwd.outputs[0];
-    if (pinned[static_cast<std::size_t>(y)]) continue;
-    std::vector<std::size_t> readers;
-    for (std::size_t b = f + 1; b < original; ++b) {
-      const Node& n = g.nodes()[b];
-      if (n.backward && std::find(n.inputs.begin(), n.inputs.end(), y) != n.inputs.end()) readers.push_back(b);
-    }
+    if (uses.pinned[static_cast<std::size_t>(y)]) continue;
+    std::vector<std::size_t> readers;  // in node order; a node reading y twice is listed twice
+    for (int b : uses.consumers[static_cast<std::size_t>(y)])
+      if (g.nodes()[static_cast<std::size_t>(b)].backward) readers.push_back(static_cast<std::size_t>(b));
     if (readers.empty()) continue;
     // x, gamma, beta (inputs 0-2) and the saved mean and invstd (outputs 1-2).
     const std::vector<Value> in = {Value{fwd.inputs[0]}, Value{fwd.inputs[1]}, Value{fwd.inputs[2]},

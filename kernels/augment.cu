@@ -16,7 +16,7 @@ __global__ void augment_kernel(const std::uint8_t* dataset, std::int64_t num_ima
                                std::int32_t* labels_out, int pad, bool random_crop,
                                bool random_flip, Norm norm, std::uint64_t seed,
                                std::uint64_t offset, const std::uint64_t* offset_ptr) {
-  const std::uint64_t off = (offset_ptr ? *offset_ptr : 0) + offset;
+  const std::uint64_t off = stream_offset(offset, offset_ptr);
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   const std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   for (std::int64_t i = first; i < n * kImageBytes; i += stride) {

@@ -13,7 +13,8 @@
 
 namespace kestrel::bn_detail {
 
-inline void check_dims(const char* fn, const BatchNormDims& d, DType dtype, float eps) {
+// The dimensions and layout (what every entry point checks, the workspace size included).
+inline void check_shape(const char* fn, const BatchNormDims& d) {
   KESTREL_CHECK(d.n > 0 && d.c > 0 && d.hw > 0, fn, ": dimensions must be positive, got n=", d.n,
                 " c=", d.c, " hw=", d.hw);
   KESTREL_CHECK(d.layout == Layout::kNCHW || d.layout == Layout::kNHWC, fn, ": unknown layout ",
@@ -21,8 +22,17 @@ inline void check_dims(const char* fn, const BatchNormDims& d, DType dtype, floa
   constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max() / 16;
   KESTREL_CHECK(d.n <= kMax / d.c / d.hw, fn, ": tensor too large (n=", d.n, " c=", d.c,
                 " hw=", d.hw, ")");
+}
+
+// check_shape and the storage dtype (every entry point that touches a tensor).
+inline void check_dims(const char* fn, const BatchNormDims& d, DType dtype) {
+  check_shape(fn, d);
   KESTREL_CHECK(dtype == DType::kFloat32 || dtype == DType::kBFloat16, fn,
                 ": dtype must be fp32 or bf16, got ", dtype_name(dtype));
+}
+
+// The two forwards, which take eps.
+inline void check_eps(const char* fn, float eps) {
   KESTREL_CHECK(eps > 0.f && std::isfinite(eps), fn, ": eps must be positive and finite, got ",
                 eps);
 }
@@ -43,7 +53,8 @@ inline void check_training_forward(const void* x, const void* residual, const vo
                                    const float* save_mean, const float* save_invstd,
                                    BnActivation act) {
   const char* fn = "batchnorm_forward_training";
-  check_dims(fn, d, dtype, eps);
+  check_dims(fn, d, dtype);
+  check_eps(fn, eps);
   check_activation(fn, act, residual, "residual");
   KESTREL_CHECK(momentum >= 0.f && momentum <= 1.f, fn, ": momentum must be in [0, 1], got ",
                 momentum);
@@ -60,7 +71,8 @@ inline void check_inference_forward(const void* x, const void* residual, const v
                                     DType dtype, const BatchNormDims& d, const float* running_mean,
                                     const float* running_var, float eps, BnActivation act) {
   const char* fn = "batchnorm_forward_inference";
-  check_dims(fn, d, dtype, eps);
+  check_dims(fn, d, dtype);
+  check_eps(fn, eps);
   check_activation(fn, act, residual, "residual");
   KESTREL_CHECK(x != nullptr && y != nullptr, fn, ": x and y are required");
   KESTREL_CHECK(running_mean != nullptr && running_var != nullptr, fn,
@@ -72,7 +84,7 @@ inline void check_apply(const void* x, const void* residual, const void* y, DTyp
                         const BatchNormDims& d, const float* save_mean, const float* save_invstd,
                         BnActivation act) {
   const char* fn = "batchnorm_forward_apply";
-  check_dims(fn, d, dtype, 1.f);
+  check_dims(fn, d, dtype);
   check_activation(fn, act, residual, "residual");
   KESTREL_CHECK(x != nullptr && y != nullptr, fn, ": x and y are required");
   KESTREL_CHECK(save_mean != nullptr && save_invstd != nullptr, fn,
@@ -84,7 +96,7 @@ inline void check_backward(const void* dy, const void* x, const void* y, DType d
                            const float* save_invstd, const void* dx, const void* dresidual,
                            BnActivation act) {
   const char* fn = "batchnorm_backward";
-  check_dims(fn, d, dtype, 1.f);
+  check_dims(fn, d, dtype);
   check_activation(fn, act, dresidual, "dresidual");
   KESTREL_CHECK(dy != nullptr && x != nullptr && dx != nullptr, fn, ": dy, x and dx are required");
   KESTREL_CHECK(y != nullptr || act == BnActivation::kNone, fn,

@@ -82,7 +82,7 @@ void launch_finalize_grads(const BnGeometry& g, const GradSums* part, const floa
 namespace kestrel::cuda {
 
 std::size_t batchnorm_workspace_bytes(const BatchNormDims& d) {
-  bn_detail::check_dims("batchnorm_workspace_bytes", d, DType::kFloat32, 1.f);
+  bn_detail::check_shape("batchnorm_workspace_bytes", d);
   return bn_detail::workspace_layout(d).bytes;
 }
 

@@ -42,7 +42,7 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int kN = cuda_detail::kVecElems<T>;
   constexpr int kUnitsPerBlock = dropout_detail::kElementsPerBlock / kN;
   static_assert(kUnitsPerBlock * kN == dropout_detail::kElementsPerBlock, "units split Philox blocks evenly");
-  const std::uint64_t offset = m.offset + (m.offset_ptr != nullptr ? *m.offset_ptr : 0);
+  const std::uint64_t offset = stream_offset(m.offset, m.offset_ptr);
   const std::int64_t units = (n + kN - 1) / kN;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t u = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < units;

@@ -79,7 +79,7 @@ inline std::uint32_t keep_threshold(float p) {
   return static_cast<std::uint32_t>(std::floor(p * 65536.0f));
 }
 
-// 1 - q: the probability that an element is kept, for p < 1 (exact in float).
+// 1 - q: the probability that an element is kept (exact in float; 0 for p = 1).
 inline float keep_probability(float p) {
   return static_cast<float>(65536u - keep_threshold(p)) / 65536.0f;
 }
@@ -89,14 +89,11 @@ inline Plan plan(const DropoutParams& p) {
   const bool inverted = p.mode == DropoutMode::kInverted;
   if (!p.training) {
     if (inverted || p.p == 0.f) return Plan{Action::kCopy, 1.f, 0};
-    if (p.p == 1.f) return Plan{Action::kScale, 0.f, 0};
     return Plan{Action::kScale, keep_probability(p.p), 0};
   }
   if (p.p == 0.f) return Plan{Action::kCopy, 1.f, 0};
   if (p.p == 1.f) return Plan{Action::kZero, 0.f, 0};
-  const std::uint32_t threshold = keep_threshold(p.p);
-  const float scale = inverted ? 65536.0f / static_cast<float>(65536u - threshold) : 1.0f;
-  return Plan{Action::kMask, scale, threshold};
+  return Plan{Action::kMask, inverted ? 1.0f / keep_probability(p.p) : 1.0f, keep_threshold(p.p)};
 }
 
 // Both twins' entry: validates the call (raising before any work), resolves its plan, then calls
@@ -111,9 +108,7 @@ void dispatch(const char* what, const void* x, const void* y, std::int64_t n, DT
   });
 }
 
-inline std::uint64_t effective_offset(const DropoutParams& p) {
-  return (p.offset_ptr != nullptr ? *p.offset_ptr : 0) + p.offset;
-}
+inline std::uint64_t effective_offset(const DropoutParams& p) { return stream_offset(p.offset, p.offset_ptr); }
 
 // The 16-bit half of word w that element j uses (even j: low half).
 KESTREL_HD std::uint32_t half_bits(std::uint32_t w, int j) { return (j & 1) != 0 ? w >> 16 : w & 0xffffu; }

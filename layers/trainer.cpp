@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "kestrel/core/error.h"
+#include "kestrel/core/nonfinite_internal.h"
 #include "kestrel/layers/checkpoint.h"
 #include "kestrel/layers/nn.h"
 #include "kestrel/layers/trainer_device_internal.h"
@@ -212,7 +213,7 @@ bool Trainer::Impl::run_step_skipping(int epoch, std::int64_t s) {
   Tensor host = Tensor::empty_cpu(Shape{1}, DType::kFloat32);
   host.copy_from(loss, ctx.stream());
   const float value = host.data_as<float>()[0];
-  const std::int64_t bad_grads = std::isfinite(value) ? td::count_nonfinite(ctx, store->flat_grads(), scratch) : 0;
+  const std::int64_t bad_grads = std::isfinite(value) ? count_nonfinite(ctx, store->flat_grads(), scratch) : 0;
   if (std::isfinite(value) && bad_grads == 0) {
     train->apply_update();
     skips_in_a_row = 0;

@@ -20,9 +20,6 @@ void augment(Context& ctx, const Tensor& images, const Tensor& labels,
 void count_correct(Context& ctx, const Tensor& logits, const Tensor& labels, std::int64_t rows,
                    std::int64_t* correct);
 
-// Number of NaN/Inf values of a floating tensor (synchronises). `scratch` is grown as needed.
-std::int64_t count_nonfinite(Context& ctx, const Tensor& x, Tensor& scratch);
-
 // Copies `bytes` bytes between two places of the context's device, in stream order.
 void copy_bytes(Context& ctx, void* dst, const void* src, std::size_t bytes);
 

@@ -34,10 +34,12 @@ struct Row {
   DType dtype;
   Layout layout;
   bool recompute;
-  std::string config(bool graph) const {
+  // "resnet20 b512 bf16 nhwc" (+ " keep" with recomputation off); config() adds the CUDA Graph part.
+  std::string base() const {
     return model + " b" + std::to_string(batch) + " " + dtype_name(dtype) + " " + layout_name(layout) +
-           (recompute ? "" : " keep") + (graph ? " graph" : " nograph");
+           (recompute ? "" : " keep");
   }
+  std::string config(bool graph) const { return base() + (graph ? " graph" : " nograph"); }
 };
 
 std::vector<Row> rows(bool quick, bool recompute) {
@@ -160,9 +162,7 @@ int print_plans(const bench::Options& o) {
     const Graph g = row_graph(row);
     ParameterStore store(g, ctx, 1);
     const PlanStats s = Executor(g, store, ctx, row_options(row)).stats();
-    std::string config = row.config(false);
-    config.resize(config.size() - std::string(" nograph").size());
-    std::printf("%-38s %12.1f %12.1f %16.1f %10d\n", config.c_str(), static_cast<double>(s.arena_bytes) / 1e6,
+    std::printf("%-38s %12.1f %12.1f %16.1f %10d\n", row.base().c_str(), static_cast<double>(s.arena_bytes) / 1e6,
                 static_cast<double>(s.live_peak_bytes) / 1e6, static_cast<double>(s.activation_bytes) / 1e6,
                 s.recomputed);
     std::fflush(stdout);

@@ -15,7 +15,7 @@ void augment_batch(const std::uint8_t* dataset, std::int64_t num_images,
     KESTREL_CHECK(indices[b] >= 0 && indices[b] < num_images, "augment_batch: index ", indices[b],
                   " at batch position ", b, " is outside [0, ", num_images, ")");
   const Norm norm = normalisation(p);
-  const std::uint64_t offset = (p.offset_ptr ? *p.offset_ptr : 0) + p.offset;
+  const std::uint64_t offset = stream_offset(p.offset, p.offset_ptr);
   for (std::int64_t b = 0; b < n; ++b) {
     const Draw d = draw(p.seed, offset, b, p.pad, p.random_crop, p.random_flip);
     const std::uint8_t* image = dataset + indices[b] * kImageBytes;

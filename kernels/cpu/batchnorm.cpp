@@ -42,7 +42,7 @@ void apply_forward(const void* x, const void* residual, void* y, DType dtype,
 }  // namespace
 
 std::size_t batchnorm_workspace_bytes(const BatchNormDims& d) {
-  check_dims("batchnorm_workspace_bytes", d, DType::kFloat32, 1.f);
+  check_shape("batchnorm_workspace_bytes", d);
   return 0;
 }
 

@@ -51,7 +51,7 @@ struct Fixture {
 kestrel::StreamHandle stream_id(std::uintptr_t i) { return reinterpret_cast<kestrel::StreamHandle>(i); }
 }  // namespace
 
-TEST(SizeClass, RoundsSmallToHalfKiBAndLargeToTwoMiB) {
+TEST(SizeClass, RoundsSmallToHalfKiBAndLargeToAQuarterPowerOfTwoAtMostTwoMiB) {
   using kestrel::allocation_size_class;
   constexpr std::size_t MiB = std::size_t(1) << 20;
   EXPECT_EQ(allocation_size_class(0), 0u);
@@ -59,13 +59,19 @@ TEST(SizeClass, RoundsSmallToHalfKiBAndLargeToTwoMiB) {
   EXPECT_EQ(allocation_size_class(512), 512u);
   EXPECT_EQ(allocation_size_class(513), 1024u);
   EXPECT_EQ(allocation_size_class(MiB - 1), MiB);
-  EXPECT_EQ(allocation_size_class(MiB), 2 * MiB);
-  EXPECT_EQ(allocation_size_class(2 * MiB + 1), 4 * MiB);
+  EXPECT_EQ(allocation_size_class(MiB), MiB);
+  EXPECT_EQ(allocation_size_class(MiB + 1), MiB + MiB / 4);
+  EXPECT_EQ(allocation_size_class(2 * MiB + 1), 2 * MiB + MiB / 2);
+  EXPECT_EQ(allocation_size_class(8 * MiB + 1), 10 * MiB);
+  EXPECT_EQ(allocation_size_class(9 * MiB), 10 * MiB);  // steps stop growing at 2 MiB
   EXPECT_EQ(allocation_size_class(std::size_t(2231) * 1000 * 1000), 2128 * MiB) << "a ResNet-56 arena wastes < 2 MiB";
   for (std::size_t b = 1; b < (std::size_t(8) << 30); b = b * 3 + 7) {
     const std::size_t c = allocation_size_class(b);
     EXPECT_GE(c, b);
     EXPECT_LT(c - b, b < MiB ? 512u : 2 * MiB) << b;
+    if (b >= MiB) {
+      EXPECT_LT(c - b, b / 4) << b;  // and below a quarter of the request
+    }
   }
 }
 

@@ -16,6 +16,7 @@ TEST(MemoryPlan, ChainReusesMemory) {
   EXPECT_TRUE(kestrel::plan_is_valid(r, p));
   EXPECT_EQ(p.arena_bytes, 2048u);
   EXPECT_EQ(p.total_bytes, 4000u);
+  EXPECT_EQ(p.live_peak_bytes, 2000u);  // two buffers at each shared step
   EXPECT_EQ(p.offsets[0], p.offsets[2]);
 }
 
@@ -54,13 +55,17 @@ TEST(MemoryPlan, RandomGraphsNeverOverlapLiveBuffers) {
     std::size_t side_by_side = 0;
     for (const auto& b : r) side_by_side += (std::max<std::size_t>(b.bytes, 1) + 255) / 256 * 256;
     EXPECT_LE(p.arena_bytes, side_by_side);
-    // ... and at least the largest set of buffers alive at one step.
+    // ... and at least the largest set of buffers alive at one step, which live_peak_bytes
+    // reports (counted here by brute force over the steps).
+    std::size_t peak = 0;
     for (int s = 0; s < steps; ++s) {
       std::size_t live = 0;
       for (const auto& b : r)
         if (b.first_step <= s && s <= b.last_step) live += b.bytes;
       EXPECT_GE(p.arena_bytes, live);
+      peak = std::max(peak, live);
     }
+    EXPECT_EQ(p.live_peak_bytes, peak) << "trial " << trial;
   }
 }
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "batchnorm_step.h"
-#include "device_buffer.h"
+#include "storage_test_util.h"
 #include "kestrel/kernels/batchnorm.h"
 #include "test_support.h"
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "batchnorm_reference.h"
-#include "device_buffer.h"
+#include "storage_test_util.h"
 #include "kestrel/kernels/layernorm.h"
 #include "layernorm_reference.h"
 #include "test_support.h"

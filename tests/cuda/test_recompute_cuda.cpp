@@ -6,7 +6,7 @@
 
 #include <random>
 
-#include "device_buffer.h"
+#include "storage_test_util.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
 #include "kestrel/kernels/batchnorm.h"
@@ -31,7 +31,7 @@ TEST(BatchNormApplyCuda, RebuildsTheTrainingForwardOutputBitForBit) {
       const std::size_t bytes = host.nbytes();
       // The rebuilt output one element off a 16-byte boundary: another vector width than y's.
       DeviceBuffer x(bytes), y(bytes), again(bytes, dtype_size(dtype)), g(gamma), b(beta);
-      KESTREL_CUDA_CHECK(cudaMemcpy(x.get(), host.data(), bytes, cudaMemcpyHostToDevice));
+      x.upload(host.data(), bytes);
       DeviceBuffer rm(std::vector<float>(d.c, 0.f)), rv(std::vector<float>(d.c, 1.f));
       DeviceBuffer mean(d.c * sizeof(float)), invstd(d.c * sizeof(float));
       DeviceBuffer ws(cuda::batchnorm_workspace_bytes(d));

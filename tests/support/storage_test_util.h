@@ -58,33 +58,57 @@ inline HostBuffer random_buffer(DType dtype, std::size_t n, std::uint32_t seed, 
   return b;
 }
 
-// Device memory of `bytes` (at least 1), freed on destruction; copies are synchronous with the
-// whole device on both sides, so kernels on any stream (also non-blocking ones, which do not
-// wait for the legacy stream that cudaMemcpy uses) see uploads and are seen by downloads.
+// Device memory of `bytes`, `offset` bytes into a fresh 256-byte aligned allocation (so tests
+// can hand kernels pointers that are not 16-byte aligned), freed on destruction. Copies are
+// synchronous with the whole device on both sides, so kernels on any stream (also non-blocking
+// ones, which do not wait for the legacy stream that cudaMemcpy uses) see uploads and are seen
+// by downloads. The one device buffer of the CUDA suites.
 class DeviceBuffer {
  public:
-  explicit DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
-    if (cudaMalloc(&p_, bytes == 0 ? 1 : bytes) != cudaSuccess)
+  explicit DeviceBuffer(std::size_t bytes, std::size_t offset = 0) : bytes_(bytes) {
+    if (cudaMalloc(&base_, bytes + offset + 1) != cudaSuccess)
       throw std::runtime_error("cudaMalloc of " + std::to_string(bytes) + " bytes failed");
+    p_ = static_cast<unsigned char*>(base_) + offset;
   }
   explicit DeviceBuffer(const HostBuffer& h) : DeviceBuffer(h.bytes()) { upload(h); }
-  ~DeviceBuffer() {
-    if (p_ != nullptr) (void)cudaFree(p_);
+  template <typename T>
+  explicit DeviceBuffer(const std::vector<T>& host, std::size_t offset = 0)
+      : DeviceBuffer(host.size() * sizeof(T), offset) {
+    upload(host.data(), host.size() * sizeof(T));
   }
-  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), bytes_(o.bytes_) {}
+  ~DeviceBuffer() {
+    if (base_ != nullptr) (void)cudaFree(base_);
+  }
+  DeviceBuffer(DeviceBuffer&& o) noexcept
+      : base_(std::exchange(o.base_, nullptr)), p_(std::exchange(o.p_, nullptr)), bytes_(o.bytes_) {}
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(DeviceBuffer&&) = delete;
 
   void* get() const { return p_; }
+  float* f32() const { return static_cast<float*>(p_); }
   std::size_t bytes() const { return bytes_; }
   template <typename T>
   T* as() const { return static_cast<T*>(p_); }
   void upload(const HostBuffer& h) { copy(p_, h.data(), h.bytes(), cudaMemcpyHostToDevice); }
   void upload(const void* src, std::size_t bytes) { copy(p_, src, bytes, cudaMemcpyHostToDevice); }
+  template <typename T>
+  void upload(const std::vector<T>& host) { upload(host.data(), host.size() * sizeof(T)); }
   void download(HostBuffer& h) const { copy(h.data(), p_, h.bytes(), cudaMemcpyDeviceToHost); }
   void download(void* dst, std::size_t bytes) const {
     copy(dst, p_, bytes, cudaMemcpyDeviceToHost);
+  }
+  // The whole buffer as elements of T.
+  template <typename T>
+  std::vector<T> download() const {
+    std::vector<T> host(bytes_ / sizeof(T));
+    download(host.data(), host.size() * sizeof(T));
+    return host;
+  }
+  void fill_bytes(int value) {
+    if (cudaDeviceSynchronize() != cudaSuccess || cudaMemset(p_, value, bytes_) != cudaSuccess ||
+        cudaDeviceSynchronize() != cudaSuccess)
+      throw std::runtime_error(std::string("cudaMemset failed: ") + cudaGetErrorString(cudaGetLastError()));
   }
 
  private:
@@ -92,11 +116,13 @@ class DeviceBuffer {
   // return once the data is staged, before its DMA lands, and only the legacy stream is ordered
   // after that DMA; a kernel on a Context's non-blocking stream could read the old bytes.
   static void copy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
+    if (bytes == 0) return;
     if (cudaDeviceSynchronize() != cudaSuccess || cudaMemcpy(dst, src, bytes, kind) != cudaSuccess ||
         cudaDeviceSynchronize() != cudaSuccess)
       throw std::runtime_error(std::string("cudaMemcpy failed: ") +
                                cudaGetErrorString(cudaGetLastError()));
   }
+  void* base_ = nullptr;
   void* p_ = nullptr;
   std::size_t bytes_;
 };
