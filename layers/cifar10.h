@@ -65,7 +65,8 @@ void write_cifar10_dir(const CifarDataset& data, const std::string& dir);
 CifarDataset synthetic_cifar10(std::int64_t n_train, std::int64_t n_test, std::uint64_t seed);
 
 // A uniformly random permutation of 0..count-1 (Fisher-Yates), drawn from Philox stream
-// (seed, offset = epoch): the same arguments give the same permutation everywhere.
+// (seed, offset = a "SHUF" tag | epoch), apart from the initialisation and dropout streams of the
+// same seed: the same arguments give the same permutation everywhere.
 std::vector<std::int32_t> epoch_permutation(std::int64_t count, std::uint64_t seed,
                                             std::int64_t epoch);
 

@@ -76,9 +76,11 @@ double det_sin(double x) {
   return x - x * x2 * s;
 }
 
-// Philox offsets of the synthetic streams: a tag in the high bits keeps them apart from the
-// small offsets (epochs) that epoch_permutation uses with the same seed.
+// Philox offsets of the synthetic images and of the epoch orders: tags in the high bits keep them
+// apart from each other and from the small offsets that parameter initialisation (parameter
+// index) and dropout (step counter) use with the same seed.
 constexpr std::uint64_t kSyntheticTag = 0x53594E5400000000ull;  // "SYNT"
+constexpr std::uint64_t kShuffleTag = 0x5348554600000000ull;    // "SHUF"
 constexpr std::uint64_t kWordsPerImage = 4096;                 // 16 parameters + 3072 noise words
 
 // Image `index` of one split with class `label`, written to `out` (3072 bytes, planar RGB).
@@ -155,10 +157,11 @@ std::vector<std::int32_t> epoch_permutation(std::int64_t count, std::uint64_t se
                                             std::int64_t epoch) {
   KESTREL_CHECK(count >= 0 && count <= std::numeric_limits<std::int32_t>::max(),
                 "epoch_permutation: count ", count, " is not in 0..2^31-1");
-  KESTREL_CHECK(epoch >= 0, "epoch_permutation: epoch ", epoch, " is negative");
+  KESTREL_CHECK(epoch >= 0 && epoch < (std::int64_t(1) << 32), "epoch_permutation: epoch ", epoch,
+                " is not in 0..2^32-1");
   std::vector<std::int32_t> perm(static_cast<std::size_t>(count));
   for (std::int64_t i = 0; i < count; ++i) perm[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
-  PhiloxWords rng(seed, static_cast<std::uint64_t>(epoch));
+  PhiloxWords rng(seed, kShuffleTag | static_cast<std::uint64_t>(epoch));
   shuffle(perm, rng);
   return perm;
 }

@@ -16,6 +16,11 @@
 
 namespace kestrel::experiments {
 
+// Philox offsets of the experiments' own draws (inputs, labels): a tag in the high bits keeps
+// them apart from the small offsets that parameter initialisation (parameter index) and dropout
+// (step counter) use with the same seed. Use experiment_stream(k) for draw k.
+constexpr std::uint64_t experiment_stream(std::uint64_t k) { return 0x4558505400000000ull | k; }  // "EXPT"
+
 // Images as floats: [count, 3, side, side] in logical NCHW order, normalised per channel with
 // the training split's mean and standard deviation; labels as int32.
 struct FloatImages {

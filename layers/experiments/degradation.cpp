@@ -41,7 +41,7 @@ DegradationCurve train_model(const DegradationConfig& c, const DegradationModel&
   rc.widths = c.widths;
   rc.stem_width = c.stem_width;
   rc.shortcuts = m.residual;
-  rc.zero_init_last_bn = m.residual && m.version == 1 && c.zero_init_last_bn;
+  rc.zero_init_last_bn = m.residual && c.zero_init_last_bn;
   const Value logits = build_resnet(g, x, rc);
   g.mark_output(logits, "logits");
   nn::softmax_cross_entropy(g, logits, labels);

@@ -34,10 +34,9 @@ struct DegradationConfig {
   int eval_every = 1000;             // steps between test evaluations (and loss averages)
   float learning_rate = 0.1f, momentum = 0.9f, weight_decay = 1e-4f;
   std::vector<double> milestones = {0.5, 0.75};  // learning rate x0.1 at these fractions
-  // v1 residual networks start with the last BN of each block at gamma = 0 (every block the
-  // identity: Goyal et al. 2017), so a deep net starts as its shallow counterpart. Not applied
-  // to v2 blocks: ResNetConfig's flag zeroes their middle BN, whose ReLU then passes no
-  // gradient back to that gamma, so the branch would stay dead.
+  // Residual networks start with every block's branch at zero (v1: the last BN's gamma, Goyal et
+  // al. 2017; v2: the last convolution, ResNetConfig::zero_init_last_bn), so each block starts as
+  // the identity and a deep net as its shallow counterpart.
   bool zero_init_last_bn = false;
   std::string data_dir;              // real CIFAR-10 when set, else synthetic
   std::uint64_t seed = 1;

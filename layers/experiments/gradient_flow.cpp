@@ -140,10 +140,10 @@ TimeRun run_time(const GradientFlowConfig& c, const std::string& name, Cell cell
   co.input_gradients = {"x"};
   Executor ex(g, store, ctx, co);
   Tensor xin = ex.input("x");
-  xin.fill_uniform(c.seed, -1.f, 1.f, ctx.stream(), 77);
+  xin.fill_uniform(c.seed, -1.f, 1.f, ctx.stream(), experiment_stream(2));
   Tensor lab = Tensor::empty_cpu(Shape{c.seq_batch}, DType::kInt32);
   for (std::int64_t i = 0; i < c.seq_batch; ++i)
-    lab.data_as<std::int32_t>()[i] = static_cast<std::int32_t>(philox_block(c.seed, 78, static_cast<std::uint64_t>(i)).x[0] %
+    lab.data_as<std::int32_t>()[i] = static_cast<std::int32_t>(philox_block(c.seed, experiment_stream(3), static_cast<std::uint64_t>(i)).x[0] %
                                                                 static_cast<std::uint32_t>(c.seq_classes));
   ex.input("labels").copy_from(lab, ctx.stream());
   ex.run();

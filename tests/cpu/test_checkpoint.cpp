@@ -11,6 +11,7 @@
 
 #include "grad_check.h"
 #include "error_text.h"
+#include "temp_dir.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
 #include "kestrel/core/half.h"
@@ -295,11 +296,10 @@ TEST(Checkpoint, TheFileIsPlainSafetensors) {
   ParameterStore a(g, ctx, 8);
   Executor ex(g, a, ctx);
   train_steps(ex, 1);
-  const std::string path = ::testing::TempDir() + "kestrel_checkpoint_plain.safetensors";
+  const kestrel::testing::TempDir dir("checkpoint_plain");
+  const std::string path = dir / "plain.safetensors";
   save_checkpoint(a, path, {{"epoch", "1"}});
-  std::ifstream in(path, std::ios::binary);
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::remove(path.c_str());
+  const std::vector<std::uint8_t> bytes = kestrel::testing::read_bytes(path);
   ASSERT_GT(bytes.size(), 8u);
   std::uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(bytes[i]);

@@ -336,6 +336,7 @@ TEST(EpochPermutation, DeterministicAndVariesWithEpochAndSeed) {
   EXPECT_LT(fixed, 10);  // about 1 expected
   EXPECT_THROW(epoch_permutation(-1, 5, 0), Error);
   EXPECT_THROW(epoch_permutation(10, 5, -1), Error);
+  EXPECT_THROW(epoch_permutation(10, 5, std::int64_t(1) << 32), Error);  // would reach the tag bits
 }
 
 // All 24 orders of 4 items come out equally often over many epochs (chi-square, 23 degrees of

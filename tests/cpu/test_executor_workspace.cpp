@@ -12,12 +12,13 @@
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <random>
 
+#include "dtype_buffer.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
 
 using namespace kestrel;
+using kestrel::testing::random_floats;
 
 namespace {
 
@@ -48,14 +49,6 @@ class ScratchDouble final : public Op {
  private:
   std::size_t workspace_;
 };
-
-std::vector<float> random_values(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-3.f, 3.f);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
 
 std::vector<float> scaled(const std::vector<float>& v, float s) {
   std::vector<float> r(v);
@@ -105,7 +98,7 @@ TEST(ExecutorWorkspace, PlannedInTheArenaPerNodeAndNeverOverlapsLiveValues) {
   EXPECT_GE(st.arena_bytes, st.live_peak_bytes);
   EXPECT_GE(st.live_peak_bytes, 3 * mib);
 
-  const std::vector<float> xs = random_values(kSmall, 11), xb = random_values(kBig, 12);
+  const std::vector<float> xs = random_floats(kSmall, 11, -3.f, 3.f), xb = random_floats(kBig, 12, -3.f, 3.f);
   ex.bind_input("x_small", Tensor::from_vector(xs, Shape{1, kSmall}));
   ex.bind_input("x_big", Tensor::from_vector(xb, Shape{1, kBig}));
   for (int run = 0; run < 2; ++run) {  // the second run reuses the arena as it was left

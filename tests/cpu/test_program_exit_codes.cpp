@@ -6,7 +6,8 @@
 #include <cstdio>
 #include <string>
 
-#ifdef KESTREL_PROGRAM_DIR
+#include "program_paths.h"
+
 namespace {
 struct Result {
   int code;
@@ -27,6 +28,7 @@ Result run(const std::string& program, const std::string& args) {
 }  // namespace
 
 TEST(ProgramExitCodes, UnknownFlagsAndBadValuesExit2WithTheUsage) {
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
   const char* programs[] = {"bench_kernels", "bench_resnet", "seed_dropout", "seed_degradation",
                             "seed_gradient_flow", "kestrel_info", "cifar10_train"};
   for (const char* p : programs) {
@@ -45,6 +47,7 @@ TEST(ProgramExitCodes, UnknownFlagsAndBadValuesExit2WithTheUsage) {
 }
 
 TEST(ProgramExitCodes, BenchResnetPlansMemoryWithoutAGpu) {
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
   // --plan-only compiles each row on the CPU: it needs no device. By default the quick rows
   // (ResNet-20 b512) report the ten rebuilt BN+ReLU outputs (stem + nine blocks); with
   // --recompute-bn off none, and the configs say "keep".
@@ -57,4 +60,4 @@ TEST(ProgramExitCodes, BenchResnetPlansMemoryWithoutAGpu) {
   EXPECT_NE(keep.output.find("resnet20 b512 fp32 nchw keep"), std::string::npos) << keep.output;
   EXPECT_EQ(keep.output.find(" 10\n"), std::string::npos) << keep.output;
 }
-#endif
+

@@ -4,8 +4,7 @@
 // parameters; and the planned arena shrinks by about one of the four activations a block keeps.
 #include <gtest/gtest.h>
 
-#include <random>
-
+#include "dtype_buffer.h"
 #include "grad_check.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
@@ -13,16 +12,9 @@
 #include "kestrel/layers/trainer.h"
 
 using namespace kestrel;
+using kestrel::testing::random_floats;
 
 namespace {
-
-std::vector<float> random_floats(std::size_t n, unsigned seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
 
 struct ApplyCase {
   DType dtype;
@@ -47,8 +39,8 @@ TEST(BatchNormApply, RebuildsTheTrainingForwardOutputBitForBit) {
     for (std::size_t i = 0; i < n; ++i) xs[i] = xs[i] * 3.f + 10.f;
     const Tensor x = Tensor::from_vector(xs, shape, c.dtype, c.layout);
     const Tensor res = Tensor::from_vector(random_floats(n, 4, -1.f, 1.f), shape, c.dtype, c.layout);
-    const std::vector<float> gamma = random_floats(static_cast<std::size_t>(d.c), 5, 0.5f, 1.5f);
-    const std::vector<float> beta = random_floats(static_cast<std::size_t>(d.c), 6, -0.5f, 0.5f);
+    const std::vector<float> gamma = random_floats(d.c, 5, 0.5f, 1.5f);
+    const std::vector<float> beta = random_floats(d.c, 6, -0.5f, 0.5f);
     std::vector<float> rm(d.c, 0.f), rv(d.c, 1.f), mean(d.c), invstd(d.c);
     const void* r = c.act == BnActivation::kAddRelu ? res.data() : nullptr;
     Tensor y = Tensor::empty_cpu(shape, c.dtype, c.layout);

@@ -12,6 +12,7 @@
 #include "kestrel/core/device.h"
 #include "kestrel/layers/checkpoint.h"
 #include "kestrel/layers/train_program.h"
+#include "program_paths.h"
 
 using namespace kestrel;
 using kestrel::testing::error_of;
@@ -174,7 +175,6 @@ TEST(TrainProgram, InvalidValuesNameTheOption) {
       "--train-images (10) must hold at least one batch (128)");
 }
 
-#ifdef KESTREL_CIFAR10_TRAIN
 namespace {
 struct Ran {
   int code;
@@ -199,6 +199,7 @@ Ran run_program(const std::string& args, const kestrel::testing::TempDir& dir,
 }  // namespace
 
 TEST(TrainProgram, UsageErrorsExitWith2AndPrintTheUsage) {
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
   kestrel::testing::TempDir dir("train_usage");
   for (const char* args : {"--bogus", "--dtype fp64", "--epochs zero", "--layout chwn", "--model resnet21",
                            "--lr -1", "--cuda-graph maybe", "extra_positional"}) {
@@ -213,6 +214,7 @@ TEST(TrainProgram, UsageErrorsExitWith2AndPrintTheUsage) {
 }
 
 TEST(TrainProgram, RuntimeErrorsExitWith1WithOneLine) {
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
   kestrel::testing::TempDir dir("train_runtime");
   for (const char* args : {"--data /nonexistent/cifar --device cpu", "--resume missing.safetensors --device cpu"}) {
     const Ran r = run_program(args, dir);
@@ -223,6 +225,7 @@ TEST(TrainProgram, RuntimeErrorsExitWith1WithOneLine) {
 }
 
 TEST(TrainProgram, BenchResnetWithoutAGpuSaysWhyAndExitsWith1) {
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
   if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device exists";
   kestrel::testing::TempDir dir("bench_resnet");
   const Ran r = run_program("--quick", dir, KESTREL_BENCH_RESNET);
@@ -232,6 +235,7 @@ TEST(TrainProgram, BenchResnetWithoutAGpuSaysWhyAndExitsWith1) {
 }
 
 TEST(TrainProgram, ATinyRunWritesLogAndCheckpointAndResumes) {
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
   kestrel::testing::TempDir dir("train_tiny");
   const std::string common = "--device cpu --train-images 64 --test-images 20 --batch 32 --epochs 2 "
                              "--log-every 1 --checkpoint ck.safetensors --log log.jsonl";
@@ -251,4 +255,4 @@ TEST(TrainProgram, ATinyRunWritesLogAndCheckpointAndResumes) {
   for (std::string l; std::getline(log, l);) ++lines;
   EXPECT_EQ(lines, 6) << "start, step 1, epoch 1, step 3, (stop), resume, epoch 2";
 }
-#endif
+

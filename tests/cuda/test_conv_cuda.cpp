@@ -102,8 +102,9 @@ HostBuffer compare_with_twin(kestrel::Context& ctx, ConvOp op, const Conv2dDesc&
   dout.download(got);
   // Inputs are uniform in [-1, 1]: an output's typical size is sqrt(terms) / 3. On top of the
   // relative part, an fp32 sum of n terms carries rounding error ~ sqrt(n) * eps * sum|term|
-  // (sum|term| ~ n / 4), whatever order cuDNN adds in: with n = 8192 (backward-filter over
-  // N*H*W at 32x32) that is ~1e-3 absolute, which the first GPU run showed (up to 6.8e-4).
+  // (sum|term| ~ n / 4), whatever order cuDNN adds in; a quarter of that worst-case bound is kept
+  // (errors partly cancel): with n = 8192 (backward-filter over N*H*W at 32x32) that is
+  // 0.25 * sqrt(8192) * 2^-24 * 2048 = 2.8e-3 absolute, 4x the 6.8e-4 the first GPU run showed.
   const double n_terms = terms_of(op, d);
   const double eps = d.dtype == DType::kFloat32 ? std::ldexp(1.0, -24) : 0.0;
   const double abs_tol = rel * std::sqrt(n_terms) / 3.0 + 0.25 * std::sqrt(n_terms) * eps * (n_terms / 4.0);
@@ -181,6 +182,9 @@ TEST(CudaConv, ZeroWorkspaceLimitFindsAnEngineOrSaysSo) {
       }
     }
   std::printf("workspace limit 0: %d of 6 plans built\n", built);
+  // cuDNN has workspace-free engines for these plain convolutions (the H200 built all 6): a
+  // policy that could build none would be a regression, not a device's choice.
+  EXPECT_GT(built, 0);
 }
 
 TEST(CudaConv, AutotuneAndTf32PoliciesStillComputeTheConvolution) {

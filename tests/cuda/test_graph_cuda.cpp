@@ -8,9 +8,11 @@
 #include "kestrel/core/executor.h"
 #include "kestrel/layers/nn.h"
 #include "kestrel/layers/resnet.h"
+#include "device_copy.h"
 #include "test_support.h"
 
 using namespace kestrel;
+using kestrel::testing::host_floats;
 
 namespace {
 void build_small_resnet(Graph& g) {
@@ -36,13 +38,6 @@ void feed(Executor& ex, Context& ctx, std::uint64_t seed) {
   for (std::int64_t i = 0; i < labels.numel(); ++i) labels.data_as<std::int32_t>()[i] = static_cast<std::int32_t>((i * 3) % 10);
   ex.bind_input("labels", labels);
   ctx.stream().synchronize();
-}
-
-std::vector<float> host_values(const Tensor& t, Context& ctx) {
-  if (t.device().is_cpu()) return t.to_float_vector();
-  Tensor h = Tensor::empty_cpu(t.shape(), t.dtype(), t.layout());
-  h.copy_from(t, ctx.stream());
-  return h.to_float_vector();
 }
 
 ConvPolicy exact_policy() {
@@ -74,12 +69,12 @@ TEST_P(GraphCuda, WholeNetworkLossAndEveryGradientMatchTheCpuBackend) {
   ge.run();
   gpu.stream().synchronize();
   const double loss_c = ce.output("loss").to_float_vector()[0];
-  const double loss_g = host_values(ge.output("loss"), gpu)[0];
+  const double loss_g = host_floats(ge.output("loss"), gpu)[0];
   EXPECT_NEAR(loss_g, loss_c, 1e-4 * std::fabs(loss_c)) << "loss";
   for (std::size_t p = 0; p < cs.count(); ++p) {
     if (!cs.trainable(p)) continue;
-    const auto c = host_values(cs.gradient(p), cpu);
-    const auto gg = host_values(gs.gradient(p), gpu);
+    const auto c = host_floats(cs.gradient(p), cpu);
+    const auto gg = host_floats(gs.gradient(p), gpu);
     double scale = 0;
     for (float v : c) scale = std::max(scale, static_cast<double>(std::fabs(v)));
     // Relative error 1e-4 of each element, measured against the tensor's largest gradient so
@@ -113,12 +108,12 @@ TEST_P(GraphCuda, CudaGraphReplayEqualsEagerExecution) {
     ea.run();
     if (step == 1) eb.capture_cuda_graph();  // after one eager step, as documented
     eb.run();
-    la.push_back(host_values(ea.output("loss"), a)[0]);
-    lb.push_back(host_values(eb.output("loss"), b)[0]);
+    la.push_back(host_floats(ea.output("loss"), a)[0]);
+    lb.push_back(host_floats(eb.output("loss"), b)[0]);
   }
   EXPECT_TRUE(eb.uses_cuda_graph());
   EXPECT_TRUE(kestrel::testing::bit_equal(lb, la)) << "replayed losses differ from eager ones";
-  const auto pa = host_values(sa.flat_params(), a), pb = host_values(sb.flat_params(), b);
+  const auto pa = host_floats(sa.flat_params(), a), pb = host_floats(sb.flat_params(), b);
   EXPECT_TRUE(kestrel::testing::bit_equal(pb, pa)) << "parameters after replays differ";
   EXPECT_EQ(sb.read_counters().step, 6);
 }
@@ -149,7 +144,7 @@ TEST(GraphCudaDropout, ReplaysDrawNewMasksThatEqualTheCpuTwinAtTheirOffsets) {
   for (int replay = 0; replay < 2; ++replay) {
     const std::uint64_t offset_before = gs.read_counters().rng_offset;
     ge.run();
-    masks.push_back(host_values(ge.output("dropped"), gpu));
+    masks.push_back(host_floats(ge.output("dropped"), gpu));
     ParameterStore::Counters c = cs.read_counters();
     c.rng_offset = offset_before;  // the CPU run advances it the same way before drawing
     cs.write_counters(c);

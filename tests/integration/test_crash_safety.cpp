@@ -15,8 +15,9 @@
 
 #include "kestrel/layers/checkpoint.h"
 #include "kestrel/layers/safetensors.h"
+#include "program_paths.h"
+#include "temp_dir.h"
 
-#ifdef KESTREL_CIFAR10_TRAIN
 namespace fs = std::filesystem;
 
 namespace {
@@ -52,11 +53,10 @@ std::int64_t checkpoint_step(const std::string& path) {
 }  // namespace
 
 TEST(CrashSafety, NewestCheckpointAlwaysLoadsAndResumesAfterSigkill) {
-  const fs::path dir = fs::temp_directory_path() / ("kestrel_crash_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  const std::string ck = (dir / "run.safetensors").string();
-  const std::string log = (dir / "train.log").string();
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
+  const kestrel::testing::TempDir dir("crash");  // removed also when an assertion ends the test
+  const std::string ck = dir / "run.safetensors";
+  const std::string log = dir / "train.log";
   const std::vector<std::string> base = {
       "--device", "cpu", "--data", "synthetic", "--model", "resnet8", "--width", "4", "--train-images", "512",
       "--test-images", "64", "--batch", "16", "--epochs", "40", "--log-every", "1000", "--seed", "3",
@@ -91,6 +91,5 @@ TEST(CrashSafety, NewestCheckpointAlwaysLoadsAndResumesAfterSigkill) {
   const int status = wait_status(start(args, log));
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "resume failed; see " << log;
   EXPECT_EQ(checkpoint_step(ck), last_step + 3);
-  fs::remove_all(dir);
 }
-#endif
+

@@ -42,6 +42,14 @@ std::vector<T> to_host(const Tensor& d, std::int64_t count, Context& gpu) {
   return out;
 }
 
+// The values of any floating tensor (host or device) as floats, copied on ctx's stream.
+inline std::vector<float> host_floats(const Tensor& t, Context& ctx) {
+  if (t.device().is_cpu()) return t.to_float_vector();
+  Tensor h = Tensor::empty_cpu(t.shape(), t.dtype(), t.layout());
+  h.copy_from(t, ctx.stream());
+  return h.to_float_vector();
+}
+
 // Overwrites the start of device tensor `d` with `v` (in stream order on gpu.stream()).
 template <typename T>
 void copy_into(Tensor& d, const std::vector<T>& v, Context& gpu) {
