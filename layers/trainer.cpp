@@ -31,9 +31,6 @@ Tensor upload(Context& ctx, const void* host, const Shape& shape, DType dtype) {
   return d;
 }
 
-std::uint64_t metadata_u64(const SafetensorsFile& f, const std::string& key, const std::string& name) {
-  return checkpoint_metadata_u64(f, key, name);
-}
 }  // namespace
 
 Graph build_training_graph(const TrainerConfig& cfg, std::int64_t batch) {
@@ -90,7 +87,7 @@ void Trainer::Impl::build(const SafetensorsFile* resume, const std::string& resu
     expect("version", std::to_string(cfg.net.version));
     expect("batch", std::to_string(cfg.batch));
     expect("train_images", std::to_string(n_train));
-    seed = metadata_u64(*resume, "seed", resume_name);
+    seed = checkpoint_metadata_u64(*resume, "seed", resume_name);
     cfg.seed = seed;
   }
   const Graph tg = build_training_graph(cfg, cfg.batch);
@@ -143,14 +140,14 @@ void Trainer::Impl::upload_data(const CifarDataset& data) {
 }
 
 void Trainer::Impl::restore_position(const SafetensorsFile& f, const std::string& name) {
-  step = static_cast<std::int64_t>(metadata_u64(f, "step", name));
-  skipped_total = static_cast<std::int64_t>(metadata_u64(f, "skipped_steps", name));
+  step = static_cast<std::int64_t>(checkpoint_metadata_u64(f, "step", name));
+  skipped_total = static_cast<std::int64_t>(checkpoint_metadata_u64(f, "skipped_steps", name));
   if (step % spe == 0) return;
   // Mid-epoch: the epoch's accumulators continue from the checkpoint.
   skipped.assign(static_cast<std::size_t>(spe), 0);
-  const std::int64_t correct = static_cast<std::int64_t>(metadata_u64(f, "epoch_correct", name));
-  images = static_cast<std::int64_t>(metadata_u64(f, "epoch_images", name));
-  loss_steps = static_cast<std::int64_t>(metadata_u64(f, "epoch_loss_steps", name));
+  const std::int64_t correct = static_cast<std::int64_t>(checkpoint_metadata_u64(f, "epoch_correct", name));
+  images = static_cast<std::int64_t>(checkpoint_metadata_u64(f, "epoch_images", name));
+  loss_steps = static_cast<std::int64_t>(checkpoint_metadata_u64(f, "epoch_loss_steps", name));
   const std::string sum = kestrel::checkpoint_metadata(f, "epoch_loss_sum", name);
   char* end = nullptr;
   loss_sum = std::strtod(sum.c_str(), &end);
@@ -264,7 +261,7 @@ TrainResult Trainer::Impl::run() {
         r.steps_done = step;
         r.skipped_steps = skipped_total;
         if (!cfg.checkpoint_path.empty() && step > r.first_step) {
-          write_safetensors_atomic(checkpoint_from_store(*store, metadata()), cfg.checkpoint_path);
+          kestrel::save_checkpoint(*store, cfg.checkpoint_path, metadata());
         }
         say("stopped after step " + std::to_string(step) + " (--max-steps)");
         return r;
@@ -275,13 +272,13 @@ TrainResult Trainer::Impl::run() {
       if (cfg.checkpoint_every > 0 && !cfg.checkpoint_path.empty() && step % cfg.checkpoint_every == 0 &&
           s + 1 < spe) {
         read_back(epoch, s + 1, r, false);  // the epoch's running totals go into the checkpoint
-        write_safetensors_atomic(checkpoint_from_store(*store, metadata()), cfg.checkpoint_path);
+        kestrel::save_checkpoint(*store, cfg.checkpoint_path, metadata());
       }
     }
     read_back(epoch, spe, r, false);
     r.epochs.push_back(finish_epoch(epoch));
     if (!cfg.checkpoint_path.empty())
-      write_safetensors_atomic(checkpoint_from_store(*store, metadata()), cfg.checkpoint_path);
+      kestrel::save_checkpoint(*store, cfg.checkpoint_path, metadata());
   }
   r.steps_done = step;
   r.skipped_steps = skipped_total;
@@ -360,7 +357,7 @@ void Trainer::set_max_steps(std::int64_t max_steps) {
   impl_->cfg.max_steps = max_steps;
 }
 void Trainer::save_checkpoint(const std::string& path) {
-  write_safetensors_atomic(checkpoint_from_store(*impl_->store, impl_->metadata()), path);
+  kestrel::save_checkpoint(*impl_->store, path, impl_->metadata());
 }
 std::map<std::string, std::string> Trainer::checkpoint_metadata() const { return impl_->metadata(); }
 const TrainerConfig& Trainer::config() const noexcept { return impl_->cfg; }

@@ -80,19 +80,7 @@ CompileOptions row_options(const Row& row) {
 
 // Median milliseconds of `runs` training steps after `warmup` more.
 double median_step_ms(Executor& ex, Context& ctx, int warmup, int runs) {
-  for (int i = 0; i < warmup; ++i) ex.run();
-  std::vector<Event> start, end;
-  for (int r = 0; r < runs; ++r) start.emplace_back(ctx.device()), end.emplace_back(ctx.device());
-  for (int r = 0; r < runs; ++r) {
-    start[r].record(ctx.stream());
-    ex.run();
-    end[r].record(ctx.stream());
-  }
-  ctx.stream().synchronize();
-  std::vector<double> ms(static_cast<std::size_t>(runs));
-  for (int r = 0; r < runs; ++r) ms[static_cast<std::size_t>(r)] = Event::elapsed_ms(start[r], end[r]);
-  std::nth_element(ms.begin(), ms.begin() + runs / 2, ms.end());
-  return ms[static_cast<std::size_t>(runs / 2)];
+  return 1e-3 * bench::median_event_us(ctx, warmup, runs, [&](int) { ex.run(); });
 }
 
 struct Measured {

@@ -8,8 +8,9 @@ JSON-line schema (one object per line, written by bench_* and tools/pytorch_refe
    "median_us": float?, "gbps": float?, "pct_copy": float?, "images_per_s": float?,
    "peak_mem_mb": float?}
 
-Kestrel's config may end in " graph" or " nograph" (CUDA Graph replay on or off) where PyTorch's has
-no such part: a config without an exact PyTorch match is looked up without that suffix. Throughput
+Kestrel's config may end in " graph" or " nograph" (CUDA Graph replay on or off), after " keep"
+(BN+ReLU outputs kept for backward, recomputation off), where PyTorch's has no such parts: a
+config without an exact PyTorch match is looked up without them. Throughput
 rows (images_per_s) get a second table with torch.compile's figures and peak memory.
 """
 import json
@@ -84,15 +85,12 @@ def main(out):
         return
     print("\n%-28s %-44s %11s %9s %7s %11s %8s" % ("bench", "config", "kestrel", "GB/s", "%copy", "pytorch", "ratio"))
     for r in ours:
-        p = lookup(ref, r)
         if "images_per_s" in r:
-            k, pv = r["images_per_s"], p.get("images_per_s")
-            ratio = k / pv if pv else None
-            kv, pvs = "%.0f img/s" % k, ("%.0f" % pv if pv else "-")
-        else:
-            k, pv = r.get("median_us"), p.get("median_us")
-            ratio = pv / k if (pv and k) else None
-            kv, pvs = ("%.1f us" % k if k else "-"), ("%.1f us" % pv if pv else "-")
+            continue  # throughput rows have their own table below
+        p = lookup(ref, r)
+        k, pv = r.get("median_us"), p.get("median_us")
+        ratio = pv / k if (pv and k) else None
+        kv, pvs = ("%.1f us" % k if k else "-"), ("%.1f us" % pv if pv else "-")
         print("%-28s %-44s %11s %9s %7s %11s %8s" % (
             r.get("bench", "?")[:28], str(r.get("config", ""))[:44], kv,
             "%.0f" % r["gbps"] if r.get("gbps") else "-",

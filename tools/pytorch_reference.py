@@ -160,11 +160,7 @@ def bench_batchnorm(b):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import pytorch_bn_reference  # noqa: E402  (a sibling module of this script)
 
-    class Args:
-        quick = b.quick
-        runs = b.runs
-
-    pytorch_bn_reference.bench_batchnorm(Args, lambda bench, config, us, nbytes: b.report(bench, config, us, nbytes))
+    pytorch_bn_reference.bench_batchnorm(b)
 
 
 def bench_resnet(b):

@@ -41,26 +41,28 @@ int Harness::rotation_sets(std::size_t bytes_per_set) const {
   return static_cast<int>(std::max<std::size_t>(1, (target + bytes_per_set - 1) / bytes_per_set));
 }
 
-double Harness::median_us(const std::function<void(int)>& fn) {
-  const int warmup = opts_.quick ? 2 : opts_.warmup;
-  const int runs = opts_.quick ? std::min(opts_.runs, 10) : opts_.runs;
+double median_event_us(Context& ctx, int warmup, int runs, const std::function<void(int)>& fn) {
   int i = 0;
   for (int w = 0; w < warmup; ++w) fn(i++);
   std::vector<Event> start, end;
   for (int r = 0; r < runs; ++r) {
-    start.emplace_back(ctx_.device());
-    end.emplace_back(ctx_.device());
+    start.emplace_back(ctx.device());
+    end.emplace_back(ctx.device());
   }
   for (int r = 0; r < runs; ++r) {
-    start[r].record(ctx_.stream());
+    start[r].record(ctx.stream());
     fn(i++);
-    end[r].record(ctx_.stream());
+    end[r].record(ctx.stream());
   }
-  ctx_.stream().synchronize();
-  std::vector<double> us(runs);
-  for (int r = 0; r < runs; ++r) us[r] = 1e3 * Event::elapsed_ms(start[r], end[r]);
+  ctx.stream().synchronize();
+  std::vector<double> us(static_cast<std::size_t>(runs));
+  for (int r = 0; r < runs; ++r) us[static_cast<std::size_t>(r)] = 1e3 * Event::elapsed_ms(start[r], end[r]);
   std::nth_element(us.begin(), us.begin() + runs / 2, us.end());
-  return us[runs / 2];
+  return us[static_cast<std::size_t>(runs / 2)];
+}
+
+double Harness::median_us(const std::function<void(int)>& fn) {
+  return median_event_us(ctx_, opts_.quick ? 2 : opts_.warmup, opts_.quick ? std::min(opts_.runs, 10) : opts_.runs, fn);
 }
 
 void Harness::print_header() const {

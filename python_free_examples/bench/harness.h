@@ -25,6 +25,11 @@ struct Options {
   bool plan_only = false;     // bench_resnet: print the planned memory of each row, on the CPU
 };
 
+// Runs fn(i) `warmup` times, then times `runs` more calls each between two CUDA events on
+// ctx.stream(); returns the median in microseconds (the upper one of an even count). fn must
+// enqueue its work on ctx.stream().
+double median_event_us(Context& ctx, int warmup, int runs, const std::function<void(int)>& fn);
+
 class Harness {
  public:
   Harness(Context& ctx, Options opts);
@@ -38,8 +43,7 @@ class Harness {
   // them exceeds 3x the device's L2 (so no call finds its inputs in L2).
   int rotation_sets(std::size_t bytes_per_set) const;
 
-  // Runs fn(i) for warm-up, then times each timed run with CUDA events on ctx.stream(); returns
-  // the median in microseconds. fn must enqueue its work on ctx.stream().
+  // median_event_us on this harness' context with its warm-up and run counts (fewer in quick).
   double median_us(const std::function<void(int)>& fn);
 
   // Prints a table row and appends a JSON line {"bench","config","impl":"kestrel","device",
@@ -63,7 +67,8 @@ class Harness {
   double copy_gbps_ = 0.0;
 };
 
-// Parses --json FILE, --quick, --runs N, --help; exits with usage on bad flags (programs only).
+// Parses --json FILE, --quick, --runs N, --workspace-mb N, --plan-only, --recompute-bn on|off,
+// --help; exits with usage on bad flags (programs only).
 Options parse_options(int argc, char** argv, const std::string& program, const std::string& about);
 
 }  // namespace kestrel::bench
