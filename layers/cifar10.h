@@ -46,6 +46,9 @@ CifarSplit parse_cifar10_batch(const std::uint8_t* bytes, std::size_t size, cons
 // Reads data_batch_1..5.bin (train) and test_batch.bin (test) from `dir` or from
 // `dir`/cifar-10-batches-bin.
 CifarDataset load_cifar10(const std::string& dir);
+// Whether load_cifar10(dir) finds the batches to read (dir or dir/cifar-10-batches-bin holds
+// data_batch_1.bin); it may still fail on a missing or malformed file.
+bool cifar10_present(const std::string& dir);
 
 // Writes `split` as one batch file in the official format. Raises on an inconsistent split
 // (sizes that do not match `count`, labels above 9) before touching the file.

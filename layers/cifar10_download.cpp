@@ -12,6 +12,7 @@
 #include "kestrel/layers/cifar10.h"
 #include "kestrel/layers/cifar10_download_internal.h"
 #include "kestrel/layers/file_io_internal.h"
+#include "kestrel/layers/file_io_internal.h"
 #include "kestrel/layers/tar_gz_internal.h"
 
 #if KESTREL_HAVE_CURL
@@ -110,9 +111,8 @@ void unpack_and_verify_cifar10(const std::string& tar_gz_path, const std::string
   const std::string got = detail::md5_file_hex(tar_gz_path);
   KESTREL_CHECK(got == want, tar_gz_path, " has MD5 ", got, " but ", want,
                 " was expected: the download is corrupt or not cifar-10-binary.tar.gz");
+  detail::make_directories(dir);
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  KESTREL_CHECK(!ec, "cannot create folder ", dir, ": ", ec.message());
   const fs::path final_dir = fs::path(dir) / "cifar-10-batches-bin";
   KESTREL_CHECK(!fs::exists(final_dir, ec), final_dir.string(),
                 " already exists; remove it to unpack ", tar_gz_path, " again");
@@ -148,9 +148,7 @@ void detail::download_cifar10_from(const std::string& url, const std::string& md
                   e.message(), "); remove it to download CIFAR-10 again");
   }
 #if KESTREL_HAVE_CURL
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  KESTREL_CHECK(!ec, "cannot create folder ", dir, ": ", ec.message());
+  detail::make_directories(dir);
   RemoveOnExit archive{fs::path(dir) / ("cifar-10-binary.tar.gz.part." + pid_suffix())};
   log << "downloading " << url << " to " << archive.path.string() << std::endl;
   fetch(url, archive.path.string(), log);

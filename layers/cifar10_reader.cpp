@@ -40,14 +40,24 @@ CifarSplit read_batch_file(const std::filesystem::path& path) {
   return parse_cifar10_batch(bytes.data(), bytes.size(), name);
 }
 
-// DIR itself, or DIR/cifar-10-batches-bin, whichever holds the first training batch.
-std::filesystem::path batches_folder(const std::string& dir) {
+// DIR itself, or DIR/cifar-10-batches-bin, whichever holds the first training batch; empty when
+// neither does.
+std::filesystem::path find_batches_folder(const std::string& dir) {
   namespace fs = std::filesystem;
   const fs::path direct(dir);
   const fs::path nested = direct / "cifar-10-batches-bin";
   std::error_code ec;
   if (fs::exists(direct / kTrainFiles[0], ec)) return direct;
   if (fs::exists(nested / kTrainFiles[0], ec)) return nested;
+  return {};
+}
+
+std::filesystem::path batches_folder(const std::string& dir) {
+  namespace fs = std::filesystem;
+  fs::path found = find_batches_folder(dir);
+  if (!found.empty()) return found;
+  const fs::path direct(dir);
+  const fs::path nested = direct / "cifar-10-batches-bin";
   KESTREL_FAIL("no CIFAR-10 binary batches in ", dir, ": missing file ",
                (direct / kTrainFiles[0]).string(), " (also looked in ", nested.string(),
                "); download cifar-10-binary.tar.gz and unpack it there");
@@ -71,6 +81,8 @@ CifarSplit parse_cifar10_batch(const std::uint8_t* bytes, std::size_t size, cons
   }
   return split;
 }
+
+bool cifar10_present(const std::string& dir) { return !find_batches_folder(dir).empty(); }
 
 CifarDataset load_cifar10(const std::string& dir) {
   const std::filesystem::path folder = batches_folder(dir);
@@ -118,9 +130,7 @@ void write_cifar10_dir(const CifarDataset& data, const std::string& dir) {
                     data.train.images.size() == static_cast<std::size_t>(n * kCifarImageBytes),
                 "write_cifar10_dir(", dir, "): training split holds ", data.train.labels.size(),
                 " labels and ", data.train.images.size(), " image bytes for count ", n);
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  KESTREL_CHECK(!ec, "cannot create folder ", dir, ": ", ec.message());
+  detail::make_directories(dir);
   const std::filesystem::path folder(dir);
   std::int64_t begin = 0;
   for (int b = 0; b < 5; ++b) {

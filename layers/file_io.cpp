@@ -64,6 +64,13 @@ struct TempFileGuard {
 };
 }  // namespace
 
+void make_directories(const std::string& dir) {
+  KESTREL_CHECK(!dir.empty(), "cannot create a folder with an empty path");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  KESTREL_CHECK(!ec, "cannot create folder ", dir, ": ", ec.message());
+}
+
 void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::string& path) {
   KESTREL_CHECK(!path.empty(), "cannot write a file with an empty path");
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();

@@ -35,6 +35,10 @@ class InputFile {
 // and fsyncs the directory.
 void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::string& path);
 
+// Creates `dir` and its missing parents (nothing when it exists); an Error names the folder and
+// the system's reason.
+void make_directories(const std::string& dir);
+
 // strerror(errno) for messages.
 std::string errno_text(int err);
 

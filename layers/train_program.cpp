@@ -1,7 +1,6 @@
 #include "kestrel/layers/train_program.h"
 
 #include <cmath>
-#include <filesystem>
 #include <ostream>
 
 #include "kestrel/core/error.h"
@@ -31,13 +30,6 @@ void keep_first(CifarSplit& s, std::int64_t count) {
 }
 
 }  // namespace
-
-bool cifar10_present(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  return fs::is_regular_file(fs::path(dir) / "test_batch.bin", ec) ||
-         fs::is_regular_file(fs::path(dir) / "cifar-10-batches-bin" / "test_batch.bin", ec);
-}
 
 TrainPlan plan_training(const TrainOptions& o, const std::string& cuda_reason, bool default_data_present) {
   TrainPlan plan;
@@ -161,8 +153,7 @@ TrainPlan plan_training(const TrainOptions& o, const std::string& cuda_reason, b
     KESTREL_CHECK(plan.train_images >= t.batch, "--train-images (", plan.train_images,
                   ") must hold at least one batch (", t.batch, ")");
   }
-  KESTREL_CHECK(o.crop == "on" || o.crop == "off", "--crop must be on or off, got '", o.crop, "'");
-  t.random_crop = o.crop == "on";
+  t.random_crop = on_off("crop", o.crop);
   KESTREL_CHECK(o.flip == "on" || o.flip == "off" || o.flip == "auto", "--flip must be on, off or auto, got '",
                 o.flip, "'");
   t.random_flip = o.flip == "auto" ? !plan.synthetic : o.flip == "on";

@@ -102,7 +102,4 @@ TrainPlan plan_training(const TrainOptions& options, const std::string& cuda_una
 // cut to the caps, or synthetic_cifar10(train_images, test_images, kSyntheticDataSeed).
 CifarDataset load_plan_data(const TrainPlan& plan, std::ostream& log);
 
-// Whether `dir` (or dir/cifar-10-batches-bin) holds test_batch.bin.
-bool cifar10_present(const std::string& dir);
-
 }  // namespace kestrel

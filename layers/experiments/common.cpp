@@ -169,13 +169,6 @@ void CsvTable::write(const std::string& path) const {
   detail::write_file_atomic(reinterpret_cast<const std::uint8_t*>(t.data()), t.size(), path);
 }
 
-void make_directories(const std::string& dir) {
-  KESTREL_CHECK(!dir.empty(), "make_directories: empty path");
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  KESTREL_CHECK(!ec, "cannot create folder ", dir, ": ", ec.message());
-}
-
 void log_line(std::ostream* log, const std::string& text) {
   if (log != nullptr) *log << text << std::endl;
 }

@@ -80,9 +80,6 @@ class CsvTable {
   std::vector<std::vector<std::string>> rows_;
 };
 
-// Creates `dir` (and its parents) when missing; raises when it cannot.
-void make_directories(const std::string& dir);
-
 // "name: message" progress lines, or nothing when log is null.
 void log_line(std::ostream* log, const std::string& text);
 

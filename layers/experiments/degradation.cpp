@@ -8,6 +8,7 @@
 #include "kestrel/layers/nn.h"
 #include "kestrel/layers/resnet.h"
 #include "kestrel/layers/schedule.h"
+#include "kestrel/layers/file_io_internal.h"
 
 namespace kestrel::experiments {
 namespace {
@@ -174,7 +175,7 @@ LineChart degradation_chart(const DegradationResult& r, bool test_error) {
 }
 
 std::vector<std::string> write_degradation_report(const DegradationResult& r, const std::string& dir) {
-  make_directories(dir);
+  detail::make_directories(dir);
   std::vector<std::string> paths = {dir + "/degradation_train_loss.svg", dir + "/degradation_test_error.svg",
                                     dir + "/degradation.csv"};
   write_svg(degradation_chart(r, false), paths[0]);

@@ -8,6 +8,7 @@
 #include "kestrel/core/executor.h"
 #include "kestrel/layers/experiments/common.h"
 #include "kestrel/layers/nn.h"
+#include "kestrel/layers/file_io_internal.h"
 
 namespace kestrel::experiments {
 namespace {
@@ -321,7 +322,7 @@ LineChart dropout_expectation_chart(const DropoutResult& r) {
 }
 
 std::vector<std::string> write_dropout_report(const DropoutResult& r, const std::string& dir) {
-  make_directories(dir);
+  detail::make_directories(dir);
   std::vector<std::string> paths;
   auto out = [&](const std::string& file) {
     paths.push_back(dir + "/" + file);

@@ -9,6 +9,7 @@
 #include "kestrel/layers/experiments/common.h"
 #include "kestrel/layers/nn.h"
 #include "kestrel/layers/recurrent.h"
+#include "kestrel/layers/file_io_internal.h"
 
 namespace kestrel::experiments {
 namespace {
@@ -291,7 +292,7 @@ LineChart time_chart(const GradientFlowResult& r) {
 }
 
 std::vector<std::string> write_gradient_flow_report(const GradientFlowResult& r, const std::string& dir) {
-  make_directories(dir);
+  detail::make_directories(dir);
   std::vector<std::string> paths;
   auto svg = [&](const LineChart& ch, const std::string& file) {
     write_svg(ch, dir + "/" + file);

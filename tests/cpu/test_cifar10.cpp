@@ -74,8 +74,10 @@ TEST(Cifar10, WriteThenReadBackIsIdentical) {
 TEST(Cifar10, LoadsDirectoryAndNestedFolder) {
   TempDir tmp("cifar_load");
   const std::string nested = tmp / "cifar-10-batches-bin";
+  EXPECT_FALSE(cifar10_present(tmp.path().string()));
   write_dataset(nested, 3);
   for (const std::string& dir : {tmp.path().string(), nested}) {
+    EXPECT_TRUE(cifar10_present(dir)) << dir;
     const CifarDataset d = load_cifar10(dir);
     EXPECT_EQ(d.train.count, 5 * 3 + (1 + 2 + 3 + 4 + 5));
     EXPECT_EQ(d.test.count, 3);
@@ -114,6 +116,9 @@ TEST(Cifar10, WritesADatasetFolderThatLoadsBack) {
 TEST(Cifar10, MissingFilesAreNamed) {
   TempDir tmp("cifar_missing");
   EXPECT_NE(error_of([&] { load_cifar10(tmp / "nothing"); }).find("data_batch_1.bin"), std::string::npos);
+  write_cifar10_bin(pattern_split(2, 4), tmp / "test_batch.bin");
+  EXPECT_FALSE(cifar10_present(tmp.path().string())) << "a test batch alone is not a dataset";
+  std::filesystem::remove(tmp / "test_batch.bin");
   write_dataset(tmp.path().string(), 2);
   std::filesystem::remove(tmp / "data_batch_4.bin");
   const std::string e = error_of([&] { load_cifar10(tmp.path().string()); });

@@ -12,6 +12,7 @@
 #include "kestrel/core/executor.h"
 #include "kestrel/layers/experiments/common.h"
 #include "kestrel/layers/nn.h"
+#include "kestrel/layers/file_io_internal.h"
 
 using namespace kestrel;
 using namespace kestrel::experiments;
@@ -110,7 +111,7 @@ TEST(ExperimentSupport, CsvQuotesTextAndSpellsNonFiniteNumbers) {
   EXPECT_EQ(t.text(), "name,value\nplain,0.125\n\"with, comma \"\"quoted\"\"\",nan\nx,-inf\n");
   EXPECT_NE(error_of([&] { t.add_row({"one"}); }).find("1 cells for 2 columns"), std::string::npos);
   kestrel::testing::TempDir dir("csv_table");
-  make_directories(dir / "a/b");
+  kestrel::detail::make_directories(dir / "a/b");
   t.write(dir / "a/b/t.csv");
   const std::vector<std::uint8_t> bytes = kestrel::testing::read_bytes(dir / "a/b/t.csv");
   EXPECT_EQ(std::string(bytes.begin(), bytes.end()), t.text());
