@@ -3,6 +3,7 @@
 #include "kestrel/kernels/batchnorm.h"
 #include "kestrel/kernels/batchnorm_check_internal.h"
 #include "kestrel/kernels/batchnorm_internal.cuh"
+#include "kestrel/kernels/launch_internal.cuh"
 
 namespace kestrel::cuda_detail::bn {
 namespace {
@@ -131,9 +132,7 @@ void batchnorm_backward(const void* dy, const void* x, const void* y, DType dtyp
                         float* dbeta, BnActivation act, void* workspace, cudaStream_t stream) {
   namespace bn = cuda_detail::bn;
   bn_detail::check_backward(dy, x, y, dtype, d, save_mean, save_invstd, dx, dresidual, act);
-  KESTREL_CHECK(workspace != nullptr && reinterpret_cast<std::uintptr_t>(workspace) % 16 == 0,
-                "batchnorm_backward: workspace must be a 16-byte aligned buffer of "
-                "batchnorm_workspace_bytes() bytes");
+  cuda_detail::check_workspace(workspace, "batchnorm_backward", "batchnorm_workspace_bytes");
   const bn_detail::BnGeometry g =
       bn_detail::bn_geometry(d, bn::vector_width(dtype, d, {dy, x, y, dx, dresidual}));
   bn::check_grid(g);

@@ -10,6 +10,7 @@
 #include "kestrel/core/dtype.h"
 #include "kestrel/core/error.h"
 #include "kestrel/kernels/batchnorm_math.h"
+#include "kestrel/kernels/element_io.h"
 
 namespace kestrel::bn_detail {
 
@@ -27,8 +28,7 @@ inline void check_shape(const char* fn, const BatchNormDims& d) {
 // check_shape and the storage dtype (every entry point that touches a tensor).
 inline void check_dims(const char* fn, const BatchNormDims& d, DType dtype) {
   check_shape(fn, d);
-  KESTREL_CHECK(dtype == DType::kFloat32 || dtype == DType::kBFloat16, fn,
-                ": dtype must be fp32 or bf16, got ", dtype_name(dtype));
+  element_io::check_float_or_bf16(dtype, fn);
 }
 
 // The two forwards, which take eps.

@@ -3,6 +3,7 @@
 #include "kestrel/kernels/batchnorm.h"
 #include "kestrel/kernels/batchnorm_check_internal.h"
 #include "kestrel/kernels/batchnorm_internal.cuh"
+#include "kestrel/kernels/launch_internal.cuh"
 
 namespace kestrel::cuda_detail::bn {
 namespace {
@@ -116,9 +117,7 @@ void batchnorm_forward_training(const void* x, const void* residual, void* y, DT
   namespace bn = cuda_detail::bn;
   bn_detail::check_training_forward(x, residual, y, dtype, d, eps, momentum, running_mean,
                                     running_var, save_mean, save_invstd, act);
-  KESTREL_CHECK(workspace != nullptr && reinterpret_cast<std::uintptr_t>(workspace) % 16 == 0,
-                "batchnorm_forward_training: workspace must be a 16-byte aligned buffer of "
-                "batchnorm_workspace_bytes() bytes");
+  cuda_detail::check_workspace(workspace, "batchnorm_forward_training", "batchnorm_workspace_bytes");
   const bn_detail::BnGeometry g = bn_detail::bn_geometry(d, bn::vector_width(dtype, d, {x, residual, y}));
   bn::check_grid(g);
   auto* part = static_cast<bn_detail::Welford*>(workspace);

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kestrel/core/cuda_check_internal.h"
+#include "kestrel/core/error.h"
 
 namespace kestrel::cuda_detail {
 
@@ -19,6 +20,13 @@ inline unsigned grid_for(std::int64_t work_items, int threads, int blocks_per_sm
   const std::int64_t needed = (work_items + threads - 1) / threads;
   const std::int64_t cap = static_cast<std::int64_t>(sm_count()) * blocks_per_sm;
   return static_cast<unsigned>(std::max<std::int64_t>(1, std::min(needed, cap)));
+}
+
+// Host: raises unless `workspace` is a 16-byte aligned buffer; `fn` is the launcher, `size_fn`
+// the function that sizes its workspace (both named in the message).
+inline void check_workspace(const void* workspace, const char* fn, const char* size_fn) {
+  KESTREL_CHECK(workspace != nullptr && reinterpret_cast<std::uintptr_t>(workspace) % 16 == 0, fn,
+                ": workspace must be a 16-byte aligned buffer of ", size_fn, "() bytes");
 }
 
 }  // namespace kestrel::cuda_detail

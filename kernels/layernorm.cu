@@ -153,9 +153,7 @@ void layernorm_backward(const void* dy, const void* x, DType dtype, std::int64_t
                         void* workspace, cudaStream_t stream) {
   namespace ln = cuda_detail::ln;
   ln_detail::check_backward(dy, x, dtype, rows, cols, save_mean, save_rstd, dx);
-  KESTREL_CHECK(workspace != nullptr && reinterpret_cast<std::uintptr_t>(workspace) % 16 == 0,
-                "layernorm_backward: workspace must be a 16-byte aligned buffer of "
-                "layernorm_workspace_bytes() bytes");
+  cuda_detail::check_workspace(workspace, "layernorm_backward", "layernorm_workspace_bytes");
   const std::int64_t groups = ln::groups_for(rows);
   float* part_g = static_cast<float*>(workspace);
   float* part_b = part_g + groups * cols;

@@ -13,6 +13,7 @@
 #include "kestrel/core/error.h"
 #include "kestrel/core/hd.h"
 #include "kestrel/kernels/batchnorm_math.h"
+#include "kestrel/kernels/element_io.h"
 
 namespace kestrel::ln_detail {
 
@@ -75,8 +76,7 @@ inline void check_shape(const char* fn, std::int64_t rows, std::int64_t cols, DT
                 cols);
   KESTREL_CHECK(rows <= std::numeric_limits<std::int64_t>::max() / 16 / cols, fn,
                 ": tensor too large (", rows, " x ", cols, ")");
-  KESTREL_CHECK(dtype == DType::kFloat32 || dtype == DType::kBFloat16, fn,
-                ": dtype must be fp32 or bf16, got ", dtype_name(dtype));
+  element_io::check_float_or_bf16(dtype, fn);
 }
 
 inline void check_forward(const void* x, const void* y, DType dtype, std::int64_t rows,

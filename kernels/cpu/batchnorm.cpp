@@ -4,15 +4,16 @@
 
 #include "kestrel/kernels/batchnorm_check_internal.h"
 #include "kestrel/kernels/batchnorm_math.h"
+#include "kestrel/kernels/element_io.h"
 #include "kestrel/kernels/fill_math.h"
 
 namespace kestrel::cpu {
 namespace {
 using namespace bn_detail;
 
-// Element offset of (sample ni, channel ch, position p) in d.layout.
+// Element offset of (sample ni, channel ch, position p) in d.layout: positions as one row of hw.
 std::int64_t offset_of(const BatchNormDims& d, std::int64_t ni, std::int64_t ch, std::int64_t p) {
-  return d.layout == Layout::kNCHW ? (ni * d.c + ch) * d.hw + p : (ni * d.hw + p) * d.c + ch;
+  return element_io::offset4(d.layout, ni, ch, 0, p, d.c, 1, d.hw);
 }
 
 // Calls fn(offset) for every element of channel ch, in (ni, p) order.

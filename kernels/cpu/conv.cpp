@@ -24,8 +24,7 @@ struct Logical {
 // Storage offset of logical (a, b, c, e): NCHW / KCRS row-major, or channel-innermost for NHWC.
 std::int64_t offset(Layout l, const Dims& d, std::int64_t a, std::int64_t b, std::int64_t c,
                     std::int64_t e) {
-  if (l == Layout::kNHWC) return ((a * d[2] + c) * d[3] + e) * d[1] + b;
-  return ((a * d[1] + b) * d[2] + c) * d[3] + e;
+  return element_io::offset4(l, a, b, c, e, d[1], d[2], d[3]);
 }
 
 template <typename F>
@@ -74,8 +73,9 @@ Range valid_outputs(std::int64_t out, std::int64_t in, std::int64_t tap, int str
   return {lo, std::max(lo, hi)};
 }
 
-// The three directions share one loop nest over (n, k, c, r, s, p) with the q loop innermost and
-// contiguous in the output; each accumulates in double, in a fixed order (deterministic).
+// The taps (r, s) and output rows p of one (image, in-channel, out-channel) pair, with the q loop
+// innermost and contiguous: the three directions share this inner nest, each with its own outer
+// order of (n, k, c), and accumulate in double in a fixed order (deterministic).
 template <typename F>
 void for_each_tap(const Conv2dDesc& d, F&& f) {
   const std::int64_t oh = d.out_h(), ow = d.out_w();
