@@ -91,8 +91,7 @@ __global__ void __launch_bounds__(kThreads)
         ln_detail::backward_coeffs(row_sums, mean, rstd, static_cast<float>(cols));
     for (std::int64_t j = threadIdx.x; j < cols; j += kThreads) {
       const float dyv = as_float(dy[base + j]), xv = as_float(x[base + j]);
-      const float g = dyv * ((xv - mean) * rstd);
-      pg[j] = first ? g : pg[j] + g;
+      pg[j] = ln_detail::accumulate_dgamma(first ? 0.f : pg[j], dyv, xv, mean, rstd);
       pb[j] = first ? dyv : pb[j] + dyv;
       dx[base + j] = from_float<S>(ln_detail::backward_element(dyv, xv, gamma, j, k));
     }

@@ -71,6 +71,11 @@ KESTREL_HD float backward_element(float dy, float x, const float* gamma, std::in
   return fmaf(c.a, h, fmaf(c.k, x - c.mean, c.b));
 }
 
+// acc + dy * xhat for dgamma, as one fma in both twins.
+KESTREL_HD float accumulate_dgamma(float acc, float dy, float x, float mean, float rstd) {
+  return fmaf(dy, (x - mean) * rstd, acc);
+}
+
 inline void check_shape(const char* fn, std::int64_t rows, std::int64_t cols, DType dtype) {
   KESTREL_CHECK(rows > 0 && cols > 0, fn, ": rows and cols must be positive, got ", rows, " x ",
                 cols);

@@ -60,7 +60,7 @@ void layernorm_backward(const void* dy, const void* x, DType dtype, std::int64_t
     for (std::int64_t j = 0; j < cols; ++j) {
       const std::int64_t i = row * cols + j;
       const float dyv = load_as_float(dy, dtype, i), xv = load_as_float(x, dtype, i);
-      sum_g[j] = fmaf(dyv, (xv - mean) * rstd, sum_g[j]);
+      sum_g[j] = ln_detail::accumulate_dgamma(sum_g[j], dyv, xv, mean, rstd);
       sum_b[j] += dyv;
       fill_detail::store_as(dx, dtype, i, ln_detail::backward_element(dyv, xv, gamma, j, k));
     }
