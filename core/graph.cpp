@@ -212,6 +212,13 @@ void expect_inputs(const std::string& op, const std::string& node,
     shape_error(op, node, "number of inputs", std::to_string(count), std::to_string(in.size()));
 }
 
+void expect_activation(const std::string& op, const std::string& node, const ValueInfo& x, int rank,
+                       const std::string& dims) {
+  if (x.shape().rank() != rank) shape_error(op, node, "input " + x.describe(), dims, x.shape().to_string());
+  if (x.dtype() != DType::kFloat32 && x.dtype() != DType::kBFloat16)
+    shape_error(op, node, "input " + x.describe(), "dtype fp32 or bf16", dtype_name(x.dtype()));
+}
+
 void expect_type(const std::string& op, const std::string& node, const std::string& role,
                  const ValueInfo& v, int rank, DType dtype, Layout layout) {
   if (v.type.shape.rank() != rank)

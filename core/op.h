@@ -77,6 +77,10 @@ class Op {
 // Checks the number of inputs.
 void expect_inputs(const std::string& op, const std::string& node,
                    const std::vector<const ValueInfo*>& in, std::size_t count);
+// Checks that an op's data input has rank `rank` (`dims` shows it: "[N, C, H, W]") and is stored
+// as fp32 or bf16, the dtypes of the kernels behind the nn ops.
+void expect_activation(const std::string& op, const std::string& node, const ValueInfo& x, int rank,
+                       const std::string& dims);
 // Checks that a value has the given rank, dtype and (for rank 4) layout.
 void expect_type(const std::string& op, const std::string& node, const std::string& role,
                  const ValueInfo& v, int rank, DType dtype, Layout layout);

@@ -80,9 +80,7 @@ class BatchNormReluRecomputeOp final : public Op {
   std::vector<TypeSpec> infer(const std::vector<const ValueInfo*>& in, const std::string& node) const override {
     expect_inputs(type(), node, in, 5);
     const ValueInfo& x = *in[0];
-    if (x.shape().rank() != 4 || (x.dtype() != DType::kFloat32 && x.dtype() != DType::kBFloat16))
-      shape_error(type(), node, "input " + x.describe(), "[N, C, H, W] fp32 or bf16",
-                  x.shape().to_string() + " " + dtype_name(x.dtype()));
+    expect_activation(type(), node, x, 4, "[N, C, H, W]");
     const std::int64_t c = x.shape()[1];
     const char* roles[] = {"weight (gamma)", "bias (beta)", "mean", "invstd"};
     for (int i = 0; i < 4; ++i) expect_channel_vector(type(), node, roles[i], *in[1 + i], c);
@@ -123,10 +121,7 @@ std::shared_ptr<const Op> BatchNormOp::with_activation(BnActivation act) const {
 std::vector<TypeSpec> BatchNormOp::infer(const std::vector<const ValueInfo*>& in, const std::string& node) const {
   expect_inputs(type(), node, in, act_ == BnActivation::kAddRelu ? 6 : 5);
   const ValueInfo& x = *in[0];
-  if (x.shape().rank() != 4)
-    shape_error(type(), node, "input " + x.describe(), "[N, C, H, W]", x.shape().to_string());
-  if (x.dtype() != DType::kFloat32 && x.dtype() != DType::kBFloat16)
-    shape_error(type(), node, "input " + x.describe(), "dtype fp32 or bf16", dtype_name(x.dtype()));
+  expect_activation(type(), node, x, 4, "[N, C, H, W]");
   const std::int64_t c = x.shape()[1];
   const char* roles[] = {"weight (gamma)", "bias (beta)", "running_mean", "running_var"};
   for (int i = 0; i < 4; ++i) expect_channel_vector(type(), node, roles[i], *in[1 + i], c);

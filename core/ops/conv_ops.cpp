@@ -130,9 +130,7 @@ class Conv2dOp final : public Op {
     if (in.size() != 2 && in.size() != 3) shape_error(type(), node, "number of inputs", "2 or 3", std::to_string(in.size()));
     const ValueInfo& x = *in[0];
     const ValueInfo& w = *in[1];
-    if (x.shape().rank() != 4) shape_error(type(), node, "input " + x.describe(), "[N, C, H, W]", x.shape().to_string());
-    if (x.dtype() != DType::kFloat32 && x.dtype() != DType::kBFloat16)
-      shape_error(type(), node, "input " + x.describe(), "dtype fp32 or bf16", dtype_name(x.dtype()));
+    expect_activation(type(), node, x, 4, "[N, C, H, W]");
     expect_type(type(), node, "weight", w, 4, x.dtype(), x.layout());
     if (w.shape()[1] != x.shape()[1])
       shape_error(type(), node,

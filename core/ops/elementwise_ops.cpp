@@ -6,10 +6,9 @@
 
 namespace kestrel {
 namespace {
-bool floating_storage(DType t) { return t == DType::kFloat32 || t == DType::kBFloat16 || t == DType::kFloat16; }
 
 void expect_floating(const std::string& op, const std::string& node, const ValueInfo& v) {
-  if (!floating_storage(v.dtype()))
+  if (!is_floating(v.dtype()))
     shape_error(op, node, "input " + v.describe(), "dtype fp32, bf16 or fp16", dtype_name(v.dtype()));
 }
 
@@ -129,7 +128,7 @@ class ScaleOp final : public Op {
 class CastOp final : public Op {
  public:
   explicit CastOp(DType to) : to_(to) {
-    KESTREL_CHECK(floating_storage(to), "cast target must be fp32, bf16 or fp16, got ", dtype_name(to));
+    KESTREL_CHECK(is_floating(to), "cast target must be fp32, bf16 or fp16, got ", dtype_name(to));
   }
   std::string type() const override { return std::string("Cast<") + dtype_name(to_) + ">"; }
   std::vector<TypeSpec> infer(const std::vector<const ValueInfo*>& in, const std::string& node) const override {

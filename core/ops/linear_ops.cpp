@@ -67,9 +67,7 @@ class LinearOp final : public Op {
     if (in.size() != 2 && in.size() != 3) shape_error(type(), node, "number of inputs", "2 or 3", std::to_string(in.size()));
     const ValueInfo& x = *in[0];
     const ValueInfo& w = *in[1];
-    if (x.shape().rank() != 2) shape_error(type(), node, "input " + x.describe(), "[N, features]", x.shape().to_string());
-    if (x.dtype() != DType::kFloat32 && x.dtype() != DType::kBFloat16)
-      shape_error(type(), node, "input " + x.describe(), "dtype fp32 or bf16", dtype_name(x.dtype()));
+    expect_activation(type(), node, x, 2, "[N, features]");
     expect_type(type(), node, "weight", w, 2, x.dtype(), Layout::kNCHW);
     if (w.shape()[1] != x.shape()[1])
       shape_error(type(), node, "input " + x.describe() + " for weight " + w.describe(),

@@ -123,11 +123,6 @@ class DropoutOp final : public Op {
   bool backward_;
 };
 
-void expect_logits(const std::string& op, const std::string& node, const ValueInfo& x) {
-  if (x.shape().rank() != 2) shape_error(op, node, "input " + x.describe(), "[N, classes]", x.shape().to_string());
-  if (x.dtype() != DType::kFloat32 && x.dtype() != DType::kBFloat16)
-    shape_error(op, node, "input " + x.describe(), "dtype fp32 or bf16", dtype_name(x.dtype()));
-}
 
 class SoftmaxBackwardOp final : public Op {
  public:
@@ -151,7 +146,7 @@ class SoftmaxOp final : public Op {
   std::string type() const override { return "Softmax"; }
   std::vector<TypeSpec> infer(const std::vector<const ValueInfo*>& in, const std::string& node) const override {
     expect_inputs(type(), node, in, 1);
-    expect_logits(type(), node, *in[0]);
+    expect_activation(type(), node, *in[0], 2, "[N, classes]");
     return {in[0]->type};
   }
   void run(const OpRun& r) const override {
@@ -177,7 +172,7 @@ class SoftmaxCrossEntropyOp final : public Op {
   std::vector<std::string> output_names() const override { return {"loss", "dlogits"}; }
   std::vector<TypeSpec> infer(const std::vector<const ValueInfo*>& in, const std::string& node) const override {
     expect_inputs(type(), node, in, 2);
-    expect_logits(type(), node, *in[0]);
+    expect_activation(type(), node, *in[0], 2, "[N, classes]");
     const ValueInfo& labels = *in[1];
     if (labels.shape() != Shape{in[0]->shape()[0]} || labels.dtype() != DType::kInt32)
       shape_error(type(), node, "labels " + labels.describe(), "[" + std::to_string(in[0]->shape()[0]) + "] int32",

@@ -6,12 +6,6 @@
 
 namespace kestrel {
 namespace {
-void expect_image(const std::string& op, const std::string& node, const ValueInfo& x) {
-  if (x.shape().rank() != 4) shape_error(op, node, "input " + x.describe(), "[N, C, H, W]", x.shape().to_string());
-  if (x.dtype() != DType::kFloat32 && x.dtype() != DType::kBFloat16)
-    shape_error(op, node, "input " + x.describe(), "dtype fp32 or bf16", dtype_name(x.dtype()));
-}
-
 // dy [N,C] -> dx [N,C,H,W] in the forward input's type.
 class GlobalAvgPoolBackwardOp final : public Op {
  public:
@@ -39,7 +33,7 @@ class GlobalAvgPoolOp final : public Op {
   std::string type() const override { return "GlobalAvgPool"; }
   std::vector<TypeSpec> infer(const std::vector<const ValueInfo*>& in, const std::string& node) const override {
     expect_inputs(type(), node, in, 1);
-    expect_image(type(), node, *in[0]);
+    expect_activation(type(), node, *in[0], 4, "[N, C, H, W]");
     return {TypeSpec{Shape{in[0]->shape()[0], in[0]->shape()[1]}, in[0]->dtype(), Layout::kNCHW}};
   }
   void run(const OpRun& r) const override {
@@ -82,7 +76,7 @@ class MaxPool2x2Op final : public Op {
   std::vector<TypeSpec> infer(const std::vector<const ValueInfo*>& in, const std::string& node) const override {
     expect_inputs(type(), node, in, 1);
     const ValueInfo& x = *in[0];
-    expect_image(type(), node, x);
+    expect_activation(type(), node, x, 4, "[N, C, H, W]");
     if (x.shape()[2] < 2 || x.shape()[3] < 2)
       shape_error(type(), node, "input " + x.describe(), "height and width >= 2", x.shape().to_string());
     return {TypeSpec{Shape{x.shape()[0], x.shape()[1], x.shape()[2] / 2, x.shape()[3] / 2}, x.dtype(), x.layout()}};
