@@ -18,6 +18,7 @@
 #include "kestrel/core/error.h"
 #include "kestrel/core/half.h"
 #include "kestrel/kernels/batchnorm_math.h"
+#include "kestrel/kernels/element_io.h"
 
 namespace kestrel::cuda_detail::bn {
 
@@ -26,14 +27,10 @@ using bn_detail::GradSums;
 using bn_detail::kThreads;
 using bn_detail::Welford;
 
-__device__ __forceinline__ float as_float(float v) { return v; }
-__device__ __forceinline__ float as_float(bfloat16 v) { return to_float(v); }
+// Element conversions: element_io's, shared with every other kernel family.
+using element_io::from_float;
 template <typename S>
-__device__ __forceinline__ S from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ bfloat16 from_float<bfloat16>(float v) { return to_bf16(v); }
+__device__ __forceinline__ float as_float(S v) { return element_io::to_float(v); }
 
 // V consecutive elements; 16-byte aligned (one vector instruction) when V * sizeof(S) == 16.
 template <typename S, int V>
