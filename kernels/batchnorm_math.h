@@ -150,12 +150,6 @@ KESTREL_HD float bn_backward_element(float g, float x, const BnBackwardCoeffs& c
   return fmaf(c.a, g, fmaf(c.k, x - c.mean, c.b));
 }
 
-// Loads element i of a buffer of `dtype` (fp32 or bf16) as float.
-KESTREL_HD float load_as_float(const void* p, DType dtype, std::int64_t i) {
-  return dtype == DType::kFloat32 ? static_cast<const float*>(p)[i]
-                                  : float_from_bf16_bits(static_cast<const std::uint16_t*>(p)[i]);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Work partitioning (device independent, so results do not depend on the GPU either).
 //

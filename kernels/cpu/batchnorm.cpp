@@ -5,7 +5,6 @@
 #include "kestrel/kernels/batchnorm_check_internal.h"
 #include "kestrel/kernels/batchnorm_math.h"
 #include "kestrel/kernels/element_io.h"
-#include "kestrel/kernels/fill_math.h"
 
 namespace kestrel::cpu {
 namespace {
@@ -25,7 +24,7 @@ void for_channel(const BatchNormDims& d, std::int64_t ch, Fn&& fn) {
 
 Welford channel_stats(const void* x, DType dtype, const BatchNormDims& d, std::int64_t ch) {
   RunStats stats;
-  for_channel(d, ch, [&](std::int64_t off) { stats.add(load_as_float(x, dtype, off)); });
+  for_channel(d, ch, [&](std::int64_t off) { stats.add(element_io::load_float(x, dtype, off)); });
   return stats.result();
 }
 
@@ -34,9 +33,9 @@ void apply_forward(const void* x, const void* residual, void* y, DType dtype,
                    const BatchNormDims& d, const std::vector<BnAffine>& affine, BnActivation act) {
   for (std::int64_t ch = 0; ch < d.c; ++ch) {
     for_channel(d, ch, [&](std::int64_t off) {
-      const float r = residual != nullptr ? load_as_float(residual, dtype, off) : 0.f;
-      fill_detail::store_as(y, dtype, off,
-                            bn_forward_element(load_as_float(x, dtype, off), r, affine[ch], act));
+      const float r = residual != nullptr ? element_io::load_float(residual, dtype, off) : 0.f;
+      element_io::store_float(y, dtype, off,
+                            bn_forward_element(element_io::load_float(x, dtype, off), r, affine[ch], act));
     });
   }
 }
@@ -92,15 +91,15 @@ void batchnorm_backward(const void* dy, const void* x, const void* y, DType dtyp
   check_backward(dy, x, y, dtype, d, save_mean, save_invstd, dx, dresidual, act);
   const float m = static_cast<float>(d.n * d.hw);
   auto masked = [&](std::int64_t off) {
-    const float yv = y != nullptr ? load_as_float(y, dtype, off) : 0.f;
-    return bn_masked_grad(load_as_float(dy, dtype, off), yv, act);
+    const float yv = y != nullptr ? element_io::load_float(y, dtype, off) : 0.f;
+    return bn_masked_grad(element_io::load_float(dy, dtype, off), yv, act);
   };
   for (std::int64_t ch = 0; ch < d.c; ++ch) {
     // Sums in runs, like the GPU's per-thread partials, so neither twin sums 10^6 terms serially.
     GradSums total{0.f, 0.f}, run{0.f, 0.f};
     float count = 0.f;
     for_channel(d, ch, [&](std::int64_t off) {
-      grad_sums_add(run, masked(off), load_as_float(x, dtype, off), save_mean[ch]);
+      grad_sums_add(run, masked(off), element_io::load_float(x, dtype, off), save_mean[ch]);
       if (++count == RunStats::kRun) {
         total = grad_sums_combine(total, run);
         run = {0.f, 0.f};
@@ -115,9 +114,9 @@ void batchnorm_backward(const void* dy, const void* x, const void* y, DType dtyp
         bn_backward_coeffs(save_mean[ch], save_invstd[ch], gamma, ch, total.g, dgamma_c, m);
     for_channel(d, ch, [&](std::int64_t off) {
       const float g = masked(off);  // read every input of this element before writing
-      const float v = bn_backward_element(g, load_as_float(x, dtype, off), k);
-      fill_detail::store_as(dx, dtype, off, v);
-      if (dresidual != nullptr) fill_detail::store_as(dresidual, dtype, off, g);
+      const float v = bn_backward_element(g, element_io::load_float(x, dtype, off), k);
+      element_io::store_float(dx, dtype, off, v);
+      if (dresidual != nullptr) element_io::store_float(dresidual, dtype, off, g);
     });
   }
 }

@@ -3,16 +3,15 @@
 #include <vector>
 
 #include "kestrel/kernels/batchnorm_math.h"
-#include "kestrel/kernels/fill_math.h"
+#include "kestrel/kernels/element_io.h"
 #include "kestrel/kernels/layernorm_math.h"
 
 namespace kestrel::cpu {
 namespace {
-using bn_detail::load_as_float;
 
 bn_detail::Welford row_stats(const void* x, DType dtype, std::int64_t row, std::int64_t cols) {
   bn_detail::RunStats stats;
-  for (std::int64_t j = 0; j < cols; ++j) stats.add(load_as_float(x, dtype, row * cols + j));
+  for (std::int64_t j = 0; j < cols; ++j) stats.add(element_io::load_float(x, dtype, row * cols + j));
   return stats.result();
 }
 }  // namespace
@@ -29,8 +28,8 @@ void layernorm_forward(const void* x, void* y, DType dtype, std::int64_t rows, s
     if (save_rstd != nullptr) save_rstd[row] = rstd;
     for (std::int64_t j = 0; j < cols; ++j) {
       const std::int64_t i = row * cols + j;
-      fill_detail::store_as(y, dtype, i,
-                            ln_detail::ln_forward_element(load_as_float(x, dtype, i), mean, rstd,
+      element_io::store_float(y, dtype, i,
+                            ln_detail::ln_forward_element(element_io::load_float(x, dtype, i), mean, rstd,
                                                           gamma, beta, j));
     }
   }
@@ -52,17 +51,17 @@ void layernorm_backward(const void* dy, const void* x, DType dtype, std::int64_t
     ln_detail::RowSums s{0.f, 0.f, 0.f};
     for (std::int64_t j = 0; j < cols; ++j) {
       const std::int64_t i = row * cols + j;
-      ln_detail::row_sums_add(s, load_as_float(dy, dtype, i), load_as_float(x, dtype, i), mean,
-                              gamma, j);
+      ln_detail::row_sums_add(s, element_io::load_float(dy, dtype, i),
+                              element_io::load_float(x, dtype, i), mean, gamma, j);
     }
     const ln_detail::BackwardCoeffs k =
         ln_detail::backward_coeffs(s, mean, rstd, static_cast<float>(cols));
     for (std::int64_t j = 0; j < cols; ++j) {
       const std::int64_t i = row * cols + j;
-      const float dyv = load_as_float(dy, dtype, i), xv = load_as_float(x, dtype, i);
+      const float dyv = element_io::load_float(dy, dtype, i), xv = element_io::load_float(x, dtype, i);
       sum_g[j] = ln_detail::accumulate_dgamma(sum_g[j], dyv, xv, mean, rstd);
       sum_b[j] += dyv;
-      fill_detail::store_as(dx, dtype, i, ln_detail::backward_element(dyv, xv, gamma, j, k));
+      element_io::store_float(dx, dtype, i, ln_detail::backward_element(dyv, xv, gamma, j, k));
     }
   }
   for (std::int64_t j = 0; j < cols; ++j) {
