@@ -2,9 +2,15 @@
 //
 // bfloat16: 1 sign, 8 exponent, 7 mantissa bits (the top half of an IEEE float).
 // float16:  1 sign, 5 exponent, 10 mantissa bits (IEEE binary16).
-// float -> 16-bit conversions round to nearest, ties to even; NaN stays NaN (quiet), overflow
-// becomes infinity, fp16 subnormals are produced exactly. 16-bit -> float is exact.
-// One implementation serves the CPU reference and the CUDA kernels, so both round identically.
+// float -> 16-bit conversions round to nearest, ties to even; overflow becomes infinity, fp16
+// subnormals are produced exactly; every NaN becomes the canonical NaN 0x7FFF (sign and payload
+// dropped), which is what NVIDIA's conversion instruction (cvt.rn) gives: NVIDIA's own host
+// emulation of __float2bfloat16_rn / __float2half_rn in cuda_bf16.hpp / cuda_fp16.hpp returns
+// 0x7FFF for NaN. 16-bit -> float is exact.
+// Host code (the CPU reference) runs the bit manipulation below; device code for sm_80 and later
+// runs the one hardware instruction, which defines the same function on every input (the CUDA
+// suite compares the two bit for bit on random 32-bit patterns: every exponent, subnormals,
+// infinities and NaNs).
 // Leaf header: kernels/ may include it.
 #pragma once
 
@@ -43,11 +49,33 @@ KESTREL_HD float bits_float(std::uint32_t u) {
 #endif
 }
 
+// The canonical NaN of both 16-bit formats here.
+constexpr std::uint16_t kCanonicalNan16 = 0x7fffu;
+
 KESTREL_HD std::uint16_t bf16_bits_from_float(float f) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  std::uint16_t r;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(f));
+  return r;
+#else
   std::uint32_t u = float_bits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x0040u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return kCanonicalNan16;
   u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even; carries into the exponent on overflow
   return static_cast<std::uint16_t>(u >> 16);
+#endif
+}
+
+// Two conversions in one 32-bit word, `lo` in the low half (the lower address): on the device
+// one instruction for both.
+KESTREL_HD std::uint32_t bf16x2_bits_from_floats(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  std::uint32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));  // first source -> high half
+  return r;
+#else
+  return static_cast<std::uint32_t>(bf16_bits_from_float(lo)) |
+         (static_cast<std::uint32_t>(bf16_bits_from_float(hi)) << 16);
+#endif
 }
 
 KESTREL_HD float float_from_bf16_bits(std::uint16_t b) {
@@ -58,10 +86,15 @@ KESTREL_HD bfloat16 to_bf16(float f) { return bfloat16{bf16_bits_from_float(f)};
 KESTREL_HD float to_float(bfloat16 b) { return float_from_bf16_bits(b.bits); }
 
 KESTREL_HD std::uint16_t fp16_bits_from_float(float f) {
+#if defined(__CUDA_ARCH__)
+  std::uint16_t r;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(f));
+  return r;
+#else
   const std::uint32_t u = float_bits(f);
   const std::uint32_t sign = (u >> 16) & 0x8000u;
   const std::uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
+  if (a > 0x7f800000u) return kCanonicalNan16;
   if (a >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // rounds to >= 65520
   if (a < 0x38800000u) {
     // Result is subnormal (or zero) in fp16: value = m * 2^-24 with m an integer below 1024.
@@ -80,6 +113,18 @@ KESTREL_HD std::uint16_t fp16_bits_from_float(float f) {
   const std::uint32_t rem = a & 0x1fffu;
   if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // may carry into the exponent: fine
   return static_cast<std::uint16_t>(sign | h);
+#endif
+}
+
+KESTREL_HD std::uint32_t fp16x2_bits_from_floats(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  std::uint32_t r;
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));  // first source -> high half
+  return r;
+#else
+  return static_cast<std::uint32_t>(fp16_bits_from_float(lo)) |
+         (static_cast<std::uint32_t>(fp16_bits_from_float(hi)) << 16);
+#endif
 }
 
 KESTREL_HD float float_from_fp16_bits(std::uint16_t h) {

@@ -46,15 +46,17 @@ __device__ __forceinline__ uint4 pack16(const float* v, float) {
   return make_uint4(__float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]),
                     __float_as_uint(v[3]));
 }
+// Two 16-bit values a word, converted by one instruction each pair (core/half.h).
+__device__ __forceinline__ std::uint32_t pack_pair(float lo, float hi, bfloat16) {
+  return bf16x2_bits_from_floats(lo, hi);
+}
+__device__ __forceinline__ std::uint32_t pack_pair(float lo, float hi, float16) {
+  return fp16x2_bits_from_floats(lo, hi);
+}
 template <typename T>
 __device__ __forceinline__ uint4 pack16(const float* v, T) {
-  std::uint32_t w[4];
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    w[k] = static_cast<std::uint32_t>(element_io::from_float<T>(v[2 * k]).bits) |
-           (static_cast<std::uint32_t>(element_io::from_float<T>(v[2 * k + 1]).bits) << 16);
-  }
-  return make_uint4(w[0], w[1], w[2], w[3]);
+  return make_uint4(pack_pair(v[0], v[1], T{}), pack_pair(v[2], v[3], T{}),
+                    pack_pair(v[4], v[5], T{}), pack_pair(v[6], v[7], T{}));
 }
 
 // kN elements at p (16-byte aligned; kN * sizeof(T) a multiple of 16) to floats and back.

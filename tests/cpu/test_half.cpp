@@ -29,8 +29,9 @@ TEST(Bf16, HandCheckedBitPatterns) {
       {0x7F7FFFFFu, 0x7F80u, "FLT_MAX overflows to +inf"},
       {0x7F800000u, 0x7F80u, "+inf stays inf"},
       {0xFF800000u, 0xFF80u, "-inf stays -inf"},
-      {0x7FC00000u, 0x7FC0u, "quiet NaN"},
-      {0x7F800001u, 0x7FC0u, "signalling NaN with low payload stays NaN (quieted)"},
+      {0x7FC00000u, 0x7FFFu, "quiet NaN becomes the canonical NaN"},
+      {0x7F800001u, 0x7FFFu, "signalling NaN with low payload: the canonical NaN"},
+      {0xFFC12345u, 0x7FFFu, "negative NaN with a payload: the canonical NaN (sign dropped)"},
       {0x00000001u, 0x0000u, "smallest float subnormal rounds to +0"},
       {0x00018000u, 0x0002u, "subnormal tie rounds to even"},
       {0x80000000u, 0x8000u, "-0 keeps its sign"},
@@ -97,7 +98,20 @@ TEST(Fp16, HandCheckedBitPatterns) {
       {INFINITY, 0x7C00u, "+inf"},
   };
   for (const Case& c : cases) EXPECT_EQ(fp16_bits_from_float(c.f), c.h) << c.why;
-  EXPECT_TRUE(std::isnan(float_from_fp16_bits(fp16_bits_from_float(NAN))));
+  // Every NaN becomes the canonical 0x7FFF, as NVIDIA's cvt.rn.f16.f32 gives.
+  for (std::uint32_t nan : {0x7FC00000u, 0x7F800001u, 0xFFC12345u, 0xFFFFFFFFu})
+    EXPECT_EQ(fp16_bits_from_float(bits_float(nan)), 0x7FFFu) << std::hex << nan;
+}
+
+TEST(Half, PairConversionsPutTheFirstValueInTheLowHalf) {
+  std::mt19937 rng(7);
+  for (int i = 0; i < 100000; ++i) {
+    const float lo = bits_float(rng()), hi = bits_float(rng());
+    ASSERT_EQ(kestrel::bf16x2_bits_from_floats(lo, hi),
+              bf16_bits_from_float(lo) | (std::uint32_t{bf16_bits_from_float(hi)} << 16));
+    ASSERT_EQ(kestrel::fp16x2_bits_from_floats(lo, hi),
+              fp16_bits_from_float(lo) | (std::uint32_t{fp16_bits_from_float(hi)} << 16));
+  }
 }
 
 TEST(Fp16, RoundTripOfEveryFp16IsExact) {
