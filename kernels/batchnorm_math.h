@@ -220,29 +220,42 @@ KESTREL_HD BnGeometry bn_geometry(const BatchNormDims& d, std::int64_t v) {
 }
 
 // The element offsets (in elements, each the first of a v-vector of one channel) that thread
-// `thread` of the NCHW block for (channel ch, part k) visits, in order.
+// `thread` of the NCHW block for (channel ch, part k) visits, in order: vectors q, q + kThreads,
+// ... of the channel's n * hwv, vector q lying in plane q / hwv at position q % hwv. next() keeps
+// the offset as a running sum (a few additions a step, no 64-bit multiplies: the kernels' address
+// arithmetic was about half of the reduction loop's SASS).
 struct NchwCursor {
-  std::int64_t q, q_end, ni, p, step_n, step_p, hwv, c, ch, v;
+  std::int64_t off;       // element offset of the next vector
+  std::int64_t left;      // vectors still to visit
+  std::int64_t p, hwv;    // position of the next vector in its plane; vectors per plane
+  std::int64_t step_p;    // kThreads % hwv: the in-plane advance of a step
+  std::int64_t step_off;  // offset advance of a step without a plane wrap (elements)
+  std::int64_t wrap_off;  // extra offset when the position wraps into the next plane
 
   KESTREL_HD NchwCursor(const BnGeometry& g, std::int64_t channel, std::int64_t k, int thread)
-      : hwv(g.hwv), c(g.c), ch(channel), v(g.v) {
+      : hwv(g.hwv) {
+    std::int64_t q, q_end;
     part_range(k, g.parts, g.mv, q, q_end);
     q += thread;
-    ni = q / hwv;
+    left = q < q_end ? (q_end - q + kThreads - 1) / kThreads : 0;
+    const std::int64_t ni = q / hwv;
     p = q % hwv;
-    step_n = kThreads / hwv;  // advancing q by kThreads without a division per step
+    off = ((ni * g.c + channel) * hwv + p) * g.v;
     step_p = kThreads % hwv;
+    const std::int64_t plane = hwv * g.v, image = g.c * plane;  // elements
+    step_off = (kThreads / hwv) * image + step_p * g.v;
+    wrap_off = image - plane;  // moving from the end of plane (n, ch) to the start of (n + 1, ch)
   }
 
-  KESTREL_HD bool next(std::int64_t& off) {
-    if (q >= q_end) return false;
-    off = ((ni * c + ch) * hwv + p) * v;
-    q += kThreads;
-    ni += step_n;
+  KESTREL_HD bool next(std::int64_t& out) {
+    if (left <= 0) return false;
+    out = off;
+    --left;
+    off += step_off;
     p += step_p;
     if (p >= hwv) {
       p -= hwv;
-      ++ni;
+      off += wrap_off;
     }
     return true;
   }
@@ -250,6 +263,7 @@ struct NchwCursor {
 
 // Channels-last: thread `thread` of the block (part, tile) owns vector column `col` (channels
 // col*v .. col*v+v-1) and visits rows row_lane, row_lane + rows_per_iter, ... of the part.
+// (A running offset here, as in NchwCursor, made the SASS of the NHWC loops longer, not shorter.)
 struct NhwcCursor {
   std::int64_t row, row_end, step, c, col, v;
   bool active;
