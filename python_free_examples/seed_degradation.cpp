@@ -9,11 +9,13 @@
 
 int main(int argc, char** argv) {
   return seed::run_program(argc, argv, "seed_degradation", "deeper plain networks train worse, residual ones do not",
+                           {"--steps", "training steps of each network (default: the mode's, 20000 in full mode)"},
                            [](const seed::Options& o, kestrel::Context& ctx) {
                              using kestrel::experiments::DegradationConfig;
                              DegradationConfig cfg = o.quick ? DegradationConfig::quick() : DegradationConfig::full();
                              cfg.seed = o.seed;
                              cfg.data_dir = o.data;
+                             if (o.length > 0) cfg.steps = o.length;
                              const auto r = kestrel::experiments::run_degradation(cfg, ctx, &std::cout);
                              return kestrel::experiments::write_degradation_report(r, o.out);
                            });

@@ -10,11 +10,13 @@
 
 int main(int argc, char** argv) {
   return seed::run_program(argc, argv, "seed_dropout", "overfitting, dropout and the ensemble view of dropout",
+                           {"--epochs", "training epochs of each network (default: the mode's, 100 in full mode)"},
                            [](const seed::Options& o, kestrel::Context& ctx) {
                              using kestrel::experiments::DropoutConfig;
                              DropoutConfig cfg = o.quick ? DropoutConfig::quick() : DropoutConfig::full();
                              cfg.seed = o.seed;
                              cfg.data_dir = o.data;
+                             if (o.length > 0) cfg.epochs = o.length;
                              const auto r = kestrel::experiments::run_dropout_experiment(cfg, ctx, &std::cout);
                              return kestrel::experiments::write_dropout_report(r, o.out);
                            });

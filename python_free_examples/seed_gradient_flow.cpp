@@ -10,11 +10,13 @@
 
 int main(int argc, char** argv) {
   return seed::run_program(argc, argv, "seed_gradient_flow", "vanishing and exploding gradients through depth and time",
+                           {"--steps", "training steps of each deep MLP (default: the mode's, 500 in full mode)"},
                            [](const seed::Options& o, kestrel::Context& ctx) {
                              using kestrel::experiments::GradientFlowConfig;
                              GradientFlowConfig cfg = o.quick ? GradientFlowConfig::quick() : GradientFlowConfig::full();
                              cfg.seed = o.seed;
                              cfg.data_dir = o.data;
+                             if (o.length > 0) cfg.train_steps = o.length;
                              const auto r = kestrel::experiments::run_gradient_flow(cfg, ctx, &std::cout);
                              return kestrel::experiments::write_gradient_flow_report(r, o.out);
                            });

@@ -1,6 +1,8 @@
 // The command line shared by the seed experiment programs (seed_dropout, seed_degradation,
-// seed_gradient_flow): --quick, --device, --out, --seed, --data, --help. The experiment itself is
-// a library function (layers/experiments/); this only parses, picks the device, runs and reports.
+// seed_gradient_flow): --quick, --device, --out, --seed, --data, --help, and one option for the
+// length of training (its flag named by the program: --steps or --epochs), so that a GPU session
+// can size a full run to its time. The experiment itself is a library function
+// (layers/experiments/); this only parses, picks the device, runs and reports.
 // Exit status: 0 done (or --help), 1 runtime error (one line on stderr), 2 usage error.
 #pragma once
 
@@ -25,6 +27,13 @@ struct Options {
   std::string out;
   std::uint64_t seed = 1;
   std::string data;
+  int length = 0;  // the program's --steps / --epochs; 0: the mode's own
+};
+
+// The program's training-length option: its flag and what it sets.
+struct LengthOption {
+  const char* flag;
+  const char* help;
 };
 
 // Runs the experiment with the options and returns the paths of the files it wrote.
@@ -37,7 +46,7 @@ inline std::string one_line(std::string s) {
 }
 
 inline int run_program(int argc, char** argv, const std::string& name, const std::string& about,
-                       const Experiment& experiment) {
+                       const LengthOption& length, const Experiment& experiment) {
   Options o;
   o.out = name + "_results";
   CLI::App app{name + ": " + about};
@@ -46,6 +55,7 @@ inline int run_program(int argc, char** argv, const std::string& name, const std
   app.add_option("--out", o.out, "folder for the SVG charts and CSV tables (created if missing)");
   app.add_option("--seed", o.seed, "seed of data, initialisation, batch order and dropout masks");
   app.add_option("--data", o.data, "CIFAR-10 folder (cifar-10-batches-bin); default: synthetic CIFAR-format data");
+  app.add_option(length.flag, o.length, length.help)->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {

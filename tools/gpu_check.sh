@@ -17,11 +17,18 @@
 #   tools/pytorch_train_reference.py (same recipe: batch 512, bf16, cosine lr 0.4, SGD Nesterov,
 #   weight decay 5e-4) on CIFAR-10 from $KESTREL_CIFAR_DIR (default .gpu-data/cifar10; made from
 #   .gpu-data/cifar10-jpeg.pack.gz with .gpu-data/to_cifar_bin.py when missing), logs in train.log.
+#   --experiments=LIST: the full runs of the seed experiments in LIST (comma-separated: dropout,
+#   degradation, gradient_flow) on that CIFAR-10, their SVG/CSV charts and logs packed into
+#   experiments.tar.gz (one file: the device tool returns at most 8); --experiment-steps=N
+#   shortens seed_degradation to N steps a network (its full mode: 20000, several minutes a
+#   network). --no-tests and --no-bench skip those stages, for a call that only runs experiments.
+#   A call that runs every stage writes 9 files: leave out one (--no-sanitizer or no --train).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
 quick=0; pytorch=1; sanitizer=1; train_epochs=0; train_model=resnet20; build=1; resnet_quick=0
+tests=1; bench=1; experiments=""; experiment_steps=0
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
@@ -31,7 +38,11 @@ for a in "$@"; do
     --resnet-quick) resnet_quick=1 ;;  # full kernel benchmarks, quick ResNet ones
     --train=[0-9]*) train_epochs=${a#--train=} ;;
     --train-model=resnet[0-9]*) train_model=${a#--train-model=} ;;
-    *) echo "usage: tools/gpu_check.sh [--quick] [--resnet-quick] [--no-pytorch] [--no-sanitizer] [--no-build] [--train=EPOCHS] [--train-model=resnetD]" >&2; exit 2 ;;
+    --no-tests) tests=0 ;;
+    --no-bench) bench=0 ;;
+    --experiments=*) experiments=${a#--experiments=} ;;
+    --experiment-steps=[0-9]*) experiment_steps=${a#--experiment-steps=} ;;
+    *) echo "usage: tools/gpu_check.sh [--quick] [--resnet-quick] [--no-pytorch] [--no-sanitizer] [--no-build] [--no-tests] [--no-bench] [--train=EPOCHS] [--train-model=resnetD] [--experiments=dropout,degradation,gradient_flow] [--experiment-steps=N]" >&2; exit 2 ;;
   esac
 done
 status() { echo "gpu_check: $*" | tee -a "$OUT/summary.txt" >&2; }
@@ -50,11 +61,24 @@ else
   status "build: carried build-gpu (no rebuild)"
 fi
 
-t0=$(date +%s)
-KESTREL_REQUIRE_GPU=1 ctest --preset gpu -j 8 --timeout 300 > "$OUT/tests.log" 2>&1
-test_rc=$?
-status "tests: $(grep -E 'tests passed|tests failed' "$OUT/tests.log" | tail -1) ($(( $(date +%s) - t0 )) s)"
-grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess aborted|Not Run)\)' "$OUT/tests.log" | head -20 | sed 's/^/gpu_check:   /' | tee -a "$OUT/summary.txt"
+# CIFAR-10 in the binary format at $KESTREL_CIFAR_DIR (default .gpu-data/cifar10), made from the
+# carried lossy pack when missing; prints the folder, or nothing when there is no data. Log: $1.
+cifar_dir() {
+  local data=${KESTREL_CIFAR_DIR:-.gpu-data/cifar10}
+  if [ ! -f "$data/test_batch.bin" ] && [ -f .gpu-data/cifar10-jpeg.pack.gz ] && [ -f .gpu-data/to_cifar_bin.py ]; then
+    python3 .gpu-data/to_cifar_bin.py .gpu-data/cifar10-jpeg.pack.gz "$data" >> "$1" 2>&1
+  fi
+  [ -f "$data/test_batch.bin" ] && echo "$data"
+}
+
+test_rc=0
+if [ $tests = 1 ]; then
+  t0=$(date +%s)
+  KESTREL_REQUIRE_GPU=1 ctest --preset gpu -j 8 --timeout 300 > "$OUT/tests.log" 2>&1
+  test_rc=$?
+  status "tests: $(grep -E 'tests passed|tests failed' "$OUT/tests.log" | tail -1) ($(( $(date +%s) - t0 )) s)"
+  grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess aborted|Not Run)\)' "$OUT/tests.log" | head -20 | sed 's/^/gpu_check:   /' | tee -a "$OUT/summary.txt"
+fi
 
 san_rc=0
 if [ $sanitizer = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
@@ -75,56 +99,55 @@ if [ $sanitizer = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
   status "sanitizer done in $(( $(date +%s) - t0 )) s"
 fi
 
-: > "$OUT/bench.jsonl"; : > "$OUT/bench.log"
-qflag=(); [ $quick = 1 ] && qflag=(--quick)
 bench_rc=0
-for b in build-gpu/bin/bench_*; do
-  [ -x "$b" ] || continue
-  t0=$(date +%s)
-  echo "=== $b" >> "$OUT/bench.log"
-  bflag=("${qflag[@]}")
-  [ $resnet_quick = 1 ] && [ "$(basename "$b")" = bench_resnet ] && bflag=(--quick)
-  timeout 600 "$b" --json "$OUT/bench.jsonl" "${bflag[@]}" >> "$OUT/bench.log" 2>&1
-  # Saved first: the $(basename ...) in status's argument would reset $? to 0 before rc=$?.
-  rc=$?; [ $rc -ne 0 ] && bench_rc=$rc
-  status "$(basename "$b"): rc=$rc ($(( $(date +%s) - t0 )) s)"
-done
-# ResNet training again with BN+ReLU outputs kept for backward instead of rebuilt
-# (CompileOptions::recompute_bn_relu = false): the memory recomputation saves and the time it
-# costs, beside the default rows above.
-if [ -x build-gpu/bin/bench_resnet ]; then
-  t0=$(date +%s)
-  echo "=== build-gpu/bin/bench_resnet --recompute-bn off" >> "$OUT/bench.log"
-  bflag=("${qflag[@]}"); [ $resnet_quick = 1 ] && bflag=(--quick)
-  timeout 600 build-gpu/bin/bench_resnet --recompute-bn off --json "$OUT/bench.jsonl" "${bflag[@]}" >> "$OUT/bench.log" 2>&1
-  rc=$?; [ $rc -ne 0 ] && bench_rc=$rc
-  status "bench_resnet --recompute-bn off: rc=$rc ($(( $(date +%s) - t0 )) s)"
-fi
-
-if [ $pytorch = 1 ] && [ -f tools/pytorch_reference.py ]; then
-  t0=$(date +%s)
-  if [ $resnet_quick = 1 ] && [ $quick = 0 ]; then
-    PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" \
-      --only copy,dropout,add_relu,batchnorm >> "$OUT/bench.log" 2>&1
-    rc=$?
-    PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" \
-      --only resnet --quick >> "$OUT/bench.log" 2>&1
-    rc2=$?; [ $rc -eq 0 ] && rc=$rc2
-  else
-    PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" "${qflag[@]}" >> "$OUT/bench.log" 2>&1
-    rc=$?
+if [ $bench = 1 ]; then
+  : > "$OUT/bench.jsonl"; : > "$OUT/bench.log"
+  qflag=(); [ $quick = 1 ] && qflag=(--quick)
+  for b in build-gpu/bin/bench_*; do
+    [ -x "$b" ] || continue
+    t0=$(date +%s)
+    echo "=== $b" >> "$OUT/bench.log"
+    bflag=("${qflag[@]}")
+    [ $resnet_quick = 1 ] && [ "$(basename "$b")" = bench_resnet ] && bflag=(--quick)
+    timeout 600 "$b" --json "$OUT/bench.jsonl" "${bflag[@]}" >> "$OUT/bench.log" 2>&1
+    # Saved first: the $(basename ...) in status's argument would reset $? to 0 before rc=$?.
+    rc=$?; [ $rc -ne 0 ] && bench_rc=$rc
+    status "$(basename "$b"): rc=$rc ($(( $(date +%s) - t0 )) s)"
+  done
+  # ResNet training again with BN+ReLU outputs kept for backward instead of rebuilt
+  # (CompileOptions::recompute_bn_relu = false): the memory recomputation saves and the time it
+  # costs, beside the default rows above.
+  if [ -x build-gpu/bin/bench_resnet ]; then
+    t0=$(date +%s)
+    echo "=== build-gpu/bin/bench_resnet --recompute-bn off" >> "$OUT/bench.log"
+    bflag=("${qflag[@]}"); [ $resnet_quick = 1 ] && bflag=(--quick)
+    timeout 600 build-gpu/bin/bench_resnet --recompute-bn off --json "$OUT/bench.jsonl" "${bflag[@]}" >> "$OUT/bench.log" 2>&1
+    rc=$?; [ $rc -ne 0 ] && bench_rc=$rc
+    status "bench_resnet --recompute-bn off: rc=$rc ($(( $(date +%s) - t0 )) s)"
   fi
-  status "pytorch_reference: rc=$rc ($(( $(date +%s) - t0 )) s)"
+
+  if [ $pytorch = 1 ] && [ -f tools/pytorch_reference.py ]; then
+    t0=$(date +%s)
+    if [ $resnet_quick = 1 ] && [ $quick = 0 ]; then
+      PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" \
+        --only copy,dropout,add_relu,batchnorm >> "$OUT/bench.log" 2>&1
+      rc=$?
+      PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" \
+        --only resnet --quick >> "$OUT/bench.log" 2>&1
+      rc2=$?; [ $rc -eq 0 ] && rc=$rc2
+    else
+      PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" "${qflag[@]}" >> "$OUT/bench.log" 2>&1
+      rc=$?
+    fi
+    status "pytorch_reference: rc=$rc ($(( $(date +%s) - t0 )) s)"
+  fi
 fi
 
 if [ "$train_epochs" -gt 0 ]; then
   t0=$(date +%s)
-  data=${KESTREL_CIFAR_DIR:-.gpu-data/cifar10}
   : > "$OUT/train.log"
-  if [ ! -f "$data/test_batch.bin" ] && [ -f .gpu-data/cifar10-jpeg.pack.gz ] && [ -f .gpu-data/to_cifar_bin.py ]; then
-    python3 .gpu-data/to_cifar_bin.py .gpu-data/cifar10-jpeg.pack.gz "$data" >> "$OUT/train.log" 2>&1
-  fi
-  if [ -f "$data/test_batch.bin" ]; then
+  data=$(cifar_dir "$OUT/train.log")
+  if [ -n "$data" ]; then
     recipe=(--data "$data" --model "$train_model" --epochs "$train_epochs" --batch 512 --lr 0.4
             --schedule cosine --nesterov --weight-decay 5e-4 --dtype bf16)
     echo "=== cifar10_train ${recipe[*]} --layout nhwc --deterministic off" >> "$OUT/train.log"
@@ -138,10 +161,36 @@ if [ "$train_epochs" -gt 0 ]; then
       status "pytorch_train_reference: rc=$? $(grep -E '^epoch [0-9]+/[0-9]+:' "$OUT/train.log" | tail -1)"
     fi
   else
-    status "training comparison skipped: no CIFAR-10 at $data"
+    status "training comparison skipped: no CIFAR-10 at ${KESTREL_CIFAR_DIR:-.gpu-data/cifar10}"
   fi
   status "training done in $(( $(date +%s) - t0 )) s"
 fi
 
+exp_rc=0
+if [ -n "$experiments" ]; then
+  t0=$(date +%s)
+  exp_dir=$(mktemp -d)
+  log="$exp_dir/experiments.log"
+  data=$(cifar_dir "$log")
+  data_args=(); [ -n "$data" ] && data_args=(--data "$data")
+  [ -z "$data" ] && status "experiments: no CIFAR-10 found, running on synthetic data"
+  for e in ${experiments//,/ }; do
+    case "$e" in
+      dropout|degradation|gradient_flow) ;;
+      *) status "experiments: unknown experiment '$e' (dropout, degradation, gradient_flow)"; exp_rc=2; continue ;;
+    esac
+    len=(); [ "$e" = degradation ] && [ "$experiment_steps" -gt 0 ] && len=(--steps "$experiment_steps")
+    cmd=(build-gpu/bin/seed_$e --device cuda --out "$exp_dir/$e" "${data_args[@]}" "${len[@]}")
+    echo "=== ${cmd[*]}" >> "$log"
+    e0=$(date +%s)
+    timeout 540 "${cmd[@]}" >> "$log" 2>&1
+    rc=$?; [ $rc -ne 0 ] && exp_rc=$rc
+    status "seed_$e: rc=$rc ($(( $(date +%s) - e0 )) s)"
+  done
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$exp_dir/device.txt" 2>&1
+  tar -czf "$OUT/experiments.tar.gz" -C "$exp_dir" .
+  status "experiments done in $(( $(date +%s) - t0 )) s (experiments.tar.gz)"
+fi
+
 python3 tools/gpu_summary.py "$OUT" | tee -a "$OUT/summary.txt"
-[ $test_rc -eq 0 ] && [ $san_rc -eq 0 ] && [ $bench_rc -eq 0 ]
+[ $test_rc -eq 0 ] && [ $san_rc -eq 0 ] && [ $bench_rc -eq 0 ] && [ $exp_rc -eq 0 ]

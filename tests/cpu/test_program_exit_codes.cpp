@@ -43,6 +43,10 @@ TEST(ProgramExitCodes, UnknownFlagsAndBadValuesExit2WithTheUsage) {
     const Result bad = run(p, "--seed notanumber");
     EXPECT_EQ(bad.code, 2) << p << ":\n" << bad.output;
   }
+  // The training-length option takes a positive count.
+  EXPECT_EQ(run("seed_dropout", "--epochs 0").code, 2);
+  EXPECT_EQ(run("seed_degradation", "--steps -3").code, 2);
+  EXPECT_EQ(run("seed_gradient_flow", "--steps many").code, 2);
   EXPECT_EQ(run("bench_kernels", "--runs 0").code, 2);
 }
 
