@@ -29,46 +29,71 @@ __device__ __forceinline__ void unit_words(const Philox4x32& r, int first, std::
   }
 }
 
-// One thread handles a unit of 16 bytes per iteration: 4 fp32 (half of the 8 elements one
-// Philox block serves) or 8 16-bit values (a whole block), so a warp's 16-byte accesses cover
-// 512 contiguous bytes. Units start at element 0, so element i always uses bits
-// mask_bits(block i / 8, i % 8), on the vector path (`vectorized`: x and y 16-byte aligned) and
-// the scalar path alike; the two fp32 units of a block each draw the block (fp32 was bound by
-// memory, not by Philox). The vector path issues its load before drawing the block, so Philox
-// hides the load latency.
+// Element base + j of a unit that starts at element `base` (the unit's words w drawn): the
+// scalar form, for units that are partial or not 16-byte aligned (rare: not inlined, so that
+// it costs the vector loop no registers).
+template <typename T, int kN>
+__device__ __noinline__ void dropout_unit_scalar(const T* x, T* y, std::int64_t n, std::int64_t base,
+                                                 uint4 words, std::uint32_t threshold, float factor) {
+  const std::uint32_t w[4] = {words.x, words.y, words.z, words.w};  // kN / 2 of them used
+#pragma unroll
+  for (int j = 0; j < kN; ++j) {
+    if (base + j < n) {
+      const float v = element_io::load(x, base + j);
+      element_io::store(y, base + j, dropout_detail::apply(v, dropout_detail::half_bits(w[j >> 1], j), threshold, factor));
+    }
+  }
+}
+
+// One thread handles units of 16 bytes: 4 fp32 (half of the 8 elements one Philox block
+// serves) or 8 16-bit values (a whole block), so a warp's 16-byte accesses cover 512 contiguous
+// bytes. Units start at element 0, so element i always uses bits mask_bits(block i / 8, i % 8),
+// on the vector path (`vectorized`: x and y 16-byte aligned) and the scalar path alike; the two
+// fp32 units of a block each draw the block (fp32 was bound by memory, not by Philox).
+// Each trip of the grid-stride loop takes two units, u and u + stride, and issues both 16-byte
+// loads before drawing either block, so a thread keeps 32 bytes in flight: with 2048 threads an
+// SM (the launch bounds cap registers at 32 for 8 blocks of 256) that is 64 KB an SM, against
+// the ~26 KB that Little's law asks at 4.8 TB/s and ~700 ns over 132 SMs; one unit a trip gave
+// 32 KB, too close to it. Philox hides the latency of both loads. (Not yet measured on a GPU.)
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 8)
     dropout_kernel(const T* x, T* y, std::int64_t n, MaskArgs m, bool vectorized) {
-  constexpr int kN = cuda_detail::kVecElems<T>;
+  constexpr int kN = cuda_detail::kVecElems<T>;  // a unit is one 16-byte vector
   constexpr int kUnitsPerBlock = dropout_detail::kElementsPerBlock / kN;
   static_assert(kUnitsPerBlock * kN == dropout_detail::kElementsPerBlock, "units split Philox blocks evenly");
   const std::uint64_t offset = stream_offset(m.offset, m.offset_ptr);
   const std::int64_t units = (n + kN - 1) / kN;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t u = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < units;
-       u += stride) {
-    const std::int64_t base = u * kN;
-    const auto block = static_cast<std::uint64_t>(u / kUnitsPerBlock);
-    const int first = static_cast<int>(u % kUnitsPerBlock) * kN;  // element of the block at base
-    std::uint32_t w[kN / 2];  // element base + j uses half j % 2 of w[j / 2] (first is even)
-    if (vectorized && base + kN <= n) {
-      float v[kN];
-      cuda_detail::load_unit<kN>(x + base, v);
-      unit_words<kN, kUnitsPerBlock>(philox_block(m.seed, offset, block), first, w);
+  for (std::int64_t u0 = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u0 < units;
+       u0 += 2 * stride) {
+    const std::int64_t us[2] = {u0, u0 + stride};
+    bool full[2];
+    uint4 raw[2];  // a unit is one 16-byte vector; unpacked to floats only when used
 #pragma unroll
-      for (int j = 0; j < kN; ++j)
-        v[j] = dropout_detail::apply(v[j], dropout_detail::half_bits(w[j >> 1], j), m.threshold, m.factor);
-      cuda_detail::store_unit<kN>(y + base, v);
-    } else {
-      unit_words<kN, kUnitsPerBlock>(philox_block(m.seed, offset, block), first, w);
+    for (int k = 0; k < 2; ++k) {
+      full[k] = vectorized && us[k] < units && us[k] * kN + kN <= n;
+      if (full[k]) raw[k] = *reinterpret_cast<const uint4*>(x + us[k] * kN);
+    }
 #pragma unroll
-      for (int j = 0; j < kN; ++j) {
-        if (base + j < n) {
-          const float v = element_io::load(x, base + j);
-          element_io::store(y, base + j,
-                            dropout_detail::apply(v, dropout_detail::half_bits(w[j >> 1], j), m.threshold,
-                                                  m.factor));
-        }
+    for (int k = 0; k < 2; ++k) {
+      if (us[k] >= units) break;
+      const std::int64_t base = us[k] * kN;
+      const auto block = static_cast<std::uint64_t>(us[k] / kUnitsPerBlock);
+      const int first = static_cast<int>(us[k] % kUnitsPerBlock) * kN;  // element of the block at base
+      std::uint32_t w[kN / 2];  // element base + j uses half j % 2 of w[j / 2] (first is even)
+      unit_words<kN, kUnitsPerBlock>(philox_block(m.seed, offset, block), first, w);
+      if (full[k]) {
+        float v[kN];
+        cuda_detail::unpack16(raw[k], v, T{});
+#pragma unroll
+        for (int j = 0; j < kN; ++j)
+          v[j] = dropout_detail::apply(v[j], dropout_detail::half_bits(w[j >> 1], j), m.threshold, m.factor);
+        *reinterpret_cast<uint4*>(y + base) = cuda_detail::pack16(v, T{});
+      } else {
+        std::uint32_t w4[4] = {0u, 0u, 0u, 0u};  // by value: a by-reference array would go to the stack
+#pragma unroll
+        for (int j = 0; j < kN / 2; ++j) w4[j] = w[j];
+        dropout_unit_scalar<T, kN>(x, y, n, base, uint4{w4[0], w4[1], w4[2], w4[3]}, m.threshold, m.factor);
       }
     }
   }
