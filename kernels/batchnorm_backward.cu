@@ -63,6 +63,8 @@ struct GradSumsOp : GradLoads<C> {
   static constexpr int kV = C::kV;
   static constexpr bool kChannelsLast = C::kChannelsLast;
   static constexpr int kUnroll = C::kUnroll;
+  // 2 blocks an SM: the backward ops need up to 110 registers; a cap of 80 spills.
+  static constexpr int kMinBlocks = 2;
 
   float mean[C::kLanes];
   GradSums acc[C::kLanes];
@@ -92,6 +94,8 @@ struct BackwardOp : GradLoads<C> {
   static constexpr int kV = C::kV;
   static constexpr bool kChannelsLast = C::kChannelsLast;
   static constexpr int kUnroll = C::kUnroll;
+  // 2 blocks an SM: the backward ops need up to 110 registers; a cap of 80 spills.
+  static constexpr int kMinBlocks = 2;
 
   S* dx;
   S* dresidual;

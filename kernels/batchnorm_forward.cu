@@ -31,6 +31,9 @@ struct StatsOp {
   static constexpr int kV = C::kV;
   static constexpr bool kChannelsLast = C::kChannelsLast;
   static constexpr int kUnroll = C::kUnroll;
+  // 3 blocks of 256 an SM (80 registers): 768 threads keep loads in flight where 2 blocks
+  // (the 82 registers nvcc chose for the fp32 normalise pass) left 512; no spills at sm_90.
+  static constexpr int kMinBlocks = 3;
 
   const S* x;
   bn_detail::ShiftedSums acc[C::kLanes];
@@ -64,6 +67,9 @@ struct ForwardOp {
   static constexpr int kV = C::kV;
   static constexpr bool kChannelsLast = C::kChannelsLast;
   static constexpr int kUnroll = C::kUnroll;
+  // 3 blocks of 256 an SM (80 registers): 768 threads keep loads in flight where 2 blocks
+  // (the 82 registers nvcc chose for the fp32 normalise pass) left 512; no spills at sm_90.
+  static constexpr int kMinBlocks = 3;
 
   const S* x;
   const S* residual;

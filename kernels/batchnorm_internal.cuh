@@ -3,8 +3,9 @@
 // layouts, the per-channel combine kernels and the dtype / vector-width / layout dispatch.
 //
 // A kernel "op" supplies: Args (kernel argument), Regs, Partial (reductions), kV, kLanes,
-// kChannelsLast, a constructor Op(args, first_channel), load(off) -> Regs, consume(regs, off),
-// and partial(lane) for reductions. Lane j of a vector is channel first_channel + j in the
+// kChannelsLast, kMinBlocks (blocks an SM the launch bounds ask for: the register cap), a
+// constructor Op(args, first_channel), load(off) -> Regs, consume(regs, off), and partial(lane)
+// for reductions. Lane j of a vector is channel first_channel + j in the
 // channels-last layout; in NCHW all lanes are the block's one channel (kLanes == 1).
 #pragma once
 
@@ -57,7 +58,7 @@ struct Cfg {
   static constexpr int kLanes = ChannelsLast ? V : 1;  // distinct channels in one vector
   // Vectors a thread loads before using any (memory-level parallelism); 8-lane bf16 vectors
   // unpack into twice the registers, so they batch two (that keeps every kernel unspilled at
-  // two blocks of 256 threads per SM).
+  // its op's kMinBlocks blocks of 256 threads per SM: 3 forward, 2 backward).
   static constexpr int kUnroll = V > 4 ? 2 : 4;
   __device__ static constexpr int lane(int j) { return ChannelsLast ? j : 0; }
 };
@@ -94,7 +95,7 @@ __device__ __forceinline__ void walk(Op& op, Cursor& cur) {
 
 // NCHW reduction: block b covers part b % parts of channel b / parts; one partial per block.
 template <class Op>
-__global__ void __launch_bounds__(kThreads, 2)
+__global__ void __launch_bounds__(kThreads, Op::kMinBlocks)
     reduce_nchw_kernel(typename Op::Args a, BnGeometry g, typename Op::Partial* part) {
   const std::int64_t b = blockIdx.x;
   const std::int64_t ch = b / g.parts, k = b % g.parts;
@@ -110,7 +111,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 // Channels-last reduction: block (part, tile) covers a range of rows and col_tile vector columns;
 // its threads' partials are folded across row lanes in shared memory (a tree, fixed order).
 template <class Op>
-__global__ void __launch_bounds__(kThreads, 2)
+__global__ void __launch_bounds__(kThreads, Op::kMinBlocks)
     reduce_nhwc_kernel(typename Op::Args a, BnGeometry g, typename Op::Partial* part) {
   using P = typename Op::Partial;
   constexpr int V = Op::kV;
@@ -151,7 +152,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 // Elementwise passes visit the blocks in the reverse order of the reduction, so that the first
 // blocks find what the reduction read last still in L2.
 template <class Op>
-__global__ void __launch_bounds__(kThreads, 2) apply_nchw_kernel(typename Op::Args a, BnGeometry g) {
+__global__ void __launch_bounds__(kThreads, Op::kMinBlocks) apply_nchw_kernel(typename Op::Args a, BnGeometry g) {
   const std::int64_t b = static_cast<std::int64_t>(gridDim.x) - 1 - blockIdx.x;
   const std::int64_t ch = b / g.parts, k = b % g.parts;
   Op op(a, ch);
@@ -160,7 +161,7 @@ __global__ void __launch_bounds__(kThreads, 2) apply_nchw_kernel(typename Op::Ar
 }
 
 template <class Op>
-__global__ void __launch_bounds__(kThreads, 2) apply_nhwc_kernel(typename Op::Args a, BnGeometry g) {
+__global__ void __launch_bounds__(kThreads, Op::kMinBlocks) apply_nhwc_kernel(typename Op::Args a, BnGeometry g) {
   bn_detail::NhwcCursor cur(g, gridDim.x - 1 - blockIdx.x, blockIdx.y,
                             static_cast<int>(threadIdx.x));
   if (!cur.active) return;
