@@ -76,7 +76,13 @@ TEST(BatchNormPlan, CursorsCoverEveryElementOnce) {
   check_coverage({5, 16, 1024, Layout::kNCHW}, 4);
   check_coverage({5, 16, 1024, Layout::kNCHW}, 8);
   check_coverage({256, 1, 1024, Layout::kNCHW}, 4);
-  check_coverage({3, 2, 300, Layout::kNCHW}, 4);  // planes longer than a block step
+  check_coverage({3, 2, 300, Layout::kNCHW}, 4);
+  // Planes of more vectors than a block has threads (hwv > 256): a step stays in its plane and
+  // wraps into the next image only on some steps.
+  check_coverage({3, 2, 1024, Layout::kNCHW}, 1);
+  check_coverage({3, 2, 1000, Layout::kNCHW}, 1);
+  check_coverage({9, 3, 4096, Layout::kNCHW}, 4);
+  check_coverage({17, 5, 1000, Layout::kNCHW}, 8);
   check_coverage({256, 3, 1, Layout::kNCHW}, 1);
   // Channels-last: fewer vector columns than threads (several rows at once), a partial row
   // group (3 columns), more columns than threads (two tiles, the second partial).

@@ -103,6 +103,9 @@ TEST(Fp16, HandCheckedBitPatterns) {
     EXPECT_EQ(fp16_bits_from_float(bits_float(nan)), 0x7FFFu) << std::hex << nan;
 }
 
+// The host definition of the pair conversions. The device form (one cvt.rn.*x2 instruction,
+// whose operand order decides which value lands in which half) is checked against the host bit
+// for bit by CudaElementwise.CastsMatchTheCpuTwinBitForBit, whose 16-byte stores use it.
 TEST(Half, PairConversionsPutTheFirstValueInTheLowHalf) {
   std::mt19937 rng(7);
   for (int i = 0; i < 100000; ++i) {

@@ -123,8 +123,10 @@ INSTANTIATE_TEST_SUITE_P(
 // columns (with a partial second tile), hw == 1 in NCHW.
 TEST(BatchNormCuda, WideAndOddShapes) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
+  // {3, 2, 1000} and {5, 3, 4096}: NCHW planes of more vectors than a block has threads.
   const std::int64_t shapes[][3] = {{3, 2, 300}, {5, 4, 7}, {3, 6, 2}, {2, 4096, 3},
-                                    {3, 1100, 2}, {2, 1032, 5}, {64, 8, 1}};
+                                    {3, 1100, 2}, {2, 1032, 5}, {64, 8, 1}, {3, 2, 1000},
+                                    {5, 3, 4096}};
   std::uint32_t seed = 500;
   for (const auto& sh : shapes)
     for (Layout l : {Layout::kNCHW, Layout::kNHWC})

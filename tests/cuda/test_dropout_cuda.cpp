@@ -104,6 +104,29 @@ TEST(CudaDropout, BitIdenticalToTheCpuTwinForEveryDtypeModeSizeAndAlignment) {
   }
 }
 
+// The kernel takes units u and u + stride each trip of its grid-stride loop; the grid never
+// exceeds 2048 threads an SM, so 3 x SMs x 2048 units make every thread run at least one full
+// trip (both units) and part of another: the second unit, beyond the sizes above, bit for bit.
+TEST(CudaDropout, SecondUnitOfEveryTripMatchesTheCpuTwin) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  kestrel::Context gpu(kestrel::Device::cuda(0));
+  int sms = 0;
+  KESTREL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  for (DType t : kestrel::testing::kFloatingDtypes) {
+    const std::int64_t unit = 16 / static_cast<std::int64_t>(kestrel::dtype_size(t));
+    const std::int64_t n = 3 * static_cast<std::int64_t>(sms) * 2048 * unit + 5;
+    for (std::int64_t lead : {0, 1}) {
+      const DtypeBuffer x = DtypeBuffer::from(random_floats(n, 64, -2.f, 2.f), t, lead);
+      for (bool backward : {false, true}) {
+        const DropoutParams d{0.3f, DropoutMode::kInverted, true, 77, 5};
+        EXPECT_TRUE(kestrel::testing::bit_equal(gpu_forward(gpu, x, d, lead, backward).all_bits(),
+                                                cpu_forward(x, d, backward).all_bits()))
+            << kestrel::dtype_name(t) << " n=" << n << " lead=" << lead << " backward=" << backward;
+      }
+    }
+  }
+}
+
 TEST(CudaDropout, InPlaceMatchesTheCpuTwin) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
   kestrel::Context gpu(kestrel::Device::cuda(0));

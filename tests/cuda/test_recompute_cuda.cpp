@@ -19,7 +19,8 @@ TEST(BatchNormApplyCuda, RebuildsTheTrainingForwardOutputBitForBit) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
   for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
     for (Layout layout : {Layout::kNCHW, Layout::kNHWC}) {
-      const BatchNormDims d{7, 16, 9 * 9, layout};
+      // 8 x 8 planes and 16 channels: y is written 16 bytes at a time in both layouts.
+      const BatchNormDims d{7, 16, 8 * 8, layout};
       const std::size_t n = static_cast<std::size_t>(d.n * d.c * d.hw);
       std::mt19937 rng(9);
       std::uniform_real_distribution<float> u(-2.f, 2.f);
@@ -27,9 +28,10 @@ TEST(BatchNormApplyCuda, RebuildsTheTrainingForwardOutputBitForBit) {
       for (float& v : xs) v = 3.f * u(rng) + 5.f;
       for (float& v : gamma) v = 1.f + 0.25f * u(rng);
       for (float& v : beta) v = 0.25f * u(rng);
-      const Tensor host = Tensor::from_vector(xs, Shape{d.n, d.c, 9, 9}, dtype, layout);
+      const Tensor host = Tensor::from_vector(xs, Shape{d.n, d.c, 8, 8}, dtype, layout);
       const std::size_t bytes = host.nbytes();
-      // The rebuilt output one element off a 16-byte boundary: another vector width than y's.
+      // The rebuilt output one element off a 16-byte boundary: element by element, where y was
+      // written with 16-byte vectors.
       DeviceBuffer x(bytes), y(bytes), again(bytes, dtype_size(dtype)), g(gamma), b(beta);
       x.upload(host.data(), bytes);
       DeviceBuffer rm(std::vector<float>(d.c, 0.f)), rv(std::vector<float>(d.c, 1.f));
