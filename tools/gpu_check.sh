@@ -56,8 +56,18 @@ if [ $build = 1 ]; then
   fi
   status "build ok in $(( $(date +%s) - t0 )) s"
 else
+  # A slim tree from tools/gpu_slim_build.sh, carried as .gpu-build/build-gpu, takes the place of
+  # build-gpu; CTest's files name the checkout's absolute path, rewritten here when it differs.
+  if [ -d .gpu-build/build-gpu ]; then rm -rf build-gpu && mv .gpu-build/build-gpu build-gpu; fi
   [ -x build-gpu/bin/kestrel_cuda_tests ] || { status "--no-build but build-gpu/bin is missing"; exit 1; }
-  echo "carried build-gpu from $(cat build-gpu/CMakeCache.txt | grep -m1 CMAKE_HOME_DIRECTORY)" > "$OUT/build.log"
+  old_root=$(grep -m1 '^CMAKE_HOME_DIRECTORY' build-gpu/CMakeCache.txt | cut -d= -f2)
+  echo "carried build-gpu from $old_root" > "$OUT/build.log"
+  if [ -n "$old_root" ] && [ "$old_root" != "$PWD" ]; then
+    grep -rlF "$old_root" build-gpu --include='*.cmake' --include=CMakeCache.txt | while read -r f; do
+      sed -i "s#$old_root#$PWD#g" "$f"
+    done
+    echo "rewrote $old_root -> $PWD in build-gpu's CTest files" >> "$OUT/build.log"
+  fi
   status "build: carried build-gpu (no rebuild)"
 fi
 
