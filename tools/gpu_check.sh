@@ -15,7 +15,9 @@
 #   --train=N: also train ResNet-20 (--train-model=resnet56 for another) for N epochs with
 #   cifar10_train and with
 #   tools/pytorch_train_reference.py (same recipe: batch 512, bf16, cosine lr 0.4, SGD Nesterov,
-#   weight decay 5e-4) on CIFAR-10 from $KESTREL_CIFAR_DIR (default .gpu-data/cifar10; made from
+#   weight decay 5e-4; --train-recipe=he for He et al.'s instead: batch 128, lr 0.1 divided by 10
+#   at 50% and 75%, weight decay 1e-4, momentum 0.9, in bf16) on CIFAR-10 from
+#   $KESTREL_CIFAR_DIR (default .gpu-data/cifar10; made from
 #   .gpu-data/cifar10-jpeg.pack.gz with .gpu-data/to_cifar_bin.py when missing), logs in train.log.
 #   --experiments=LIST: the full runs of the seed experiments in LIST (comma-separated: dropout,
 #   degradation, gradient_flow) on that CIFAR-10, their SVG/CSV charts and logs packed into
@@ -28,7 +30,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
 quick=0; pytorch=1; sanitizer=1; train_epochs=0; train_model=resnet20; build=1; resnet_quick=0
-tests=1; bench=1; experiments=""; experiment_steps=0
+tests=1; bench=1; experiments=""; experiment_steps=0; train_recipe=fast
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
@@ -38,11 +40,12 @@ for a in "$@"; do
     --resnet-quick) resnet_quick=1 ;;  # full kernel benchmarks, quick ResNet ones
     --train=[0-9]*) train_epochs=${a#--train=} ;;
     --train-model=resnet[0-9]*) train_model=${a#--train-model=} ;;
+    --train-recipe=fast|--train-recipe=he) train_recipe=${a#--train-recipe=} ;;
     --no-tests) tests=0 ;;
     --no-bench) bench=0 ;;
     --experiments=*) experiments=${a#--experiments=} ;;
     --experiment-steps=[0-9]*) experiment_steps=${a#--experiment-steps=} ;;
-    *) echo "usage: tools/gpu_check.sh [--quick] [--resnet-quick] [--no-pytorch] [--no-sanitizer] [--no-build] [--no-tests] [--no-bench] [--train=EPOCHS] [--train-model=resnetD] [--experiments=dropout,degradation,gradient_flow] [--experiment-steps=N]" >&2; exit 2 ;;
+    *) echo "usage: tools/gpu_check.sh [--quick] [--resnet-quick] [--no-pytorch] [--no-sanitizer] [--no-build] [--no-tests] [--no-bench] [--train=EPOCHS] [--train-model=resnetD] [--train-recipe=fast|he] [--experiments=dropout,degradation,gradient_flow] [--experiment-steps=N]" >&2; exit 2 ;;
   esac
 done
 status() { echo "gpu_check: $*" | tee -a "$OUT/summary.txt" >&2; }
@@ -158,8 +161,13 @@ if [ "$train_epochs" -gt 0 ]; then
   : > "$OUT/train.log"
   data=$(cifar_dir "$OUT/train.log")
   if [ -n "$data" ]; then
-    recipe=(--data "$data" --model "$train_model" --epochs "$train_epochs" --batch 512 --lr 0.4
-            --schedule cosine --nesterov --weight-decay 5e-4 --dtype bf16)
+    if [ "$train_recipe" = he ]; then
+      recipe=(--data "$data" --model "$train_model" --epochs "$train_epochs" --batch 128 --lr 0.1
+              --schedule step --weight-decay 1e-4 --dtype bf16)
+    else
+      recipe=(--data "$data" --model "$train_model" --epochs "$train_epochs" --batch 512 --lr 0.4
+              --schedule cosine --nesterov --weight-decay 5e-4 --dtype bf16)
+    fi
     echo "=== cifar10_train ${recipe[*]} --layout nhwc --deterministic off" >> "$OUT/train.log"
     # --deterministic off: autotuned, possibly non-deterministic engines, as PyTorch's
     # cudnn.benchmark = True; the default (deterministic, first engine) would time another policy.
