@@ -8,6 +8,10 @@
 namespace kestrel::cuda_detail::bn {
 namespace {
 
+// Blocks of 256 an SM the backward ops' launch bounds ask for: they need up to 110 registers,
+// and a cap of 80 (3 blocks) spills.
+constexpr int kBackwardMinBlocks = 2;
+
 struct BackwardArgs {
   const void* dy;
   const void* x;
@@ -63,8 +67,7 @@ struct GradSumsOp : GradLoads<C> {
   static constexpr int kV = C::kV;
   static constexpr bool kChannelsLast = C::kChannelsLast;
   static constexpr int kUnroll = C::kUnroll;
-  // 2 blocks an SM: the backward ops need up to 110 registers; a cap of 80 spills.
-  static constexpr int kMinBlocks = 2;
+  static constexpr int kMinBlocks = kBackwardMinBlocks;
 
   float mean[C::kLanes];
   GradSums acc[C::kLanes];
@@ -94,8 +97,7 @@ struct BackwardOp : GradLoads<C> {
   static constexpr int kV = C::kV;
   static constexpr bool kChannelsLast = C::kChannelsLast;
   static constexpr int kUnroll = C::kUnroll;
-  // 2 blocks an SM: the backward ops need up to 110 registers; a cap of 80 spills.
-  static constexpr int kMinBlocks = 2;
+  static constexpr int kMinBlocks = kBackwardMinBlocks;
 
   S* dx;
   S* dresidual;

@@ -8,6 +8,11 @@
 namespace kestrel::cuda_detail::bn {
 namespace {
 
+// Blocks of 256 an SM the forward ops' launch bounds ask for: 3 caps registers at 80, so 768
+// threads keep loads in flight where 2 blocks (the 82 registers nvcc chose for the fp32
+// normalise pass) left 512; no spills at sm_90.
+constexpr int kForwardMinBlocks = 3;
+
 struct ForwardArgs {
   const void* x;
   const void* residual;
@@ -31,9 +36,7 @@ struct StatsOp {
   static constexpr int kV = C::kV;
   static constexpr bool kChannelsLast = C::kChannelsLast;
   static constexpr int kUnroll = C::kUnroll;
-  // 3 blocks of 256 an SM (80 registers): 768 threads keep loads in flight where 2 blocks
-  // (the 82 registers nvcc chose for the fp32 normalise pass) left 512; no spills at sm_90.
-  static constexpr int kMinBlocks = 3;
+  static constexpr int kMinBlocks = kForwardMinBlocks;
 
   const S* x;
   bn_detail::ShiftedSums acc[C::kLanes];
@@ -67,9 +70,7 @@ struct ForwardOp {
   static constexpr int kV = C::kV;
   static constexpr bool kChannelsLast = C::kChannelsLast;
   static constexpr int kUnroll = C::kUnroll;
-  // 3 blocks of 256 an SM (80 registers): 768 threads keep loads in flight where 2 blocks
-  // (the 82 registers nvcc chose for the fp32 normalise pass) left 512; no spills at sm_90.
-  static constexpr int kMinBlocks = 3;
+  static constexpr int kMinBlocks = kForwardMinBlocks;
 
   const S* x;
   const S* residual;

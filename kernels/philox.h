@@ -67,13 +67,14 @@ KESTREL_HD Philox4x32 philox4x32_10(std::uint32_t c0, std::uint32_t c1, std::uin
   return Philox4x32{{c[0], c[1], c[2], c[3]}};
 }
 
-// The four words of block `block` (= element index / 4) of stream (seed, offset).
 // The offset a call draws from: *offset_ptr (device memory on CUDA, host memory on the CPU, read
 // when the kernel runs, so a replayed CUDA Graph sees the step's value; null for none) + offset.
 KESTREL_HD std::uint64_t stream_offset(std::uint64_t offset, const std::uint64_t* offset_ptr) {
   return (offset_ptr != nullptr ? *offset_ptr : 0) + offset;
 }
 
+// The four words of block `block` of stream (seed, offset); each caller maps its elements to
+// blocks (uniform fill: 4 a block, normal fill: 2, dropout: 8).
 KESTREL_HD Philox4x32 philox_block(std::uint64_t seed, std::uint64_t offset, std::uint64_t block) {
   return philox4x32_10(static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
                        static_cast<std::uint32_t>(offset), static_cast<std::uint32_t>(offset >> 32),

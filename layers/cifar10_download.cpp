@@ -12,7 +12,6 @@
 #include "kestrel/layers/cifar10.h"
 #include "kestrel/layers/cifar10_download_internal.h"
 #include "kestrel/layers/file_io_internal.h"
-#include "kestrel/layers/file_io_internal.h"
 #include "kestrel/layers/tar_gz_internal.h"
 
 #if KESTREL_HAVE_CURL

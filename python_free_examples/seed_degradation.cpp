@@ -9,7 +9,7 @@
 
 int main(int argc, char** argv) {
   return seed::run_program(argc, argv, "seed_degradation", "deeper plain networks train worse, residual ones do not",
-                           {"--steps", "training steps of each network (default: the mode's, 20000 in full mode)"},
+                           {"--steps", seed::length_help("training steps of each network", kestrel::experiments::DegradationConfig::full().steps)},
                            [](const seed::Options& o, kestrel::Context& ctx) {
                              using kestrel::experiments::DegradationConfig;
                              DegradationConfig cfg = o.quick ? DegradationConfig::quick() : DegradationConfig::full();

@@ -10,7 +10,7 @@
 
 int main(int argc, char** argv) {
   return seed::run_program(argc, argv, "seed_dropout", "overfitting, dropout and the ensemble view of dropout",
-                           {"--epochs", "training epochs of each network (default: the mode's, 100 in full mode)"},
+                           {"--epochs", seed::length_help("training epochs of each network", kestrel::experiments::DropoutConfig::full().epochs)},
                            [](const seed::Options& o, kestrel::Context& ctx) {
                              using kestrel::experiments::DropoutConfig;
                              DropoutConfig cfg = o.quick ? DropoutConfig::quick() : DropoutConfig::full();

@@ -10,7 +10,7 @@
 
 int main(int argc, char** argv) {
   return seed::run_program(argc, argv, "seed_gradient_flow", "vanishing and exploding gradients through depth and time",
-                           {"--steps", "training steps of each deep MLP (default: the mode's, 500 in full mode)"},
+                           {"--steps", seed::length_help("training steps of each deep MLP", kestrel::experiments::GradientFlowConfig::full().train_steps)},
                            [](const seed::Options& o, kestrel::Context& ctx) {
                              using kestrel::experiments::GradientFlowConfig;
                              GradientFlowConfig cfg = o.quick ? GradientFlowConfig::quick() : GradientFlowConfig::full();

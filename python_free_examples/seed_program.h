@@ -32,9 +32,15 @@ struct Options {
 
 // The program's training-length option: its flag and what it sets.
 struct LengthOption {
-  const char* flag;
-  const char* help;
+  std::string flag;
+  std::string help;
 };
+
+// "<what> (default: the mode's, <full> in full mode)": the help of a length option, with the
+// full mode's value read from the experiment's own configuration.
+inline std::string length_help(const std::string& what, int full) {
+  return what + " (default: the mode's, " + std::to_string(full) + " in full mode)";
+}
 
 // Runs the experiment with the options and returns the paths of the files it wrote.
 using Experiment = std::function<std::vector<std::string>(const Options&, kestrel::Context&)>;
