@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <sstream>
 
@@ -16,13 +17,16 @@
 #include "kestrel/core/recompute.h"
 #include "kestrel/kernels/cpu/dropout.h"
 #include "kestrel/kernels/cpu/optimizer.h"
+#include "kestrel/kernels/cpu/reduce.h"
 #include "kestrel/kernels/dropout.h"
 #include "kestrel/kernels/optimizer.h"
+#include "kestrel/kernels/reduce.h"
 
 namespace kestrel {
 namespace {
 constexpr std::size_t kNotInArena = std::numeric_limits<std::size_t>::max();
 constexpr std::size_t kArenaAlignment = 256;
+constexpr std::size_t kGradNormResultBytes = 256;  // the float sum, then CUB's workspace (aligned)
 }  // namespace
 
 Executor::Executor(const Graph& graph, ParameterStore& store, Context& ctx, CompileOptions options)
@@ -56,10 +60,17 @@ void Executor::compile() {
                 "input gradients need a training executor (CompileOptions::training)");
   KESTREL_CHECK(!opts_.training || !opts_.sample_dropout,
                 "sample_dropout is for inference executors: training always samples dropout masks");
+  KESTREL_CHECK((opts_.training && opts_.optimizer != OptimizerKind::kNone) ||
+                    (opts_.max_grad_norm == 0.f && !opts_.track_grad_norm),
+                "max_grad_norm and track_grad_norm act on the optimizer update: they need a training "
+                "executor with an optimizer");
   std::vector<int> param_grad(g_.params().size(), -1);
   if (opts_.training) {
     if (opts_.optimizer == OptimizerKind::kSgd) validate(opts_.sgd);
     if (opts_.optimizer == OptimizerKind::kAdamW) validate(opts_.adamw);
+    KESTREL_CHECK(std::isfinite(opts_.max_grad_norm) && opts_.max_grad_norm >= 0.f,
+                  "CompileOptions::max_grad_norm must be finite and >= 0 (0: no clipping), got ",
+                  opts_.max_grad_norm);
     std::vector<Value> wrt;
     for (const std::string& name : opts_.input_gradients) wrt.push_back(g_.find_value(name));
     const AutodiffResult ad = append_backward(g_, wrt);
@@ -84,6 +95,13 @@ void Executor::compile() {
     (n.backward ? stats_.backward_nodes : stats_.forward_nodes)++;
   }
   bind_persistent(param_grad);
+  if (tracks_grad_norm()) {
+    const std::int64_t n = store_.trainable_elements();
+    const std::size_t ws = ctx_.device().is_cpu() ? 0 : cuda::reduce_workspace_bytes(n);
+    grad_norm_scratch_ = Tensor::empty(Shape{static_cast<std::int64_t>(kGradNormResultBytes + ws)},
+                                       DType::kUInt8, ctx_);
+    grad_norm_scratch_.zero(ctx_.stream());
+  }
   plan_arena();
   state_.seed = store_.seed();
   state_.rng_offset = store_.rng_offset_ptr();
@@ -319,23 +337,49 @@ void Executor::optimizer_update() {
   } else {
     cuda::increment_step(store_.step_ptr(), ctx_.stream().handle());
   }
+  GradClip clip;
+  if (tracks_grad_norm()) {
+    auto* base = static_cast<std::uint8_t*>(grad_norm_scratch_.data());
+    auto* sum_sq = reinterpret_cast<float*>(base);
+    if (cpu)
+      cpu::sum_squares(g, n, sum_sq, nullptr, 0);
+    else
+      cuda::sum_squares(g, n, sum_sq, base + kGradNormResultBytes,
+                        grad_norm_scratch_.nbytes() - kGradNormResultBytes, ctx_.stream().handle());
+    if (opts_.max_grad_norm > 0.f) clip = GradClip{sum_sq, opts_.max_grad_norm};
+  }
   if (opts_.optimizer == OptimizerKind::kSgd) {
     float* m = store_.opt_state(0).data_as<float>();
     if (cpu)
-      cpu::sgd_update(p, g, m, n, opts_.sgd, store_.learning_rate_ptr(), store_.step_ptr(), mask, shadow);
+      cpu::sgd_update(p, g, m, n, opts_.sgd, store_.learning_rate_ptr(), store_.step_ptr(), mask, shadow,
+                      clip);
     else
       cuda::sgd_update(p, g, m, n, opts_.sgd, store_.learning_rate_ptr(), store_.step_ptr(), mask,
-                       shadow, ctx_.stream().handle());
+                       shadow, ctx_.stream().handle(), clip);
   } else {
     float* m = store_.opt_state(0).data_as<float>();
     float* v = store_.opt_state(1).data_as<float>();
     if (cpu)
       cpu::adamw_update(p, g, m, v, n, opts_.adamw, store_.learning_rate_ptr(), store_.step_ptr(),
-                        mask, shadow);
+                        mask, shadow, clip);
     else
       cuda::adamw_update(p, g, m, v, n, opts_.adamw, store_.learning_rate_ptr(), store_.step_ptr(),
-                         mask, shadow, ctx_.stream().handle());
+                         mask, shadow, ctx_.stream().handle(), clip);
   }
+}
+
+bool Executor::tracks_grad_norm() const noexcept {
+  return opts_.training && opts_.optimizer != OptimizerKind::kNone &&
+         (opts_.track_grad_norm || opts_.max_grad_norm > 0.f);
+}
+
+float Executor::grad_norm() const {
+  KESTREL_CHECK(tracks_grad_norm(),
+                "grad_norm() needs a training executor with an optimizer compiled with "
+                "CompileOptions::track_grad_norm or max_grad_norm > 0");
+  Tensor host = Tensor::empty_cpu(Shape{1}, DType::kFloat32);
+  host.copy_from(grad_norm_scratch_.view_bytes(0, Shape{1}, DType::kFloat32), ctx_.stream());
+  return std::sqrt(host.data_as<float>()[0]);
 }
 
 void Executor::check_numerics(const Step& s) {

@@ -38,6 +38,15 @@ struct CompileOptions {
   OptimizerKind optimizer = OptimizerKind::kSgd;  // training only; kNone: gradients only
   SgdConfig sgd;
   AdamWConfig adamw;
+  // Training only: clip the gradients by their global L2 norm before each update, as
+  // torch.nn.utils.clip_grad_norm_(max_norm) before optimizer.step() (kernels/optimizer_math.h,
+  // GradClip; the norm is reduced on the device and read there, so a captured CUDA Graph clips
+  // every replay by its own step's norm, with no host synchronisation). 0: no clipping; must be
+  // finite and >= 0.
+  float max_grad_norm = 0.f;
+  // Training only: reduce the gradients' global L2 norm every step (one read of the gradient
+  // buffer), readable with grad_norm(). Always on when max_grad_norm > 0.
+  bool track_grad_norm = false;
   bool check_numerics = false;      // debug: after each node, name the first non-finite output
   bool validate_plan = true;        // check the memory plan for overlaps after planning
   // Training only: rebuild each BN+ReLU output in backward from the BN's input and saved
@@ -103,6 +112,11 @@ class Executor {
   void capture_cuda_graph();
   bool uses_cuda_graph() const noexcept { return graph_exec_ != nullptr; }
 
+  // The L2 norm of all parameter gradients at the last update, before clipping (0 before the
+  // first update); synchronises the context's stream. Raises unless the executor was compiled
+  // with track_grad_norm or max_grad_norm > 0.
+  float grad_norm() const;
+
   const PlanStats& stats() const noexcept { return stats_; }
   const Graph& compiled_graph() const noexcept { return g_; }
   bool training() const noexcept { return opts_.training; }
@@ -123,6 +137,7 @@ class Executor {
   void run_eager(bool update = true);
   void check_numerics(const Step& s);
   void optimizer_update();
+  bool tracks_grad_norm() const noexcept;
 
   Graph g_;
   ParameterStore& store_;
@@ -136,6 +151,7 @@ class Executor {
   std::map<std::string, int> input_grad_value_;
   Tensor arena_, workspace_;
   Tensor numerics_scratch_;  // check_numerics' reduction workspace and result
+  Tensor grad_norm_scratch_; // sum of squared gradients (first 256 bytes), then its CUB workspace
   StepState state_;
   PlanStats stats_;
   struct CUgraphExec_st* graph_exec_ = nullptr;

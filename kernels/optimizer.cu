@@ -49,14 +49,17 @@ __device__ void apply4(const Scalars& s, float4& p, const float4& g, float4& a, 
 // Quads [0, n/4) with 16-byte accesses when `vec`, then the remaining elements one by one.
 template <typename Config>
 __global__ void update_kernel(Config cfg, const float* lr, const std::int64_t* step, Buffers buf,
-                              std::int64_t n, bool vec) {
+                              std::int64_t n, bool vec, GradClip clip) {
   const auto s = prepare(cfg, *lr, *step);
+  const bool clipping = clip.sum_squares != nullptr;
+  const float scale = optimizer_detail::grad_scale(clip);
   const std::int64_t tid = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   const std::int64_t quads = vec ? n / 4 : 0;
   for (std::int64_t q = tid; q < quads; q += stride) {
     float4 p = reinterpret_cast<const float4*>(buf.params)[q];
-    const float4 g = reinterpret_cast<const float4*>(buf.grads)[q];
+    float4 g = reinterpret_cast<const float4*>(buf.grads)[q];
+    if (clipping) g = make_float4(g.x * scale, g.y * scale, g.z * scale, g.w * scale);
     float4 a = buf.state0 ? reinterpret_cast<const float4*>(buf.state0)[q] : make_float4(0.f, 0.f, 0.f, 0.f);
     float4 b = buf.state1 ? reinterpret_cast<const float4*>(buf.state1)[q] : make_float4(0.f, 0.f, 0.f, 0.f);
     const uchar4 m = buf.mask ? reinterpret_cast<const uchar4*>(buf.mask)[q] : make_uchar4(1, 1, 1, 1);
@@ -74,7 +77,8 @@ __global__ void update_kernel(Config cfg, const float* lr, const std::int64_t* s
     float p = buf.params[i];
     float a = buf.state0 ? buf.state0[i] : 0.f;
     float b = buf.state1 ? buf.state1[i] : 0.f;
-    apply(s, p, buf.grads[i], a, b, !buf.mask || buf.mask[i] != 0);
+    const float g = clipping ? buf.grads[i] * scale : buf.grads[i];
+    apply(s, p, g, a, b, !buf.mask || buf.mask[i] != 0);
     buf.params[i] = p;
     if (buf.state0) buf.state0[i] = a;
     if (buf.state1) buf.state1[i] = b;
@@ -88,11 +92,11 @@ bool aligned(const void* p, std::uintptr_t bytes) {
 
 template <typename Config>
 void launch(const Config& cfg, const float* lr, const std::int64_t* step, const Buffers& b,
-            std::int64_t n, cudaStream_t stream) {
+            std::int64_t n, const GradClip& clip, cudaStream_t stream) {
   const bool vec = aligned(b.params, 16) && aligned(b.grads, 16) && aligned(b.state0, 16) &&
                    aligned(b.state1, 16) && aligned(b.mask, 4) && aligned(b.params_bf16, 8);
   update_kernel<<<cuda_detail::grid_for(vec ? (n + 3) / 4 : n, kThreads), kThreads, 0, stream>>>(
-      cfg, lr, step, b, n, vec);
+      cfg, lr, step, b, n, vec, clip);
   KESTREL_CUDA_CHECK_LAUNCH();
 }
 
@@ -101,23 +105,27 @@ __global__ void increment_step_kernel(std::int64_t* step) { *step += 1; }
 
 void sgd_update(float* params, const float* grads, float* momentum_buf, std::int64_t n,
                 const SgdConfig& cfg, const float* lr, const std::int64_t* step,
-                const std::uint8_t* decay_mask, std::uint16_t* params_bf16, cudaStream_t stream) {
+                const std::uint8_t* decay_mask, std::uint16_t* params_bf16, cudaStream_t stream,
+                const GradClip& clip) {
   validate(cfg);
+  validate(clip);
   float* buf = cfg.momentum != 0.f ? momentum_buf : nullptr;
   optimizer_detail::check_update("sgd_update", n, params, grads, lr, step,
                                  {cfg.momentum != 0.f ? momentum_buf : params});
   if (n == 0) return;
-  launch(cfg, lr, step, Buffers{params, grads, buf, nullptr, decay_mask, params_bf16}, n, stream);
+  launch(cfg, lr, step, Buffers{params, grads, buf, nullptr, decay_mask, params_bf16}, n, clip, stream);
 }
 
 void adamw_update(float* params, const float* grads, float* exp_avg, float* exp_avg_sq,
                   std::int64_t n, const AdamWConfig& cfg, const float* lr, const std::int64_t* step,
-                  const std::uint8_t* decay_mask, std::uint16_t* params_bf16, cudaStream_t stream) {
+                  const std::uint8_t* decay_mask, std::uint16_t* params_bf16, cudaStream_t stream,
+                const GradClip& clip) {
   validate(cfg);
+  validate(clip);
   optimizer_detail::check_update("adamw_update", n, params, grads, lr, step, {exp_avg, exp_avg_sq});
   if (n == 0) return;
   launch(cfg, lr, step, Buffers{params, grads, exp_avg, exp_avg_sq, decay_mask, params_bf16},
-         n, stream);
+         n, clip, stream);
 }
 
 void increment_step(std::int64_t* step, cudaStream_t stream) {

@@ -42,6 +42,22 @@ struct AdamWConfig {
 void validate(const SgdConfig& cfg);
 void validate(const AdamWConfig& cfg);
 
+// Gradient clipping by the global L2 norm, as torch.nn.utils.clip_grad_norm_(max_norm) (norm
+// type 2, error_if_nonfinite=False) followed by the step: every gradient is multiplied by
+// coef = min(1, max_norm / (sqrt(sum of all g^2) + 1e-6)) before weight decay and momentum. The
+// sum of squares is read from memory when the update runs (device memory on the GPU, host memory
+// for the CPU twin), so a captured CUDA Graph clips each replay by that step's norm; the
+// gradient buffer itself is left unscaled (PyTorch scales .grad in place). A NaN norm makes coef
+// NaN and an infinite one makes it 0, as in PyTorch, so non-finite gradients still poison the
+// step: detect them first (the trainer's --nonfinite policy). Default: no clipping.
+struct GradClip {
+  const float* sum_squares = nullptr;  // null: no clipping
+  float max_norm = 0.f;                // > 0 and finite when sum_squares is set
+};
+
+// Raises kestrel::Error for a set sum_squares with a max_norm that is not finite and > 0.
+void validate(const GradClip& clip);
+
 namespace optimizer_detail {
 
 // b^e for e >= 0 by repeated squaring: a fixed sequence of correctly rounded multiplications.
@@ -112,6 +128,19 @@ KESTREL_HD void adamw_element(float& p, float g, float& m, float& v, bool decay,
   v = fmaf(s.one_minus_beta2 * g, g, v * s.beta2);
   const float denom = sqrtf(v) / s.bias_correction2_sqrt + s.eps;
   p = fmaf(s.neg_step_size, m / denom, p);
+}
+
+// min(1, max_norm / (sqrt(sum_squares) + 1e-6)) in fp32, as PyTorch computes it (its total
+// norm is a norm of per-tensor norms, so the two agree to rounding, not bit for bit); NaN stays
+// NaN.
+KESTREL_HD float clip_coefficient(float sum_squares, float max_norm) {
+  const float coef = max_norm / (sqrtf(sum_squares) + 1e-6f);
+  return coef > 1.f ? 1.f : coef;
+}
+
+// The factor an update multiplies each gradient by: 1 without clipping.
+KESTREL_HD float grad_scale(const GradClip& clip) {
+  return clip.sum_squares != nullptr ? clip_coefficient(*clip.sum_squares, clip.max_norm) : 1.f;
 }
 
 // Host-side pointer and size checks shared by both twins; `state` are the optimizer's state

@@ -96,6 +96,8 @@ TrainPlan plan_training(const TrainOptions& o, const std::string& cuda_reason, b
   t.decay_bn_and_bias = !o.no_decay_bn_bias;
   check_finite("label-smoothing", o.label_smoothing, 0.0, false, 1.0, true);
   t.label_smoothing = static_cast<float>(o.label_smoothing);
+  check_finite("clip-grad-norm", o.clip_grad_norm, 0.0, false, 1e30, false);
+  t.max_grad_norm = static_cast<float>(o.clip_grad_norm);
 
   // Numerics and execution.
   try {

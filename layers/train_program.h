@@ -64,6 +64,7 @@ struct TrainOptions {
   bool nesterov = false;
   bool no_decay_bn_bias = false;
   double label_smoothing = 0.0;
+  double clip_grad_norm = 0.0;    // > 0: clip gradients to this global L2 norm before each update
   std::string nonfinite = "stop";  // stop, skip
   std::int64_t max_steps = 0;
   std::int64_t checkpoint_every = 0;

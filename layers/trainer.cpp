@@ -63,6 +63,8 @@ void validate(const TrainerConfig& c) {
                 "label smoothing must be in [0, 1), got ", c.label_smoothing);
   KESTREL_CHECK(c.dtype == DType::kFloat32 || c.dtype == DType::kBFloat16,
                 "training dtype must be fp32 or bf16, got ", dtype_name(c.dtype));
+  KESTREL_CHECK(std::isfinite(c.max_grad_norm) && c.max_grad_norm >= 0.f,
+                "max gradient norm must be finite and >= 0 (0: no clipping), got ", c.max_grad_norm);
   KESTREL_CHECK(c.max_skips_in_a_row >= 0, "max skips in a row must be >= 0");
   KESTREL_CHECK(std::isfinite(c.warmup_epochs) && c.warmup_epochs >= 0.0 && c.warmup_epochs <= c.epochs,
                 "warm-up must be in 0..", c.epochs, " epochs, got ", c.warmup_epochs);
@@ -99,6 +101,8 @@ void Trainer::Impl::build(const SafetensorsFile* resume, const std::string& resu
   co.optimizer = cfg.optimizer;
   co.sgd = cfg.sgd;
   co.adamw = cfg.adamw;
+  co.max_grad_norm = cfg.max_grad_norm;
+  co.track_grad_norm = true;  // one read of the gradients a step, for the log's grad_norm
   train = std::make_unique<Executor>(tg, *store, ctx, co);
   CompileOptions eo;
   eo.training = false;

@@ -61,6 +61,7 @@ struct TrainerConfig {
   AdamWConfig adamw;
   bool decay_bn_and_bias = true;  // false: no weight decay on 1-D parameters (BN, biases)
   float label_smoothing = 0.f;
+  float max_grad_norm = 0.f;     // > 0: CompileOptions::max_grad_norm (clip before each update)
   DType dtype = DType::kFloat32;
   Layout layout = Layout::kNCHW;
   bool random_crop = true;

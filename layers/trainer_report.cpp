@@ -85,7 +85,8 @@ void Trainer::Impl::read_back(int epoch, std::int64_t done, TrainResult& r, bool
             " lr " + printf_string("%.4g", lr) + " " + printf_string("%.0f img/s", ips),
         cfg.progress_bar);
     write_json(Json{{"event", "step"}, {"epoch", epoch + 1}, {"step", step}, {"loss", mean},
-                    {"train_acc", acc}, {"lr", json_float(lr)}, {"images_per_s", ips},
+                    {"train_acc", acc}, {"lr", json_float(lr)}, {"grad_norm", json_float(train->grad_norm())},
+                    {"images_per_s", ips},
                     {"peak_mem_mb", td::peak_memory_mb(ctx)}});
   }
   interval_start = Clock::now();

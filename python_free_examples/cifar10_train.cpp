@@ -33,6 +33,9 @@ void add_options(CLI::App& app, kestrel::TrainOptions& o) {
   app.add_option("--weight-decay", o.weight_decay, "weight decay (default 1e-4; AdamW 5e-2)");
   app.add_flag("--no-decay-bn-bias", o.no_decay_bn_bias, "no weight decay on BN parameters and biases");
   app.add_option("--label-smoothing", o.label_smoothing, "label smoothing in [0, 1)");
+  app.add_option("--clip-grad-norm", o.clip_grad_norm,
+                 "clip the gradients to this global L2 norm before each update, as PyTorch's "
+                 "clip_grad_norm_ (0, the default: off)");
   app.add_option("--dropout", o.dropout, "dropout between the two convolutions of each block");
   app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N (auto: cuda when there is one)");
   app.add_option("--dtype", o.dtype, "fp32 or bf16 (activations and conv weights; fp32 masters)");

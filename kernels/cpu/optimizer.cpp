@@ -28,6 +28,12 @@ void validate(const AdamWConfig& c) {
                 "AdamW: weight_decay must be >= 0, got ", c.weight_decay);
 }
 
+void validate(const GradClip& clip) {
+  if (clip.sum_squares == nullptr) return;
+  KESTREL_CHECK(std::isfinite(clip.max_norm) && clip.max_norm > 0.f,
+                "gradient clipping: max_norm must be finite and > 0, got ", clip.max_norm);
+}
+
 namespace cpu {
 namespace {
 void check_schedule(const char* op, const float* lr, const std::int64_t* step) {
@@ -38,31 +44,39 @@ void check_schedule(const char* op, const float* lr, const std::int64_t* step) {
 
 void sgd_update(float* params, const float* grads, float* momentum_buf, std::int64_t n,
                 const SgdConfig& cfg, const float* lr, const std::int64_t* step,
-                const std::uint8_t* decay_mask, std::uint16_t* params_bf16) {
+                const std::uint8_t* decay_mask, std::uint16_t* params_bf16, const GradClip& clip) {
   validate(cfg);
+  validate(clip);
   optimizer_detail::check_update("sgd_update", n, params, grads, lr, step,
                                  {cfg.momentum != 0.f ? momentum_buf : params});
   if (n == 0) return;
   check_schedule("sgd_update", lr, step);
   const optimizer_detail::SgdScalars s = optimizer_detail::sgd_scalars(cfg, *lr, *step);
+  const float scale = optimizer_detail::grad_scale(clip);
+  const bool clipping = clip.sum_squares != nullptr;
   for (std::int64_t i = 0; i < n; ++i) {
     float unused = 0.f;
     float& buf = cfg.momentum != 0.f ? momentum_buf[i] : unused;
-    optimizer_detail::sgd_element(params[i], grads[i], buf, !decay_mask || decay_mask[i], s);
+    const float g = clipping ? grads[i] * scale : grads[i];
+    optimizer_detail::sgd_element(params[i], g, buf, !decay_mask || decay_mask[i], s);
     if (params_bf16) params_bf16[i] = bf16_bits_from_float(params[i]);
   }
 }
 
 void adamw_update(float* params, const float* grads, float* exp_avg, float* exp_avg_sq,
                   std::int64_t n, const AdamWConfig& cfg, const float* lr, const std::int64_t* step,
-                  const std::uint8_t* decay_mask, std::uint16_t* params_bf16) {
+                  const std::uint8_t* decay_mask, std::uint16_t* params_bf16, const GradClip& clip) {
   validate(cfg);
+  validate(clip);
   optimizer_detail::check_update("adamw_update", n, params, grads, lr, step, {exp_avg, exp_avg_sq});
   if (n == 0) return;
   check_schedule("adamw_update", lr, step);
   const optimizer_detail::AdamWScalars s = optimizer_detail::adamw_scalars(cfg, *lr, *step);
+  const float scale = optimizer_detail::grad_scale(clip);
+  const bool clipping = clip.sum_squares != nullptr;
   for (std::int64_t i = 0; i < n; ++i) {
-    optimizer_detail::adamw_element(params[i], grads[i], exp_avg[i], exp_avg_sq[i],
+    const float g = clipping ? grads[i] * scale : grads[i];
+    optimizer_detail::adamw_element(params[i], g, exp_avg[i], exp_avg_sq[i],
                                     !decay_mask || decay_mask[i], s);
     if (params_bf16) params_bf16[i] = bf16_bits_from_float(params[i]);
   }

@@ -11,12 +11,15 @@
 #include "kestrel/core/error.h"
 #include "kestrel/core/half.h"
 #include "kestrel/kernels/cpu/optimizer.h"
+#include "optimizer_reference.h"
 #include "storage_buffer.h"
 #include "test_support.h"
 
 using kestrel::AdamWConfig;
 using kestrel::DType;
 using kestrel::SgdConfig;
+using kestrel::testing::AdamWReference;
+using kestrel::testing::SgdReference;
 using kestrel::testing::all_close;
 using kestrel::testing::bit_equal;
 using kestrel::testing::random_buffer;
@@ -36,41 +39,6 @@ std::vector<std::uint8_t> random_mask(std::int64_t n, std::uint32_t seed) {
   const auto r = random_ints(n, seed, 0, 1);
   return std::vector<std::uint8_t>(r.begin(), r.end());
 }
-
-// torch.optim.SGD._single_tensor_sgd, in double.
-struct SgdReference {
-  std::vector<double> p, buf;
-  void step(const SgdConfig& c, const std::vector<float>& grad, double lr, std::int64_t t,
-            const std::vector<std::uint8_t>& mask) {
-    for (std::size_t i = 0; i < p.size(); ++i) {
-      double d_p = grad[i];
-      if (c.weight_decay != 0 && (mask.empty() || mask[i])) d_p += static_cast<double>(c.weight_decay) * p[i];
-      if (c.momentum != 0) {
-        if (t == 1) buf[i] = d_p;
-        else buf[i] = buf[i] * c.momentum + (1.0 - c.dampening) * d_p;
-        d_p = c.nesterov ? d_p + static_cast<double>(c.momentum) * buf[i] : buf[i];
-      }
-      p[i] -= lr * d_p;
-    }
-  }
-};
-
-// torch.optim.AdamW (Adam with decoupled weight decay, amsgrad off), in double.
-struct AdamWReference {
-  std::vector<double> p, m, v;
-  void step(const AdamWConfig& c, const std::vector<float>& grad, double lr, std::int64_t t,
-            const std::vector<std::uint8_t>& mask) {
-    const double b1 = c.beta1, b2 = c.beta2;
-    const double bc1 = 1 - std::pow(b1, static_cast<double>(t)), bc2 = 1 - std::pow(b2, static_cast<double>(t));
-    for (std::size_t i = 0; i < p.size(); ++i) {
-      const double g = grad[i];
-      if (c.weight_decay != 0 && (mask.empty() || mask[i])) p[i] *= 1 - lr * c.weight_decay;
-      m[i] = b1 * m[i] + (1 - b1) * g;
-      v[i] = b2 * v[i] + (1 - b2) * g * g;
-      p[i] -= (lr / bc1) * m[i] / (std::sqrt(v[i]) / std::sqrt(bc2) + c.eps);
-    }
-  }
-};
 
 std::vector<std::uint16_t> to_bf16(const std::vector<float>& v) {
   std::vector<std::uint16_t> r(v.size());

@@ -116,6 +116,7 @@ TEST(TrainProgram, OptionsMapOntoTheTrainerConfig) {
   o.warmup_epochs = 2;
   o.data = "synthetic";
   o.flip = "on";
+  o.clip_grad_norm = 2.5;
   const TrainPlan p = plan_training(o, "", false);
   const TrainerConfig& t = p.trainer;
   EXPECT_EQ(t.net.widths, (std::vector<std::int64_t>{32, 64, 128}));
@@ -132,6 +133,8 @@ TEST(TrainProgram, OptionsMapOntoTheTrainerConfig) {
   EXPECT_FALSE(t.decay_bn_and_bias);
   EXPECT_DOUBLE_EQ(t.warmup_epochs, 2.0);
   EXPECT_TRUE(t.random_flip);
+  EXPECT_FLOAT_EQ(t.max_grad_norm, 2.5f);
+  EXPECT_FLOAT_EQ(plan_training(TrainOptions{}, "", false).trainer.max_grad_norm, 0.f) << "off by default";
   EXPECT_TRUE(any_note_contains(p, "--data synthetic: training on synthetic"));
   TrainOptions a;
   a.optimizer = "adamw";
@@ -168,6 +171,8 @@ TEST(TrainProgram, InvalidValuesNameTheOption) {
   bad([](TrainOptions& o) { o.cuda_graph = "yes"; }, "--cuda-graph must be on or off, got 'yes'");
   bad([](TrainOptions& o) { o.flip = "maybe"; }, "--flip must be on, off or auto");
   bad([](TrainOptions& o) { o.label_smoothing = 1.0; }, "--label-smoothing must be in [0, 1)");
+  bad([](TrainOptions& o) { o.clip_grad_norm = -1.0; }, "--clip-grad-norm must be in [0, ");
+  bad([](TrainOptions& o) { o.clip_grad_norm = INFINITY; }, "--clip-grad-norm must be in [0, ");
   bad([](TrainOptions& o) { o.warmup_epochs = 500; }, "--warmup-epochs must be in [0, 160]");
   bad([](TrainOptions& o) { o.log_every = 0; }, "--log-every must be >= 1");
   bad([](TrainOptions& o) { o.data = "synthetic", o.download = true; }, "--download fetches CIFAR-10");

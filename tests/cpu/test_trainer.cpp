@@ -77,6 +77,27 @@ TEST(Trainer, SameSeedSameLossesOtherSeedOtherLosses) {
   EXPECT_NE(losses[2], losses[0]);
 }
 
+TEST(Trainer, MaxGradNormReachesTheUpdate) {
+  // A limit never reached changes nothing, bit for bit; a small one leaves the first loss (before
+  // any update) alone and changes every later one.
+  TrainerConfig c = tiny_config();
+  c.epochs = 1;
+  c.evaluate = false;
+  std::vector<float> losses[3];
+  const float limits[3] = {0.f, 1e6f, 1e-3f};
+  for (int run = 0; run < 3; ++run) {
+    c.max_grad_norm = limits[run];
+    Context ctx;
+    std::ostringstream out;
+    Trainer t(c, small_data(), ctx, out);
+    losses[run] = t.train().losses;
+    ASSERT_EQ(losses[run].size(), 10u);
+  }
+  EXPECT_TRUE(kestrel::testing::bit_equal(losses[1], losses[0]));
+  EXPECT_EQ(losses[2][0], losses[0][0]);
+  for (std::size_t i = 1; i < losses[0].size(); ++i) EXPECT_NE(losses[2][i], losses[0][i]) << "step " << i + 1;
+}
+
 // Train uninterrupted; train again stopping mid-epoch (checkpoint), resume from the file in a
 // fresh trainer and context: the losses, epoch statistics and final weights are identical.
 TEST(Trainer, ResumedRunReproducesTheUninterruptedRunExactly) {
@@ -289,6 +310,10 @@ TEST(Trainer, JsonLogHasTheDocumentedFields) {
   EXPECT_EQ(e["event"], "epoch");
   for (const char* k : {"epoch", "step", "loss", "train_acc", "test_acc", "lr", "images_per_s", "peak_mem_mb"})
     EXPECT_TRUE(e.contains(k)) << k;
+  // Step lines carry the gradients' global L2 norm of the interval's last update (before any
+  // clipping): positive and finite on this run.
+  EXPECT_GT(lines[1]["grad_norm"].get<double>(), 0.0);
+  EXPECT_TRUE(std::isfinite(lines[2]["grad_norm"].get<double>()));
   EXPECT_EQ(e["step"], 10);
   EXPECT_GT(e["images_per_s"].get<double>(), 0.0);
   EXPECT_GT(e["peak_mem_mb"].get<double>(), 0.0);
@@ -313,6 +338,9 @@ TEST(Trainer, RejectsInvalidConfigurations) {
   c.sgd.nesterov = true;
   c.sgd.momentum = 0.f;
   EXPECT_NE(error_of([&] { validate(c); }), "(no error)");
+  c = tiny_config();
+  c.max_grad_norm = -1.f;
+  EXPECT_NE(error_of([&] { validate(c); }).find("max gradient norm"), std::string::npos);
 }
 
 // Issue 4: ResNet-20 trains (its loss falls) on the CPU backend. Eight synthetic images, one

@@ -1,8 +1,9 @@
 // The executor on CUDA against the CPU backend: a whole network's loss and every parameter
 // gradient (fp32, deterministic cuDNN engines, no TF32), CUDA Graph replay against eager runs,
-// and dropout masks across replays against the CPU twin at the same offsets.
+// dropout masks across replays against the CPU twin at the same offsets, and gradient clipping.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "kestrel/core/executor.h"
@@ -116,6 +117,51 @@ TEST_P(GraphCuda, CudaGraphReplayEqualsEagerExecution) {
   const auto pa = host_floats(sa.flat_params(), a), pb = host_floats(sb.flat_params(), b);
   EXPECT_TRUE(kestrel::testing::bit_equal(pb, pa)) << "parameters after replays differ";
   EXPECT_EQ(sb.read_counters().step, 6);
+}
+
+// Gradient clipping on the device (sum of squares reduced by CUB, read by the fused update):
+// the norm and the clipped step agree with the CPU backend, and CUDA Graph replays clip each
+// step by its own norm exactly as eager runs do.
+TEST_P(GraphCuda, ClippedStepsMatchTheCpuBackendAndReplaysEqualEagerRuns) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  GraphOptions o;
+  o.batch = 8;
+  o.layout = GetParam();
+  Graph g(o);
+  build_small_resnet(g);
+  Context cpu, a(Device::cuda(0)), b(Device::cuda(0));
+  for (Context* c : {&a, &b}) c->set_conv_policy(exact_policy());
+  ParameterStore cs(g, cpu, 7), sa(g, a, 7), sb(g, b, 7);
+  CompileOptions co;
+  co.sgd = SgdConfig{0.f, 0.f, 0.f, false};
+  co.max_grad_norm = 0.05f;
+  Executor ce(g, cs, cpu, co), ea(g, sa, a, co), eb(g, sb, b, co);
+  feed(ce, cpu, 3);
+  feed(ea, a, 3);
+  feed(eb, b, 3);
+  const auto p0 = host_floats(cs.flat_params(), cpu);
+  for (ParameterStore* s : {&cs, &sa, &sb}) s->set_learning_rate(0.1f);
+  ce.run();
+  ea.run();
+  eb.run();
+  const float norm_c = ce.grad_norm(), norm_g = ea.grad_norm();
+  ASSERT_GT(norm_c, 4 * co.max_grad_norm) << "the case must clip";
+  EXPECT_NEAR(norm_g, norm_c, 1e-4 * norm_c);
+  // Each parameter moved by 0.1 * coef * g, at most 0.1 * 0.05 in norm: fp32 gradients that
+  // agree to 1e-4 of the largest give steps that agree to well under 1e-6.
+  const auto pc = host_floats(cs.flat_params(), cpu), pa = host_floats(sa.flat_params(), a);
+  EXPECT_TRUE(kestrel::testing::all_close(pa, pc, 1e-6, 1e-6));
+  double step_sq = 0;
+  for (std::size_t i = 0; i < pc.size(); ++i) step_sq += (static_cast<double>(pc[i]) - p0[i]) * (pc[i] - p0[i]);
+  EXPECT_NEAR(std::sqrt(step_sq), 0.1 * co.max_grad_norm, 1e-3 * 0.1 * co.max_grad_norm);
+  eb.capture_cuda_graph();
+  for (int step = 1; step < 5; ++step) {
+    ea.run();
+    eb.run();
+    EXPECT_EQ(host_floats(eb.output("loss"), b)[0], host_floats(ea.output("loss"), a)[0]) << "step " << step;
+    EXPECT_EQ(eb.grad_norm(), ea.grad_norm()) << "step " << step;
+  }
+  EXPECT_TRUE(kestrel::testing::bit_equal(host_floats(sb.flat_params(), b), host_floats(sa.flat_params(), a)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, GraphCuda, ::testing::Values(Layout::kNCHW, Layout::kNHWC),

@@ -1,5 +1,5 @@
 // Fused SGD and AdamW on the GPU against the CPU twins, bit for bit, over several steps with lr
-// and step living in device memory; and inside a replayed CUDA Graph.
+// and step living in device memory; and inside a replayed CUDA Graph; with gradient clipping.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime.h>
@@ -11,6 +11,7 @@
 #include "kestrel/core/context.h"
 #include "kestrel/kernels/cpu/optimizer.h"
 #include "kestrel/kernels/optimizer.h"
+#include "kestrel/kernels/reduce.h"
 #include "storage_buffer.h"
 #include "test_support.h"
 
@@ -165,4 +166,109 @@ TEST(CudaOptimizer, CapturedGraphReadsLrAndStepAtReplay) {
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
   b.expect_equal(n, gpu, "graph replay");
+}
+
+namespace {
+double sum_of_squares(const std::vector<float>& g) {
+  double s = 0;
+  for (float v : g) s += static_cast<double>(v) * v;
+  return s;
+}
+}  // namespace
+
+TEST(CudaOptimizer, ClippedUpdatesAreBitIdenticalToTheCpuTwin) {
+  // The same sum of squares on both sides: the coefficient comes from the same KESTREL_HD
+  // function (sqrtf and division correctly rounded on both), so the updates agree bit for bit.
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  kestrel::Context gpu(kestrel::Device::cuda(0));
+  const std::vector<float> grad_scale = {10.f, 0.01f, 3.f, 0.02f};
+  for (bool adamw : {false, true}) {
+    for (std::int64_t n : {7, 1000003}) {
+      for (int shift : {0, 1}) {
+        Buffers b(n, shift, shift == 1, gpu);
+        if (adamw) {
+          copy_into(b.ds0, std::vector<float>(b.s0.size(), 0.f), gpu);
+          b.s0.assign(b.s0.size(), 0.f);
+        }
+        const float max_norm = n == 7 ? 0.5f : 100.f;  // clips steps 1 and 3, not 2 and 4
+        Tensor dlr = to_device(std::vector<float>{0.f}, gpu);
+        Tensor dstep = to_device(std::vector<std::int64_t>{1}, gpu);
+        Tensor dss = to_device(std::vector<float>{0.f}, gpu);
+        for (std::int64_t t = 1; t <= 4; ++t) {
+          const float lr = kLr[static_cast<std::size_t>(t - 1)];
+          std::vector<float> g = floats(n, 740 + static_cast<std::uint32_t>(t));
+          for (float& v : g) v *= grad_scale[static_cast<std::size_t>(t - 1)];
+          const float ss = static_cast<float>(sum_of_squares(g));
+          copy_into(dlr, std::vector<float>{lr}, gpu);
+          copy_into(dss, std::vector<float>{ss}, gpu);
+          const Tensor dg = to_device(g, gpu);
+          const kestrel::GradClip dev_clip{device_ptr<float>(dss), max_norm}, host_clip{&ss, max_norm};
+          cudaStream_t s = gpu.stream().handle();
+          if (adamw) {
+            kestrel::cuda::adamw_update(device_ptr<float>(b.dp, shift), device_ptr<float>(dg),
+                                        device_ptr<float>(b.ds0, shift), device_ptr<float>(b.ds1, shift), n,
+                                        AdamWConfig{}, device_ptr<float>(dlr), device_ptr<std::int64_t>(dstep),
+                                        b.dev_mask(), device_ptr<std::uint16_t>(b.dp16, shift), s, dev_clip);
+            kestrel::cpu::adamw_update(b.p.data() + shift, g.data(), b.s0.data() + shift, b.s1.data() + shift, n,
+                                       AdamWConfig{}, &lr, &t, b.host_mask(), b.p16.data() + shift, host_clip);
+          } else {
+            const SgdConfig c{0.9f, 0.f, 5e-4f, true};
+            kestrel::cuda::sgd_update(device_ptr<float>(b.dp, shift), device_ptr<float>(dg),
+                                      device_ptr<float>(b.ds0, shift), n, c, device_ptr<float>(dlr),
+                                      device_ptr<std::int64_t>(dstep), b.dev_mask(),
+                                      device_ptr<std::uint16_t>(b.dp16, shift), s, dev_clip);
+            kestrel::cpu::sgd_update(b.p.data() + shift, g.data(), b.s0.data() + shift, n, c, &lr, &t,
+                                     b.host_mask(), b.p16.data() + shift, host_clip);
+          }
+          kestrel::cuda::increment_step(device_ptr<std::int64_t>(dstep), s);
+        }
+        b.expect_equal(n, gpu, std::string(adamw ? "adamw" : "sgd") + " clipped n=" + std::to_string(n) +
+                                   " shift=" + std::to_string(shift));
+      }
+    }
+  }
+}
+
+TEST(CudaOptimizer, CapturedGraphClipsEachReplayByItsOwnGradientNorm) {
+  // sum_squares and the clipped update captured once; each replay sees new gradients in the
+  // same buffer. The device's fp32 tree sum agrees with a double sum to a few ulps; given that
+  // sum, the update is bit-identical to the CPU twin's.
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  kestrel::Context gpu(kestrel::Device::cuda(0));
+  const std::int64_t n = 70001;
+  const SgdConfig c{0.9f, 0.f, 1e-3f, false};
+  Buffers b(n, 0, false, gpu);
+  Tensor dg = to_device(floats(n, 750), gpu);
+  Tensor dlr = to_device(std::vector<float>{0.05f}, gpu);
+  Tensor dstep = to_device(std::vector<std::int64_t>{1}, gpu);
+  const std::size_t ws_bytes = kestrel::cuda::reduce_workspace_bytes(n);
+  Tensor dss = to_device(std::vector<float>{0.f}, gpu);
+  Tensor ws = Tensor::empty(kestrel::Shape{static_cast<std::int64_t>(ws_bytes) + 1}, DType::kUInt8, gpu);
+  cudaStream_t s = gpu.stream().handle();
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  kestrel::cuda::sum_squares(device_ptr<float>(dg), n, device_ptr<float>(dss), ws.data(), ws_bytes, s);
+  kestrel::cuda::sgd_update(device_ptr<float>(b.dp), device_ptr<float>(dg), device_ptr<float>(b.ds0), n, c,
+                            device_ptr<float>(dlr), device_ptr<std::int64_t>(dstep), nullptr,
+                            device_ptr<std::uint16_t>(b.dp16), s, kestrel::GradClip{device_ptr<float>(dss), 50.f});
+  kestrel::cuda::increment_step(device_ptr<std::int64_t>(dstep), s);
+  ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  const float lr = 0.05f;
+  for (std::int64_t t = 1; t <= 4; ++t) {
+    std::vector<float> g = floats(n, 760 + static_cast<std::uint32_t>(t));
+    const float scale = t % 2 == 1 ? 1.f : 0.1f;  // norms about 153 and 15: clipped, then not
+    for (float& v : g) v *= scale;
+    copy_into(dg, g, gpu);
+    ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+    const float ss = to_host<float>(dss, 1, gpu)[0];
+    const double want = sum_of_squares(g);
+    EXPECT_NEAR(ss, want, 1e-5 * want) << "replay " << t;
+    kestrel::cpu::sgd_update(b.p.data(), g.data(), b.s0.data(), n, c, &lr, &t, nullptr, b.p16.data(),
+                             kestrel::GradClip{&ss, 50.f});
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  b.expect_equal(n, gpu, "clipped graph replay");
 }
