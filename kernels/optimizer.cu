@@ -59,7 +59,10 @@ __global__ void update_kernel(Config cfg, const float* lr, const std::int64_t* s
   for (std::int64_t q = tid; q < quads; q += stride) {
     float4 p = reinterpret_cast<const float4*>(buf.params)[q];
     float4 g = reinterpret_cast<const float4*>(buf.grads)[q];
-    if (clipping) g = make_float4(g.x * scale, g.y * scale, g.z * scale, g.w * scale);
+    if (clipping) {
+      g = make_float4(optimizer_detail::scale_grad(g.x, scale), optimizer_detail::scale_grad(g.y, scale),
+                      optimizer_detail::scale_grad(g.z, scale), optimizer_detail::scale_grad(g.w, scale));
+    }
     float4 a = buf.state0 ? reinterpret_cast<const float4*>(buf.state0)[q] : make_float4(0.f, 0.f, 0.f, 0.f);
     float4 b = buf.state1 ? reinterpret_cast<const float4*>(buf.state1)[q] : make_float4(0.f, 0.f, 0.f, 0.f);
     const uchar4 m = buf.mask ? reinterpret_cast<const uchar4*>(buf.mask)[q] : make_uchar4(1, 1, 1, 1);
@@ -77,7 +80,7 @@ __global__ void update_kernel(Config cfg, const float* lr, const std::int64_t* s
     float p = buf.params[i];
     float a = buf.state0 ? buf.state0[i] : 0.f;
     float b = buf.state1 ? buf.state1[i] : 0.f;
-    const float g = clipping ? buf.grads[i] * scale : buf.grads[i];
+    const float g = clipping ? optimizer_detail::scale_grad(buf.grads[i], scale) : buf.grads[i];
     apply(s, p, g, a, b, !buf.mask || buf.mask[i] != 0);
     buf.params[i] = p;
     if (buf.state0) buf.state0[i] = a;
@@ -119,7 +122,7 @@ void sgd_update(float* params, const float* grads, float* momentum_buf, std::int
 void adamw_update(float* params, const float* grads, float* exp_avg, float* exp_avg_sq,
                   std::int64_t n, const AdamWConfig& cfg, const float* lr, const std::int64_t* step,
                   const std::uint8_t* decay_mask, std::uint16_t* params_bf16, cudaStream_t stream,
-                const GradClip& clip) {
+                  const GradClip& clip) {
   validate(cfg);
   validate(clip);
   optimizer_detail::check_update("adamw_update", n, params, grads, lr, step, {exp_avg, exp_avg_sq});

@@ -138,6 +138,18 @@ KESTREL_HD float clip_coefficient(float sum_squares, float max_norm) {
   return coef > 1.f ? 1.f : coef;
 }
 
+// g * scale rounded on its own. On the device a plain product could be contracted with the
+// subtraction that follows it in torch_lerp into one FMA (nvcc contracts by default), and the
+// twins would then round differently; __fmul_rn is never contracted. The host build targets no
+// FMA instructions, so its product is never contracted either.
+KESTREL_HD float scale_grad(float g, float scale) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(g, scale);
+#else
+  return g * scale;
+#endif
+}
+
 // The factor an update multiplies each gradient by: 1 without clipping.
 KESTREL_HD float grad_scale(const GradClip& clip) {
   return clip.sum_squares != nullptr ? clip_coefficient(*clip.sum_squares, clip.max_norm) : 1.f;

@@ -57,7 +57,7 @@ void sgd_update(float* params, const float* grads, float* momentum_buf, std::int
   for (std::int64_t i = 0; i < n; ++i) {
     float unused = 0.f;
     float& buf = cfg.momentum != 0.f ? momentum_buf[i] : unused;
-    const float g = clipping ? grads[i] * scale : grads[i];
+    const float g = clipping ? optimizer_detail::scale_grad(grads[i], scale) : grads[i];
     optimizer_detail::sgd_element(params[i], g, buf, !decay_mask || decay_mask[i], s);
     if (params_bf16) params_bf16[i] = bf16_bits_from_float(params[i]);
   }
@@ -75,7 +75,7 @@ void adamw_update(float* params, const float* grads, float* exp_avg, float* exp_
   const float scale = optimizer_detail::grad_scale(clip);
   const bool clipping = clip.sum_squares != nullptr;
   for (std::int64_t i = 0; i < n; ++i) {
-    const float g = clipping ? grads[i] * scale : grads[i];
+    const float g = clipping ? optimizer_detail::scale_grad(grads[i], scale) : grads[i];
     optimizer_detail::adamw_element(params[i], g, exp_avg[i], exp_avg_sq[i],
                                     !decay_mask || decay_mask[i], s);
     if (params_bf16) params_bf16[i] = bf16_bits_from_float(params[i]);
