@@ -1,7 +1,8 @@
 // The command line shared by the seed experiment programs (seed_dropout, seed_degradation,
 // seed_gradient_flow): --quick, --device, --out, --seed, --data, --help, and one option for the
 // length of training (its flag named by the program: --steps or --epochs), so that a GPU session
-// can size a full run to its time. The experiment itself is a library function
+// can size a full run to its time; programs that train convolutional networks on images also
+// take --dtype fp32|bf16 and --layout nchw|nhwc. The experiment itself is a library function
 // (layers/experiments/); this only parses, picks the device, runs and reports.
 // Exit status: 0 done (or --help), 1 runtime error (one line on stderr), 2 usage error.
 #pragma once
@@ -28,6 +29,8 @@ struct Options {
   std::uint64_t seed = 1;
   std::string data;
   int length = 0;  // the program's --steps / --epochs; 0: the mode's own
+  std::string dtype = "fp32";   // --dtype, for programs that train on images
+  std::string layout = "nchw";  // --layout, likewise
 };
 
 // The program's training-length option: its flag and what it sets.
@@ -52,7 +55,7 @@ inline std::string one_line(std::string s) {
 }
 
 inline int run_program(int argc, char** argv, const std::string& name, const std::string& about,
-                       const LengthOption& length, const Experiment& experiment) {
+                       const LengthOption& length, const Experiment& experiment, bool image_options = false) {
   Options o;
   o.out = name + "_results";
   CLI::App app{name + ": " + about};
@@ -62,6 +65,11 @@ inline int run_program(int argc, char** argv, const std::string& name, const std
   app.add_option("--seed", o.seed, "seed of data, initialisation, batch order and dropout masks");
   app.add_option("--data", o.data, "CIFAR-10 folder (cifar-10-batches-bin); default: synthetic CIFAR-format data");
   app.add_option(length.flag, o.length, length.help)->check(CLI::PositiveNumber);
+  if (image_options) {
+    app.add_option("--dtype", o.dtype, "fp32 or bf16: activations and weights the networks compute in (fp32 masters)")
+        ->check(CLI::IsMember({"fp32", "bf16"}));
+    app.add_option("--layout", o.layout, "nchw or nhwc")->check(CLI::IsMember({"nchw", "nhwc"}));
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {

@@ -5,7 +5,10 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "kestrel/core/device_guard_internal.h"
 #include "kestrel/core/error.h"
+#include "kestrel/kernels/cpu/gather.h"
+#include "kestrel/kernels/gather.h"
 #include "kestrel/layers/file_io_internal.h"
 
 namespace kestrel::experiments {
@@ -33,6 +36,19 @@ FloatImages convert(const CifarSplit& s, std::int64_t n, int crop, int pool, con
         }
   }
   return out;
+}
+// Correct arg-max predictions among the rows of one batch's logits that hold images
+// first .. count - 1 (the rest of a last, padded batch is not counted).
+std::int64_t correct_in_batch(const std::vector<float>& logits, std::int64_t batch, std::int64_t first,
+                              std::int64_t count, const std::vector<std::int32_t>& labels) {
+  const std::int64_t classes = static_cast<std::int64_t>(logits.size()) / batch;
+  std::int64_t correct = 0;
+  for (std::int64_t b = 0; b < batch && first + b < count; ++b) {
+    const auto row = logits.begin() + b * classes;
+    const std::int64_t pred = std::max_element(row, row + classes) - row;
+    correct += pred == labels[static_cast<std::size_t>(first + b)];
+  }
+  return correct;
 }
 }  // namespace
 
@@ -114,12 +130,64 @@ double accuracy(Executor& ex, const FloatImages& data, const std::string& x_name
     feed_batch(ex, data, order, first, x_name, y_name);
     ex.run();
     const std::vector<float> logits = to_host(ex.output(logits_name), ex.store().context());
-    const std::int64_t classes = static_cast<std::int64_t>(logits.size()) / batch;
-    for (std::int64_t b = 0; b < batch && first + b < data.count; ++b) {
-      const auto row = logits.begin() + b * classes;
-      const std::int64_t pred = std::max_element(row, row + classes) - row;
-      correct += pred == data.y[static_cast<std::size_t>(first + b)];
-    }
+    correct += correct_in_batch(logits, batch, first, data.count, data.y);
+  }
+  return static_cast<double>(correct) / static_cast<double>(data.count);
+}
+
+DeviceImages upload_images(const FloatImages& src, DType dtype, Layout layout, Context& ctx) {
+  KESTREL_CHECK(src.count > 0 && static_cast<std::int64_t>(src.x.size()) == src.count * src.features() &&
+                    static_cast<std::int64_t>(src.y.size()) == src.count,
+                "upload_images: ", src.count, " images of side ", src.side, " do not match ", src.x.size(),
+                " values and ", src.y.size(), " labels");
+  DeviceImages d;
+  d.count = src.count;
+  d.labels = src.y;
+  d.x = Tensor::from_vector(src.x, Shape{src.count, 3, src.side, src.side}, dtype, layout).to(ctx, ctx.stream());
+  d.y = Tensor::empty(Shape{src.count}, DType::kInt32, ctx);
+  d.y.copy_from(Tensor::wrap(d.labels.data(), Shape{src.count}, DType::kInt32, Device::cpu()), ctx.stream());
+  return d;
+}
+
+void feed_batch(Executor& ex, const DeviceImages& src, const Tensor& order, std::int64_t first,
+                const std::string& x_name, const std::string& y_name) {
+  Tensor x = ex.input(x_name), y = ex.input(y_name);
+  const std::int64_t batch = y.numel();
+  KESTREL_CHECK(x.dtype() == src.x.dtype() && x.layout() == src.x.layout() && x.shape().rank() == 4 &&
+                    x.shape()[0] == batch && x.numel() / batch == src.x.numel() / src.count &&
+                    y.dtype() == DType::kInt32,
+                "feed_batch: input '", x_name, "' ", x.to_string(), " does not take images of ", src.x.to_string());
+  KESTREL_CHECK(order.dtype() == DType::kInt32 && order.device() == src.x.device() && first >= 0 &&
+                    first + batch <= order.numel(),
+                "feed_batch: order ", order.to_string(), " has no positions ", first, "..", first + batch - 1);
+  Context& ctx = ex.store().context();
+  const std::int32_t* idx = order.data_as<std::int32_t>() + first;
+  const std::int64_t image_bytes = static_cast<std::int64_t>(src.x.nbytes()) / src.count;
+  DeviceGuard guard(ctx.device());  // launches on the context's device
+  if (ctx.device().is_cpu()) {
+    cpu::gather_rows(src.x.data(), src.count, image_bytes, idx, batch, x.data());
+    cpu::gather_rows(src.y.data(), src.count, 4, idx, batch, y.data());
+  } else {
+    cuda::gather_rows(src.x.data(), src.count, image_bytes, idx, batch, x.data(), ctx.stream().handle());
+    cuda::gather_rows(src.y.data(), src.count, 4, idx, batch, y.data(), ctx.stream().handle());
+  }
+}
+
+double accuracy(Executor& ex, const DeviceImages& data, const std::string& x_name, const std::string& y_name,
+                const std::string& logits_name) {
+  const std::int64_t batch = ex.input(y_name).numel();
+  const std::int64_t padded = (data.count + batch - 1) / batch * batch;
+  std::vector<std::int32_t> positions(static_cast<std::size_t>(padded));
+  for (std::int64_t i = 0; i < padded; ++i) positions[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i % data.count);
+  Context& ctx = ex.store().context();
+  Tensor order = Tensor::empty(Shape{padded}, DType::kInt32, ctx);
+  order.copy_from(Tensor::wrap(positions.data(), Shape{padded}, DType::kInt32, Device::cpu()), ctx.stream());
+  std::int64_t correct = 0;
+  for (std::int64_t first = 0; first < data.count; first += batch) {
+    feed_batch(ex, data, order, first, x_name, y_name);
+    ex.run();
+    const std::vector<float> logits = to_host(ex.output(logits_name), ctx);
+    correct += correct_in_batch(logits, batch, first, data.count, data.labels);
   }
   return static_cast<double>(correct) / static_cast<double>(data.count);
 }

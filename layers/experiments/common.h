@@ -50,6 +50,22 @@ CifarDataset load_or_synthesise(const std::string& dir, std::int64_t n_train, st
 void feed_batch(Executor& ex, const FloatImages& src, const std::vector<std::int32_t>& order, std::int64_t first,
                 const std::string& x_name, const std::string& y_name);
 
+// A split resident on a context's device, uploaded once: images [count, 3, side, side] in a
+// graph's dtype and layout (each image is contiguous: the batch index is outermost in NCHW and
+// NHWC alike), labels int32 on the device and on the host.
+struct DeviceImages {
+  Tensor x, y;
+  std::vector<std::int32_t> labels;
+  std::int64_t count = 0;
+};
+DeviceImages upload_images(const FloatImages& src, DType dtype, Layout layout, Context& ctx);
+
+// Gathers images order[first .. first + batch) into the executor's inputs on the device (no host
+// round trip, so a training loop can run ahead of the host). `order` is int32 on the context's
+// device with at least first + batch entries; the inputs must have src's dtype and layout.
+void feed_batch(Executor& ex, const DeviceImages& src, const Tensor& order, std::int64_t first,
+                const std::string& x_name, const std::string& y_name);
+
 // Host floats of any tensor (copied from the device when needed), in logical order.
 std::vector<float> to_host(const Tensor& t, Context& ctx);
 // Writes host floats (logical order) into a tensor of the same element count on any device.
@@ -58,6 +74,10 @@ void from_host(Tensor& t, const std::vector<float>& values, Context& ctx);
 // Top-1 accuracy of an executor's output `logits` over the whole split, batch by batch (the last
 // batch is filled up with repeated images that are not counted).
 double accuracy(Executor& ex, const FloatImages& data, const std::string& x_name, const std::string& y_name,
+                const std::string& logits_name);
+
+// The same over a device-resident split: the same batches in the same order, so the same result.
+double accuracy(Executor& ex, const DeviceImages& data, const std::string& x_name, const std::string& y_name,
                 const std::string& logits_name);
 
 // Euclidean norm in double precision.

@@ -26,13 +26,27 @@ std::vector<DegradationModel> model_set(int shallow, int deep) {
           model(deep, true, 2)};
 }
 
-DegradationCurve train_model(const DegradationConfig& c, const DegradationModel& m, const FloatDataset& data,
+// The splits on the device, uploaded once for every model.
+struct DeviceData {
+  DeviceImages train, test;
+  std::int64_t side;
+};
+
+// The epoch's batch order on the device.
+void upload_order(Tensor& order, std::int64_t n, std::uint64_t seed, std::int64_t epoch, Context& ctx) {
+  std::vector<std::int32_t> p = epoch_permutation(n, seed, epoch);
+  order.copy_from(Tensor::wrap(p.data(), Shape{n}, DType::kInt32, Device::cpu()), ctx.stream());
+}
+
+DegradationCurve train_model(const DegradationConfig& c, const DegradationModel& m, const DeviceData& data,
                              Context& ctx, std::ostream* log) {
   KESTREL_CHECK(m.depth >= 8 && (m.depth - 2) % 6 == 0, "model '", m.name, "': depth must be 6n+2, got ", m.depth);
   GraphOptions go;
   go.batch = c.batch;
+  go.dtype = c.dtype;
+  go.layout = c.layout;
   Graph g(go);
-  const std::int64_t side = data.train.side;
+  const std::int64_t side = data.side;
   const Value x = nn::image_input(g, "x", 3, side, side);
   const Value labels = nn::label_input(g, "labels");
   ResNetConfig rc;
@@ -64,28 +78,37 @@ DegradationCurve train_model(const DegradationConfig& c, const DegradationModel&
 
   DegradationCurve curve;
   curve.model = m;
+  // The loop stays on the device between points: batches are gathered from the resident data,
+  // each step's loss is copied into `losses`, and the host reads them once a point (on CUDA the
+  // step itself is one CUDA Graph replay after the first).
   const std::int64_t n = data.train.count;
+  const bool graph = c.cuda_graph && ctx.device().is_cuda();
   std::int64_t epoch = 0, at = 0;
-  std::vector<std::int32_t> order = epoch_permutation(n, c.seed, epoch);
-  double loss_sum = 0;
-  int loss_count = 0;
+  Tensor order = Tensor::empty(Shape{n}, DType::kInt32, ctx);
+  upload_order(order, n, c.seed, epoch, ctx);
+  Tensor losses = Tensor::empty(Shape{c.eval_every}, DType::kFloat32, ctx);
+  std::int64_t pending = 0;
   for (int s = 0; s < c.steps; ++s) {
     if (at + c.batch > n) {  // every model sees the same batches in the same order
-      order = epoch_permutation(n, c.seed, ++epoch);
+      upload_order(order, n, c.seed, ++epoch, ctx);
       at = 0;
     }
     feed_batch(train, data.train, order, at, "x", "labels");
     at += c.batch;
     store.set_learning_rate(learning_rate_at(sched, s));
     train.run();
-    loss_sum += to_host(train.output("loss"), ctx)[0];
-    ++loss_count;
+    if (graph && !train.uses_cuda_graph()) train.capture_cuda_graph();  // after one eager step
+    losses.view_bytes(static_cast<std::size_t>(pending) * sizeof(float), Shape{1}, DType::kFloat32)
+        .copy_from(train.output("loss"), ctx.stream());
+    ++pending;
     if ((s + 1) % c.eval_every == 0 || s + 1 == c.steps) {
+      const std::vector<float> ls = to_host(losses, ctx);
+      double loss_sum = 0;
+      for (std::int64_t k = 0; k < pending; ++k) loss_sum += ls[static_cast<std::size_t>(k)];
       curve.steps.push_back(s + 1);
-      curve.train_loss.push_back(loss_sum / loss_count);
+      curve.train_loss.push_back(loss_sum / static_cast<double>(pending));
       curve.test_error.push_back(1.0 - accuracy(eval, data.test, "x", "labels", "logits"));
-      loss_sum = 0;
-      loss_count = 0;
+      pending = 0;
     }
   }
   char buf[160];
@@ -142,6 +165,8 @@ const DegradationCurve& DegradationResult::curve(const std::string& name) const 
 DegradationResult run_degradation(const DegradationConfig& c, Context& ctx, std::ostream* log) {
   KESTREL_CHECK(!c.models.empty() && c.steps > 0 && c.eval_every > 0 && c.batch > 0 && !c.widths.empty(),
                 "degradation experiment: needs models, steps, eval_every, batch and widths");
+  KESTREL_CHECK(c.dtype == DType::kFloat32 || c.dtype == DType::kBFloat16,
+                "degradation experiment: dtype must be fp32 or bf16, got ", dtype_name(c.dtype));
   DegradationResult res;
   res.config = c;
   const CifarDataset raw = load_or_synthesise(c.data_dir, c.train_images, c.test_images, c.seed);
@@ -150,8 +175,11 @@ DegradationResult run_degradation(const DegradationConfig& c, Context& ctx, std:
   res.data_source = data.source;
   log_line(log, "data: " + data.source + ", " + std::to_string(c.train_images) + " training and " +
                     std::to_string(c.test_images) + " test images of " + std::to_string(data.train.side) + "x" +
-                    std::to_string(data.train.side));
-  for (const DegradationModel& m : c.models) res.curves.push_back(train_model(c, m, data, ctx, log));
+                    std::to_string(data.train.side) + "; networks compute in " + dtype_name(c.dtype) + " " +
+                    layout_name(c.layout));
+  const DeviceData on_device{upload_images(data.train, c.dtype, c.layout, ctx),
+                             upload_images(data.test, c.dtype, c.layout, ctx), data.train.side};
+  for (const DegradationModel& m : c.models) res.curves.push_back(train_model(c, m, on_device, ctx, log));
   return res;
 }
 

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "kestrel/core/context.h"
+#include "kestrel/core/dtype.h"
+#include "kestrel/core/layout.h"
 #include "kestrel/layers/svg_chart.h"
 
 namespace kestrel::experiments {
@@ -38,6 +40,9 @@ struct DegradationConfig {
   // al. 2017; v2: the last convolution, ResNetConfig::zero_init_last_bn), so each block starts as
   // the identity and a deep net as its shallow counterpart.
   bool zero_init_last_bn = false;
+  DType dtype = DType::kFloat32;     // what the networks compute in (fp32 or bf16; fp32 masters)
+  Layout layout = Layout::kNCHW;
+  bool cuda_graph = true;            // CUDA: replay each training step as a CUDA Graph
   std::string data_dir;              // real CIFAR-10 when set, else synthetic
   std::uint64_t seed = 1;
 

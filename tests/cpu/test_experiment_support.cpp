@@ -1,10 +1,13 @@
 // The shared pieces of the seed experiments (layers/experiments/common.h): image features
 // (centre crop, block averaging, per-channel normalisation) against sums written here, batch
-// feeding with wrap-around, accuracy over a split with a partial last batch, and CSV text.
+// feeding with wrap-around, accuracy over a split with a partial last batch, the device-resident
+// feed against the host one, and CSV text.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <utility>
 
 #include "error_text.h"
 #include "grad_check.h"
@@ -101,6 +104,44 @@ TEST(ExperimentSupport, FeedBatchWrapsAndAccuracyCountsOnlyRealImages) {
     correct += (std::max_element(row, row + 10) - row) == f.test.y[static_cast<std::size_t>(i)];
   }
   EXPECT_DOUBLE_EQ(accuracy(ex, f.test, "x", "labels", "logits"), static_cast<double>(correct) / 5.0);
+}
+
+TEST(ExperimentSupport, DeviceResidentFeedGathersWhatTheHostFeedCopiesInEveryDtypeAndLayout) {
+  const FloatDataset f = to_float_dataset(tiny(5, 5), 5, 5, 4, 1);  // 3x4x4 images, 48 features
+  for (const auto& [dtype, layout] : {std::pair{DType::kFloat32, Layout::kNCHW}, std::pair{DType::kBFloat16, Layout::kNHWC}}) {
+    GraphOptions o = kestrel::testing::graph_options(4, layout);
+    o.dtype = dtype;
+    Graph g(o);
+    const Value x = nn::image_input(g, "x", 3, 4, 4);
+    nn::label_input(g, "labels");
+    g.mark_output(nn::split(g, nn::flatten(g, x), {10, 38})[0], "logits");  // argmax of 10 features
+    Context ctx;
+    ParameterStore store(g, ctx, 1);
+    CompileOptions co;
+    co.training = false;
+    Executor ex(g, store, ctx, co);
+    const DeviceImages d = upload_images(f.train, dtype, layout, ctx);
+    EXPECT_EQ(d.x.dtype(), dtype);
+    EXPECT_EQ(d.x.layout(), layout);
+    std::vector<std::int32_t> positions = {4, 1, 3, 2, 0};
+    const Tensor order = Tensor::wrap(positions.data(), Shape{5}, DType::kInt32, Device::cpu());
+    feed_batch(ex, d, order, 1, "x", "labels");  // images 1, 3, 2, 0
+    const Tensor gathered = Tensor::from_vector(ex.input("x").to_float_vector(), ex.input("x").shape(), dtype, layout);
+    const std::vector<std::int32_t> labels(ex.input("labels").data_as<std::int32_t>(),
+                                           ex.input("labels").data_as<std::int32_t>() + 4);
+    feed_batch(ex, f.train, {1, 3, 2, 0}, 0, "x", "labels");  // the host path, converted per batch
+    const Tensor copied = ex.input("x");
+    EXPECT_EQ(std::memcmp(gathered.data(), copied.data(), copied.nbytes()), 0) << dtype_name(dtype);
+    EXPECT_EQ(labels, (std::vector<std::int32_t>{f.train.y[1], f.train.y[3], f.train.y[2], f.train.y[0]}));
+    const DeviceImages t = upload_images(f.test, dtype, layout, ctx);
+    EXPECT_DOUBLE_EQ(accuracy(ex, t, "x", "labels", "logits"), accuracy(ex, f.test, "x", "labels", "logits"));
+    EXPECT_NE(error_of([&] { feed_batch(ex, d, order, 2, "x", "labels"); }).find("has no positions 2..5"),
+              std::string::npos);
+    const DeviceImages other = upload_images(f.train, dtype == DType::kFloat32 ? DType::kBFloat16 : DType::kFloat32,
+                                             layout, ctx);
+    EXPECT_NE(error_of([&] { feed_batch(ex, other, order, 0, "x", "labels"); }).find("does not take images"),
+              std::string::npos);
+  }
 }
 
 TEST(ExperimentSupport, CsvQuotesTextAndSpellsNonFiniteNumbers) {

@@ -1,15 +1,19 @@
 // The seed experiments on the GPU: the gradient-flow quick run gives the CPU's numbers at
 // initialisation (same weights, same data; only summation order and libm differ), and the
-// dropout and degradation quick runs show their claims on the GPU as well.
+// dropout and degradation quick runs show their claims on the GPU as well; the degradation loop's
+// CUDA Graph replays equal its eager steps.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "test_support.h"
 #include "kestrel/core/context.h"
+#include "kestrel/core/executor.h"
+#include "kestrel/layers/experiments/common.h"
 #include "kestrel/layers/experiments/degradation.h"
 #include "kestrel/layers/experiments/dropout.h"
 #include "kestrel/layers/experiments/gradient_flow.h"
+#include "kestrel/layers/nn.h"
 
 using namespace kestrel;
 using namespace kestrel::experiments;
@@ -53,4 +57,56 @@ TEST(SeedExperimentsCuda, DegradationQuickRunShowsItsClaims) {
   const DegradationResult r = run_degradation(DegradationConfig::quick(), gpu, nullptr);
   EXPECT_GT(r.curve("plain-20").final_train_loss(), r.curve("plain-8").final_train_loss() + 0.3);
   EXPECT_LT(r.curve("resnet-20").final_train_loss(), r.curve("resnet-8").final_train_loss() + 0.05);
+}
+
+TEST(SeedExperimentsCuda, DegradationReplaysEqualEagerStepsAndTheFeedEqualsTheCpus) {
+  // The loop gathers batches on the device and replays each step as a CUDA Graph: the same
+  // curves, bit for bit, as eager steps (deterministic convolution engines); and the gathered
+  // bf16 NHWC batch is the CPU's byte for byte.
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  Context gpu(Device::cuda(0));
+  ConvPolicy exact;
+  exact.deterministic = true;
+  gpu.set_conv_policy(exact);
+  DegradationConfig c = DegradationConfig::quick();
+  c.models.resize(2);  // plain-8, plain-20
+  c.steps = 40;
+  c.eval_every = 20;
+  c.dtype = DType::kBFloat16;
+  c.layout = Layout::kNHWC;
+  DegradationResult r[2];
+  for (int graph = 0; graph < 2; ++graph) {
+    c.cuda_graph = graph == 1;
+    r[graph] = run_degradation(c, gpu, nullptr);
+  }
+  for (std::size_t m = 0; m < 2; ++m) {
+    EXPECT_EQ(r[1].curves[m].train_loss, r[0].curves[m].train_loss) << r[0].curves[m].model.name;
+    EXPECT_EQ(r[1].curves[m].test_error, r[0].curves[m].test_error) << r[0].curves[m].model.name;
+  }
+
+  const FloatDataset f = to_float_dataset(synthetic_cifar10(64, 8, 3), 64, 8, 32, 1);
+  Context cpu;
+  std::vector<std::int32_t> positions(32);
+  for (std::size_t i = 0; i < positions.size(); ++i) positions[i] = static_cast<std::int32_t>((i * 37) % 64);
+  std::vector<float> fed[2];
+  for (Context* ctx : {&cpu, &gpu}) {
+    GraphOptions o;
+    o.batch = 32;
+    o.dtype = DType::kBFloat16;
+    o.layout = Layout::kNHWC;
+    Graph g(o);
+    const Value x = nn::image_input(g, "x", 3, 32, 32);
+    nn::label_input(g, "labels");
+    g.mark_output(nn::flatten(g, x), "logits");
+    ParameterStore store(g, *ctx, 1);
+    CompileOptions co;
+    co.training = false;
+    Executor ex(g, store, *ctx, co);
+    const DeviceImages d = upload_images(f.train, DType::kBFloat16, Layout::kNHWC, *ctx);
+    Tensor order = Tensor::empty(Shape{32}, DType::kInt32, *ctx);
+    order.copy_from(Tensor::wrap(positions.data(), Shape{32}, DType::kInt32, Device::cpu()), ctx->stream());
+    feed_batch(ex, d, order, 0, "x", "labels");
+    fed[ctx == &gpu] = to_host(ex.input("x"), *ctx);
+  }
+  EXPECT_TRUE(kestrel::testing::bit_equal(fed[1], fed[0]));
 }

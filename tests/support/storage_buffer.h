@@ -58,4 +58,10 @@ inline std::vector<std::int32_t> random_ints(std::int64_t n, std::uint32_t seed,
   return v;
 }
 
+// n bytes uniform in 0..255 from seed.
+inline std::vector<std::uint8_t> random_bytes(std::int64_t n, std::uint32_t seed) {
+  const std::vector<std::int32_t> r = random_ints(n, seed, 0, 255);
+  return std::vector<std::uint8_t>(r.begin(), r.end());
+}
+
 }  // namespace kestrel::testing
