@@ -260,14 +260,16 @@ TrainResult Trainer::Impl::run() {
     const std::int64_t begin = step - static_cast<std::int64_t>(epoch) * spe;
     start_epoch(epoch, begin);
     for (std::int64_t s = begin; s < spe; ++s) {
-      if (cfg.max_steps > 0 && step >= cfg.max_steps) {
+      const bool requested = cfg.stop_request != nullptr && cfg.stop_request->load();
+      if (requested || (cfg.max_steps > 0 && step >= cfg.max_steps)) {
         read_back(epoch, s, r, true);
         r.steps_done = step;
         r.skipped_steps = skipped_total;
+        r.interrupted = requested;
         if (!cfg.checkpoint_path.empty() && step > r.first_step) {
           kestrel::save_checkpoint(*store, cfg.checkpoint_path, metadata());
         }
-        say("stopped after step " + std::to_string(step) + " (--max-steps)");
+        say("stopped after step " + std::to_string(step) + (requested ? " (stop requested)" : " (--max-steps)"));
         return r;
       }
       run_step(epoch, s);

@@ -1,10 +1,19 @@
 // cifar10_train: trains a CIFAR ResNet on CIFAR-10 (or synthetic CIFAR-format data) with
 // Kestrel. The options and their machine-dependent defaults are layers/train_program.h; the
-// training loop is layers/trainer.h. Exit status: 0 done, 1 runtime error, 2 usage error.
+// training loop is layers/trainer.h. Exit status: 0 done, 1 runtime error, 2 usage error,
+// 128 + the signal's number when SIGINT or SIGTERM stopped the run (130, 143).
+//
+// SIGINT (Ctrl-C) or SIGTERM (what schedulers send before pre-empting a job) stops training at
+// the next step and writes the checkpoint when --checkpoint is set, so `--resume` continues with
+// nothing lost; a second signal ends the program at once. A signal that was ignored when the
+// program started (nohup) stays ignored.
 #include <CLI/CLI.hpp>
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -16,6 +25,32 @@
 #include "kestrel/layers/trainer.h"
 
 namespace {
+
+std::atomic<bool> g_stop{false};
+volatile std::sig_atomic_t g_signal = 0;
+static_assert(std::atomic<bool>::is_always_lock_free, "the stop flag is set from a signal handler");
+
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop.load()) {  // the second signal: default action now
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  g_signal = sig;
+  g_stop.store(true);
+}
+
+void install_stop_handlers() {
+  for (int sig : {SIGINT, SIGTERM}) {
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    ::sigaction(sig, &sa, nullptr);
+  }
+}
 
 void add_options(CLI::App& app, kestrel::TrainOptions& o) {
   app.add_option("--model", o.model, "resnet20|32|44|56|110 (any 6n+2), plain20 ..., seed-resnet-v2, wrn, wrn-D-K");
@@ -86,6 +121,7 @@ int main(int argc, char** argv) {
     if (opt->count() > 0)
       for (const std::string& name : opt->get_lnames()) o.given.insert(name);
 
+  install_stop_handlers();
   kestrel::TrainPlan plan;
   try {
     const std::string reason = kestrel::cuda_device_count() > 0 ? "" : kestrel::cuda_unavailable_reason();
@@ -102,6 +138,7 @@ int main(int argc, char** argv) {
     const kestrel::CifarDataset data = kestrel::load_plan_data(plan, std::cout);
     kestrel::TrainerConfig cfg = plan.trainer;
     cfg.progress_bar = ::isatty(::fileno(stdout)) != 0;
+    cfg.stop_request = &g_stop;
     std::printf("cifar10_train: %s v%d, %s %s, batch %lld, %d epochs on %s; data: %s\n", cfg.net.name.c_str(),
                 cfg.net.version, kestrel::dtype_name(cfg.dtype), kestrel::layout_name(cfg.layout),
                 static_cast<long long>(cfg.batch), cfg.epochs, ctx.description().c_str(), data.source.c_str());
@@ -110,6 +147,16 @@ int main(int argc, char** argv) {
     kestrel::Trainer trainer(cfg, data, ctx, std::cout, plan.resume.empty() ? nullptr : &checkpoint,
                              plan.resume);
     const kestrel::TrainResult r = trainer.train();
+    if (r.interrupted) {
+      const bool saved = !cfg.checkpoint_path.empty() && r.steps_done > r.first_step;
+      std::printf("cifar10_train: %s after step %lld: %s\n", g_signal == SIGTERM ? "SIGTERM" : "SIGINT",
+                  static_cast<long long>(r.steps_done),
+                  saved ? ("checkpoint written to " + cfg.checkpoint_path + "; continue with --resume " +
+                           cfg.checkpoint_path).c_str()
+                        : (cfg.checkpoint_path.empty() ? "no --checkpoint, progress not saved"
+                                                       : "no step since the last checkpoint"));
+      return 128 + g_signal;
+    }
     double acc = !r.epochs.empty() && r.epochs.back().step == r.steps_done ? r.epochs.back().test_accuracy : -1.0;
     if (acc < 0 && data.test.count > 0) acc = trainer.evaluate();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -261,3 +261,45 @@ TEST(TrainProgram, ATinyRunWritesLogAndCheckpointAndResumes) {
   EXPECT_EQ(lines, 6) << "start, step 1, epoch 1, step 3, (stop), resume, epoch 2";
 }
 
+
+TEST(TrainProgram, SigtermStopsAtTheNextStepWritesTheCheckpointAndExitsWith143) {
+  // What a scheduler does before pre-empting a job. The run is started in the background, the
+  // signal sent once it has printed a step, and the exit code taken from the shell's `wait`.
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
+  kestrel::testing::TempDir dir("train_sigterm");
+  const std::string run = "'" + std::string(KESTREL_CIFAR10_TRAIN) +
+                          "' --device cpu --train-images 640 --test-images 20 --batch 32 --epochs 50 "
+                          "--log-every 1 ";
+  auto signalled = [&](const std::string& args) {
+    const std::string cmd = "cd '" + dir.path().string() + "' && rm -f out.txt && (" + run + args +
+                            " > out.txt 2> err.txt & pid=$!; for i in $(seq 1 600); do grep -q ' step 2/' out.txt "
+                            "2>/dev/null && break; sleep 0.1; done; kill -TERM $pid; wait $pid; echo $? > code.txt)";
+    EXPECT_EQ(std::system(cmd.c_str()), 0);
+    auto slurp = [&](const char* name) {
+      std::ifstream in(dir / name);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      return ss.str();
+    };
+    return Ran{std::stoi(slurp("code.txt")), slurp("out.txt"), slurp("err.txt")};
+  };
+  const Ran r = signalled("--checkpoint ck.safetensors");
+  EXPECT_EQ(r.code, 143) << r.out << r.err;
+  EXPECT_NE(r.out.find("SIGTERM after step "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("checkpoint written to ck.safetensors; continue with --resume ck.safetensors"),
+            std::string::npos)
+      << r.out;
+  const SafetensorsFile ck = read_safetensors(dir / "ck.safetensors");
+  const std::int64_t step = std::stoll(checkpoint_metadata(ck, "step"));
+  EXPECT_GE(step, 2);
+  EXPECT_LT(step, 20) << "stopped within the first epoch, long before the end";
+  const Ran resumed = run_program("--device cpu --train-images 640 --test-images 20 --batch 32 --epochs 50 "
+                                  "--max-steps " + std::to_string(step + 1) + " --resume ck.safetensors",
+                                  dir);
+  EXPECT_EQ(resumed.code, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("stopped after " + std::to_string(step + 1) + " steps"), std::string::npos)
+      << resumed.out;
+  const Ran unsaved = signalled("");
+  EXPECT_EQ(unsaved.code, 143) << unsaved.out << unsaved.err;
+  EXPECT_NE(unsaved.out.find("no --checkpoint, progress not saved"), std::string::npos) << unsaved.out;
+}
