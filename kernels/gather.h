@@ -4,8 +4,9 @@
 // kernels/gather_math.h.
 //
 // indices: [n] int32 in device memory. An index outside [0, rows) cannot raise on the GPU: that
-// destination row is filled with 0xFF bytes (NaN in fp32, bf16 and fp16; -1 in int32), so the
-// loss turns NaN and the caller's non-finite check sees it. The CPU twin raises kestrel::Error
+// destination row is filled with 0xFF bytes (NaN in fp32, bf16 and fp16; -1 in int32, which the
+// loss kernels treat as a bad label; 255 in uint8, which is not detectable), so the loss turns
+// NaN and the caller's non-finite check sees it. The CPU twin raises kestrel::Error
 // naming the position instead. n, rows, row_bytes >= 0 and the pointers are checked here.
 // 16-byte copies when row_bytes and both pointers allow them, else 4-byte, else single bytes.
 #pragma once

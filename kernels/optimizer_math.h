@@ -130,9 +130,9 @@ KESTREL_HD void adamw_element(float& p, float g, float& m, float& v, bool decay,
   p = fmaf(s.neg_step_size, m / denom, p);
 }
 
-// min(1, max_norm / (sqrt(sum_squares) + 1e-6)) in fp32, as PyTorch computes it (its total
-// norm is a norm of per-tensor norms, so the two agree to rounding, not bit for bit); NaN stays
-// NaN.
+// min(1, max_norm / (sqrt(sum_squares) + 1e-6)) in fp32, one division. PyTorch's total norm
+// is a norm of per-tensor norms and its `max_norm / tensor` is a reciprocal times max_norm (two
+// roundings), so the two coefficients agree to rounding, not bit for bit. NaN stays NaN.
 KESTREL_HD float clip_coefficient(float sum_squares, float max_norm) {
   const float coef = max_norm / (sqrtf(sum_squares) + 1e-6f);
   return coef > 1.f ? 1.f : coef;
@@ -140,8 +140,8 @@ KESTREL_HD float clip_coefficient(float sum_squares, float max_norm) {
 
 // g * scale rounded on its own. On the device a plain product could be contracted with the
 // subtraction that follows it in torch_lerp into one FMA (nvcc contracts by default), and the
-// twins would then round differently; __fmul_rn is never contracted. The host build targets no
-// FMA instructions, so its product is never contracted either.
+// twins would then round differently; __fmul_rn is never contracted. The host build compiles the
+// library with -ffp-contract=off (CMakeLists.txt), so its product is never contracted either.
 KESTREL_HD float scale_grad(float g, float scale) {
 #ifdef __CUDA_ARCH__
   return __fmul_rn(g, scale);

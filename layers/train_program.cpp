@@ -98,6 +98,8 @@ TrainPlan plan_training(const TrainOptions& o, const std::string& cuda_reason, b
   t.label_smoothing = static_cast<float>(o.label_smoothing);
   check_finite("clip-grad-norm", o.clip_grad_norm, 0.0, false, 1e30, false);
   t.max_grad_norm = static_cast<float>(o.clip_grad_norm);
+  KESTREL_CHECK(o.clip_grad_norm == 0.0 || t.max_grad_norm > 0.f, "--clip-grad-norm ", o.clip_grad_norm,
+                " is too small for fp32 (it would round to 0, no clipping)");
 
   // Numerics and execution.
   try {

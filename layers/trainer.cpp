@@ -253,6 +253,21 @@ double Trainer::Impl::evaluate() {
   return static_cast<double>(correct) / static_cast<double>(n_test);
 }
 
+bool Trainer::Impl::stop_requested() const {
+  return cfg.stop_requested && cfg.stop_requested();
+}
+
+void Trainer::Impl::stop_at(int epoch, std::int64_t s, bool requested, TrainResult& r) {
+  read_back(epoch, s, r, true);
+  r.steps_done = step;
+  r.skipped_steps = skipped_total;
+  r.interrupted = requested;
+  if (!cfg.checkpoint_path.empty() && step > r.first_step) {
+    kestrel::save_checkpoint(*store, cfg.checkpoint_path, metadata());
+  }
+  say("stopped after step " + std::to_string(step) + (requested ? " (stop requested)" : " (--max-steps)"));
+}
+
 TrainResult Trainer::Impl::run() {
   TrainResult r;
   r.first_step = step;
@@ -260,16 +275,9 @@ TrainResult Trainer::Impl::run() {
     const std::int64_t begin = step - static_cast<std::int64_t>(epoch) * spe;
     start_epoch(epoch, begin);
     for (std::int64_t s = begin; s < spe; ++s) {
-      const bool requested = cfg.stop_request != nullptr && cfg.stop_request->load();
+      const bool requested = stop_requested();
       if (requested || (cfg.max_steps > 0 && step >= cfg.max_steps)) {
-        read_back(epoch, s, r, true);
-        r.steps_done = step;
-        r.skipped_steps = skipped_total;
-        r.interrupted = requested;
-        if (!cfg.checkpoint_path.empty() && step > r.first_step) {
-          kestrel::save_checkpoint(*store, cfg.checkpoint_path, metadata());
-        }
-        say("stopped after step " + std::to_string(step) + (requested ? " (stop requested)" : " (--max-steps)"));
+        stop_at(epoch, s, requested, r);
         return r;
       }
       run_step(epoch, s);
@@ -280,6 +288,10 @@ TrainResult Trainer::Impl::run() {
         read_back(epoch, s + 1, r, false);  // the epoch's running totals go into the checkpoint
         kestrel::save_checkpoint(*store, cfg.checkpoint_path, metadata());
       }
+    }
+    if (stop_requested() && step > r.first_step) {  // a request in the epoch's last step: no evaluation
+      stop_at(epoch, spe, true, r);
+      return r;
     }
     read_back(epoch, spe, r, false);
     r.epochs.push_back(finish_epoch(epoch));
@@ -347,6 +359,7 @@ Trainer::Trainer(const TrainerConfig& cfg, const CifarDataset& data, Context& ct
                     {"optimizer", optimizer_kind_name(cfg.optimizer)},
                     {"lr", json_float(cfg.schedule.base)},
                     {"schedule", schedule_kind_name(cfg.schedule.kind)},
+                    {"max_grad_norm", json_float(cfg.max_grad_norm)},
                     {"seed", m.cfg.seed},
                     {"train_images", m.n_train},
                     {"test_images", m.n_test},

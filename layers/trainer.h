@@ -27,7 +27,7 @@
 
 #include <cstdint>
 #include <iosfwd>
-#include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -80,11 +80,11 @@ struct TrainerConfig {
   std::int64_t checkpoint_every = 0;  // > 0: also written every this many steps (mid-epoch)
   std::string log_path;          // "": none; else JSON lines (appended to when resuming)
   bool progress_bar = false;     // true: one \r-updated line (terminals); false: plain lines
-  // Read before every step (may be null; not owned): once it holds true, train() stops there as
-  // it does at max_steps (the epoch's statistics read back, the checkpoint written when
-  // checkpoint_path is set) and returns with TrainResult::interrupted. Lock-free, so a signal
-  // handler may set it (cifar10_train does on SIGINT / SIGTERM).
-  const std::atomic<bool>* stop_request = nullptr;
+  // Asked before every step and after an epoch's last step (before its evaluation); when it
+  // returns true, train() stops there as it does at max_steps (the interval read back, the
+  // checkpoint written when checkpoint_path is set) and returns with TrainResult::interrupted.
+  // cifar10_train's reads a flag its SIGINT / SIGTERM handler sets; a time budget works too.
+  std::function<bool()> stop_requested;
 };
 
 // Raises kestrel::Error naming the field for an invalid configuration.
@@ -108,7 +108,7 @@ struct TrainResult {
   std::int64_t skipped_steps = 0;
   std::vector<EpochResult> epochs;
   bool finished = false;         // all epochs done (false: stopped at max_steps or on request)
-  bool interrupted = false;      // stopped by TrainerConfig::stop_request
+  bool interrupted = false;      // stopped by TrainerConfig::stop_requested
 };
 
 class Trainer {

@@ -3,10 +3,11 @@
 // training loop is layers/trainer.h. Exit status: 0 done, 1 runtime error, 2 usage error,
 // 128 + the signal's number when SIGINT or SIGTERM stopped the run (130, 143).
 //
-// SIGINT (Ctrl-C) or SIGTERM (what schedulers send before pre-empting a job) stops training at
-// the next step and writes the checkpoint when --checkpoint is set, so `--resume` continues with
-// nothing lost; a second signal ends the program at once. A signal that was ignored when the
-// program started (nohup) stays ignored.
+// Once training has started, SIGINT (Ctrl-C) or SIGTERM (what schedulers send before pre-empting
+// a job) stops it at the next step (before an epoch's evaluation) and writes the checkpoint when
+// --checkpoint is set, so `--resume` continues with nothing lost; a second signal ends the program
+// at once, as either does while the data loads and the networks are built. A signal that was
+// ignored when the program started (nohup) stays ignored.
 #include <CLI/CLI.hpp>
 #include <signal.h>
 #include <unistd.h>
@@ -38,6 +39,8 @@ extern "C" void on_stop_signal(int sig) {
   }
   g_signal = sig;
   g_stop.store(true);
+  static const char kSay[] = "\ncifar10_train: stopping after this step (again to abort now)\n";
+  (void)!::write(STDERR_FILENO, kSay, sizeof kSay - 1);  // write(2) is async-signal-safe
 }
 
 void install_stop_handlers() {
@@ -121,7 +124,6 @@ int main(int argc, char** argv) {
     if (opt->count() > 0)
       for (const std::string& name : opt->get_lnames()) o.given.insert(name);
 
-  install_stop_handlers();
   kestrel::TrainPlan plan;
   try {
     const std::string reason = kestrel::cuda_device_count() > 0 ? "" : kestrel::cuda_unavailable_reason();
@@ -138,7 +140,7 @@ int main(int argc, char** argv) {
     const kestrel::CifarDataset data = kestrel::load_plan_data(plan, std::cout);
     kestrel::TrainerConfig cfg = plan.trainer;
     cfg.progress_bar = ::isatty(::fileno(stdout)) != 0;
-    cfg.stop_request = &g_stop;
+    cfg.stop_requested = [] { return g_stop.load(); };
     std::printf("cifar10_train: %s v%d, %s %s, batch %lld, %d epochs on %s; data: %s\n", cfg.net.name.c_str(),
                 cfg.net.version, kestrel::dtype_name(cfg.dtype), kestrel::layout_name(cfg.layout),
                 static_cast<long long>(cfg.batch), cfg.epochs, ctx.description().c_str(), data.source.c_str());
@@ -146,6 +148,7 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     kestrel::Trainer trainer(cfg, data, ctx, std::cout, plan.resume.empty() ? nullptr : &checkpoint,
                              plan.resume);
+    install_stop_handlers();  // from here on a signal stops at a step; before, it ends the program
     const kestrel::TrainResult r = trainer.train();
     if (r.interrupted) {
       const bool saved = !cfg.checkpoint_path.empty() && r.steps_done > r.first_step;

@@ -1,5 +1,6 @@
 // CPU twin of kernels/gather.h: same arguments, no stream; indices in host memory. Raises
-// kestrel::Error for an index outside [0, rows), naming its position, before writing anything.
+// kestrel::Error for an index outside [0, rows), naming its position, before writing anything
+// (so it copies whole rows; the GPU's word walk, gather_math.h, is tested on the CPU directly).
 #pragma once
 
 #include <cstdint>

@@ -153,14 +153,17 @@ void feed_batch(Executor& ex, const DeviceImages& src, const Tensor& order, std:
                 const std::string& x_name, const std::string& y_name) {
   Tensor x = ex.input(x_name), y = ex.input(y_name);
   const std::int64_t batch = y.numel();
-  KESTREL_CHECK(x.dtype() == src.x.dtype() && x.layout() == src.x.layout() && x.shape().rank() == 4 &&
-                    x.shape()[0] == batch && x.numel() / batch == src.x.numel() / src.count &&
-                    y.dtype() == DType::kInt32,
-                "feed_batch: input '", x_name, "' ", x.to_string(), " does not take images of ", src.x.to_string());
-  KESTREL_CHECK(order.dtype() == DType::kInt32 && order.device() == src.x.device() && first >= 0 &&
-                    first + batch <= order.numel(),
-                "feed_batch: order ", order.to_string(), " has no positions ", first, "..", first + batch - 1);
   Context& ctx = ex.store().context();
+  const Shape& xs = x.shape();
+  const Shape& is = src.x.shape();
+  KESTREL_CHECK(x.dtype() == src.x.dtype() && x.layout() == src.x.layout() && xs.rank() == 4 && xs[0] == batch &&
+                    xs[1] == is[1] && xs[2] == is[2] && xs[3] == is[3] && y.dtype() == DType::kInt32,
+                "feed_batch: input '", x_name, "' ", x.to_string(), " does not take images of ", src.x.to_string());
+  KESTREL_CHECK(src.x.device() == ctx.device() && order.device() == ctx.device(), "feed_batch: images on ",
+                src.x.device().to_string(), " and order on ", order.device().to_string(), " for an executor on ",
+                ctx.device().to_string());
+  KESTREL_CHECK(order.dtype() == DType::kInt32 && first >= 0 && first + batch <= order.numel(),
+                "feed_batch: order ", order.to_string(), " has no positions ", first, "..", first + batch - 1);
   const std::int32_t* idx = order.data_as<std::int32_t>() + first;
   const std::int64_t image_bytes = static_cast<std::int64_t>(src.x.nbytes()) / src.count;
   DeviceGuard guard(ctx.device());  // launches on the context's device

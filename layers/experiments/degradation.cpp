@@ -186,6 +186,9 @@ DegradationResult run_degradation(const DegradationConfig& c, Context& ctx, std:
 LineChart degradation_chart(const DegradationResult& r, bool test_error) {
   LineChart ch;
   ch.title = test_error ? "Test error: plain vs residual networks" : "Training loss: plain vs residual networks";
+  // He et al. trained in fp32; a chart made otherwise says so.
+  if (r.config.dtype != DType::kFloat32 || r.config.layout != Layout::kNCHW)
+    ch.title += std::string(" (") + dtype_name(r.config.dtype) + " " + layout_name(r.config.layout) + ")";
   ch.x_label = "training step";
   ch.y_label = test_error ? "test error" : "training loss (mean since the previous point)";
   for (std::size_t i = 0; i < r.curves.size(); ++i) {
@@ -208,12 +211,12 @@ std::vector<std::string> write_degradation_report(const DegradationResult& r, co
                                     dir + "/degradation.csv"};
   write_svg(degradation_chart(r, false), paths[0]);
   write_svg(degradation_chart(r, true), paths[1]);
-  CsvTable t({"model", "depth", "residual", "version", "step", "train_loss", "test_error"});
+  CsvTable t({"model", "depth", "residual", "version", "dtype", "layout", "step", "train_loss", "test_error"});
   for (const DegradationCurve& c : r.curves)
     for (std::size_t k = 0; k < c.steps.size(); ++k)
       t.add_row({c.model.name, std::to_string(c.model.depth), c.model.residual ? "1" : "0",
-                 std::to_string(c.model.version), std::to_string(c.steps[k]), CsvTable::cell(c.train_loss[k]),
-                 CsvTable::cell(c.test_error[k])});
+                 std::to_string(c.model.version), dtype_name(r.config.dtype), layout_name(r.config.layout),
+                 std::to_string(c.steps[k]), CsvTable::cell(c.train_loss[k]), CsvTable::cell(c.test_error[k])});
   t.write(paths[2]);
   return paths;
 }

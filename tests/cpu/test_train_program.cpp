@@ -173,6 +173,7 @@ TEST(TrainProgram, InvalidValuesNameTheOption) {
   bad([](TrainOptions& o) { o.label_smoothing = 1.0; }, "--label-smoothing must be in [0, 1)");
   bad([](TrainOptions& o) { o.clip_grad_norm = -1.0; }, "--clip-grad-norm must be in [0, ");
   bad([](TrainOptions& o) { o.clip_grad_norm = INFINITY; }, "--clip-grad-norm must be in [0, ");
+  bad([](TrainOptions& o) { o.clip_grad_norm = 1e-50; }, "is too small for fp32");
   bad([](TrainOptions& o) { o.warmup_epochs = 500; }, "--warmup-epochs must be in [0, 160]");
   bad([](TrainOptions& o) { o.log_every = 0; }, "--log-every must be >= 1");
   bad([](TrainOptions& o) { o.data = "synthetic", o.download = true; }, "--download fetches CIFAR-10");
@@ -267,13 +268,16 @@ TEST(TrainProgram, SigtermStopsAtTheNextStepWritesTheCheckpointAndExitsWith143) 
   // signal sent once it has printed a step, and the exit code taken from the shell's `wait`.
   KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
   kestrel::testing::TempDir dir("train_sigterm");
-  const std::string run = "'" + std::string(KESTREL_CIFAR10_TRAIN) +
-                          "' --device cpu --train-images 640 --test-images 20 --batch 32 --epochs 50 "
-                          "--log-every 1 ";
+  // 200 steps an epoch: the signal lands long before the first epoch ends, however fast the host.
+  const std::string data = "--device cpu --train-images 6400 --test-images 20 --batch 32 --epochs 50 ";
+  const std::string run = "'" + std::string(KESTREL_CIFAR10_TRAIN) + "' " + data + "--log-every 1 ";
   auto signalled = [&](const std::string& args) {
-    const std::string cmd = "cd '" + dir.path().string() + "' && rm -f out.txt && (" + run + args +
-                            " > out.txt 2> err.txt & pid=$!; for i in $(seq 1 600); do grep -q ' step 2/' out.txt "
-                            "2>/dev/null && break; sleep 0.1; done; kill -TERM $pid; wait $pid; echo $? > code.txt)";
+    // code.txt gets "timeout" when no step was printed within 120 s (then no signal is sent).
+    const std::string cmd = "cd '" + dir.path().string() + "' && rm -f out.txt code.txt && (" + run + args +
+                            " > out.txt 2> err.txt & pid=$!; seen=0; for i in $(seq 1 1200); do grep -q ' step 2/' "
+                            "out.txt 2>/dev/null && { seen=1; break; }; sleep 0.1; done; if [ $seen = 1 ]; then "
+                            "kill -TERM $pid; wait $pid; echo $? > code.txt; else kill -KILL $pid; wait $pid; "
+                            "echo timeout > code.txt; fi)";
     EXPECT_EQ(std::system(cmd.c_str()), 0);
     auto slurp = [&](const char* name) {
       std::ifstream in(dir / name);
@@ -281,21 +285,22 @@ TEST(TrainProgram, SigtermStopsAtTheNextStepWritesTheCheckpointAndExitsWith143) 
       ss << in.rdbuf();
       return ss.str();
     };
-    return Ran{std::stoi(slurp("code.txt")), slurp("out.txt"), slurp("err.txt")};
+    const std::string code = slurp("code.txt");
+    EXPECT_NE(code, "timeout\n") << "no step printed within 120 s:\n" << slurp("out.txt") << slurp("err.txt");
+    return Ran{code == "timeout\n" ? -1 : std::stoi(code), slurp("out.txt"), slurp("err.txt")};
   };
   const Ran r = signalled("--checkpoint ck.safetensors");
   EXPECT_EQ(r.code, 143) << r.out << r.err;
   EXPECT_NE(r.out.find("SIGTERM after step "), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("stopping after this step"), std::string::npos) << r.err;
   EXPECT_NE(r.out.find("checkpoint written to ck.safetensors; continue with --resume ck.safetensors"),
             std::string::npos)
       << r.out;
   const SafetensorsFile ck = read_safetensors(dir / "ck.safetensors");
   const std::int64_t step = std::stoll(checkpoint_metadata(ck, "step"));
   EXPECT_GE(step, 2);
-  EXPECT_LT(step, 20) << "stopped within the first epoch, long before the end";
-  const Ran resumed = run_program("--device cpu --train-images 640 --test-images 20 --batch 32 --epochs 50 "
-                                  "--max-steps " + std::to_string(step + 1) + " --resume ck.safetensors",
-                                  dir);
+  EXPECT_LT(step, 200) << "stopped within the first epoch";
+  const Ran resumed = run_program(data + "--max-steps " + std::to_string(step + 1) + " --resume ck.safetensors", dir);
   EXPECT_EQ(resumed.code, 0) << resumed.err;
   EXPECT_NE(resumed.out.find("stopped after " + std::to_string(step + 1) + " steps"), std::string::npos)
       << resumed.out;

@@ -302,6 +302,7 @@ TEST(Trainer, JsonLogHasTheDocumentedFields) {
   ASSERT_EQ(lines.size(), 1u + 2u + 1u);  // start, steps 4 and 8, the epoch
   EXPECT_EQ(lines[0]["event"], "start");
   EXPECT_EQ(lines[0]["model"], "resnet8-w4");
+  EXPECT_EQ(lines[0]["max_grad_norm"], 0.0) << "no clipping";
   EXPECT_EQ(lines[0]["steps_per_epoch"], 10);
   for (const auto& j : lines) EXPECT_EQ(j["device"], "cpu");
   EXPECT_EQ(lines[1]["event"], "step");

@@ -1,10 +1,12 @@
-// A stop request (TrainerConfig::stop_request, what cifar10_train's SIGINT / SIGTERM handler
-// sets) ends train() at the next step with the checkpoint written, and resuming from it
-// reproduces the uninterrupted run bit for bit. The request is made from the progress output:
-// the trainer flushes each line, so the stop lands at a known step.
+// A stop request (TrainerConfig::stop_requested, what cifar10_train's SIGINT / SIGTERM handler
+// answers) ends train() at a step boundary with the checkpoint written, and resuming from it
+// reproduces the uninterrupted run bit for bit: mid-epoch, and after an epoch's last step (where
+// the epoch's evaluation is skipped). The request comes on a chosen call, so it lands at a known
+// step.
 #include <gtest/gtest.h>
 
-#include <atomic>
+#include <functional>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -23,24 +25,14 @@ const CifarDataset& data() {
   return d;
 }
 
-// Sets `stop` as soon as the text written so far contains `trigger` (checked on each flush).
-class StopWhenPrinted : public std::stringbuf {
- public:
-  StopWhenPrinted(std::atomic<bool>& stop, std::string trigger) : stop_(stop), trigger_(std::move(trigger)) {}
-
- protected:
-  int sync() override {
-    if (str().find(trigger_) != std::string::npos) stop_.store(true);
-    return 0;
-  }
-
- private:
-  std::atomic<bool>& stop_;
-  std::string trigger_;
-};
+// A request that answers true on its n-th call (1-based) and after.
+std::function<bool()> true_on_call(int n) {
+  auto calls = std::make_shared<int>(0);
+  return [calls, n] { return ++*calls >= n; };
+}
 }  // namespace
 
-TEST(TrainerStop, AStopRequestEndsTheRunAtTheNextStepWithACheckpointThatResumesExactly) {
+TEST(TrainerStop, AStopRequestEndsTheRunWithACheckpointThatResumesExactly) {
   TrainerConfig c = kestrel::testing::tiny_trainer_config(4, 16, 3);
   c.seed = 5;
   TrainResult whole;
@@ -52,45 +44,56 @@ TEST(TrainerStop, AStopRequestEndsTheRunAtTheNextStepWithACheckpointThatResumesE
   }
   ASSERT_EQ(whole.losses.size(), 20u);
   ASSERT_FALSE(whole.interrupted);
+  // Calls: before each of the 10 steps of epoch 1, after its last step, then before each step of
+  // epoch 2. Call 15 comes before global step 14 (13 done); call 11 after epoch 1's last step.
+  struct Case {
+    int call;
+    std::int64_t steps;
+    std::size_t epochs_done;
+    const char* what;
+  };
+  for (const Case& k : {Case{15, 13, 1, "mid-epoch"}, Case{11, 10, 0, "after an epoch's last step"}}) {
+    SCOPED_TRACE(k.what);
+    kestrel::testing::TempDir dir("trainer_stop");
+    TrainerConfig stopping = c;
+    stopping.checkpoint_path = dir / "ck.safetensors";
+    stopping.stop_requested = true_on_call(k.call);
+    TrainResult first;
+    {
+      Context ctx;
+      std::ostringstream out;
+      Trainer t(stopping, data(), ctx, out);
+      first = t.train();
+      EXPECT_NE(out.str().find("stopped after step " + std::to_string(k.steps) + " (stop requested)"),
+                std::string::npos)
+          << out.str();
+    }
+    EXPECT_TRUE(first.interrupted);
+    EXPECT_FALSE(first.finished);
+    EXPECT_EQ(first.steps_done, k.steps);
+    EXPECT_EQ(first.epochs.size(), k.epochs_done) << "an epoch that a stop ends is not evaluated";
+    const SafetensorsFile ck = read_safetensors(dir / "ck.safetensors");
+    EXPECT_EQ(checkpoint_metadata(ck, "step"), std::to_string(k.steps));
 
-  kestrel::testing::TempDir dir("trainer_stop");
-  std::atomic<bool> stop{false};
-  TrainerConfig stopping = c;
-  stopping.checkpoint_path = dir / "ck.safetensors";
-  stopping.stop_request = &stop;
-  TrainResult first;
-  {
     Context ctx;
-    StopWhenPrinted buf(stop, "epoch 2/2 step 3/10");  // printed after global step 13
-    std::ostream out(&buf);
-    Trainer t(stopping, data(), ctx, out);
-    first = t.train();
-    EXPECT_NE(buf.str().find("stopped after step 13 (stop requested)"), std::string::npos) << buf.str();
+    std::ostringstream out;
+    Trainer t(c, data(), ctx, out, &ck, "ck.safetensors");
+    const TrainResult second = t.train();
+    EXPECT_TRUE(second.finished);
+    EXPECT_FALSE(second.interrupted);
+    std::vector<float> joined = first.losses;
+    joined.insert(joined.end(), second.losses.begin(), second.losses.end());
+    EXPECT_TRUE(kestrel::testing::bit_equal(joined, whole.losses));
+    EXPECT_EQ(second.epochs.back().train_loss, whole.epochs.back().train_loss);
+    EXPECT_EQ(second.epochs.back().test_accuracy, whole.epochs.back().test_accuracy);
   }
-  EXPECT_TRUE(first.interrupted);
-  EXPECT_FALSE(first.finished);
-  EXPECT_EQ(first.steps_done, 13);
-  const SafetensorsFile ck = read_safetensors(dir / "ck.safetensors");
-  EXPECT_EQ(checkpoint_metadata(ck, "step"), "13");
-
-  Context ctx;
-  std::ostringstream out;
-  Trainer t(c, data(), ctx, out, &ck, "ck.safetensors");
-  const TrainResult second = t.train();
-  EXPECT_TRUE(second.finished);
-  EXPECT_FALSE(second.interrupted);
-  std::vector<float> joined = first.losses;
-  joined.insert(joined.end(), second.losses.begin(), second.losses.end());
-  EXPECT_TRUE(kestrel::testing::bit_equal(joined, whole.losses));
-  EXPECT_EQ(second.epochs.back().train_loss, whole.epochs.back().train_loss) << "the epoch's statistics continue";
 }
 
 TEST(TrainerStop, ARequestBeforeTheFirstStepRunsNothingAndWritesNothing) {
   kestrel::testing::TempDir dir("trainer_stop_early");
-  std::atomic<bool> stop{true};
   TrainerConfig c = kestrel::testing::tiny_trainer_config(4, 16, 3);
   c.checkpoint_path = dir / "ck.safetensors";
-  c.stop_request = &stop;
+  c.stop_requested = [] { return true; };
   Context ctx;
   std::ostringstream out;
   Trainer t(c, data(), ctx, out);
