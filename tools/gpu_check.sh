@@ -28,7 +28,7 @@
 #   --no-tests and --no-bench skip those stages, for a call that only runs experiments.
 #   A call that runs every stage writes 9 files: leave out one (--no-sanitizer or no --train).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
 quick=0; pytorch=1; sanitizer=1; train_epochs=0; train_model=resnet20; build=1; resnet_quick=0
@@ -202,7 +202,7 @@ if [ -n "$experiments" ]; then
     esac
     len=(); [ "$e" = degradation ] && [ "$experiment_steps" -gt 0 ] && len=(--steps "$experiment_steps")
     num=(); [ "$e" = degradation ] && [ "$experiment_fp32" -eq 0 ] && num=(--dtype bf16 --layout nhwc)
-    cmd=(build-gpu/bin/seed_$e --device cuda --out "$exp_dir/$e" "${data_args[@]}" "${len[@]}" "${num[@]}")
+    cmd=("build-gpu/bin/seed_$e" --device cuda --out "$exp_dir/$e" "${data_args[@]}" "${len[@]}" "${num[@]}")
     echo "=== ${cmd[*]}" >> "$log"
     e0=$(date +%s)
     timeout 540 "${cmd[@]}" >> "$log" 2>&1
