@@ -3,7 +3,7 @@
 // Compile (constructor): copies the graph; fuses BN+ReLU and BN+Add+ReLU (optional); in
 // training mode appends the backward graph (autodiff, summed fan-out gradients; gradients with
 // respect to named inputs on request) and a fused optimizer update over the parameter store's
-// flat buffers; rebuilds BN+ReLU outputs in backward instead of keeping them (recompute_bn_relu,
+// flat buffers (optionally clipped by the gradients' global L2 norm, reduced on the device); rebuilds BN+ReLU outputs in backward instead of keeping them (recompute_bn_relu,
 // on by default; core/recompute.h); re-checks every node's types;
 // binds parameters, states, their gradients and the inputs to persistent memory; plans every
 // other value into one arena by liveness (values alive at the same time never share bytes);
@@ -91,7 +91,8 @@ class Executor {
   void bind_input(const std::string& name, const Tensor& src);
   // A value marked with Graph::mark_output, or "loss"; valid after run() until the next run().
   Tensor output(const std::string& name) const;
-  // d loss / d parameter (a view into the store's gradient buffer); training only.
+  // d loss / d parameter (a view into the store's gradient buffer; unclipped: max_grad_norm
+  // scales gradients inside the update, not in this buffer); training only.
   Tensor gradient(const std::string& param_name) const;
   // d loss / d input for an input named in CompileOptions::input_gradients; valid after run()
   // until the next run().
