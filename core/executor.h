@@ -3,8 +3,9 @@
 // Compile (constructor): copies the graph; fuses BN+ReLU and BN+Add+ReLU (optional); in
 // training mode appends the backward graph (autodiff, summed fan-out gradients; gradients with
 // respect to named inputs on request) and a fused optimizer update over the parameter store's
-// flat buffers (optionally clipped by the gradients' global L2 norm, reduced on the device); rebuilds BN+ReLU outputs in backward instead of keeping them (recompute_bn_relu,
-// on by default; core/recompute.h); re-checks every node's types;
+// flat buffers (optionally clipped by the gradients' global L2 norm, reduced on the device);
+// rebuilds BN+ReLU outputs in backward instead of keeping them (recompute_bn_relu, on by
+// default; core/recompute.h); re-checks every node's types;
 // binds parameters, states, their gradients and the inputs to persistent memory; plans every
 // other value into one arena by liveness (values alive at the same time never share bytes);
 // plans each node's scratch workspace into the same arena, alive during that node only (or, when
