@@ -19,7 +19,12 @@ int main(int argc, char** argv) {
                              if (o.length > 0) cfg.steps = o.length;
                              cfg.dtype = kestrel::parse_dtype(o.dtype);
                              cfg.layout = o.layout == "nhwc" ? kestrel::Layout::kNHWC : kestrel::Layout::kNCHW;
-                             const auto r = kestrel::experiments::run_degradation(cfg, ctx, &std::cout);
+                             // The report is rewritten after each network, so a run stopped early
+                             // (a GPU call's time limit) keeps the curves it finished.
+                             const auto r = kestrel::experiments::run_degradation(
+                                 cfg, ctx, &std::cout, [&](const kestrel::experiments::DegradationResult& so_far) {
+                                   kestrel::experiments::write_degradation_report(so_far, o.out);
+                                 });
                              return kestrel::experiments::write_degradation_report(r, o.out);
                            },
                            /*image_options=*/true);

@@ -24,7 +24,8 @@
 #   experiments.tar.gz (one file: the device tool returns at most 8); --experiment-steps=N
 #   shortens seed_degradation to N steps a network (its full mode: 20000, several minutes a
 #   network); seed_degradation computes in bf16 NHWC here (half the device time of fp32; the
-#   claim is about optimisation, not precision), --experiment-fp32 keeps He et al.'s fp32 NCHW.
+#   claim is about optimisation, not precision), --experiment-fp32 keeps He et al.'s fp32 NCHW;
+#   it rewrites its charts after each network, so a run cut off at the time limit keeps those done.
 #   --no-tests and --no-bench skip those stages, for a call that only runs experiments.
 #   A call that runs every stage writes 9 files: leave out one (--no-sanitizer or no --train).
 set -uo pipefail

@@ -162,7 +162,8 @@ const DegradationCurve& DegradationResult::curve(const std::string& name) const 
   KESTREL_FAIL("no degradation curve for model '", name, "'");
 }
 
-DegradationResult run_degradation(const DegradationConfig& c, Context& ctx, std::ostream* log) {
+DegradationResult run_degradation(const DegradationConfig& c, Context& ctx, std::ostream* log,
+                                  const std::function<void(const DegradationResult&)>& after_each) {
   KESTREL_CHECK(!c.models.empty() && c.steps > 0 && c.eval_every > 0 && c.batch > 0 && !c.widths.empty(),
                 "degradation experiment: needs models, steps, eval_every, batch and widths");
   KESTREL_CHECK(c.dtype == DType::kFloat32 || c.dtype == DType::kBFloat16,
@@ -179,7 +180,10 @@ DegradationResult run_degradation(const DegradationConfig& c, Context& ctx, std:
                     layout_name(c.layout));
   const DeviceData on_device{upload_images(data.train, c.dtype, c.layout, ctx),
                              upload_images(data.test, c.dtype, c.layout, ctx), data.train.side};
-  for (const DegradationModel& m : c.models) res.curves.push_back(train_model(c, m, on_device, ctx, log));
+  for (const DegradationModel& m : c.models) {
+    res.curves.push_back(train_model(c, m, on_device, ctx, log));
+    if (after_each) after_each(res);
+  }
   return res;
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -67,7 +68,10 @@ struct DegradationResult {
   const DegradationCurve& curve(const std::string& name) const;  // raises when missing
 };
 
-DegradationResult run_degradation(const DegradationConfig& cfg, Context& ctx, std::ostream* log);
+// `after_each` (may be empty) sees the result so far after every model, e.g. to write the report
+// as it grows, so that a run cut short (a device call's time limit) keeps the finished curves.
+DegradationResult run_degradation(const DegradationConfig& cfg, Context& ctx, std::ostream* log,
+                                  const std::function<void(const DegradationResult&)>& after_each = {});
 
 // degradation_train_loss.svg, degradation_test_error.svg, degradation.csv in `dir`.
 LineChart degradation_chart(const DegradationResult& r, bool test_error);

@@ -139,7 +139,10 @@ TEST(SeedDropout, QuickRunShowsDropoutNarrowsTheGapAndWeightScalingApproximatesT
 TEST(SeedDegradation, QuickRunShowsTheDeeperPlainNetTrainsWorseButNotTheResidualOne) {
   Context ctx;
   const DegradationConfig cfg = DegradationConfig::quick();
-  const DegradationResult r = run_degradation(cfg, ctx, nullptr);
+  std::vector<std::size_t> seen;  // curves in the result after each model
+  const DegradationResult r =
+      run_degradation(cfg, ctx, nullptr, [&](const DegradationResult& so_far) { seen.push_back(so_far.curves.size()); });
+  EXPECT_EQ(seen, (std::vector<std::size_t>{1, 2, 3, 4, 5}));
   ASSERT_EQ(r.curves.size(), 5u);
   const DegradationCurve &plain_s = r.curve("plain-8"), &plain_d = r.curve("plain-20");
   const DegradationCurve &res_s = r.curve("resnet-8"), &res_d = r.curve("resnet-20"), &v2 = r.curve("resnet-20 v2");
