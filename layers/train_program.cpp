@@ -124,6 +124,8 @@ TrainPlan plan_training(const TrainOptions& o, const std::string& cuda_reason, b
   KESTREL_CHECK(o.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got ", o.checkpoint_every);
   KESTREL_CHECK(o.checkpoint_every == 0 || !o.checkpoint.empty(), "--checkpoint-every needs --checkpoint FILE");
   t.checkpoint_every = o.checkpoint_every;
+  check_finite("time-limit", o.time_limit, 0.0, false, 1e7, false);
+  plan.time_limit_s = o.time_limit * 60.0;
   KESTREL_CHECK(o.log_every >= 1, "--log-every must be >= 1, got ", o.log_every);
   t.log_every = o.log_every;
   t.seed = o.seed;

@@ -65,6 +65,7 @@ struct TrainOptions {
   bool no_decay_bn_bias = false;
   double label_smoothing = 0.0;
   double clip_grad_norm = 0.0;    // > 0: clip gradients to this global L2 norm before each update
+  double time_limit = 0.0;        // minutes of training (from its first step); 0: none
   std::string nonfinite = "stop";  // stop, skip
   std::int64_t max_steps = 0;
   std::int64_t checkpoint_every = 0;
@@ -90,6 +91,7 @@ struct TrainPlan {
   bool download = false;
   std::string resume;              // checkpoint to resume from ("" = none)
   bool small_cpu_config = false;
+  double time_limit_s = 0.0;       // > 0: stop at the first step boundary after this many seconds
   std::vector<std::string> notes;  // what was decided and why, printed before training
 };
 

@@ -1,7 +1,8 @@
 // cifar10_train: trains a CIFAR ResNet on CIFAR-10 (or synthetic CIFAR-format data) with
 // Kestrel. The options and their machine-dependent defaults are layers/train_program.h; the
-// training loop is layers/trainer.h. Exit status: 0 done, 1 runtime error, 2 usage error,
-// 128 + the signal's number when SIGINT or SIGTERM stopped the run (130, 143).
+// training loop is layers/trainer.h. Exit status: 0 done (also when --max-steps or --time-limit
+// ended it), 1 runtime error, 2 usage error, 128 + the signal's number when SIGINT or SIGTERM
+// stopped the run (130, 143).
 //
 // Once training has started, SIGINT (Ctrl-C) or SIGTERM (what schedulers send before pre-empting
 // a job) stops it at the next step (before an epoch's evaluation) and writes the checkpoint when
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <optional>
 #include <exception>
 #include <iostream>
 
@@ -91,6 +93,8 @@ void add_options(CLI::App& app, kestrel::TrainOptions& o) {
   app.add_option("--seed", o.seed, "seed of initialisation, shuffling, augmentation and dropout");
   app.add_option("--nonfinite", o.nonfinite, "on a NaN/Inf loss: stop (with the step) or skip the update");
   app.add_option("--max-steps", o.max_steps, "stop (and checkpoint) after this many steps in all");
+  app.add_option("--time-limit", o.time_limit,
+                 "stop (and checkpoint) at the first step after this many minutes of training (0: none)");
   app.add_option("--checkpoint-every", o.checkpoint_every,
                  "also write the checkpoint every N steps (0: after each epoch only)");
   app.add_option("--cuda-graph", o.cuda_graph, "replay each training step as a CUDA Graph: on or off");
@@ -140,7 +144,18 @@ int main(int argc, char** argv) {
     const kestrel::CifarDataset data = kestrel::load_plan_data(plan, std::cout);
     kestrel::TrainerConfig cfg = plan.trainer;
     cfg.progress_bar = ::isatty(::fileno(stdout)) != 0;
-    cfg.stop_requested = [] { return g_stop.load(); };
+    // A signal, or the time limit (counted from the first step: data loading and set-up excluded).
+    std::optional<std::chrono::steady_clock::time_point> started;
+    const double limit_s = plan.time_limit_s;
+    bool out_of_time = false;
+    cfg.stop_requested = [&] {
+      if (g_stop.load()) return true;
+      if (limit_s <= 0.0) return false;
+      const auto now = std::chrono::steady_clock::now();
+      if (!started) started = now;
+      out_of_time = std::chrono::duration<double>(now - *started).count() >= limit_s;
+      return out_of_time;
+    };
     std::printf("cifar10_train: %s v%d, %s %s, batch %lld, %d epochs on %s; data: %s\n", cfg.net.name.c_str(),
                 cfg.net.version, kestrel::dtype_name(cfg.dtype), kestrel::layout_name(cfg.layout),
                 static_cast<long long>(cfg.batch), cfg.epochs, ctx.description().c_str(), data.source.c_str());
@@ -152,13 +167,15 @@ int main(int argc, char** argv) {
     const kestrel::TrainResult r = trainer.train();
     if (r.interrupted) {
       const bool saved = !cfg.checkpoint_path.empty() && r.steps_done > r.first_step;
-      std::printf("cifar10_train: %s after step %lld: %s\n", g_signal == SIGTERM ? "SIGTERM" : "SIGINT",
+      const bool by_signal = g_stop.load() && !out_of_time;
+      std::printf("cifar10_train: %s after step %lld: %s\n",
+                  by_signal ? (g_signal == SIGTERM ? "SIGTERM" : "SIGINT") : "time limit reached",
                   static_cast<long long>(r.steps_done),
                   saved ? ("checkpoint written to " + cfg.checkpoint_path + "; continue with --resume " +
                            cfg.checkpoint_path).c_str()
                         : (cfg.checkpoint_path.empty() ? "no --checkpoint, progress not saved"
                                                        : "no step since the last checkpoint"));
-      return 128 + g_signal;
+      if (by_signal) return 128 + g_signal;
     }
     double acc = !r.epochs.empty() && r.epochs.back().step == r.steps_done ? r.epochs.back().test_accuracy : -1.0;
     if (acc < 0 && data.test.count > 0) acc = trainer.evaluate();

@@ -117,6 +117,7 @@ TEST(TrainProgram, OptionsMapOntoTheTrainerConfig) {
   o.data = "synthetic";
   o.flip = "on";
   o.clip_grad_norm = 2.5;
+  o.time_limit = 1.5;
   const TrainPlan p = plan_training(o, "", false);
   const TrainerConfig& t = p.trainer;
   EXPECT_EQ(t.net.widths, (std::vector<std::int64_t>{32, 64, 128}));
@@ -134,6 +135,7 @@ TEST(TrainProgram, OptionsMapOntoTheTrainerConfig) {
   EXPECT_DOUBLE_EQ(t.warmup_epochs, 2.0);
   EXPECT_TRUE(t.random_flip);
   EXPECT_FLOAT_EQ(t.max_grad_norm, 2.5f);
+  EXPECT_DOUBLE_EQ(p.time_limit_s, 90.0);
   EXPECT_FLOAT_EQ(plan_training(TrainOptions{}, "", false).trainer.max_grad_norm, 0.f) << "off by default";
   EXPECT_TRUE(any_note_contains(p, "--data synthetic: training on synthetic"));
   TrainOptions a;
@@ -174,6 +176,7 @@ TEST(TrainProgram, InvalidValuesNameTheOption) {
   bad([](TrainOptions& o) { o.clip_grad_norm = -1.0; }, "--clip-grad-norm must be in [0, ");
   bad([](TrainOptions& o) { o.clip_grad_norm = INFINITY; }, "--clip-grad-norm must be in [0, ");
   bad([](TrainOptions& o) { o.clip_grad_norm = 1e-50; }, "is too small for fp32");
+  bad([](TrainOptions& o) { o.time_limit = -1.0; }, "--time-limit must be in [0, ");
   bad([](TrainOptions& o) { o.warmup_epochs = 500; }, "--warmup-epochs must be in [0, 160]");
   bad([](TrainOptions& o) { o.log_every = 0; }, "--log-every must be >= 1");
   bad([](TrainOptions& o) { o.data = "synthetic", o.download = true; }, "--download fetches CIFAR-10");
@@ -307,4 +310,21 @@ TEST(TrainProgram, SigtermStopsAtTheNextStepWritesTheCheckpointAndExitsWith143) 
   const Ran unsaved = signalled("");
   EXPECT_EQ(unsaved.code, 143) << unsaved.out << unsaved.err;
   EXPECT_NE(unsaved.out.find("no --checkpoint, progress not saved"), std::string::npos) << unsaved.out;
+}
+
+TEST(TrainProgram, TimeLimitStopsWithACheckpointAndTheTestAccuracy) {
+  // 0.001 minutes: the limit passes within the first few steps of a 1000-step run.
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
+  kestrel::testing::TempDir dir("train_time_limit");
+  const Ran r = run_program("--device cpu --train-images 640 --test-images 20 --batch 32 --epochs 50 "
+                            "--time-limit 0.001 --checkpoint ck.safetensors",
+                            dir);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("time limit reached after step "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("checkpoint written to ck.safetensors"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("test accuracy"), std::string::npos) << r.out;
+  const std::int64_t step = std::stoll(checkpoint_metadata(read_safetensors(dir / "ck.safetensors"), "step"));
+  EXPECT_GE(step, 1);
+  EXPECT_LT(step, 1000) << "stopped long before the end";
+  EXPECT_NE(r.out.find("stopped after " + std::to_string(step) + " steps"), std::string::npos) << r.out;
 }
