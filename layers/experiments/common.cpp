@@ -144,9 +144,17 @@ DeviceImages upload_images(const FloatImages& src, DType dtype, Layout layout, C
   d.count = src.count;
   d.labels = src.y;
   d.x = Tensor::from_vector(src.x, Shape{src.count, 3, src.side, src.side}, dtype, layout).to(ctx, ctx.stream());
-  d.y = Tensor::empty(Shape{src.count}, DType::kInt32, ctx);
-  d.y.copy_from(Tensor::wrap(d.labels.data(), Shape{src.count}, DType::kInt32, Device::cpu()), ctx.stream());
+  d.y = device_ints(d.labels, ctx);
   return d;
+}
+
+Tensor device_ints(const std::vector<std::int32_t>& values, Context& ctx) {
+  const auto n = static_cast<std::int64_t>(values.size());
+  Tensor t = Tensor::empty(Shape{n}, DType::kInt32, ctx);
+  // copy_from leaves the host buffer free on return, so the const_cast only satisfies wrap().
+  t.copy_from(Tensor::wrap(const_cast<std::int32_t*>(values.data()), Shape{n}, DType::kInt32, Device::cpu()),
+              ctx.stream());
+  return t;
 }
 
 void feed_batch(Executor& ex, const DeviceImages& src, const Tensor& order, std::int64_t first,
@@ -183,8 +191,7 @@ double accuracy(Executor& ex, const DeviceImages& data, const std::string& x_nam
   std::vector<std::int32_t> positions(static_cast<std::size_t>(padded));
   for (std::int64_t i = 0; i < padded; ++i) positions[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i % data.count);
   Context& ctx = ex.store().context();
-  Tensor order = Tensor::empty(Shape{padded}, DType::kInt32, ctx);
-  order.copy_from(Tensor::wrap(positions.data(), Shape{padded}, DType::kInt32, Device::cpu()), ctx.stream());
+  const Tensor order = device_ints(positions, ctx);
   std::int64_t correct = 0;
   for (std::int64_t first = 0; first < data.count; first += batch) {
     feed_batch(ex, data, order, first, x_name, y_name);

@@ -60,6 +60,9 @@ struct DeviceImages {
 };
 DeviceImages upload_images(const FloatImages& src, DType dtype, Layout layout, Context& ctx);
 
+// int32 values on the context's device (a batch order, labels).
+Tensor device_ints(const std::vector<std::int32_t>& values, Context& ctx);
+
 // Gathers images order[first .. first + batch) into the executor's inputs on the device (no host
 // round trip, so a training loop can run ahead of the host). `order` is int32 on the context's
 // device with at least first + batch entries; the inputs must have src's dtype and layout.

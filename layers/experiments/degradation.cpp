@@ -32,12 +32,6 @@ struct DeviceData {
   std::int64_t side;
 };
 
-// The epoch's batch order on the device.
-void upload_order(Tensor& order, std::int64_t n, std::uint64_t seed, std::int64_t epoch, Context& ctx) {
-  std::vector<std::int32_t> p = epoch_permutation(n, seed, epoch);
-  order.copy_from(Tensor::wrap(p.data(), Shape{n}, DType::kInt32, Device::cpu()), ctx.stream());
-}
-
 DegradationCurve train_model(const DegradationConfig& c, const DegradationModel& m, const DeviceData& data,
                              Context& ctx, std::ostream* log) {
   KESTREL_CHECK(m.depth >= 8 && (m.depth - 2) % 6 == 0, "model '", m.name, "': depth must be 6n+2, got ", m.depth);
@@ -84,13 +78,12 @@ DegradationCurve train_model(const DegradationConfig& c, const DegradationModel&
   const std::int64_t n = data.train.count;
   const bool graph = c.cuda_graph && ctx.device().is_cuda();
   std::int64_t epoch = 0, at = 0;
-  Tensor order = Tensor::empty(Shape{n}, DType::kInt32, ctx);
-  upload_order(order, n, c.seed, epoch, ctx);
+  Tensor order = device_ints(epoch_permutation(n, c.seed, epoch), ctx);
   Tensor losses = Tensor::empty(Shape{c.eval_every}, DType::kFloat32, ctx);
   std::int64_t pending = 0;
   for (int s = 0; s < c.steps; ++s) {
     if (at + c.batch > n) {  // every model sees the same batches in the same order
-      upload_order(order, n, c.seed, ++epoch, ctx);
+      order = device_ints(epoch_permutation(n, c.seed, ++epoch), ctx);
       at = 0;
     }
     feed_batch(train, data.train, order, at, "x", "labels");

@@ -26,8 +26,10 @@ using kestrel::SgdConfig;
 using kestrel::testing::AdamWReference;
 using kestrel::testing::all_close;
 using kestrel::testing::bit_equal;
+using kestrel::testing::clip_factor;
 using kestrel::testing::error_of;
 using kestrel::testing::SgdReference;
+using kestrel::testing::sum_of_squares;
 
 namespace {
 // Gradient magnitudes per step: norms of about 183, 0.18, 55, 0.37, 18, 0.09 for n = 1001, so
@@ -40,16 +42,6 @@ std::vector<float> floats(std::int64_t n, std::uint32_t seed, float scale) {
   return kestrel::testing::random_floats(n, seed, -scale, scale);
 }
 
-double sum_of_squares(const std::vector<float>& g) {
-  double s = 0;
-  for (float v : g) s += static_cast<double>(v) * v;
-  return s;
-}
-
-// What clip_grad_norm_ multiplies the gradients by, in double.
-double clip_factor(double sum_squares, double max_norm) {
-  return std::min(1.0, max_norm / (std::sqrt(sum_squares) + 1e-6));
-}
 }  // namespace
 
 TEST(CpuGradClip, CoefficientIsTheClampedRatioOfMaxNormToNorm) {

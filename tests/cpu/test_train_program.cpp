@@ -190,6 +190,14 @@ struct Ran {
   std::string out, err;
 };
 
+// The text of a file the program wrote in `dir` ("" when missing).
+std::string read_text(const kestrel::testing::TempDir& dir, const char* name) {
+  std::ifstream in(dir / name);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 // Runs `program` (cifar10_train by default) with `args` in `dir`, capturing its exit code,
 // stdout and stderr.
 Ran run_program(const std::string& args, const kestrel::testing::TempDir& dir,
@@ -197,13 +205,7 @@ Ran run_program(const std::string& args, const kestrel::testing::TempDir& dir,
   const std::string cmd = "cd '" + dir.path().string() + "' && '" + program + "' " + args +
                           " > out.txt 2> err.txt";
   const int status = std::system(cmd.c_str());
-  auto slurp = [&](const char* name) {
-    std::ifstream in(dir / name);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp("out.txt"), slurp("err.txt")};
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_text(dir, "out.txt"), read_text(dir, "err.txt")};
 }
 }  // namespace
 
@@ -282,15 +284,10 @@ TEST(TrainProgram, SigtermStopsAtTheNextStepWritesTheCheckpointAndExitsWith143) 
                             "kill -TERM $pid; wait $pid; echo $? > code.txt; else kill -KILL $pid; wait $pid; "
                             "echo timeout > code.txt; fi)";
     EXPECT_EQ(std::system(cmd.c_str()), 0);
-    auto slurp = [&](const char* name) {
-      std::ifstream in(dir / name);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      return ss.str();
-    };
-    const std::string code = slurp("code.txt");
-    EXPECT_NE(code, "timeout\n") << "no step printed within 120 s:\n" << slurp("out.txt") << slurp("err.txt");
-    return Ran{code == "timeout\n" ? -1 : std::stoi(code), slurp("out.txt"), slurp("err.txt")};
+    const std::string code = read_text(dir, "code.txt"), out = read_text(dir, "out.txt"),
+                      err = read_text(dir, "err.txt");
+    EXPECT_NE(code, "timeout\n") << "no step printed within 120 s:\n" << out << err;
+    return Ran{code == "timeout\n" ? -1 : std::stoi(code), out, err};
   };
   const Ran r = signalled("--checkpoint ck.safetensors");
   EXPECT_EQ(r.code, 143) << r.out << r.err;

@@ -36,6 +36,17 @@ std::vector<nlohmann::json> read_json_lines(const std::string& path) {
   return lines;
 }
 
+// The ten losses of one unevaluated epoch of `c` on small_data().
+std::vector<float> one_epoch_losses(TrainerConfig c) {
+  c.epochs = 1;
+  c.evaluate = false;
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  std::vector<float> losses = t.train().losses;
+  EXPECT_EQ(losses.size(), 10u);
+  return losses;
+}
 }  // namespace
 
 TEST(Trainer, SyntheticDataIsLearnableInAShortCpuRun) {
@@ -62,15 +73,10 @@ TEST(Trainer, SyntheticDataIsLearnableInAShortCpuRun) {
 
 TEST(Trainer, SameSeedSameLossesOtherSeedOtherLosses) {
   TrainerConfig c = tiny_config();
-  c.epochs = 1;
-  c.evaluate = false;
   std::vector<float> losses[3];
   for (int run = 0; run < 3; ++run) {
     c.seed = run == 2 ? 9 : 4;
-    Context ctx;
-    std::ostringstream out;
-    Trainer t(c, small_data(), ctx, out);
-    losses[run] = t.train().losses;
+    losses[run] = one_epoch_losses(c);
     ASSERT_EQ(losses[run].size(), 10u);
   }
   EXPECT_TRUE(kestrel::testing::bit_equal(losses[1], losses[0]));
@@ -81,16 +87,11 @@ TEST(Trainer, MaxGradNormReachesTheUpdate) {
   // A limit never reached changes nothing, bit for bit; a small one leaves the first loss (before
   // any update) alone and changes every later one.
   TrainerConfig c = tiny_config();
-  c.epochs = 1;
-  c.evaluate = false;
   std::vector<float> losses[3];
   const float limits[3] = {0.f, 1e6f, 1e-3f};
   for (int run = 0; run < 3; ++run) {
     c.max_grad_norm = limits[run];
-    Context ctx;
-    std::ostringstream out;
-    Trainer t(c, small_data(), ctx, out);
-    losses[run] = t.train().losses;
+    losses[run] = one_epoch_losses(c);
     ASSERT_EQ(losses[run].size(), 10u);
   }
   EXPECT_TRUE(kestrel::testing::bit_equal(losses[1], losses[0]));

@@ -29,6 +29,16 @@ void build_small_resnet(Graph& g) {
   nn::softmax_cross_entropy(g, logits, labels);
 }
 
+// The network of every graph test here, at batch 8 in `layout`.
+Graph small_resnet(Layout layout) {
+  GraphOptions o;
+  o.batch = 8;
+  o.layout = layout;
+  Graph g(o);
+  build_small_resnet(g);
+  return g;
+}
+
 // Same inputs on both backends: generated on the host, copied to the device.
 void feed(Executor& ex, Context& ctx, std::uint64_t seed) {
   Tensor host = Tensor::empty_cpu(ex.input("x").shape(), DType::kFloat32, ex.input("x").layout());
@@ -53,11 +63,7 @@ class GraphCuda : public ::testing::TestWithParam<Layout> {};
 
 TEST_P(GraphCuda, WholeNetworkLossAndEveryGradientMatchTheCpuBackend) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
-  GraphOptions o;
-  o.batch = 8;
-  o.layout = GetParam();
-  Graph g(o);
-  build_small_resnet(g);
+  Graph g = small_resnet(GetParam());
   Context cpu, gpu(Device::cuda(0));
   gpu.set_conv_policy(exact_policy());
   ParameterStore cs(g, cpu, 42), gs(g, gpu, 42);
@@ -86,11 +92,7 @@ TEST_P(GraphCuda, WholeNetworkLossAndEveryGradientMatchTheCpuBackend) {
 
 TEST_P(GraphCuda, CudaGraphReplayEqualsEagerExecution) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
-  GraphOptions o;
-  o.batch = 8;
-  o.layout = GetParam();
-  Graph g(o);
-  build_small_resnet(g);
+  Graph g = small_resnet(GetParam());
   Context a(Device::cuda(0)), b(Device::cuda(0));
   a.set_conv_policy(exact_policy());
   b.set_conv_policy(exact_policy());
@@ -124,11 +126,7 @@ TEST_P(GraphCuda, CudaGraphReplayEqualsEagerExecution) {
 // step by its own norm exactly as eager runs do.
 TEST_P(GraphCuda, ClippedStepsMatchTheCpuBackendAndReplaysEqualEagerRuns) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
-  GraphOptions o;
-  o.batch = 8;
-  o.layout = GetParam();
-  Graph g(o);
-  build_small_resnet(g);
+  Graph g = small_resnet(GetParam());
   Context cpu, a(Device::cuda(0)), b(Device::cuda(0));
   for (Context* c : {&a, &b}) c->set_conv_policy(exact_policy());
   ParameterStore cs(g, cpu, 7), sa(g, a, 7), sb(g, b, 7);

@@ -12,6 +12,7 @@
 #include "kestrel/kernels/cpu/optimizer.h"
 #include "kestrel/kernels/optimizer.h"
 #include "kestrel/kernels/reduce.h"
+#include "optimizer_reference.h"
 #include "storage_buffer.h"
 #include "test_support.h"
 
@@ -24,6 +25,7 @@ using kestrel::testing::copy_into;
 using kestrel::testing::device_ptr;
 using kestrel::testing::random_buffer;
 using kestrel::testing::random_ints;
+using kestrel::testing::sum_of_squares;
 using kestrel::testing::to_device;
 using kestrel::testing::to_host;
 
@@ -167,14 +169,6 @@ TEST(CudaOptimizer, CapturedGraphReadsLrAndStepAtReplay) {
   cudaGraphDestroy(graph);
   b.expect_equal(n, gpu, "graph replay");
 }
-
-namespace {
-double sum_of_squares(const std::vector<float>& g) {
-  double s = 0;
-  for (float v : g) s += static_cast<double>(v) * v;
-  return s;
-}
-}  // namespace
 
 TEST(CudaOptimizer, ClippedUpdatesAreBitIdenticalToTheCpuTwin) {
   // The same sum of squares on both sides: the coefficient comes from the same KESTREL_HD

@@ -103,8 +103,7 @@ TEST(SeedExperimentsCuda, DegradationReplaysEqualEagerStepsAndTheFeedEqualsTheCp
     co.training = false;
     Executor ex(g, store, *ctx, co);
     const DeviceImages d = upload_images(f.train, DType::kBFloat16, Layout::kNHWC, *ctx);
-    Tensor order = Tensor::empty(Shape{32}, DType::kInt32, *ctx);
-    order.copy_from(Tensor::wrap(positions.data(), Shape{32}, DType::kInt32, Device::cpu()), ctx->stream());
+    const Tensor order = device_ints(positions, *ctx);
     feed_batch(ex, d, order, 0, "x", "labels");
     fed[ctx == &gpu] = to_host(ex.input("x"), *ctx);
   }

@@ -11,6 +11,19 @@
 
 namespace kestrel::testing {
 
+// Sum of squares of all gradients, in double.
+inline double sum_of_squares(const std::vector<float>& g) {
+  double s = 0;
+  for (float v : g) s += static_cast<double>(v) * v;
+  return s;
+}
+
+// What torch.nn.utils.clip_grad_norm_ multiplies the gradients by, in double.
+inline double clip_factor(double sum_squares, double max_norm) {
+  const double f = max_norm / (std::sqrt(sum_squares) + 1e-6);
+  return f < 1.0 ? f : 1.0;
+}
+
 // torch.optim.SGD._single_tensor_sgd, in double.
 struct SgdReference {
   std::vector<double> p, buf;
