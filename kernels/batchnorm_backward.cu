@@ -139,9 +139,7 @@ void batchnorm_backward(const void* dy, const void* x, const void* y, DType dtyp
   namespace bn = cuda_detail::bn;
   bn_detail::check_backward(dy, x, y, dtype, d, save_mean, save_invstd, dx, dresidual, act);
   cuda_detail::check_workspace(workspace, "batchnorm_backward", "batchnorm_workspace_bytes");
-  const bn_detail::BnGeometry g =
-      bn_detail::bn_geometry(d, bn::vector_width(dtype, d, {dy, x, y, dx, dresidual}));
-  bn::check_grid(g);
+  const bn_detail::BnGeometry g = bn::launch_geometry(dtype, d, {dy, x, y, dx, dresidual});
   auto* part = static_cast<bn_detail::GradSums*>(workspace);
   auto* sums = reinterpret_cast<bn_detail::GradSums*>(static_cast<unsigned char*>(workspace) +
                                                       bn_detail::workspace_layout(d).sums_offset);

@@ -212,6 +212,11 @@ void launch_apply(const BnGeometry& g, const typename Op::Args& a, cudaStream_t 
 std::int64_t vector_width(DType dtype, const BatchNormDims& d,
                           std::initializer_list<const void*> ptrs);
 
+// The launch geometry for dtype, d and the tensors' pointers (vector_width, bn_geometry), checked
+// against CUDA's grid limits.
+BnGeometry launch_geometry(DType dtype, const BatchNormDims& d,
+                           std::initializer_list<const void*> ptrs);
+
 template <typename S, class F>
 void dispatch_storage(bool vec, bool channels_last, F& f) {
   constexpr int kVec = 16 / static_cast<int>(sizeof(S));

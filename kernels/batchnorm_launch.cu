@@ -62,6 +62,14 @@ std::int64_t vector_width(DType dtype, const BatchNormDims& d,
   return v;
 }
 
+BnGeometry launch_geometry(DType dtype, const BatchNormDims& d,
+                           std::initializer_list<const void*> ptrs) {
+  const BnGeometry g = bn_detail::bn_geometry(d, vector_width(dtype, d, ptrs),
+                                              static_cast<std::int64_t>(dtype_size(dtype)));
+  check_grid(g);
+  return g;
+}
+
 void launch_finalize_stats(const BnGeometry& g, const Welford* part, float m, float eps,
                            float momentum, float* save_mean, float* save_invstd,
                            float* running_mean, float* running_var, cudaStream_t stream) {

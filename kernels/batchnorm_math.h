@@ -154,13 +154,19 @@ KESTREL_HD float bn_backward_element(float g, float x, const BnBackwardCoeffs& c
 // Work partitioning (device independent, so results do not depend on the GPU either).
 //
 // Each channel's m values are split into `parts` ranges, one block each; a block reduces about
-// kChunkElems elements (32 per thread), so even c = 16 spreads the tensor over every SM.
+// kChunkBytes of the tensor (8 16-byte vectors a thread), and fp32's kChunkBytes / 4 elements
+// when that leaves fewer than kSpreadBlocks blocks, so even c = 16 spreads the tensor over every
+// SM. (Before, every dtype took 8192 elements a block: bf16 blocks moved half the bytes for the
+// same per-block set-up, combine and partial writes, and the bf16 channels-last forward measured
+// slower than fp32's on the H200.)
 // NCHW walks a channel's n planes; NHWC (and NCHW with hw == 1, the same memory order) gives each
 // thread one column of 16-byte vectors across the channels and each block a range of rows.
 
 constexpr int kThreads = 256;                  // threads of every batch-norm block
-constexpr std::int64_t kChunkElems = 8192;     // elements one reduction block covers (about)
+constexpr std::int64_t kChunkBytes = 32768;    // bytes one reduction block covers (about)
+constexpr std::int64_t kSpreadBlocks = 1024;   // blocks a grid keeps when the tensor allows
 constexpr std::int64_t kMaxParts = 2048;       // partial statistics per channel at most
+constexpr std::int64_t kMaxElemBytes = 4;      // fp32: the dtype with the most parts
 
 KESTREL_HD bool channels_last(const BatchNormDims& d) {
   return d.layout == Layout::kNHWC || d.hw == 1;
@@ -172,14 +178,25 @@ KESTREL_HD std::int64_t clamp64(std::int64_t v, std::int64_t lo, std::int64_t hi
   return v < lo ? lo : (v > hi ? hi : v);
 }
 
-// Partial statistics per channel (= reduction blocks along n * hw).
-KESTREL_HD std::int64_t bn_parts(const BatchNormDims& d) {
+// Reduction blocks along n * hw when a block covers about `chunk` elements.
+KESTREL_HD std::int64_t parts_for_chunk(const BatchNormDims& d, std::int64_t chunk) {
   const std::int64_t m = d.n * d.hw;
-  if (channels_last(d)) {  // a block covers rows of all c channels
-    const std::int64_t rows_per_block = ceil_div(kChunkElems, d.c);
-    return clamp64(ceil_div(m, rows_per_block), 1, kMaxParts);
-  }
-  return clamp64(ceil_div(m, kChunkElems), 1, kMaxParts);
+  if (channels_last(d)) return clamp64(ceil_div(m, ceil_div(chunk, d.c)), 1, kMaxParts);
+  return clamp64(ceil_div(m, chunk), 1, kMaxParts);  // a block covers part of one channel
+}
+
+// Partial statistics per channel (= reduction blocks along n * hw) for elements of `elem_bytes`
+// bytes (4 or 2). Never more than fp32's (workspace_layout sizes the partials by fp32's).
+KESTREL_HD std::int64_t bn_parts(const BatchNormDims& d, std::int64_t elem_bytes = kMaxElemBytes) {
+  const std::int64_t fp32_parts = parts_for_chunk(d, kChunkBytes / kMaxElemBytes);
+  const std::int64_t parts = parts_for_chunk(d, kChunkBytes / elem_bytes);
+  if (parts >= fp32_parts) return fp32_parts;
+  // Blocks a part adds to the grid: one per channel in NCHW, one per tile of 256 vector columns
+  // channels-last (counted with 16-byte vectors; a scalar walk has as many tiles or more).
+  const std::int64_t per_part = channels_last(d) ? ceil_div(d.c, kThreads * 16 / elem_bytes) : d.c;
+  if (parts * per_part >= kSpreadBlocks) return parts;
+  const std::int64_t spread = ceil_div(kSpreadBlocks, per_part);
+  return spread < fp32_parts ? spread : fp32_parts;
 }
 
 // [begin, end) of part k when `total` items are split into `parts` near-equal ranges.
@@ -200,13 +217,13 @@ struct BnGeometry {
   std::int64_t rows_per_iter, col_tiles;  // rows a block covers at once; blocks across a row
 };
 
-// `v` must divide hw (NCHW) or c (channels-last).
-KESTREL_HD BnGeometry bn_geometry(const BatchNormDims& d, std::int64_t v) {
+// `v` must divide hw (NCHW) or c (channels-last); elements are `elem_bytes` bytes each.
+KESTREL_HD BnGeometry bn_geometry(const BatchNormDims& d, std::int64_t v, std::int64_t elem_bytes) {
   BnGeometry g{};
   g.channels_last = channels_last(d);
   g.v = v;
   g.c = d.c;
-  g.parts = bn_parts(d);
+  g.parts = bn_parts(d, elem_bytes);
   g.hwv = d.hw / v;
   g.mv = d.n * g.hwv;
   g.rows = d.n * d.hw;

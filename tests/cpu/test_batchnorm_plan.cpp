@@ -19,10 +19,13 @@ std::int64_t channel_at(const BatchNormDims& d, std::int64_t off) {
 }
 
 // Walks the whole grid of geometry g and counts visits per element; checks lane channels.
-void check_coverage(const BatchNormDims& d, std::int64_t v) {
+// Elements of `elem_bytes` (default: 2 for 8-wide vectors, bf16; 4 otherwise).
+void check_coverage(const BatchNormDims& d, std::int64_t v, std::int64_t elem_bytes = 0) {
+  if (elem_bytes == 0) elem_bytes = v == 8 ? 2 : 4;
   SCOPED_TRACE(::testing::Message() << d.n << "x" << d.c << "x" << d.hw << " "
-                                    << kestrel::layout_name(d.layout) << " v=" << v);
-  const bn::BnGeometry g = bn::bn_geometry(d, v);
+                                    << kestrel::layout_name(d.layout) << " v=" << v
+                                    << " elem_bytes=" << elem_bytes);
+  const bn::BnGeometry g = bn::bn_geometry(d, v, elem_bytes);
   const std::int64_t total = d.n * d.c * d.hw;
   std::vector<std::uint8_t> visits(static_cast<std::size_t>(total), 0);
   std::int64_t bad = 0;
@@ -93,18 +96,61 @@ TEST(BatchNormPlan, CursorsCoverEveryElementOnce) {
   check_coverage({3, 1100, 2, Layout::kNHWC}, 4);
   check_coverage({1, 2048, 3, Layout::kNHWC}, 8);
   check_coverage({256, 1, 49, Layout::kNHWC}, 1);
+  // bf16 walked one element at a time (unaligned or odd extents): bf16's larger blocks.
+  check_coverage({7, 64, 49, Layout::kNCHW}, 1, 2);
+  check_coverage({64, 24, 49, Layout::kNHWC}, 1, 2);
+  check_coverage({300, 5, 7, Layout::kNHWC}, 1, 2);
 }
 
 TEST(BatchNormPlan, LargeTensorsUseBoundedPartsAndSpreadOverManyBlocks) {
   const BatchNormDims a{256, 64, 1024, Layout::kNCHW}, b{512, 16, 1024, Layout::kNCHW};
   const BatchNormDims c{256, 64, 1024, Layout::kNHWC}, e{512, 16, 1024, Layout::kNHWC};
-  // Every one of these spreads over >= 1024 blocks (several per SM on a 132-SM GPU).
-  EXPECT_GE(a.c * bn::bn_parts(a), 1024);
-  EXPECT_GE(b.c * bn::bn_parts(b), 1024);
-  EXPECT_GE(bn::bn_parts(c), 1024);
-  EXPECT_GE(bn::bn_parts(e), 1024);
+  // Every one of these spreads over >= 1024 blocks (several per SM on a 132-SM GPU), in fp32
+  // and in bf16.
+  for (std::int64_t bytes : {4, 2}) {
+    SCOPED_TRACE(bytes);
+    EXPECT_GE(a.c * bn::bn_parts(a, bytes), 1024);
+    EXPECT_GE(b.c * bn::bn_parts(b, bytes), 1024);
+    EXPECT_GE(bn::bn_parts(c, bytes), 1024);
+    EXPECT_GE(bn::bn_parts(e, bytes), 1024);
+  }
   check_coverage({260, 64, 1024, Layout::kNHWC}, 4);  // parts capped at kMaxParts
   EXPECT_EQ(bn::bn_parts({260, 64, 1024, Layout::kNHWC}), bn::kMaxParts);
+}
+
+// A block covers about kChunkBytes in either dtype where the grid keeps kSpreadBlocks blocks:
+// bf16 blocks of 256x64x32x32 take twice fp32's elements (8 16-byte vectors a thread in both);
+// 512x16x32x32 would drop below 1024 blocks, so bf16 keeps fp32's parts there.
+TEST(BatchNormPlan, Bf16BlocksCoverAsManyBytesAsFp32sWhereTheGridStaysWide) {
+  for (Layout l : {Layout::kNCHW, Layout::kNHWC}) {
+    SCOPED_TRACE(kestrel::layout_name(l));
+    const BatchNormDims wide{256, 64, 1024, l}, narrow{512, 16, 1024, l};
+    EXPECT_EQ(bn::bn_parts(wide, 2) * 2, bn::bn_parts(wide, 4));
+    EXPECT_EQ(bn::bn_parts(narrow, 2), bn::bn_parts(narrow, 4));
+    // Elements a block covers: rows of all c channels channels-last, part of one channel in NCHW.
+    const std::int64_t per_row = l == Layout::kNHWC ? wide.c : 1;
+    EXPECT_EQ(wide.n * wide.hw / bn::bn_parts(wide, 2) * per_row * 2, bn::kChunkBytes);
+    EXPECT_EQ(wide.n * wide.hw / bn::bn_parts(wide, 4) * per_row * 4, bn::kChunkBytes);
+  }
+}
+
+// workspace_layout sizes the partials by bn_parts(d) (fp32's): bf16 never needs more, and every
+// count is within [1, kMaxParts].
+TEST(BatchNormPlan, Bf16NeverNeedsMorePartsThanTheWorkspaceHolds) {
+  std::int64_t checked = 0;
+  for (Layout l : {Layout::kNCHW, Layout::kNHWC})
+    for (std::int64_t n : {1, 2, 7, 64, 256, 4096})
+      for (std::int64_t c : {1, 3, 16, 64, 512, 3000})
+        for (std::int64_t hw : {1, 49, 1024}) {
+          const BatchNormDims d{n, c, hw, l};
+          const std::int64_t bf16 = bn::bn_parts(d, 2), fp32 = bn::bn_parts(d, 4);
+          EXPECT_EQ(fp32, bn::bn_parts(d));
+          EXPECT_GE(bf16, 1);
+          EXPECT_LE(bf16, fp32) << n << "x" << c << "x" << hw << " " << kestrel::layout_name(l);
+          EXPECT_LE(fp32, bn::kMaxParts);
+          ++checked;
+        }
+  EXPECT_EQ(checked, 2 * 6 * 6 * 3);
 }
 
 TEST(BatchNormPlan, PartRangesTileTheTotal) {
