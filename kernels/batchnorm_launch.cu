@@ -46,10 +46,11 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
+// Each limit for the grid it governs: NCHW's c * parts blocks in x; channels-last's col_tiles in
+// y (x is parts <= kMaxParts); the finalize kernels' c blocks in x.
 void check_grid(const BnGeometry& g) {
-  KESTREL_CHECK(g.c <= INT_MAX / g.parts, "batchnorm: too many channels for one grid (c=", g.c,
-                ")");
-  KESTREL_CHECK(g.col_tiles <= 65535, "batchnorm: too many channels for one grid (c=", g.c, ")");
+  const bool fits = g.channels_last ? g.col_tiles <= 65535 : g.c <= INT_MAX / g.parts;
+  KESTREL_CHECK(fits && g.c <= INT_MAX, "batchnorm: too many channels for one grid (c=", g.c, ")");
 }
 
 std::int64_t vector_width(DType dtype, const BatchNormDims& d,

@@ -154,9 +154,9 @@ KESTREL_HD float bn_backward_element(float g, float x, const BnBackwardCoeffs& c
 // Work partitioning (device independent, so results do not depend on the GPU either).
 //
 // Each channel's m values are split into `parts` ranges, one block each; a block reduces about
-// kChunkBytes of the tensor (8 16-byte vectors a thread), and fp32's kChunkBytes / 4 elements
-// when that leaves fewer than kSpreadBlocks blocks, so even c = 16 spreads the tensor over every
-// SM. (Before, every dtype took 8192 elements a block: bf16 blocks moved half the bytes for the
+// kChunkBytes of the tensor (8 16-byte vectors a thread); where that leaves fewer than
+// kSpreadBlocks blocks, smaller blocks, enough for kSpreadBlocks but never more parts than fp32's
+// (kChunkBytes / 4 elements a block), so even c = 16 spreads the tensor over every SM. (Before, every dtype took 8192 elements a block: bf16 blocks moved half the bytes for the
 // same per-block set-up, combine and partial writes, and the bf16 channels-last forward measured
 // slower than fp32's on the H200.)
 // NCHW walks a channel's n planes; NHWC (and NCHW with hw == 1, the same memory order) gives each

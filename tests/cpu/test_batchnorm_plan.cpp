@@ -115,6 +115,11 @@ TEST(BatchNormPlan, LargeTensorsUseBoundedPartsAndSpreadOverManyBlocks) {
     EXPECT_GE(bn::bn_parts(e, bytes), 1024);
   }
   check_coverage({260, 64, 1024, Layout::kNHWC}, 4);  // parts capped at kMaxParts
+  // Grids where bf16's split differs from fp32's: half the parts (32 KB blocks), and the
+  // in-between count that keeps 1024 blocks (43 a channel, fp32 64, 32 KB blocks 32).
+  check_coverage({256, 64, 1024, Layout::kNHWC}, 8);
+  check_coverage({512, 24, 1024, Layout::kNCHW}, 8);
+  EXPECT_EQ(bn::bn_parts({512, 24, 1024, Layout::kNCHW}, 2), 43);
   EXPECT_EQ(bn::bn_parts({260, 64, 1024, Layout::kNHWC}), bn::kMaxParts);
 }
 
