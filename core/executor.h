@@ -123,6 +123,9 @@ class Executor {
   const Graph& compiled_graph() const noexcept { return g_; }
   bool training() const noexcept { return opts_.training; }
   ParameterStore& store() const noexcept { return store_; }
+  // The context (device and stream) the executor runs on; feed inputs and read outputs on its
+  // stream (the store's context may be another one on the same device).
+  Context& context() const noexcept { return ctx_; }
   // One line per node: type, name, output types, arena offsets.
   std::string describe() const;
 

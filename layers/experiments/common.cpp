@@ -115,7 +115,7 @@ void feed_batch(Executor& ex, const FloatImages& src, const std::vector<std::int
     std::copy_n(src.x.begin() + i * per, per, xs.begin() + b * per);
     lab[b] = src.y[static_cast<std::size_t>(i)];
   }
-  Context& ctx = ex.store().context();
+  Context& ctx = ex.context();
   from_host(x, xs, ctx);
   y.copy_from(labels, ctx.stream());
 }
@@ -129,7 +129,7 @@ double accuracy(Executor& ex, const FloatImages& data, const std::string& x_name
   for (std::int64_t first = 0; first < data.count; first += batch) {
     feed_batch(ex, data, order, first, x_name, y_name);
     ex.run();
-    const std::vector<float> logits = to_host(ex.output(logits_name), ex.store().context());
+    const std::vector<float> logits = to_host(ex.output(logits_name), ex.context());
     correct += correct_in_batch(logits, batch, first, data.count, data.y);
   }
   return static_cast<double>(correct) / static_cast<double>(data.count);
@@ -161,7 +161,7 @@ void feed_batch(Executor& ex, const DeviceImages& src, const Tensor& order, std:
                 const std::string& x_name, const std::string& y_name) {
   Tensor x = ex.input(x_name), y = ex.input(y_name);
   const std::int64_t batch = y.numel();
-  Context& ctx = ex.store().context();
+  Context& ctx = ex.context();
   const Shape& xs = x.shape();
   const Shape& is = src.x.shape();
   KESTREL_CHECK(x.dtype() == src.x.dtype() && x.layout() == src.x.layout() && xs.rank() == 4 && xs[0] == batch &&
@@ -190,7 +190,7 @@ double accuracy(Executor& ex, const DeviceImages& data, const std::string& x_nam
   const std::int64_t padded = (data.count + batch - 1) / batch * batch;
   std::vector<std::int32_t> positions(static_cast<std::size_t>(padded));
   for (std::int64_t i = 0; i < padded; ++i) positions[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i % data.count);
-  Context& ctx = ex.store().context();
+  Context& ctx = ex.context();
   const Tensor order = device_ints(positions, ctx);
   std::int64_t correct = 0;
   for (std::int64_t first = 0; first < data.count; first += batch) {

@@ -58,18 +58,18 @@ void build_deep_mlp(Graph& g, const GradientFlowConfig& c, std::int64_t features
 std::vector<double> weight_grad_norms(const Executor& ex, int depth) {
   std::vector<double> norms;
   for (int l = 1; l <= depth; ++l)
-    norms.push_back(l2_norm(to_host(ex.gradient(layer_name(l) + ".weight"), ex.store().context())));
+    norms.push_back(l2_norm(to_host(ex.gradient(layer_name(l) + ".weight"), ex.context())));
   return norms;
 }
 
 std::vector<double> signal_norms(const Executor& ex, int depth) {
   std::vector<double> norms;
   for (int l = 1; l <= depth; ++l)
-    norms.push_back(l2_norm(to_host(ex.input_gradient(probe_name(l)), ex.store().context())));
+    norms.push_back(l2_norm(to_host(ex.input_gradient(probe_name(l)), ex.context())));
   return norms;
 }
 
-double loss_of(const Executor& ex) { return to_host(ex.output("loss"), ex.store().context())[0]; }
+double loss_of(const Executor& ex) { return to_host(ex.output("loss"), ex.context())[0]; }
 
 DepthRun run_depth(const GradientFlowConfig& c, const FloatImages& data, const std::string& kind, double gain,
                    Context& ctx) {

@@ -215,3 +215,18 @@ TEST(InitRange, OverwritesOneRangeAfterTheDraw) {
     else EXPECT_TRUE(v[i] != 0.f && std::fabs(v[i]) <= 0.1f) << i << " " << v[i];
   }
 }
+
+// An executor may run on another context than its parameter store's (same device); feeding and
+// reading go through context(), the executor's own (the experiments' feed_batch and accuracy).
+TEST(ExecutorContext, IsTheExecutorsOwnNotTheStores) {
+  Graph g(graph_options(2));
+  const Value x = g.input("x", {Shape{2, 3}});
+  g.mark_output(nn::linear(g, "fc", x, 2), "y");
+  Context store_ctx, run_ctx;
+  ParameterStore store(g, store_ctx, 1);
+  CompileOptions inference;
+  inference.training = false;
+  Executor ex(g, store, run_ctx, inference);
+  EXPECT_EQ(&ex.context(), &run_ctx);
+  EXPECT_EQ(&ex.store().context(), &store_ctx);
+}
