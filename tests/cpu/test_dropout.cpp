@@ -251,6 +251,44 @@ TEST(Dropout, EvalModesAndTheEdgeValuesOfP) {
   }
 }
 
+// A dropped element is +0 whatever x held (NaN, +-Inf, -0); a kept one is x times the scale
+// (NaN stays NaN, Inf stays Inf with its sign), in every dtype, forward and backward.
+TEST(Dropout, DroppedNaNsAndInfinitiesBecomePlusZeroAndKeptOnesStay) {
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), -0.f};
+  const std::int64_t n = 4001;
+  for (DType t : kestrel::testing::kFloatingDtypes) {
+    DtypeBuffer x(t, n), ones(t, n);
+    for (std::int64_t i = 0; i < n; ++i) {
+      x.set(i, specials[i % 4]);
+      ones.set(i, 1.f);
+    }
+    const DropoutParams d{0.5f, DropoutMode::kInverted, true, 12, 3};
+    for (bool backward : {false, true}) {
+      DtypeBuffer y(t, n), mask(t, n);
+      if (backward) {
+        kestrel::cpu::dropout_backward(x.data(), y.data(), n, t, d);
+      } else {
+        kestrel::cpu::dropout_forward(x.data(), y.data(), n, t, d);
+      }
+      kestrel::cpu::dropout_forward(ones.data(), mask.data(), n, t, d);  // 2 kept, +0 dropped
+      std::int64_t dropped = 0, wrong = 0;
+      for (std::int64_t i = 0; i < n; ++i) {
+        const float in = x.value(i), out = y.value(i);
+        if (mask.value(i) == 0.f) {
+          ++dropped;
+          wrong += y.bits(i) != 0u;
+        } else {
+          wrong += std::isnan(in) ? !std::isnan(out) : out != in * 2.f || std::signbit(out) != std::signbit(in);
+        }
+      }
+      EXPECT_EQ(wrong, 0) << kestrel::dtype_name(t) << " backward=" << backward;
+      EXPECT_GT(dropped, n / 3);
+      EXPECT_LT(dropped, 2 * n / 3);
+    }
+  }
+}
+
 TEST(Dropout, InPlaceEqualsOutOfPlace) {
   for (DType t : kestrel::testing::kFloatingDtypes) {
     const DtypeBuffer x = DtypeBuffer::from(random_floats(777, 18, -1.f, 1.f), t);

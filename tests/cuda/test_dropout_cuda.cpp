@@ -5,11 +5,13 @@
 
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <vector>
 
 #include "device_dtype_buffer.h"
 #include "dtype_buffer.h"
 #include "kestrel/core/context.h"
+#include "kestrel/core/half.h"
 #include "kestrel/core/cuda_check_internal.h"
 #include "kestrel/core/tensor.h"
 #include "kestrel/kernels/cpu/dropout.h"
@@ -46,7 +48,9 @@ struct DeviceCounter {
 
 DtypeBuffer gpu_forward(kestrel::Context& gpu, const DtypeBuffer& x, const DropoutParams& d,
                         std::int64_t out_lead, bool backward = false) {
-  DeviceDtypeBuffer dx(x, gpu), dy(DtypeBuffer(x.dtype(), x.size(), out_lead), gpu);
+  DtypeBuffer out(x.dtype(), x.size(), out_lead);
+  out.fill_bytes(0xFF);  // an element the kernel does not write cannot pass for a dropped one
+  DeviceDtypeBuffer dx(x, gpu), dy(out, gpu);
   if (backward) {
     kestrel::cuda::dropout_backward(dx.data(), dy.data(), x.size(), x.dtype(), d,
                                     gpu.stream().handle());
@@ -59,6 +63,7 @@ DtypeBuffer gpu_forward(kestrel::Context& gpu, const DtypeBuffer& x, const Dropo
 
 DtypeBuffer cpu_forward(const DtypeBuffer& x, const DropoutParams& d, bool backward = false) {
   DtypeBuffer y(x.dtype(), x.size());
+  y.fill_bytes(0xFF);
   if (backward) {
     kestrel::cpu::dropout_backward(x.data(), y.data(), x.size(), x.dtype(), d);
   } else {
@@ -101,6 +106,41 @@ TEST(CudaDropout, BitIdenticalToTheCpuTwinForEveryDtypeModeSizeAndAlignment) {
     const auto want = cpu_forward(x, d).all_bits();
     EXPECT_EQ(gpu_forward(gpu, x, d, 1).all_bits(), want) << kestrel::dtype_name(t);
     EXPECT_EQ(gpu_forward(gpu, x1, d, 0).all_bits(), want) << kestrel::dtype_name(t);
+  }
+}
+
+// Zeros, infinities, NaNs with and without payloads, subnormals and the largest finite values,
+// kept and dropped (p = 0.5) forward and backward: bits equal to the CPU twin's except that a NaN
+// need only be NaN on both (the GPU's multiply may return its canonical NaN, the host's keeps
+// the payload); a dropped element is +0 whatever x was.
+TEST(CudaDropout, SpecialValuesMatchTheCpuTwinNaNsByClass) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  kestrel::Context gpu(kestrel::Device::cuda(0));
+  const std::uint32_t specials[] = {0x00000000u, 0x80000000u, 0x7F800000u, 0xFF800000u,
+                                    0x7FC00000u, 0xFFC00000u, 0x7FC12345u, 0x7F800001u,
+                                    0x00000001u, 0x807FFFFFu, 0x00800000u, 0x7F7FFFFFu,
+                                    0xFF7FFFFFu, 0x3F800000u, 0x477FF000u, 0x33800000u};
+  const std::int64_t n = 4099;
+  for (DType t : kestrel::testing::kFloatingDtypes) {
+    for (std::int64_t lead : {0, 1}) {
+      DtypeBuffer x(t, n, lead);
+      for (std::int64_t i = 0; i < n; ++i)
+        x.set(i, kestrel::bits_float(specials[static_cast<std::size_t>(i) % std::size(specials)]));
+      for (bool backward : {false, true}) {
+        const DropoutParams d{0.5f, DropoutMode::kInverted, true, 31, 2};
+        const DtypeBuffer got = gpu_forward(gpu, x, d, lead, backward), want = cpu_forward(x, d, backward);
+        std::int64_t mismatches = 0, nans = 0, zeros = 0;
+        for (std::int64_t i = 0; i < n; ++i) {
+          const bool want_nan = std::isnan(want.value(i));
+          nans += want_nan;
+          zeros += want.bits(i) == 0u;
+          mismatches += want_nan ? !std::isnan(got.value(i)) : got.bits(i) != want.bits(i);
+        }
+        EXPECT_EQ(mismatches, 0) << kestrel::dtype_name(t) << " lead=" << lead << " backward=" << backward;
+        EXPECT_GT(nans, 0);  // kept NaNs were compared
+        EXPECT_GT(zeros, n / 4);  // and dropped elements
+      }
+    }
   }
 }
 

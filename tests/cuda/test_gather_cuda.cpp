@@ -39,20 +39,32 @@ TEST(CudaGather, BitIdenticalToTheCpuTwinForEveryCopyWidth) {
   }
 }
 
+// Every copy width (16-, 4- and 1-byte words) and pointer shift: rows with an index outside
+// [0, rows) (below, at and above) are all 0xFF, the valid rows are copied, the bytes around the
+// output are untouched.
 TEST(CudaGather, AnInvalidIndexFillsItsRowWithOnes) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
   kestrel::Context gpu(kestrel::Device::cuda(0));
-  const std::vector<float> src = {1, 2, 3, 4, 5, 6, 7, 8};  // 2 rows of 16 bytes
-  const std::vector<std::int32_t> idx = {1, 2, -1, 0};
-  const kestrel::Tensor dsrc = to_device(src, gpu), didx = to_device(idx, gpu);
-  kestrel::Tensor ddst = to_device(std::vector<float>(16, 0.f), gpu);
-  kestrel::cuda::gather_rows(device_ptr<float>(dsrc), 2, 16, device_ptr<std::int32_t>(didx), 4,
-                             device_ptr<float>(ddst), gpu.stream().handle());
-  const std::vector<float> got = to_host<float>(ddst, 16, gpu);
-  const std::vector<float> rows01 = {5, 6, 7, 8}, rows00 = {1, 2, 3, 4};
-  EXPECT_TRUE(std::equal(rows01.begin(), rows01.end(), got.begin()));
-  EXPECT_TRUE(std::equal(rows00.begin(), rows00.end(), got.begin() + 12));
-  std::uint32_t bits[8];
-  std::memcpy(bits, got.data() + 4, sizeof bits);
-  for (std::uint32_t w : bits) EXPECT_EQ(w, 0xFFFFFFFFu);
+  const std::int64_t rows = 5;
+  const std::vector<std::int32_t> idx = {1, 5, -1, 0, 4, 2147483647, 3};
+  const auto n = static_cast<std::int64_t>(idx.size());
+  for (std::int64_t row_bytes : {16, 12, 3}) {
+    for (int shift : {0, 4, 1}) {
+      const std::vector<std::uint8_t> src = random_bytes(rows * row_bytes + 16, 23);
+      std::vector<std::uint8_t> want(static_cast<std::size_t>(n * row_bytes + 16), 0xAB);
+      const kestrel::Tensor dsrc = to_device(src, gpu), didx = to_device(idx, gpu);
+      kestrel::Tensor ddst = to_device(want, gpu);
+      kestrel::cuda::gather_rows(device_ptr<std::uint8_t>(dsrc, shift), rows, row_bytes,
+                                 device_ptr<std::int32_t>(didx), n, device_ptr<std::uint8_t>(ddst, shift),
+                                 gpu.stream().handle());
+      for (std::int64_t r = 0; r < n; ++r) {
+        const std::int32_t i = idx[static_cast<std::size_t>(r)];
+        for (std::int64_t b = 0; b < row_bytes; ++b)
+          want[static_cast<std::size_t>(shift + r * row_bytes + b)] =
+              i >= 0 && i < rows ? src[static_cast<std::size_t>(shift + i * row_bytes + b)] : 0xFF;
+      }
+      EXPECT_EQ(to_host<std::uint8_t>(ddst, static_cast<std::int64_t>(want.size()), gpu), want)
+          << "row_bytes " << row_bytes << " shift " << shift;
+    }
+  }
 }

@@ -38,6 +38,10 @@ class DtypeBuffer {
   void* data() noexcept { return bytes() + lead_ * dtype_size(dtype_); }
   const void* data() const noexcept { return bytes() + lead_ * dtype_size(dtype_); }
 
+  // Every byte of the allocation (lead and padding included): 0xFF makes an element a kernel
+  // failed to write show (a NaN pattern, where zeros would pass for a dropped element).
+  void fill_bytes(std::uint8_t b) { std::memset(storage_.data(), b, storage_.size() * sizeof(storage_[0])); }
+
   void set(std::int64_t i, float v) {
     if (dtype_ == DType::kFloat32) {
       std::memcpy(static_cast<char*>(data()) + 4 * i, &v, 4);
