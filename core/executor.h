@@ -9,7 +9,8 @@
 // binds parameters, states, their gradients and the inputs to persistent memory; plans every
 // other value into one arena by liveness (values alive at the same time never share bytes);
 // plans each node's scratch workspace into the same arena, alive during that node only (or, when
-// that would not be smaller, one separate buffer for the largest node); cuDNN plans are built
+// planning them there would grow the arena by more than the largest node's scratch, one separate
+// buffer of that size); cuDNN plans are built
 // here, not while running.
 //
 // Run: launches the schedule in order on the context's stream. On CUDA, capture_cuda_graph()

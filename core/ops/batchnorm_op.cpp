@@ -134,8 +134,10 @@ std::vector<TypeSpec> BatchNormOp::infer(const std::vector<const ValueInfo*>& in
   return {x.type, stat, stat};
 }
 
+// Only training reduces statistics (into per-block partials); inference normalises with the
+// running statistics and needs no scratch.
 std::size_t BatchNormOp::workspace_bytes(const PlanQuery& q) const {
-  return q.ctx.device().is_cpu() ? 0 : cuda::batchnorm_workspace_bytes(dims_of(*q.in[0]));
+  return q.ctx.device().is_cpu() || !q.training ? 0 : cuda::batchnorm_workspace_bytes(dims_of(*q.in[0]));
 }
 
 void BatchNormOp::run(const OpRun& r) const {

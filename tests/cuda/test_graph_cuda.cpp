@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kestrel/core/executor.h"
+#include "kestrel/kernels/batchnorm.h"
 #include "kestrel/layers/nn.h"
 #include "kestrel/layers/resnet.h"
 #include "device_copy.h"
@@ -119,6 +120,69 @@ TEST_P(GraphCuda, CudaGraphReplayEqualsEagerExecution) {
   const auto pa = host_floats(sa.flat_params(), a), pb = host_floats(sb.flat_params(), b);
   EXPECT_TRUE(kestrel::testing::bit_equal(pb, pa)) << "parameters after replays differ";
   EXPECT_EQ(sb.read_counters().step, 6);
+}
+
+// Per-node workspaces planned in the arena (batch-norm partials, cuDNN and CUB scratch, alive
+// during their node only) against an executor where nothing shares memory (reuse_memory off:
+// every value and the scratch keep bytes of their own): the same losses and parameters, bit for
+// bit, over steps with momentum. A workspace sized too small for its kernel, or overlapping a
+// value live at its node, would change bits here.
+TEST_P(GraphCuda, ArenaWorkspacesGiveTheBitsOfAnExecutorWithoutMemoryReuse) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  Graph g = small_resnet(GetParam());
+  Context a(Device::cuda(0)), b(Device::cuda(0));
+  a.set_conv_policy(exact_policy());
+  b.set_conv_policy(exact_policy());
+  ParameterStore sa(g, a, 13), sb(g, b, 13);
+  CompileOptions shared, separate;
+  shared.sgd.momentum = separate.sgd.momentum = 0.9f;
+  separate.reuse_memory = false;
+  Executor ea(g, sa, a, shared), eb(g, sb, b, separate);
+  EXPECT_GT(ea.stats().workspace_bytes, 0u) << "batch norm's partials need scratch on CUDA";
+  EXPECT_TRUE(ea.stats().workspace_in_arena)
+      << "the planner put the scratch in a separate buffer: this test then no longer covers the "
+         "per-node workspaces (arena " << ea.stats().arena_bytes << " bytes)";
+  EXPECT_FALSE(eb.stats().workspace_in_arena);
+  feed(ea, a, 3);
+  feed(eb, b, 3);
+  sa.set_learning_rate(0.05f);
+  sb.set_learning_rate(0.05f);
+  std::vector<float> la, lb;
+  for (int step = 0; step < 4; ++step) {
+    ea.run();
+    eb.run();
+    la.push_back(host_floats(ea.output("loss"), a)[0]);
+    lb.push_back(host_floats(eb.output("loss"), b)[0]);
+  }
+  EXPECT_NE(la.front(), la.back()) << "the steps did not train";
+  EXPECT_TRUE(kestrel::testing::bit_equal(la, lb)) << "losses differ with workspaces in the arena";
+  EXPECT_TRUE(kestrel::testing::bit_equal(host_floats(sa.flat_params(), a), host_floats(sb.flat_params(), b)))
+      << "parameters differ with workspaces in the arena";
+}
+
+// Batch norm asks for scratch (its per-block partial statistics) only when it reduces them, in
+// training; inference normalises with the running statistics and plans none.
+TEST(GraphCudaWorkspace, BatchNormPlansScratchForTrainingOnly) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  Context gpu(Device::cuda(0));
+  auto bn_graph = [](bool with_loss) {
+    GraphOptions o;
+    o.batch = 16;
+    Graph g(o);
+    const Value y = nn::batch_norm(g, "bn", nn::image_input(g, "x", 8, 8, 8));
+    g.mark_output(y, "y");
+    if (with_loss)  // 8 channels pooled are the logits of 8 classes: no other op with scratch but CE
+      nn::softmax_cross_entropy(g, nn::global_avg_pool(g, y), nn::label_input(g, "labels"));
+    return g;
+  };
+  const Graph train_graph = bn_graph(true), eval_graph = bn_graph(false);
+  ParameterStore train_store(train_graph, gpu, 1), eval_store(eval_graph, gpu, 1);
+  CompileOptions training, inference;
+  training.optimizer = OptimizerKind::kNone;
+  inference.training = false;
+  const std::size_t bn_scratch = cuda::batchnorm_workspace_bytes({16, 8, 64, Layout::kNCHW});
+  EXPECT_GE(Executor(train_graph, train_store, gpu, training).stats().workspace_bytes, bn_scratch);
+  EXPECT_EQ(Executor(eval_graph, eval_store, gpu, inference).stats().workspace_bytes, 0u);
 }
 
 // Gradient clipping on the device (sum of squares reduced by CUB, read by the fused update):
