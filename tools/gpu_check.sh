@@ -27,6 +27,10 @@
 #   claim is about optimisation, not precision), --experiment-fp32 keeps He et al.'s fp32 NCHW;
 #   it rewrites its charts after each network, so a run cut off at the time limit keeps those done.
 #   --no-tests and --no-bench skip those stages, for a call that only runs experiments.
+#   --deadline=SECONDS (default 570, for the device tool's 600-s call): the training and experiment
+#   stages get what is left before it (training through cifar10_train --time-limit, experiments
+#   through timeout) and are skipped when under 30 s remain, so the packed results and the summary
+#   come back; pass the call's timeout_s less 30 when a call runs under a shorter limit.
 #   A call that runs every stage writes 9 files: leave out one (--no-sanitizer or no --train).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -34,6 +38,7 @@ OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
 quick=0; pytorch=1; sanitizer=1; train_epochs=0; train_model=resnet20; build=1; resnet_quick=0
 tests=1; bench=1; experiments=""; experiment_steps=0; train_recipe=fast; experiment_fp32=0
+deadline=570
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
@@ -49,10 +54,21 @@ for a in "$@"; do
     --experiments=*) experiments=${a#--experiments=} ;;
     --experiment-steps=[0-9]*) experiment_steps=${a#--experiment-steps=} ;;
     --experiment-fp32) experiment_fp32=1 ;;
-    *) echo "usage: tools/gpu_check.sh [--quick] [--resnet-quick] [--no-pytorch] [--no-sanitizer] [--no-build] [--no-tests] [--no-bench] [--train=EPOCHS] [--train-model=resnetD] [--train-recipe=fast|he] [--experiments=dropout,degradation,gradient_flow] [--experiment-steps=N] [--experiment-fp32]" >&2; exit 2 ;;
+    --deadline=[0-9]*) deadline=${a#--deadline=} ;;
+    *) echo "usage: tools/gpu_check.sh [--quick] [--resnet-quick] [--no-pytorch] [--no-sanitizer] [--no-build] [--no-tests] [--no-bench] [--train=EPOCHS] [--train-model=resnetD] [--train-recipe=fast|he] [--experiments=dropout,degradation,gradient_flow] [--experiment-steps=N] [--experiment-fp32] [--deadline=SECONDS]" >&2; exit 2 ;;
   esac
 done
 status() { echo "gpu_check: $*" | tee -a "$OUT/summary.txt" >&2; }
+script_t0=$(date +%s)
+# Seconds a stage may run: what is left before the deadline less `reserve` (for the work after
+# it: packing, the summary), at most `cap`; 0 when under 30 s would remain.
+stage_budget() {
+  local reserve=$1 cap=$2 b
+  b=$(( deadline - ($(date +%s) - script_t0) - reserve ))
+  [ "$b" -gt "$cap" ] && b=$cap
+  [ "$b" -lt 30 ] && b=0
+  echo "$b"
+}
 : > "$OUT/summary.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu_check: device: /' | tee -a "$OUT/summary.txt"
 
@@ -175,11 +191,24 @@ if [ "$train_epochs" -gt 0 ]; then
     echo "=== cifar10_train ${recipe[*]} --layout nhwc --deterministic off" >> "$OUT/train.log"
     # --deterministic off: autotuned, possibly non-deterministic engines, as PyTorch's
     # cudnn.benchmark = True; the default (deterministic, first engine) would time another policy.
-    timeout 600 build-gpu/bin/cifar10_train "${recipe[@]}" --layout nhwc --deterministic off --log-every 1000 >> "$OUT/train.log" 2>&1
-    status "cifar10_train: rc=$? $(grep -E '^epoch [0-9]+/[0-9]+:' "$OUT/train.log" | tail -1)"
-    if [ $pytorch = 1 ]; then
+    # Kestrel gets a third of what is left when PyTorch trains after it (about twice as slow), all
+    # of it otherwise; --time-limit stops it at a step with the test accuracy still reported.
+    share=1; [ $pytorch = 1 ] && share=3
+    b=$(stage_budget 30 $(( 600 * share )))
+    b=$(( b / share ))
+    # The limit counts from the first step: 40 s of it are left for data loading, autotuning and
+    # the final test-set pass.
+    if [ "$b" -lt 60 ]; then
+      status "cifar10_train: skipped, under 60 s left before the deadline (--deadline=$deadline)"
+    else
+      timeout "$b" build-gpu/bin/cifar10_train "${recipe[@]}" --layout nhwc --deterministic off --log-every 1000 \
+        --time-limit "$(awk -v s="$b" 'BEGIN { printf "%.2f", (s - 40) / 60 }')" >> "$OUT/train.log" 2>&1
+      status "cifar10_train: rc=$? $(grep -E '^epoch [0-9]+/[0-9]+:' "$OUT/train.log" | tail -1)"
+    fi
+    b=$(stage_budget 30 600)
+    if [ $pytorch = 1 ] && [ "$b" -gt 0 ]; then
       echo "=== pytorch_train_reference ${recipe[*]}" >> "$OUT/train.log"
-      PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_train_reference.py "${recipe[@]}" >> "$OUT/train.log" 2>&1
+      PYTHONUNBUFFERED=1 timeout "$b" python3 tools/pytorch_train_reference.py "${recipe[@]}" >> "$OUT/train.log" 2>&1
       status "pytorch_train_reference: rc=$? $(grep -E '^epoch [0-9]+/[0-9]+:' "$OUT/train.log" | tail -1)"
     fi
   else
@@ -204,14 +233,20 @@ if [ -n "$experiments" ]; then
     len=(); [ "$e" = degradation ] && [ "$experiment_steps" -gt 0 ] && len=(--steps "$experiment_steps")
     num=(); [ "$e" = degradation ] && [ "$experiment_fp32" -eq 0 ] && num=(--dtype bf16 --layout nhwc)
     cmd=("build-gpu/bin/seed_$e" --device cuda --out "$exp_dir/$e" "${data_args[@]}" "${len[@]}" "${num[@]}")
-    echo "=== ${cmd[*]}" >> "$log"
+    b=$(stage_budget 20 540)
+    if [ "$b" -eq 0 ]; then
+      status "seed_$e: skipped, under 30 s left before the deadline (--deadline=$deadline)"; exp_rc=3; continue
+    fi
+    echo "=== ${cmd[*]} (time limit $b s)" >> "$log"
     e0=$(date +%s)
-    timeout 540 "${cmd[@]}" >> "$log" 2>&1
+    timeout "$b" "${cmd[@]}" >> "$log" 2>&1
     rc=$?; [ $rc -ne 0 ] && exp_rc=$rc
+    [ $rc -eq 124 ] && status "seed_$e: stopped at its time limit; seed_degradation keeps the networks it finished"
     status "seed_$e: rc=$rc ($(( $(date +%s) - e0 )) s)"
+    # Packed after each experiment, so a call cut off later still returns what finished.
+    nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$exp_dir/device.txt" 2>&1
+    tar -czf "$OUT/experiments.tar.gz" -C "$exp_dir" .
   done
-  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$exp_dir/device.txt" 2>&1
-  tar -czf "$OUT/experiments.tar.gz" -C "$exp_dir" .
   status "experiments done in $(( $(date +%s) - t0 )) s (experiments.tar.gz)"
 fi
 
