@@ -265,6 +265,17 @@ TEST(TrainProgram, ATinyRunWritesLogAndCheckpointAndResumes) {
   int lines = 0;
   for (std::string l; std::getline(log, l);) ++lines;
   EXPECT_EQ(lines, 6) << "start, step 1, epoch 1, step 3, (stop), resume, epoch 2";
+  // Resuming the finished run evaluates it: no step, the same test accuracy, the checkpoint kept.
+  auto accuracy = [](const std::string& out) {
+    const std::size_t at = out.rfind("test accuracy ");
+    return at == std::string::npos ? std::string("none") : out.substr(at, out.find('%', at) - at);
+  };
+  const Ran c = run_program(common + " --resume ck.safetensors", dir);
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_NE(c.out.find("finished after 4 steps"), std::string::npos) << c.out;
+  EXPECT_EQ(accuracy(c.out), accuracy(b.out));
+  EXPECT_NE(accuracy(c.out), "none");
+  EXPECT_EQ(checkpoint_metadata(read_safetensors(dir / "ck.safetensors"), "step"), "4");
 }
 
 
