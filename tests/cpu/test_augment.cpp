@@ -122,7 +122,7 @@ TEST(CpuAugment, EvaluationModeIsPlainNormalisation) {
     }
 }
 
-TEST(CpuAugment, NhwcIsNchwTransposedAndBf16IsRoundedFp32) {
+TEST(CpuAugment, NhwcIsNchwTransposedAnd16BitTypesAreRoundedFp32) {
   const auto data = random_dataset(10, 821);
   const std::vector<std::uint8_t> labels(10, 1);
   const auto idx = random_ints(9, 822, 0, 9);
@@ -139,6 +139,10 @@ TEST(CpuAugment, NhwcIsNchwTransposedAndBf16IsRoundedFp32) {
   kestrel::cpu::augment_batch(data.data(), 10, labels.data(), idx.data(), 9, bf.data(), DType::kBFloat16,
                               Layout::kNCHW, nullptr, p);
   for (std::size_t e = 0; e < bf.size(); ++e) ASSERT_EQ(bf[e], kestrel::bf16_bits_from_float(nchw[e])) << e;
+  std::vector<std::uint16_t> h(idx.size() * kImg);  // and fp16 (kernels/augment.h promises it)
+  kestrel::cpu::augment_batch(data.data(), 10, labels.data(), idx.data(), 9, h.data(), DType::kFloat16,
+                              Layout::kNCHW, nullptr, p);
+  for (std::size_t e = 0; e < h.size(); ++e) ASSERT_EQ(h[e], kestrel::fp16_bits_from_float(nchw[e])) << e;
 }
 
 TEST(CpuAugment, OffsetPointerAddsToOffset) {
@@ -199,10 +203,11 @@ TEST(CpuAugment, ShiftsAndFlipsAreUniform) {
 TEST(CpuAugment, RejectsBadIndicesAndParameters) {
   const auto data = random_dataset(2, 841);
   const std::vector<std::uint8_t> labels(2, 0);
-  std::vector<float> out(3 * kImg);
+  std::vector<float> out(3 * kImg, -99.f);
+  std::vector<std::int32_t> labels_out(3, -7);
   auto call = [&](const std::vector<std::int32_t>& idx, const AugmentParams& p, DType t) {
     kestrel::cpu::augment_batch(data.data(), 2, labels.data(), idx.data(), static_cast<std::int64_t>(idx.size()),
-                                out.data(), t, Layout::kNCHW, nullptr, p);
+                                out.data(), t, Layout::kNCHW, labels_out.data(), p);
   };
   try {
     call({0, 1, 2}, AugmentParams{}, DType::kFloat32);
@@ -210,6 +215,9 @@ TEST(CpuAugment, RejectsBadIndicesAndParameters) {
   } catch (const kestrel::Error& e) {
     EXPECT_NE(std::string(e.what()).find("batch position 2"), std::string::npos) << e.what();
   }
+  // "Raises ... before writing anything": images 0 and 1 were valid, yet nothing was written.
+  EXPECT_EQ(out, std::vector<float>(3 * kImg, -99.f));
+  EXPECT_EQ(labels_out, std::vector<std::int32_t>(3, -7));
   EXPECT_THROW(call({-1}, AugmentParams{}, DType::kFloat32), kestrel::Error);
   AugmentParams bad_pad;
   bad_pad.pad = 17;

@@ -91,6 +91,7 @@ TEST(ConvCpu, ForwardMatchesIm2colReference) {
         const HostBuffer x = random_buffer(t, d.x_elements(), seed++);
         const HostBuffer w = random_buffer(t, d.w_elements(), seed++);
         HostBuffer y(t, d.y_elements());
+        y.fill(99.f);  // outputs are overwritten, not accumulated into
         kestrel::cpu::conv2d_forward(d, x.data(), w.data(), y.data());
         const auto expected = to_stored(ref_conv_forward(d, logical_x(d, x), logical_w(d, w)),
                                         layout, ref_y_dims(d));
@@ -119,6 +120,7 @@ void check_against_finite_differences(bool wrt_filter, std::uint32_t seed) {
         const HostBuffer w = random_buffer(t, d.w_elements(), seed++);
         const HostBuffer dy = random_buffer(t, d.y_elements(), seed++);
         HostBuffer grad(t, wrt_filter ? d.w_elements() : d.x_elements());
+        grad.fill(99.f);  // overwritten, including the input positions no output reads (stride 2)
         if (wrt_filter) {
           kestrel::cpu::conv2d_backward_filter(d, x.data(), dy.data(), grad.data());
         } else {
@@ -165,6 +167,9 @@ TEST(ConvCpu, AdjointIdentityHoldsOnLargerShapes) {
       const HostBuffer dy = random_buffer(DType::kFloat32, d.y_elements(), seed++);
       HostBuffer y(DType::kFloat32, d.y_elements()), dx(DType::kFloat32, d.x_elements()),
           dw(DType::kFloat32, d.w_elements());
+      y.fill(99.f);
+      dx.fill(99.f);
+      dw.fill(99.f);
       kestrel::cpu::conv2d_forward(d, x.data(), w.data(), y.data());
       kestrel::cpu::conv2d_backward_data(d, dy.data(), w.data(), dx.data());
       kestrel::cpu::conv2d_backward_filter(d, x.data(), dy.data(), dw.data());

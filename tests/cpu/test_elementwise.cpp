@@ -104,6 +104,20 @@ TEST(Elementwise, SigmoidSaturatesWithoutOverflow) {
   }
 }
 
+// kernels/elementwise.h: "add_relu ... NaN propagates" (fmaxf(a + b, 0) would drop it).
+TEST(Elementwise, AddReluPropagatesNaN) {
+  for (DType t : kestrel::testing::kFloatingDtypes) {
+    const DtypeBuffer a = DtypeBuffer::from({std::nanf(""), 1.f, -3.f, 2.f}, t);
+    const DtypeBuffer b = DtypeBuffer::from({1.f, std::nanf(""), 1.f, 0.5f}, t);
+    DtypeBuffer y(t, 4);
+    kestrel::cpu::add_relu(a.data(), b.data(), y.data(), 4, t);
+    EXPECT_TRUE(std::isnan(y.value(0))) << kestrel::dtype_name(t);
+    EXPECT_TRUE(std::isnan(y.value(1))) << kestrel::dtype_name(t);
+    EXPECT_EQ(y.value(2), 0.f);
+    EXPECT_EQ(y.value(3), 2.5f);
+  }
+}
+
 TEST(Elementwise, ReluPropagatesNaN) {
   const DtypeBuffer x = DtypeBuffer::from({std::nanf(""), -1.f, 2.f}, DType::kFloat32);
   DtypeBuffer y(DType::kFloat32, 3);

@@ -38,7 +38,7 @@ void check_shape(std::int64_t rows, std::int64_t cols, DType t, std::uint32_t se
   const auto beta = bnref::uniform_data(cols, -1.f, 1.f, DType::kFloat32, seed + 3);
   const auto xs = bnref::to_storage(x, t), dys = bnref::to_storage(dy, t);
   auto y = xs, dx = xs;
-  std::vector<float> mean(rows), rstd(rows), dg(cols), db(cols);
+  std::vector<float> mean(rows), rstd(rows), dg(cols, 123.f), db(cols, 123.f);  // overwritten
   kestrel::cpu::layernorm_forward(xs.data(), y.data(), t, rows, cols, gamma.data(), beta.data(),
                                   kEps, mean.data(), rstd.data());
   kestrel::cpu::layernorm_backward(dys.data(), xs.data(), t, rows, cols, gamma.data(), mean.data(),
@@ -90,12 +90,17 @@ TEST(LayerNormCpu, GradientMatchesFiniteDifferences) {
       return (lp - lm) / (2 * h);
     };
     const lnref::Grads g = lnref::backward(w, x, rows, cols, gamma, eps);
-    std::vector<float> y(xf.size()), mean(rows), rstd(rows), dx(xf.size()), dg(cols), db(cols);
+    std::vector<float> y(xf.size()), mean(rows), rstd(rows), dx(xf.size()), dg(cols, 123.f), db(cols, 123.f);
     kestrel::cpu::layernorm_forward(xf.data(), y.data(), DType::kFloat32, rows, cols, gf.data(),
                                     bf.data(), static_cast<float>(eps), mean.data(), rstd.data());
     kestrel::cpu::layernorm_backward(wf.data(), xf.data(), DType::kFloat32, rows, cols, gf.data(),
                                      mean.data(), rstd.data(), dx.data(), dg.data(), db.data(),
                                      nullptr);
+    // At this eps, 1 / (std + eps) and 1 / sqrt(var + eps) differ by percents: the forward output
+    // and the saved rstd follow the (std + eps) form too.
+    const lnref::Forward f = lnref::forward(x, rows, cols, gamma, beta, eps);
+    EXPECT_TRUE(bnref::close_to(y, f.y, 1e-5));
+    EXPECT_TRUE(bnref::close_to(rstd, f.rstd, 1e-5));
     for (std::size_t i = 0; i < x.size(); ++i) {
       const double n = fd(x, i);
       EXPECT_NEAR(g.dx[i], n, 1e-7 * (1 + std::fabs(n))) << "reference dx[" << i << "]";
@@ -119,7 +124,7 @@ TEST(LayerNormCpu, ConstantRowsStayFinite) {
   const auto dy = bnref::uniform_data(rows * cols, -1.f, 1.f, DType::kFloat32, 50);
   const auto gamma = bnref::uniform_data(cols, 0.5f, 1.5f, DType::kFloat32, 51);
   const auto beta = bnref::uniform_data(cols, -1.f, 1.f, DType::kFloat32, 52);
-  std::vector<float> y(x.size()), mean(rows), rstd(rows), dx(x.size()), dg(cols), db(cols);
+  std::vector<float> y(x.size()), mean(rows), rstd(rows), dx(x.size()), dg(cols, 123.f), db(cols, 123.f);
   kestrel::cpu::layernorm_forward(x.data(), y.data(), DType::kFloat32, rows, cols, gamma.data(),
                                   beta.data(), kEps, mean.data(), rstd.data());
   kestrel::cpu::layernorm_backward(dy.data(), x.data(), DType::kFloat32, rows, cols,
@@ -146,7 +151,7 @@ TEST(LayerNormCpu, InPlaceAndOptionalPointersGiveTheSameBits) {
   const auto x = row_data(rows, cols, DType::kFloat32, 60);
   const auto dy = bnref::uniform_data(rows * cols, -1.f, 1.f, DType::kFloat32, 61);
   const std::vector<float> ones(cols, 1.f), zeros(cols, 0.f);
-  std::vector<float> y(x.size()), mean(rows), rstd(rows), dx(x.size()), dg(cols), db(cols);
+  std::vector<float> y(x.size()), mean(rows), rstd(rows), dx(x.size()), dg(cols, 123.f), db(cols, 123.f);
   kestrel::cpu::layernorm_forward(x.data(), y.data(), DType::kFloat32, rows, cols, ones.data(),
                                   zeros.data(), kEps, mean.data(), rstd.data());
   kestrel::cpu::layernorm_backward(dy.data(), x.data(), DType::kFloat32, rows, cols, ones.data(),

@@ -44,7 +44,7 @@ std::string name(DType t, Layout l, const Dims& d) {
 }  // namespace
 
 TEST(CpuGlobalAvgPool, ForwardAndBackwardMatchReference) {
-  for (DType t : {DType::kFloat32, DType::kBFloat16}) {
+  for (DType t : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
     for (Layout l : {Layout::kNCHW, Layout::kNHWC}) {
       for (Dims d : {Dims{1, 1, 1, 1}, Dims{2, 3, 7, 1}, Dims{3, 64, 8, 8}, Dims{5, 7, 7, 7}}) {
         const std::int64_t hw = d.h * d.w;
@@ -76,7 +76,7 @@ TEST(CpuGlobalAvgPool, ForwardAndBackwardMatchReference) {
 }
 
 TEST(CpuMaxPool2x2, ForwardAndBackwardMatchReferenceWithTiesAndOddSizes) {
-  for (DType t : {DType::kFloat32, DType::kBFloat16}) {
+  for (DType t : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
     for (Layout l : {Layout::kNCHW, Layout::kNHWC}) {
       for (Dims d : {Dims{1, 1, 1, 1}, Dims{1, 1, 2, 2}, Dims{2, 3, 5, 7}, Dims{3, 4, 8, 8}, Dims{1, 5, 3, 2}}) {
         const std::int64_t oh = d.h / 2, ow = d.w / 2;

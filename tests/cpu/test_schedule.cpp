@@ -34,7 +34,13 @@ TEST(Schedule, CosineFollowsHalfCosineWithWarmup) {
   EXPECT_FLOAT_EQ(learning_rate_at(s, 10), 0.4f);
   const double mid = 0.4 * 0.5 * (1 + std::cos(3.14159265358979 * 45.0 / 90.0));
   EXPECT_NEAR(learning_rate_at(s, 55), mid, 1e-6);
+  EXPECT_NEAR(learning_rate_at(s, 40), 0.3, 1e-6);  // a third of the way: 0.4 (1 + cos(pi/3)) / 2
   EXPECT_NEAR(learning_rate_at(s, 100), 0.0, 1e-7);
+  // Down to base * min_fraction: 0.04 at the end, halfway between at the middle.
+  s.warmup_steps = 0;
+  s.min_fraction = 0.1f;
+  EXPECT_NEAR(learning_rate_at(s, 100), 0.04, 1e-7);
+  EXPECT_NEAR(learning_rate_at(s, 50), 0.22, 1e-6);
 }
 
 TEST(Schedule, OneCycleRisesThenFallsLikePyTorch) {
@@ -48,6 +54,33 @@ TEST(Schedule, OneCycleRisesThenFallsLikePyTorch) {
   EXPECT_NEAR(learning_rate_at(s, 29), 1.0, 1e-6);
   EXPECT_NEAR(learning_rate_at(s, 99), 0.04 / 1e4, 1e-9);
   EXPECT_LT(learning_rate_at(s, 60), learning_rate_at(s, 40));
+  // Cosine annealing (PyTorch's _annealing_cos: end + (start - end) / 2 (cos(pi pct) + 1)), not
+  // linear, in both phases: up from 0.04 over 29 steps, down to 4e-6 over 70.
+  const double pi = 3.14159265358979;
+  auto annealed = [&](double start, double end, double pct) { return end + (start - end) / 2 * (std::cos(pi * pct) + 1); };
+  EXPECT_NEAR(learning_rate_at(s, 10), annealed(0.04, 1.0, 10.0 / 29), 1e-6);
+  EXPECT_NEAR(learning_rate_at(s, 39), annealed(1.0, 4e-6, 10.0 / 70), 1e-6);  // linear: 0.857
+}
+
+// Warm-up from base / warmup_div applies before the constant and step schedules too; the
+// milestones count from step 0, warm-up included.
+TEST(Schedule, ConstantAndStepFollowTheirWarmup) {
+  LrSchedule s;
+  s.kind = LrSchedule::Kind::kConstant;
+  s.base = 0.2f;
+  s.total_steps = 100;
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 0), 0.2f);
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 99), 0.2f);
+  s.warmup_steps = 10;
+  s.warmup_div = 5.f;
+  EXPECT_NEAR(learning_rate_at(s, 0), 0.04, 1e-7);
+  EXPECT_NEAR(learning_rate_at(s, 5), 0.04 + 0.16 * 0.5, 1e-7);
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 10), 0.2f);
+  s.kind = LrSchedule::Kind::kStep;
+  EXPECT_NEAR(learning_rate_at(s, 5), 0.12, 1e-7);
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 49), 0.2f);
+  EXPECT_NEAR(learning_rate_at(s, 50), 0.02, 1e-8);
+  EXPECT_NEAR(learning_rate_at(s, 75), 0.002, 1e-9);
 }
 
 TEST(Schedule, RejectsBadSettings) {
@@ -59,6 +92,10 @@ TEST(Schedule, RejectsBadSettings) {
   EXPECT_THROW(learning_rate_at(s, 0), kestrel::Error);
   s.base = 0.1f;
   s.milestones = {0.75, 0.5};
+  EXPECT_THROW(learning_rate_at(s, 0), kestrel::Error);
+  s.milestones = {0.5, 1.5};
+  EXPECT_THROW(learning_rate_at(s, 0), kestrel::Error);
+  s.milestones = {-0.1};
   EXPECT_THROW(learning_rate_at(s, 0), kestrel::Error);
   EXPECT_THROW(kestrel::parse_schedule_kind("exp"), kestrel::Error);
   EXPECT_EQ(kestrel::parse_schedule_kind("cosine"), LrSchedule::Kind::kCosine);

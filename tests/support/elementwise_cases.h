@@ -132,9 +132,15 @@ inline CaseBuffers make_case_buffers(const ElementwiseCase& c, DType t, std::int
                                      std::int64_t lead, std::uint32_t seed) {
   CaseBuffers b;
   for (int k = 0; k < c.inputs; ++k) {
-    b.in.push_back(DtypeBuffer::from(random_floats(n, seed + 101u * static_cast<std::uint32_t>(k),
-                                                   c.range[k].first, c.range[k].second),
-                                     t, lead));
+    std::vector<float> v = random_floats(n, seed + 101u * static_cast<std::uint32_t>(k), c.range[k].first,
+                                         c.range[k].second);
+    // Exact zeros of both signs, at positions that differ between inputs: a ReLU output is 0 for
+    // half its elements, and a mask taken as y >= 0 instead of y > 0 must show.
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (i % 5 == k + 1) v[static_cast<std::size_t>(i)] = 0.f;
+      if (i % 7 == k + 3) v[static_cast<std::size_t>(i)] = -0.f;
+    }
+    b.in.push_back(DtypeBuffer::from(v, t, lead));
   }
   for (int k = 0; k < c.outputs; ++k) {
     b.out.push_back(c.output_is_input0 ? b.in[0] : DtypeBuffer(t, n, lead));

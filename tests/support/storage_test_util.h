@@ -36,6 +36,10 @@ class HostBuffer {
   void set(std::size_t i, float v) {
     if (dtype_ == DType::kFloat32) f32_[i] = v; else b16_[i] = bf16_bits_from_float(v);
   }
+  // Every element v: a kernel's output buffer pre-filled with a value it must overwrite.
+  void fill(float v) {
+    for (std::size_t i = 0; i < n_; ++i) set(i, v);
+  }
   std::vector<double> values() const {
     std::vector<double> v(n_);
     for (std::size_t i = 0; i < n_; ++i) v[i] = get(i);
