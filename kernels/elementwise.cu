@@ -69,7 +69,8 @@ void launch_map(const std::array<const void*, kIn>& in, const std::array<void*, 
     vectorized = vectorized && cuda_detail::aligned16(out[k]);
   }
   const auto kernel = map_kernel<TIn, TOut, kIn, kOut, Op>;
-  static const int per_sm = cuda_detail::blocks_per_sm(kernel, kThreads);  // per instantiation
+  static cuda_detail::PerDeviceCache per_sm_cache;  // per instantiation, per device
+  const int per_sm = cuda_detail::blocks_per_sm(per_sm_cache, kernel, kThreads);
   constexpr int kN = kUnit<TIn, TOut>;
   const std::int64_t units = (n + kN - 1) / kN;
   kernel<<<cuda_detail::grid_for(units, kThreads, per_sm), kThreads, 0, stream>>>(p, n, vectorized,

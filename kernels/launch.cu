@@ -2,16 +2,20 @@
 
 namespace kestrel::cuda_detail {
 
-int sm_count() {
-  constexpr int kMaxDevices = 64;
-  static int cached[kMaxDevices] = {0};  // device properties do not change within a process
+int current_device() {
   int dev = 0;
   KESTREL_CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev < kMaxDevices && cached[dev] > 0) return cached[dev];
-  int n = 0;
-  KESTREL_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-  if (dev < kMaxDevices) cached[dev] = n;
-  return n;
+  return dev;
+}
+
+int sm_count() {
+  static PerDeviceCache cache;  // device properties do not change within a process
+  const int dev = current_device();
+  return cache.get(dev, [dev] {
+    int n = 0;
+    KESTREL_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n;
+  });
 }
 
 }  // namespace kestrel::cuda_detail

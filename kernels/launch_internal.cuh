@@ -8,8 +8,12 @@
 
 #include "kestrel/core/cuda_check_internal.h"
 #include "kestrel/core/error.h"
+#include "kestrel/kernels/per_device_cache_internal.h"
 
 namespace kestrel::cuda_detail {
+
+// The current device's ordinal (cudaGetDevice).
+int current_device();
 
 // Multiprocessor count of the current device (a device property; cached per device).
 int sm_count();

@@ -77,13 +77,16 @@ __device__ __forceinline__ void store_unit(T* p, const float (&v)[kN]) {
 
 // How many blocks of `threads` threads of `kernel` one multiprocessor of the current device holds
 // at once. Launchers size grid-stride grids as grid_for(units, threads, blocks_per_sm(...)) so
-// every block is resident from the start (no partial second wave while other SMs idle); they
-// cache the value per kernel instantiation (it depends only on the kernel and the architecture).
+// every block is resident from the start (no partial second wave while other SMs idle). The value
+// depends on the kernel and the device's architecture, so each launcher keeps one `cache` per
+// kernel instantiation (a function-local static) and the value is cached per device in it.
 template <typename Kernel>
-int blocks_per_sm(Kernel kernel, int threads) {
-  int blocks = 0;
-  KESTREL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, 0));
-  return std::max(blocks, 1);
+int blocks_per_sm(PerDeviceCache& cache, Kernel kernel, int threads) {
+  return cache.get(current_device(), [&] {
+    int blocks = 0;
+    KESTREL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, 0));
+    return std::max(blocks, 1);
+  });
 }
 
 }  // namespace kestrel::cuda_detail
