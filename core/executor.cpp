@@ -253,6 +253,11 @@ Tensor Executor::input(const std::string& name) const { return bound_[lookup(inp
 
 void Executor::bind_input(const std::string& name, const Tensor& src) {
   Tensor dst = input(name);
+  KESTREL_CHECK(src.defined(), "bind_input('", name, "'): the source tensor is undefined");
+  KESTREL_CHECK(src.shape() == dst.shape() && src.dtype() == dst.dtype() && src.layout() == dst.layout(),
+                "bind_input('", name, "'): got ", src.to_string(), ", but the input is ", dst.to_string(),
+                " (shape, dtype and layout must match; Tensor::from_vector stores host values in any "
+                "dtype and layout)");
   dst.copy_from(src, ctx_.stream());
 }
 

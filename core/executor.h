@@ -89,7 +89,9 @@ class Executor {
 
   // The persistent buffer of an input: fill it (copy_from, or a kernel) before run().
   Tensor input(const std::string& name) const;
-  // Copies `src` into the input's buffer on the context's stream.
+  // Copies `src` (host or device memory; the input's shape, dtype and layout, else a
+  // kestrel::Error naming the input, and the buffer is unchanged) into the input's buffer on the
+  // context's stream. A host source may be reused as soon as this returns.
   void bind_input(const std::string& name, const Tensor& src);
   // A value marked with Graph::mark_output, or "loss"; valid after run() until the next run().
   Tensor output(const std::string& name) const;

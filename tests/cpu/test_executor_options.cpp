@@ -230,3 +230,31 @@ TEST(ExecutorContext, IsTheExecutorsOwnNotTheStores) {
   EXPECT_EQ(&ex.context(), &run_ctx);
   EXPECT_EQ(&ex.store().context(), &store_ctx);
 }
+
+TEST(BindInput, CopiesAMatchingTensorAndNamesTheInputOtherwiseLeavingItUnchanged) {
+  const std::int64_t n = 3, f = 4;
+  Graph g(graph_options(n));
+  const Value x = g.input("x", {Shape{n, f}});
+  const Value labels = nn::label_input(g, "labels");
+  nn::softmax_cross_entropy(g, nn::linear(g, "fc", x, 2), labels);
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  Executor ex(g, store, ctx, gradients_of({}));
+  std::vector<float> values(static_cast<std::size_t>(n * f));
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = 0.25f * static_cast<float>(i) - 1.f;
+  ex.bind_input("x", Tensor::from_vector(values, Shape{n, f}));
+  EXPECT_EQ(ex.input("x").to_float_vector(), values);
+
+  const std::string shape = error_of([&] { ex.bind_input("x", Tensor::from_vector(std::vector<float>(12), Shape{12})); });
+  EXPECT_NE(shape.find("bind_input('x')"), std::string::npos) << shape;
+  EXPECT_NE(shape.find("Tensor([12]"), std::string::npos) << shape;
+  EXPECT_NE(shape.find("Tensor([3, 4]"), std::string::npos) << shape;
+  const std::string dtype = error_of([&] {
+    ex.bind_input("x", Tensor::from_vector(std::vector<float>(12), Shape{n, f}, DType::kBFloat16));
+  });
+  EXPECT_NE(dtype.find("bf16"), std::string::npos) << dtype;
+  EXPECT_NE(error_of([&] { ex.bind_input("x", Tensor()); }).find("undefined"), std::string::npos);
+  EXPECT_NE(error_of([&] { ex.bind_input("nope", Tensor::from_vector(values, Shape{n, f})); }).find("nope"),
+            std::string::npos);
+  EXPECT_EQ(ex.input("x").to_float_vector(), values);  // no failed call wrote into the input
+}

@@ -30,7 +30,7 @@ Result run(const std::string& program, const std::string& args) {
 TEST(ProgramExitCodes, UnknownFlagsAndBadValuesExit2WithTheUsage) {
   KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
   const char* programs[] = {"bench_kernels", "bench_resnet", "seed_dropout", "seed_degradation",
-                            "seed_gradient_flow", "kestrel_info", "cifar10_train"};
+                            "seed_gradient_flow", "kestrel_info", "cifar10_train", "custom_training_loop"};
   for (const char* p : programs) {
     const Result bad = run(p, "--no-such-flag");
     EXPECT_EQ(bad.code, 2) << p << ":\n" << bad.output;
@@ -48,6 +48,9 @@ TEST(ProgramExitCodes, UnknownFlagsAndBadValuesExit2WithTheUsage) {
   EXPECT_EQ(run("seed_degradation", "--steps -3").code, 2);
   EXPECT_EQ(run("seed_gradient_flow", "--steps many").code, 2);
   EXPECT_EQ(run("bench_kernels", "--runs 0").code, 2);
+  EXPECT_EQ(run("custom_training_loop", "--steps 0").code, 2);
+  EXPECT_EQ(run("custom_training_loop", "--dtype fp64").code, 2);
+  EXPECT_EQ(run("custom_training_loop", "--device tpu").code, 2);
 }
 
 TEST(ProgramExitCodes, BenchResnetPlansMemoryWithoutAGpu) {

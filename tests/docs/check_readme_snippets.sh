@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Compiles every ```cpp block of a Markdown file against the build tree's headers
+# Compiles every ```cpp block of a Markdown file (the README, docs/LIBRARY.md) against the build tree's headers
 # (-fsyntax-only): its #include lines at file scope, the rest as the body of main(). Keeps the
-# README's examples in step with the API (CTest: readme_snippets).
+# examples in step with the API (CTest: readme_snippets, library_snippets).
 # Usage: check_readme_snippets.sh FILE.md CXX INCLUDE_DIR...
 set -euo pipefail
 md=$1 cxx=$2
@@ -14,7 +14,7 @@ awk -v dir="$work" '/^```cpp/ { n++; f = 1; next } /^```/ { f = 0; next } f { pr
 n=0
 for b in "$work"/block*.txt; do
   if [ ! -e "$b" ]; then
-    echo "readme_snippets: no C++ blocks in $md" >&2
+    echo "snippets: no C++ blocks in $md" >&2
     exit 1
   fi
   src=${b%.txt}.cpp
@@ -26,10 +26,10 @@ for b in "$work"/block*.txt; do
     echo '}'
   } > "$src"
   if ! "$cxx" -std=c++17 -fsyntax-only "${inc[@]}" "$src"; then
-    echo "readme_snippets: C++ block $(basename "$b" .txt) of $md does not compile; as checked:" >&2
+    echo "snippets: C++ block $(basename "$b" .txt) of $md does not compile; as checked:" >&2
     cat -n "$src" >&2
     exit 1
   fi
   n=$((n + 1))
 done
-echo "readme_snippets: the $n C++ blocks of $md compile"
+echo "snippets: the $n C++ blocks of $md compile"
