@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <limits>
+#include <string>
 #include <vector>
 
 #include "batchnorm_step.h"
@@ -28,26 +30,30 @@ namespace {
 constexpr float kEps = 1e-5f;
 constexpr float kMomentum = 0.1f;
 const BnActivation kActs[] = {BnActivation::kNone, BnActivation::kRelu, BnActivation::kAddRelu};
+// What every output starts as: an element or statistic the kernel does not write (or adds to
+// instead of overwriting) fails the comparison, where zeros would pass for ReLU outputs and sums.
+const float kUnset = std::numeric_limits<float>::quiet_NaN();
 
 // Runs s's step on the CPU twin, filling its outputs.
-void run_step(const BatchNormDims& d, DType t, BnActivation act, ref::Step& s) {
+void run_step(const BatchNormDims& d, DType t, BnActivation act, ref::Step& s, float eps = kEps,
+              float momentum = kMomentum) {
   const std::int64_t count = ref::numel(d);
   const bool add = act == BnActivation::kAddRelu;
   s.rm = s.rm0;
   s.rv = s.rv0;
-  s.save_mean.assign(d.c, 0.f);
-  s.save_invstd.assign(d.c, 0.f);
-  s.dgamma.assign(d.c, 0.f);
-  s.dbeta.assign(d.c, 0.f);
+  s.save_mean.assign(d.c, kUnset);
+  s.save_invstd.assign(d.c, kUnset);
+  s.dgamma.assign(d.c, kUnset);
+  s.dbeta.assign(d.c, kUnset);
   const auto x = ref::to_storage(s.x, t), r = ref::to_storage(s.residual, t);
-  auto y = ref::to_storage(std::vector<float>(count, 0.f), t);
+  auto y = ref::to_storage(std::vector<float>(count, kUnset), t);
   kestrel::cpu::batchnorm_forward_training(x.data(), add ? r.data() : nullptr, y.data(), t, d,
-                                           s.gamma.data(), s.beta.data(), kEps, kMomentum,
+                                           s.gamma.data(), s.beta.data(), eps, momentum,
                                            s.rm.data(), s.rv.data(), s.save_mean.data(),
                                            s.save_invstd.data(), act, nullptr);
   s.y = ref::from_storage(y, t);
   const auto dy = ref::to_storage(s.dy, t);
-  auto dx = y, dr = y;
+  auto dx = ref::to_storage(std::vector<float>(count, kUnset), t), dr = dx;
   kestrel::cpu::batchnorm_backward(dy.data(), x.data(), y.data(), t, d, s.gamma.data(),
                                    s.save_mean.data(), s.save_invstd.data(), dx.data(),
                                    add ? dr.data() : nullptr, s.dgamma.data(), s.dbeta.data(), act,
@@ -75,31 +81,48 @@ TEST(BatchNormCpu, TrainingStepMatchesDoubleReference) {
         }
 }
 
-TEST(BatchNormCpu, InferenceUsesRunningStatistics) {
+// eps and momentum where they show: an eps of the order of the variances (a kernel that drops
+// it or uses a fixed 1e-5 is off by far more than the tolerance) and a momentum other than the
+// 0.1, 0 and 1 of the other tests.
+TEST(BatchNormCpu, TrainingStepHonoursEpsAndMomentum) {
+  const float eps = 0.5f, momentum = 0.7f;
+  std::uint32_t seed = 4000;
   for (Layout l : {Layout::kNCHW, Layout::kNHWC})
     for (DType t : {DType::kFloat32, DType::kBFloat16})
       for (BnActivation act : kActs) {
         const BatchNormDims d{7, 16, 49, l};
-        SCOPED_TRACE(ref::describe(d, t, act));
-        const std::int64_t count = ref::numel(d);
-        const bool add = act == BnActivation::kAddRelu;
-        const auto x = ref::channel_data(d, t, 11);
-        const auto r = ref::uniform_data(count, -2.f, 2.f, t, 12);
-        const auto gamma = ref::uniform_data(d.c, -1.5f, 1.5f, DType::kFloat32, 13);
-        const auto beta = ref::uniform_data(d.c, -1.f, 1.f, DType::kFloat32, 14);
-        const auto rm = ref::uniform_data(d.c, -3.f, 3.f, DType::kFloat32, 15);
-        const auto rv = ref::uniform_data(d.c, 0.25f, 4.f, DType::kFloat32, 16);
-        const auto xs = ref::to_storage(x, t), rs = ref::to_storage(r, t);
-        auto y = ref::to_storage(std::vector<float>(count), t);
-        kestrel::cpu::batchnorm_forward_inference(xs.data(), add ? rs.data() : nullptr, y.data(), t,
-                                                  d, gamma.data(), beta.data(), rm.data(),
-                                                  rv.data(), kEps, act);
-        const std::vector<double> mean(rm.begin(), rm.end()), var(rv.begin(), rv.end());
-        EXPECT_TRUE(close_to(ref::from_storage(y, t),
-                             ref::normalise(d, x, add ? &r : nullptr, mean, var, gamma, beta, kEps,
-                                            act),
-                             t == DType::kBFloat16 ? 1e-2 : 1e-5));
+        ref::Step s = ref::make_step(d, t, act, seed++);
+        run_step(d, t, act, s, eps, momentum);
+        ref::check_step(d, t, act, s, eps, momentum);
       }
+}
+
+TEST(BatchNormCpu, InferenceUsesRunningStatistics) {
+  for (float eps : {kEps, 0.5f})  // 0.5: of the order of the running variances, so it shows
+    for (Layout l : {Layout::kNCHW, Layout::kNHWC})
+      for (DType t : {DType::kFloat32, DType::kBFloat16})
+        for (BnActivation act : kActs) {
+          const BatchNormDims d{7, 16, 49, l};
+          SCOPED_TRACE(ref::describe(d, t, act) + " eps " + std::to_string(eps));
+          const std::int64_t count = ref::numel(d);
+          const bool add = act == BnActivation::kAddRelu;
+          const auto x = ref::channel_data(d, t, 11);
+          const auto r = ref::uniform_data(count, -2.f, 2.f, t, 12);
+          const auto gamma = ref::uniform_data(d.c, -1.5f, 1.5f, DType::kFloat32, 13);
+          const auto beta = ref::uniform_data(d.c, -1.f, 1.f, DType::kFloat32, 14);
+          const auto rm = ref::uniform_data(d.c, -3.f, 3.f, DType::kFloat32, 15);
+          const auto rv = ref::uniform_data(d.c, 0.25f, 4.f, DType::kFloat32, 16);
+          const auto xs = ref::to_storage(x, t), rs = ref::to_storage(r, t);
+          auto y = ref::to_storage(std::vector<float>(count, kUnset), t);
+          kestrel::cpu::batchnorm_forward_inference(xs.data(), add ? rs.data() : nullptr, y.data(), t,
+                                                    d, gamma.data(), beta.data(), rm.data(),
+                                                    rv.data(), eps, act);
+          const std::vector<double> mean(rm.begin(), rm.end()), var(rv.begin(), rv.end());
+          EXPECT_TRUE(close_to(ref::from_storage(y, t),
+                               ref::normalise(d, x, add ? &r : nullptr, mean, var, gamma, beta, eps,
+                                              act),
+                               t == DType::kBFloat16 ? 1e-2 : 1e-5));
+        }
 }
 
 TEST(BatchNormCpu, RunningStatisticsAtMomentumZeroAndOne) {

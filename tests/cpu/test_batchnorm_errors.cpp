@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -18,12 +19,29 @@ using kestrel::Layout;
 
 namespace {
 
+// 0.25, 0.5, ..., 16: unequal values, so a call that ran would change its outputs.
+std::vector<float> ramp(std::size_t n) {
+  std::vector<float> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = 0.25f * static_cast<float>(i + 1);
+  return v;
+}
+
 // Buffers big enough for every call below (n*c*hw <= 64).
 struct Bufs {
-  std::vector<float> x = std::vector<float>(64, 1.f), r = x, y = x, dy = x, dx = x, dr = x;
+  std::vector<float> x = ramp(64), r = x, y = x, dy = x, dx = x, dr = x;
   std::vector<float> g = std::vector<float>(8, 1.f), b = g, rm = g, rv = g, sm = g, si = g, dg = g,
                      db = g;
   std::vector<float> ws = std::vector<float>(1 << 16);
+  // The bytes of everything a call may write: a refused call must leave all of them as they were
+  // (bytes, so that a NaN one call wrote still equals itself for the next).
+  std::vector<std::uint8_t> outputs() const {
+    std::vector<std::uint8_t> bytes;
+    for (const std::vector<float>* v : {&y, &dx, &dr, &rm, &rv, &sm, &si, &dg, &db}) {
+      const auto* p = reinterpret_cast<const std::uint8_t*>(v->data());
+      bytes.insert(bytes.end(), p, p + v->size() * sizeof(float));
+    }
+    return bytes;
+  }
 };
 
 void expect_error(const std::function<void()>& fn, const std::string& fragment) {
@@ -41,16 +59,20 @@ void train_both(Bufs& b, const BatchNormDims& d, DType t, float eps, float momen
                 BnActivation act, bool residual, bool running, const std::string& fragment) {
   const void* r = residual ? b.r.data() : nullptr;
   float* rm = running ? b.rm.data() : nullptr;
+  auto before = b.outputs();
   expect_error([&] {
     kestrel::cpu::batchnorm_forward_training(b.x.data(), r, b.y.data(), t, d, b.g.data(),
                                              b.b.data(), eps, momentum, rm, b.rv.data(),
                                              b.sm.data(), b.si.data(), act, nullptr);
   }, fragment);
+  EXPECT_TRUE(b.outputs() == before) << "the refused call ('" << fragment << "') wrote an output";
+  before = b.outputs();
   expect_error([&] {
     kestrel::cuda::batchnorm_forward_training(b.x.data(), r, b.y.data(), t, d, b.g.data(),
                                               b.b.data(), eps, momentum, rm, b.rv.data(),
                                               b.sm.data(), b.si.data(), act, b.ws.data(), nullptr);
   }, fragment);
+  EXPECT_TRUE(b.outputs() == before) << "the refused launch ('" << fragment << "') wrote an output";
 }
 
 }  // namespace
@@ -100,6 +122,7 @@ TEST(BatchNormErrors, InferenceAndBackward) {
   const BatchNormDims ok{2, 4, 8, Layout::kNHWC};
   const DType f = DType::kFloat32;
   for (bool gpu : {false, true}) {
+    const auto before = b.outputs();
     auto infer = [&](const BatchNormDims& d, float eps, const float* rm, BnActivation act,
                      const void* r) {
       if (gpu) {
@@ -116,9 +139,11 @@ TEST(BatchNormErrors, InferenceAndBackward) {
     expect_error([&] { infer(ok, 1e-5f, nullptr, BnActivation::kNone, nullptr); }, "running");
     expect_error([&] { infer(ok, 1e-5f, b.rm.data(), BnActivation::kAddRelu, nullptr); },
                  "residual");
+    EXPECT_TRUE(b.outputs() == before) << "a refused inference wrote an output (gpu " << gpu << ")";
     // Inference with a single value per channel is fine.
     if (!gpu) infer({1, 4, 1, Layout::kNCHW}, 1e-5f, b.rm.data(), BnActivation::kNone, nullptr);
 
+    const auto before_back = b.outputs();
     auto back = [&](const BatchNormDims& d, const void* y, void* dr, BnActivation act,
                     const float* sm) {
       if (gpu) {
@@ -140,5 +165,6 @@ TEST(BatchNormErrors, InferenceAndBackward) {
     expect_error([&] { back(ok, b.y.data(), b.dr.data(), BnActivation::kRelu, b.sm.data()); },
                  "dresidual must be null");
     expect_error([&] { back(ok, nullptr, nullptr, BnActivation::kNone, nullptr); }, "save_mean");
+    EXPECT_TRUE(b.outputs() == before_back) << "a refused backward wrote an output (gpu " << gpu << ")";
   }
 }

@@ -53,6 +53,7 @@ std::vector<float> reference_forward(const DtypeBuffer& x, const DropoutParams& 
 
 DtypeBuffer forward(const DtypeBuffer& x, const DropoutParams& p, std::int64_t lead = 0) {
   DtypeBuffer y(x.dtype(), x.size(), lead);
+  y.fill_bytes(0xFF);  // an element the kernel does not write cannot pass for a dropped one
   kestrel::cpu::dropout_forward(x.data(), y.data(), x.size(), x.dtype(), p);
   return y;
 }
@@ -107,6 +108,7 @@ TEST(Dropout, KeptFractionOn10MIsWithin4SigmaOfOneMinusP) {
   for (std::int64_t i = 0; i < kN; ++i) x.set(i, 1.0f + static_cast<float>(i % 7));  // never 0
   DtypeBuffer y(DType::kFloat32, kN);
   for (float p : {0.1f, 0.5f, 0.9f}) {
+    y.fill_bytes(0xFF);  // NaN: an unwritten element would count as kept
     kestrel::cpu::dropout_forward(x.data(), y.data(), kN, DType::kFloat32,
                                   DropoutParams{p, DropoutMode::kInverted, true, 42, 0});
     std::int64_t kept = 0;
@@ -169,6 +171,7 @@ TEST(Dropout, BackwardAppliesExactlyTheForwardMask) {
       const DropoutParams d{0.4f, mode, true, 2024, 9};
       const DtypeBuffer y = forward(x, d);
       DtypeBuffer dx(t, kN);
+      dx.fill_bytes(0xFF);  // unwritten elements are NaN, not +0
       kestrel::cpu::dropout_backward(dy.data(), dx.data(), kN, t, d);
       std::vector<double> got, want;
       std::int64_t mask_mismatch = 0, dropped = 0;
@@ -266,6 +269,8 @@ TEST(Dropout, DroppedNaNsAndInfinitiesBecomePlusZeroAndKeptOnesStay) {
     const DropoutParams d{0.5f, DropoutMode::kInverted, true, 12, 3};
     for (bool backward : {false, true}) {
       DtypeBuffer y(t, n), mask(t, n);
+      y.fill_bytes(0xFF);  // a dropped element must be written as +0, not left alone
+      mask.fill_bytes(0xFF);
       if (backward) {
         kestrel::cpu::dropout_backward(x.data(), y.data(), n, t, d);
       } else {

@@ -64,6 +64,11 @@ TEST(CpuGather, BadIndicesAndSizesRaiseAndWriteNothing) {
   const std::string e = error_of([&] { kestrel::cpu::gather_rows(src.data(), 3, 8, idx.data(), 2, dst.data()); });
   EXPECT_NE(e.find("index 3 at position 1 is outside [0, 3)"), std::string::npos) << e;
   EXPECT_EQ(dst, std::vector<float>(4, -7.f)) << "nothing written";
+  // Below the range too (a bound checked only from above would read before src).
+  const std::vector<std::int32_t> negative = {0, -1};
+  const std::string below = error_of([&] { kestrel::cpu::gather_rows(src.data(), 3, 8, negative.data(), 2, dst.data()); });
+  EXPECT_NE(below.find("index -1 at position 1 is outside [0, 3)"), std::string::npos) << below;
+  EXPECT_EQ(dst, std::vector<float>(4, -7.f)) << "nothing written";
   EXPECT_NE(error_of([&] { kestrel::cpu::gather_rows(src.data(), 3, -8, idx.data(), 2, dst.data()); })
                 .find("negative size"),
             std::string::npos);

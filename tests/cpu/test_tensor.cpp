@@ -163,7 +163,9 @@ TEST(Tensor, Bf16FillRoundsTheFp32Values) {
   const auto fa = a.to_float_vector(), fb = b.to_float_vector();
   for (std::size_t i = 0; i < fa.size(); ++i) ASSERT_EQ(fb[i], kestrel::round_to_bf16(fa[i])) << i;
   Tensor i32 = Tensor::empty(Shape{4}, DType::kInt32, ctx);
+  for (std::int64_t i = 0; i < 4; ++i) i32.data_as<std::int32_t>()[i] = -7;  // zero() must clear them
   EXPECT_THROW(i32.fill(1.f, ctx.stream()), kestrel::Error);
+  EXPECT_EQ(i32.to_float_vector(), (std::vector<float>{-7, -7, -7, -7})) << "a refused fill writes nothing";
   i32.zero(ctx.stream());
   EXPECT_EQ(i32.to_float_vector(), (std::vector<float>{0, 0, 0, 0}));
 }

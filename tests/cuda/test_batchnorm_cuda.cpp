@@ -35,11 +35,14 @@ std::size_t tensor_bytes(const BatchNormDims& d, DType t) {
 }
 
 // A step's buffers on the device. Tensor pointers start `misalign` elements past a 256-byte
-// boundary; the workspace starts full of garbage (0xFF bytes).
+// boundary; the workspace starts full of garbage (0xFF bytes), and so does every output (NaN in
+// fp32 and bf16: an element or statistic a kernel does not write, or adds to instead of
+// overwriting, fails the comparison where fresh zeroed memory would pass).
 struct GpuStep {
   BatchNormDims d;
   DType t;
   BnActivation act;
+  float eps = kEps, momentum = kMomentum;
   DeviceBuffer x, r, y, dy, dx, dr, gamma, beta, rm, rv, sm, si, dg, db, ws;
 
   GpuStep(const BatchNormDims& dims, DType type, BnActivation a, const ref::Step& s,
@@ -54,12 +57,13 @@ struct GpuStep {
         gamma(s.gamma), beta(s.beta), rm(s.rm0), rv(s.rv0), sm(d.c * 4), si(d.c * 4),
         dg(d.c * 4), db(d.c * 4), ws(kestrel::cuda::batchnorm_workspace_bytes(d)) {
     ws.fill_bytes(0xff);
+    for (DeviceBuffer* out : {&y, &dx, &dr, &sm, &si, &dg, &db}) out->fill_bytes(0xff);
   }
   bool add() const { return act == BnActivation::kAddRelu; }
 
   void forward(cudaStream_t stream) {
     kestrel::cuda::batchnorm_forward_training(x.get(), add() ? r.get() : nullptr, y.get(), t, d,
-                                              gamma.f32(), beta.f32(), kEps, kMomentum, rm.f32(),
+                                              gamma.f32(), beta.f32(), eps, momentum, rm.f32(),
                                               rv.f32(), sm.f32(), si.f32(), act, ws.get(), stream);
   }
   void backward(cudaStream_t stream) {
@@ -268,6 +272,38 @@ TEST(BatchNormCuda, InferenceUsesRunningStatistics) {
         EXPECT_TRUE(ref::close_to(ref::from_storage(g.y.download<std::uint8_t>(), t),
                                   ref::normalise(d, s.x, g.add() ? &s.residual : nullptr, mean,
                                                  var, s.gamma, s.beta, kEps, act),
+                                  t == DType::kBFloat16 ? 1e-2 : 1e-5));
+      }
+}
+
+// eps of the order of the variances and a momentum other than 0.1: a launcher that drops either
+// or passes a fixed value is off by far more than the tolerance.
+TEST(BatchNormCuda, EpsAndMomentumAreHonoured) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  const float eps = 0.5f, momentum = 0.7f;
+  std::uint32_t seed = 1300;
+  for (Layout l : {Layout::kNCHW, Layout::kNHWC})
+    for (DType t : {DType::kFloat32, DType::kBFloat16})
+      for (BnActivation act : kActs) {
+        const BatchNormDims d{7, 16, 49, l};
+        ref::Step s = ref::make_step(d, t, act, seed++);
+        GpuStep g(d, t, act, s);
+        g.eps = eps;
+        g.momentum = momentum;
+        g.forward(nullptr);
+        g.backward(nullptr);
+        g.read(s);
+        ref::check_step(d, t, act, s, eps, momentum);
+
+        SCOPED_TRACE("inference, " + ref::describe(d, t, act));
+        g.y.fill_bytes(0xff);
+        kestrel::cuda::batchnorm_forward_inference(
+            g.x.get(), g.add() ? g.r.get() : nullptr, g.y.get(), t, d, g.gamma.f32(),
+            g.beta.f32(), g.rm.f32(), g.rv.f32(), eps, act, nullptr);
+        const std::vector<double> mean(s.rm.begin(), s.rm.end()), var(s.rv.begin(), s.rv.end());
+        EXPECT_TRUE(ref::close_to(ref::from_storage(g.y.download<std::uint8_t>(), t),
+                                  ref::normalise(d, s.x, g.add() ? &s.residual : nullptr, mean,
+                                                 var, s.gamma, s.beta, eps, act),
                                   t == DType::kBFloat16 ? 1e-2 : 1e-5));
       }
 }

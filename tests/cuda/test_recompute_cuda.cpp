@@ -34,6 +34,10 @@ TEST(BatchNormApplyCuda, RebuildsTheTrainingForwardOutputBitForBit) {
       // written with 16-byte vectors.
       DeviceBuffer x(bytes), y(bytes), again(bytes, dtype_size(dtype)), g(gamma), b(beta);
       x.upload(host.data(), bytes);
+      // Different garbage in the two outputs: an element either pass leaves unwritten differs
+      // (fresh device memory is often zero, which a skipped ReLU zero would match).
+      y.fill_bytes(0xff);
+      again.fill_bytes(0x7f);
       DeviceBuffer rm(std::vector<float>(d.c, 0.f)), rv(std::vector<float>(d.c, 1.f));
       DeviceBuffer mean(d.c * sizeof(float)), invstd(d.c * sizeof(float));
       DeviceBuffer ws(cuda::batchnorm_workspace_bytes(d));
