@@ -124,11 +124,11 @@ void run(const char* what, const void* x, void* y, std::int64_t n, DType dtype,
       case Action::kMask: {
         const MaskArgs m{p.seed, p.offset, p.offset_ptr, plan.threshold, plan.factor};
         const bool vectorized = cuda_detail::aligned16(x) && cuda_detail::aligned16(y);
-        static cuda_detail::PerDeviceCache per_sm_cache;  // per instantiation, per device
-        const int per_sm = cuda_detail::blocks_per_sm(per_sm_cache, dropout_kernel<T>, kThreads);
+        static cuda_detail::PerDeviceCache occupancy;  // per instantiation, per device
         constexpr int kN = cuda_detail::kVecElems<T>;
         const std::int64_t units = (n + kN - 1) / kN;
-        dropout_kernel<T><<<cuda_detail::grid_for(units, kThreads, per_sm), kThreads, 0, stream>>>(
+        const unsigned grid = cuda_detail::resident_grid(occupancy, dropout_kernel<T>, kThreads, units);
+        dropout_kernel<T><<<grid, kThreads, 0, stream>>>(
             static_cast<const T*>(x), static_cast<T*>(y), n, m, vectorized);
         KESTREL_CUDA_CHECK_LAUNCH();
         return;

@@ -69,12 +69,11 @@ void launch_map(const std::array<const void*, kIn>& in, const std::array<void*, 
     vectorized = vectorized && cuda_detail::aligned16(out[k]);
   }
   const auto kernel = map_kernel<TIn, TOut, kIn, kOut, Op>;
-  static cuda_detail::PerDeviceCache per_sm_cache;  // per instantiation, per device
-  const int per_sm = cuda_detail::blocks_per_sm(per_sm_cache, kernel, kThreads);
+  static cuda_detail::PerDeviceCache occupancy;  // per instantiation, per device
   constexpr int kN = kUnit<TIn, TOut>;
   const std::int64_t units = (n + kN - 1) / kN;
-  kernel<<<cuda_detail::grid_for(units, kThreads, per_sm), kThreads, 0, stream>>>(p, n, vectorized,
-                                                                                  op);
+  const unsigned grid = cuda_detail::resident_grid(occupancy, kernel, kThreads, units);
+  kernel<<<grid, kThreads, 0, stream>>>(p, n, vectorized, op);
   KESTREL_CUDA_CHECK_LAUNCH();
 }
 

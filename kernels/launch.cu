@@ -8,9 +8,8 @@ int current_device() {
   return dev;
 }
 
-int sm_count() {
+int sm_count(int dev) {
   static PerDeviceCache cache;  // device properties do not change within a process
-  const int dev = current_device();
   return cache.get(dev, [dev] {
     int n = 0;
     KESTREL_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));

@@ -75,18 +75,21 @@ __device__ __forceinline__ void store_unit(T* p, const float (&v)[kN]) {
   for (int c = 0; c < kN / kVecElems<T>; ++c) q[c] = pack16(v + c * kVecElems<T>, T{});
 }
 
-// How many blocks of `threads` threads of `kernel` one multiprocessor of the current device holds
-// at once. Launchers size grid-stride grids as grid_for(units, threads, blocks_per_sm(...)) so
-// every block is resident from the start (no partial second wave while other SMs idle). The value
-// depends on the kernel and the device's architecture, so each launcher keeps one `cache` per
-// kernel instantiation (a function-local static) and the value is cached per device in it.
+// A grid-stride grid for `units` of work (`threads` a block) whose blocks are all resident from
+// the start: the multiprocessors of the current device times the blocks of `kernel` one of them
+// holds at once (no partial second wave while other multiprocessors idle), never more than the
+// work needs. The occupancy depends on the kernel and the device's architecture, so each
+// launcher keeps one `cache` per kernel instantiation (a function-local static), keyed by device
+// inside; one cudaGetDevice a launch.
 template <typename Kernel>
-int blocks_per_sm(PerDeviceCache& cache, Kernel kernel, int threads) {
-  return cache.get(current_device(), [&] {
+unsigned resident_grid(PerDeviceCache& cache, Kernel kernel, int threads, std::int64_t units) {
+  const int dev = current_device();
+  const int per_sm = cache.get(dev, [&] {
     int blocks = 0;
     KESTREL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, 0));
     return std::max(blocks, 1);
   });
+  return grid_within(units, threads, static_cast<std::int64_t>(sm_count(dev)) * per_sm);
 }
 
 }  // namespace kestrel::cuda_detail

@@ -4,9 +4,7 @@
 // own check that a fresh store loaded from it predicts the same logits passes. --device auto:
 // the CPU here, the GPU (CUDA Graph replay, host-fed inputs) on a GPU machine.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -15,25 +13,6 @@
 #include "kestrel/core/device.h"
 #include "kestrel/layers/safetensors.h"
 #include "program_paths.h"
-
-namespace {
-struct ExampleRun {
-  int code = -1;
-  std::string out;
-};
-
-ExampleRun run_example(const std::string& args) {
-  ExampleRun r;
-  const std::string cmd = std::string(KESTREL_PROGRAM_DIR) + "/custom_training_loop " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p) != nullptr) r.out += buf;
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-}  // namespace
 
 TEST(CustomTrainingLoopProgram, LearnsSavesAndReloadsTheSameNetwork) {
   KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
@@ -46,14 +25,16 @@ TEST(CustomTrainingLoopProgram, LearnsSavesAndReloadsTheSameNetwork) {
   for (const std::string& variant : variants) {
     SCOPED_TRACE(variant);
     const std::string ckpt = (dir.path() / "net.safetensors").string();
-    const ExampleRun r = run_example("--device auto --steps 60 --batch 16 " + variant + " --checkpoint " + ckpt);
-    ASSERT_EQ(r.code, 0) << r.out;
-    EXPECT_NE(r.out.find("reloaded into a fresh store: the same logits"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("a wrongly shaped input is reported: bind_input('images')"), std::string::npos) << r.out;
-    const std::size_t at = r.out.find("test accuracy ");
-    ASSERT_NE(at, std::string::npos) << r.out;
-    const double accuracy = std::strtod(r.out.c_str() + at + 14, nullptr);
-    EXPECT_GT(accuracy, 40.0) << "chance is 10%:\n" << r.out;  // 60 steps of 16 images: about 70% on the CPU
+    const kestrel::testing::ProgramRun r = kestrel::testing::run_built_program(
+        "custom_training_loop", "--device auto --steps 60 --batch 16 " + variant + " --checkpoint " + ckpt);
+    const std::string& out = r.output;
+    ASSERT_EQ(r.code, 0) << out;
+    EXPECT_NE(out.find("reloaded into a fresh store: the same logits"), std::string::npos) << out;
+    EXPECT_NE(out.find("a wrongly shaped input is reported: bind_input('images')"), std::string::npos) << out;
+    const std::size_t at = out.find("test accuracy ");
+    ASSERT_NE(at, std::string::npos) << out;
+    const double accuracy = std::strtod(out.c_str() + at + 14, nullptr);
+    EXPECT_GT(accuracy, 40.0) << "chance is 10%:\n" << out;  // 60 steps of 16 images: about 70% on the CPU
 
     const kestrel::SafetensorsFile f = kestrel::read_safetensors(ckpt);
     for (const char* name : {"stem.conv.weight", "block1.conv1.weight", "block2.bn2.running_var", "fc.bias",
