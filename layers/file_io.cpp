@@ -71,6 +71,12 @@ void make_directories(const std::string& dir) {
   KESTREL_CHECK(!ec, "cannot create folder ", dir, ": ", ec.message());
 }
 
+void remove_file_if_present(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove(path, ec);
+  KESTREL_CHECK(!ec, "cannot remove ", path, ": ", ec.message());
+}
+
 void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::string& path) {
   KESTREL_CHECK(!path.empty(), "cannot write a file with an empty path");
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();

@@ -39,6 +39,10 @@ void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::st
 // the system's reason.
 void make_directories(const std::string& dir);
 
+// Removes the file at `path` when there is one (nothing when there is none); an Error names the
+// file and the system's reason when it cannot be removed.
+void remove_file_if_present(const std::string& path);
+
 // strerror(errno) for messages.
 std::string errno_text(int err);
 

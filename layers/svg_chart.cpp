@@ -121,6 +121,13 @@ std::string tick_label(double v, double step, bool log_axis) {
   return buf;
 }
 
+bool has_drawable_point(const LineChart& c) {
+  for (const ChartSeries& s : c.series)
+    for (std::size_t i = 0; i < std::min(s.x.size(), s.y.size()); ++i)
+      if (drawable(s.x[i], c.log_x) && drawable(s.y[i], c.log_y)) return true;
+  return false;
+}
+
 std::string render_svg(const LineChart& c) {
   KESTREL_CHECK(c.width >= 200 && c.height >= 150, "chart '", c.title, "': size ", c.width, "x", c.height,
                 " is too small (at least 200x150)");

@@ -34,6 +34,9 @@ struct LineChart {
 
 // The SVG document.
 std::string render_svg(const LineChart& chart);
+// Whether some series has a point render_svg would draw (when not, render_svg raises): a report
+// written part by part asks this before it draws a chart of a part that may have no data yet.
+bool has_drawable_point(const LineChart& chart);
 // Writes render_svg(chart) to `path` atomically (a temporary file renamed into place).
 void write_svg(const LineChart& chart, const std::string& path);
 

@@ -17,7 +17,12 @@ int main(int argc, char** argv) {
                              cfg.seed = o.seed;
                              cfg.data_dir = o.data;
                              if (o.length > 0) cfg.epochs = o.length;
-                             const auto r = kestrel::experiments::run_dropout_experiment(cfg, ctx, &std::cout);
+                             // The report is rewritten after each part, so a run stopped early
+                             // (a GPU call's time limit) keeps the parts it finished.
+                             const auto r = kestrel::experiments::run_dropout_experiment(
+                                 cfg, ctx, &std::cout, [&](const kestrel::experiments::DropoutResult& so_far) {
+                                   kestrel::experiments::write_dropout_report(so_far, o.out);
+                                 });
                              return kestrel::experiments::write_dropout_report(r, o.out);
                            });
 }

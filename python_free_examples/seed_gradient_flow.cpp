@@ -17,7 +17,12 @@ int main(int argc, char** argv) {
                              cfg.seed = o.seed;
                              cfg.data_dir = o.data;
                              if (o.length > 0) cfg.train_steps = o.length;
-                             const auto r = kestrel::experiments::run_gradient_flow(cfg, ctx, &std::cout);
+                             // The report is rewritten after each network, so a run stopped early
+                             // keeps the networks it finished.
+                             const auto r = kestrel::experiments::run_gradient_flow(
+                                 cfg, ctx, &std::cout, [&](const kestrel::experiments::GradientFlowResult& so_far) {
+                                   kestrel::experiments::write_gradient_flow_report(so_far, o.out);
+                                 });
                              return kestrel::experiments::write_gradient_flow_report(r, o.out);
                            });
 }

@@ -25,7 +25,8 @@
 #   shortens seed_degradation to N steps a network (its full mode: 20000, several minutes a
 #   network); seed_degradation computes in bf16 NHWC here (half the device time of fp32; the
 #   claim is about optimisation, not precision), --experiment-fp32 keeps He et al.'s fp32 NCHW;
-#   it rewrites its charts after each network, so a run cut off at the time limit keeps those done.
+#   each program rewrites its charts after each network (seed_dropout: after each dropout rate and
+#   after its expectation check), so a run cut off at the time limit keeps those done.
 #   --no-tests and --no-bench skip those stages, for a call that only runs experiments.
 #   --deadline=SECONDS (default 570, for the device tool's 600-s call): the training and experiment
 #   stages get what is left before it (training through cifar10_train --time-limit, experiments

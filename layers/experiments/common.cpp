@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <utility>
 
 #include "kestrel/core/device_guard_internal.h"
 #include "kestrel/core/error.h"
@@ -245,6 +246,18 @@ std::string CsvTable::text() const {
 void CsvTable::write(const std::string& path) const {
   const std::string t = text();
   detail::write_file_atomic(reinterpret_cast<const std::uint8_t*>(t.data()), t.size(), path);
+}
+
+ReportFolder::ReportFolder(std::string dir) : dir_(std::move(dir)) { detail::make_directories(dir_); }
+
+std::string ReportFolder::file(const std::string& name, bool present) {
+  const std::string path = dir_ + "/" + name;
+  if (present) {
+    written_.push_back(path);
+    return path;
+  }
+  detail::remove_file_if_present(path);
+  return {};
 }
 
 void log_line(std::ostream* log, const std::string& text) {

@@ -103,6 +103,22 @@ class CsvTable {
   std::vector<std::vector<std::string>> rows_;
 };
 
+// The folder a report is written to, for reports that may be partial (a run rewrites its report
+// after each part, so a run stopped early keeps what it finished). file(name, present) returns
+// the path to write `name` to when its part is present; when it is not, it removes any copy left
+// by an earlier run (so a folder never mixes two runs' parts) and returns "". written() lists the
+// paths handed out, in order. The folder is created on construction.
+class ReportFolder {
+ public:
+  explicit ReportFolder(std::string dir);
+  std::string file(const std::string& name, bool present);
+  const std::vector<std::string>& written() const noexcept { return written_; }
+
+ private:
+  std::string dir_;
+  std::vector<std::string> written_;
+};
+
 // "name: message" progress lines, or nothing when log is null.
 void log_line(std::ostream* log, const std::string& text);
 

@@ -8,7 +8,6 @@
 #include "kestrel/core/executor.h"
 #include "kestrel/layers/experiments/common.h"
 #include "kestrel/layers/nn.h"
-#include "kestrel/layers/file_io_internal.h"
 
 namespace kestrel::experiments {
 namespace {
@@ -214,7 +213,8 @@ const DropoutCurve& DropoutResult::curve(float p) const {
   KESTREL_FAIL("no dropout curve for p = ", p);
 }
 
-DropoutResult run_dropout_experiment(const DropoutConfig& c, Context& ctx, std::ostream* log) {
+DropoutResult run_dropout_experiment(const DropoutConfig& c, Context& ctx, std::ostream* log,
+                                     const std::function<void(const DropoutResult&)>& after_each) {
   KESTREL_CHECK(!c.rates.empty() && c.epochs > 0 && c.batch > 0 && c.max_masks >= 1 && c.expectation_masks >= 1,
                 "dropout experiment: needs rates, epochs, batch and mask counts");
   KESTREL_CHECK(std::find(c.rates.begin(), c.rates.end(), c.ensemble_p) != c.rates.end() && c.ensemble_p > 0.f,
@@ -227,7 +227,10 @@ DropoutResult run_dropout_experiment(const DropoutConfig& c, Context& ctx, std::
   log_line(log, "data: " + data.source + ", " + std::to_string(c.train_images) + " training and " +
                     std::to_string(c.test_images) + " test images, " + std::to_string(data.train.features()) +
                     " features");
-  for (float p : c.rates) res.curves.push_back(train_curve(c, data, p, ctx, res, log));
+  for (float p : c.rates) {
+    res.curves.push_back(train_curve(c, data, p, ctx, res, log));
+    if (after_each) after_each(res);
+  }
   char buf[160];
   std::snprintf(buf, sizeof buf, "p=%.2f net: weight-scaled test acc %.3f; average of %d masked nets %.3f (agreement %.3f)",
                 c.ensemble_p, res.weight_scaled_accuracy, res.ensemble.back().masks, res.ensemble.back().accuracy,
@@ -238,6 +241,7 @@ DropoutResult run_dropout_experiment(const DropoutConfig& c, Context& ctx, std::
   std::snprintf(buf, sizeof buf, "mean of %d masks vs inference output: inverted %.4f, vanilla %.4f, vanilla unscaled %.4f",
                 e.masks, e.inverted_error, e.vanilla_error, e.vanilla_unscaled_error);
   log_line(log, buf);
+  if (after_each) after_each(res);
   return res;
 }
 
@@ -322,32 +326,38 @@ LineChart dropout_expectation_chart(const DropoutResult& r) {
 }
 
 std::vector<std::string> write_dropout_report(const DropoutResult& r, const std::string& dir) {
-  detail::make_directories(dir);
-  std::vector<std::string> paths;
-  auto out = [&](const std::string& file) {
-    paths.push_back(dir + "/" + file);
-    return paths.back();
-  };
-  write_svg(dropout_accuracy_chart(r), out("dropout_accuracy.svg"));
-  write_svg(dropout_ensemble_chart(r), out("dropout_ensemble.svg"));
-  write_svg(dropout_expectation_chart(r), out("dropout_expectation.svg"));
-  CsvTable acc({"p", "epoch", "train_loss", "train_accuracy", "test_accuracy"});
-  for (const DropoutCurve& c : r.curves)
-    for (std::size_t e = 0; e < c.train_accuracy.size(); ++e)
-      acc.add_row({CsvTable::cell(c.p), std::to_string(e + 1), CsvTable::cell(c.train_loss[e]),
-                   CsvTable::cell(c.train_accuracy[e]), CsvTable::cell(c.test_accuracy[e])});
-  acc.write(out("dropout_accuracy.csv"));
-  CsvTable ens({"masks", "mc_accuracy", "weight_scaled_accuracy", "agreement", "tv_distance"});
-  for (const EnsemblePoint& e : r.ensemble)
-    ens.add_row({std::to_string(e.masks), CsvTable::cell(e.accuracy), CsvTable::cell(r.weight_scaled_accuracy),
-                 CsvTable::cell(e.agreement), CsvTable::cell(e.tv_distance)});
-  ens.write(out("dropout_ensemble.csv"));
-  CsvTable exp({"masks", "inverted_error", "vanilla_error", "vanilla_unscaled_error"});
-  for (const ExpectationPoint& e : r.expectation)
-    exp.add_row({std::to_string(e.masks), CsvTable::cell(e.inverted_error), CsvTable::cell(e.vanilla_error),
-                 CsvTable::cell(e.vanilla_unscaled_error)});
-  exp.write(out("dropout_expectation.csv"));
-  return paths;
+  ReportFolder folder(dir);
+  const bool has_curves = !r.curves.empty(), has_ensemble = !r.ensemble.empty(),
+             has_expectation = !r.expectation.empty();
+  if (const std::string p = folder.file("dropout_accuracy.svg", has_curves); !p.empty())
+    write_svg(dropout_accuracy_chart(r), p);
+  if (const std::string p = folder.file("dropout_ensemble.svg", has_ensemble); !p.empty())
+    write_svg(dropout_ensemble_chart(r), p);
+  if (const std::string p = folder.file("dropout_expectation.svg", has_expectation); !p.empty())
+    write_svg(dropout_expectation_chart(r), p);
+  if (const std::string p = folder.file("dropout_accuracy.csv", has_curves); !p.empty()) {
+    CsvTable acc({"p", "epoch", "train_loss", "train_accuracy", "test_accuracy"});
+    for (const DropoutCurve& c : r.curves)
+      for (std::size_t e = 0; e < c.train_accuracy.size(); ++e)
+        acc.add_row({CsvTable::cell(c.p), std::to_string(e + 1), CsvTable::cell(c.train_loss[e]),
+                     CsvTable::cell(c.train_accuracy[e]), CsvTable::cell(c.test_accuracy[e])});
+    acc.write(p);
+  }
+  if (const std::string p = folder.file("dropout_ensemble.csv", has_ensemble); !p.empty()) {
+    CsvTable ens({"masks", "mc_accuracy", "weight_scaled_accuracy", "agreement", "tv_distance"});
+    for (const EnsemblePoint& e : r.ensemble)
+      ens.add_row({std::to_string(e.masks), CsvTable::cell(e.accuracy), CsvTable::cell(r.weight_scaled_accuracy),
+                   CsvTable::cell(e.agreement), CsvTable::cell(e.tv_distance)});
+    ens.write(p);
+  }
+  if (const std::string p = folder.file("dropout_expectation.csv", has_expectation); !p.empty()) {
+    CsvTable exp({"masks", "inverted_error", "vanilla_error", "vanilla_unscaled_error"});
+    for (const ExpectationPoint& e : r.expectation)
+      exp.add_row({std::to_string(e.masks), CsvTable::cell(e.inverted_error), CsvTable::cell(e.vanilla_error),
+                   CsvTable::cell(e.vanilla_unscaled_error)});
+    exp.write(p);
+  }
+  return folder.written();
 }
 
 }  // namespace kestrel::experiments

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -75,9 +76,14 @@ struct DropoutResult {
   const DropoutCurve& curve(float p) const;  // raises when missing
 };
 
-DropoutResult run_dropout_experiment(const DropoutConfig& cfg, Context& ctx, std::ostream* log);
+// after_each (when given) sees the result so far after each trained curve and after the
+// expectation check, so a caller can rewrite its report as the run goes.
+DropoutResult run_dropout_experiment(const DropoutConfig& cfg, Context& ctx, std::ostream* log,
+                                     const std::function<void(const DropoutResult&)>& after_each = {});
 
-// dropout_accuracy.svg/.csv, dropout_ensemble.svg/.csv, dropout_expectation.svg/.csv in `dir`.
+// dropout_accuracy.svg/.csv, dropout_ensemble.svg/.csv, dropout_expectation.svg/.csv in `dir`;
+// for a partial result, only the parts it has (stale copies of the others are removed). Returns
+// the paths written: the charts, then the tables.
 LineChart dropout_accuracy_chart(const DropoutResult& r);
 LineChart dropout_ensemble_chart(const DropoutResult& r);
 LineChart dropout_expectation_chart(const DropoutResult& r);

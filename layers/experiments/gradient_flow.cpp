@@ -9,7 +9,6 @@
 #include "kestrel/layers/experiments/common.h"
 #include "kestrel/layers/nn.h"
 #include "kestrel/layers/recurrent.h"
-#include "kestrel/layers/file_io_internal.h"
 
 namespace kestrel::experiments {
 namespace {
@@ -211,7 +210,8 @@ const TimeRun& GradientFlowResult::time_run(const std::string& name) const {
   KESTREL_FAIL("no recurrent run named '", name, "'");
 }
 
-GradientFlowResult run_gradient_flow(const GradientFlowConfig& c, Context& ctx, std::ostream* log) {
+GradientFlowResult run_gradient_flow(const GradientFlowConfig& c, Context& ctx, std::ostream* log,
+                                     const std::function<void(const GradientFlowResult&)>& after_each) {
   KESTREL_CHECK(c.depth >= 2 && c.width > 0 && c.batch > 0 && c.train_steps >= 0 && !c.gains.empty(),
                 "gradient flow: bad depth/width/batch/steps/gains");
   KESTREL_CHECK(c.steps >= 2 && c.seq_batch > 0 && c.seq_features > 0 && c.hidden > 0 && c.seq_classes > 1,
@@ -232,15 +232,22 @@ GradientFlowResult run_gradient_flow(const GradientFlowConfig& c, Context& ctx, 
                     c.depth, r.label().c_str(), r.init_signal.front(), c.depth, r.init_signal.back(),
                     r.init_norms.front(), c.depth, r.init_norms.back(), c.train_steps, r.trained_norms.front());
       log_line(log, buf);
+      if (after_each) after_each(res);
     }
-  res.time_runs.push_back(run_time(c, "RNN (tanh)", Cell::kRnn, 0.f, ctx));
-  res.time_runs.push_back(run_time(c, "LSTM (forget bias 1)", Cell::kLstm, 1.f, ctx));
-  res.time_runs.push_back(run_time(c, "LSTM (forget bias 0)", Cell::kLstm, 0.f, ctx));
-  for (const TimeRun& r : res.time_runs) {
+  struct Recurrent {
+    const char* name;
+    Cell cell;
+    float forget_bias;
+  };
+  for (const Recurrent& rc : {Recurrent{"RNN (tanh)", Cell::kRnn, 0.f}, Recurrent{"LSTM (forget bias 1)", Cell::kLstm, 1.f},
+                              Recurrent{"LSTM (forget bias 0)", Cell::kLstm, 0.f}}) {
+    res.time_runs.push_back(run_time(c, rc.name, rc.cell, rc.forget_bias, ctx));
+    const TimeRun& r = res.time_runs.back();
     char buf[200];
     std::snprintf(buf, sizeof buf, "T=%d %-22s |dx| at T-t=0: %.3e  10: %.3e  50: %.3e", c.steps, r.name.c_str(),
                   r.at_distance(0), r.at_distance(std::min(10, c.steps - 1)), r.at_distance(std::min(50, c.steps - 1)));
     log_line(log, buf);
+    if (after_each) after_each(res);
   }
   return res;
 }
@@ -292,32 +299,32 @@ LineChart time_chart(const GradientFlowResult& r) {
 }
 
 std::vector<std::string> write_gradient_flow_report(const GradientFlowResult& r, const std::string& dir) {
-  detail::make_directories(dir);
-  std::vector<std::string> paths;
+  ReportFolder folder(dir);
   auto svg = [&](const LineChart& ch, const std::string& file) {
-    write_svg(ch, dir + "/" + file);
-    paths.push_back(dir + "/" + file);
+    if (const std::string p = folder.file(file, has_drawable_point(ch)); !p.empty()) write_svg(ch, p);
   };
   svg(depth_chart(r, DepthView::kSignalInit), "gradient_flow_init.svg");
   svg(depth_chart(r, DepthView::kWeightsInit), "gradient_flow_weights.svg");
   svg(depth_chart(r, DepthView::kSignalTrained), "gradient_flow_trained.svg");
   svg(time_chart(r), "gradient_flow_time.svg");
-  CsvTable depth({"network", "gain", "layer", "dL_dh_init", "dL_dW_init", "dL_dh_trained", "dL_dW_trained"});
-  for (const DepthRun& d : r.depth_runs)
-    for (std::size_t l = 0; l < d.init_norms.size(); ++l)
-      depth.add_row({d.kind, CsvTable::cell(d.gain), std::to_string(l + 1), CsvTable::cell(d.init_signal[l]),
-                     CsvTable::cell(d.init_norms[l]), CsvTable::cell(d.trained_signal[l]),
-                     CsvTable::cell(d.trained_norms[l])});
-  depth.write(dir + "/gradient_flow_depth.csv");
-  paths.push_back(dir + "/gradient_flow_depth.csv");
-  CsvTable time({"network", "t", "T_minus_t", "input_grad_norm"});
-  for (const TimeRun& t : r.time_runs)
-    for (std::size_t i = 0; i < t.input_grad_norms.size(); ++i)
-      time.add_row({t.name, std::to_string(i + 1), std::to_string(t.input_grad_norms.size() - 1 - i),
-                    CsvTable::cell(t.input_grad_norms[i])});
-  time.write(dir + "/gradient_flow_time.csv");
-  paths.push_back(dir + "/gradient_flow_time.csv");
-  return paths;
+  if (const std::string p = folder.file("gradient_flow_depth.csv", !r.depth_runs.empty()); !p.empty()) {
+    CsvTable depth({"network", "gain", "layer", "dL_dh_init", "dL_dW_init", "dL_dh_trained", "dL_dW_trained"});
+    for (const DepthRun& d : r.depth_runs)
+      for (std::size_t l = 0; l < d.init_norms.size(); ++l)
+        depth.add_row({d.kind, CsvTable::cell(d.gain), std::to_string(l + 1), CsvTable::cell(d.init_signal[l]),
+                       CsvTable::cell(d.init_norms[l]), CsvTable::cell(d.trained_signal[l]),
+                       CsvTable::cell(d.trained_norms[l])});
+    depth.write(p);
+  }
+  if (const std::string p = folder.file("gradient_flow_time.csv", !r.time_runs.empty()); !p.empty()) {
+    CsvTable time({"network", "t", "T_minus_t", "input_grad_norm"});
+    for (const TimeRun& t : r.time_runs)
+      for (std::size_t i = 0; i < t.input_grad_norms.size(); ++i)
+        time.add_row({t.name, std::to_string(i + 1), std::to_string(t.input_grad_norms.size() - 1 - i),
+                      CsvTable::cell(t.input_grad_norms[i])});
+    time.write(p);
+  }
+  return folder.written();
 }
 
 }  // namespace kestrel::experiments

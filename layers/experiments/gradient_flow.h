@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -73,12 +74,16 @@ struct GradientFlowResult {
   const TimeRun& time_run(const std::string& name) const;
 };
 
-GradientFlowResult run_gradient_flow(const GradientFlowConfig& cfg, Context& ctx, std::ostream* log);
+// after_each (when given) sees the result so far after each deep MLP and each recurrent run, so a
+// caller can rewrite its report as the run goes.
+GradientFlowResult run_gradient_flow(const GradientFlowConfig& cfg, Context& ctx, std::ostream* log,
+                                     const std::function<void(const GradientFlowResult&)>& after_each = {});
 
 // Charts and tables: gradient_flow_init.svg (|dL/dh_l| at initialisation), gradient_flow_weights.svg
 // (|dL/dW_l| at initialisation), gradient_flow_trained.svg (|dL/dh_l| after training),
-// gradient_flow_depth.csv, gradient_flow_time.svg, gradient_flow_time.csv in `dir`. Returns the
-// paths written.
+// gradient_flow_depth.csv, gradient_flow_time.svg, gradient_flow_time.csv in `dir`; for a partial
+// result, only the parts it has (a chart with no drawable point yet is left out; stale copies
+// are removed). Returns the paths written: the charts, then the tables.
 enum class DepthView { kSignalInit, kWeightsInit, kSignalTrained };
 LineChart depth_chart(const GradientFlowResult& r, DepthView view);
 LineChart time_chart(const GradientFlowResult& r);

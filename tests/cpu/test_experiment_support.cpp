@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <utility>
 
 #include "error_text.h"
@@ -157,4 +158,29 @@ TEST(ExperimentSupport, CsvQuotesTextAndSpellsNonFiniteNumbers) {
   const std::vector<std::uint8_t> bytes = kestrel::testing::read_bytes(dir / "a/b/t.csv");
   EXPECT_EQ(std::string(bytes.begin(), bytes.end()), t.text());
   EXPECT_DOUBLE_EQ(l2_norm({3.f, 4.f}), 5.0);
+}
+
+TEST(ExperimentSupport, ReportFolderHandsOutPresentPartsAndRemovesStaleOnes) {
+  kestrel::testing::TempDir dir("report_folder");
+  const std::string root = dir / "reports/run";
+  {
+    ReportFolder first(root);  // creates the folder and its parents
+    for (const char* name : {"a.svg", "b.svg", "b.csv"}) {
+      const std::string p = first.file(name, true);
+      ASSERT_EQ(p, root + "/" + name);
+      CsvTable({"x"}).write(p);
+    }
+    EXPECT_EQ(first.written().size(), 3u);
+  }
+  ReportFolder second(root);
+  EXPECT_EQ(second.file("a.svg", true), root + "/a.svg");
+  EXPECT_EQ(second.file("b.svg", false), "") << "absent part";
+  EXPECT_EQ(second.file("never.csv", false), "") << "nothing to remove is fine";
+  EXPECT_EQ(second.written(), std::vector<std::string>{root + "/a.svg"});
+  EXPECT_TRUE(std::ifstream(root + "/a.svg").good()) << "a present part is left for its writer";
+  EXPECT_FALSE(std::ifstream(root + "/b.svg").good()) << "an earlier run's copy of an absent part is removed";
+  EXPECT_TRUE(std::ifstream(root + "/b.csv").good()) << "only the file asked about";
+  // A path that cannot be removed (a non-empty folder) is an error naming it.
+  kestrel::detail::make_directories(root + "/full.svg/inside");
+  EXPECT_NE(error_of([&] { second.file("full.svg", false); }).find(root + "/full.svg"), std::string::npos);
 }

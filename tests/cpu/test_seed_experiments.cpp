@@ -3,8 +3,11 @@
 // Numbers seen when these were written are noted next to each assertion.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <fstream>
+#include <utility>
 
 #include "temp_dir.h"
 #include "kestrel/core/context.h"
@@ -38,8 +41,16 @@ TEST(SeedGradientFlow, QuickRunShowsVanishingExplodingAndTheLstmsLongerMemory) {
   const GradientFlowConfig cfg = GradientFlowConfig::quick();
   ASSERT_EQ(cfg.depth, 30);
   ASSERT_EQ(cfg.steps, 100);
-  const GradientFlowResult r = run_gradient_flow(cfg, ctx, nullptr);
+  std::vector<std::pair<std::size_t, std::size_t>> seen;  // (depth runs, time runs) after each network
+  GradientFlowResult first_part;
+  const GradientFlowResult r = run_gradient_flow(cfg, ctx, nullptr, [&](const GradientFlowResult& so_far) {
+    if (seen.empty()) first_part = so_far;
+    seen.emplace_back(so_far.depth_runs.size(), so_far.time_runs.size());
+  });
   ASSERT_EQ(r.depth_runs.size(), 9u);
+  ASSERT_EQ(seen.size(), 12u);
+  for (std::size_t i = 0; i < seen.size(); ++i)
+    EXPECT_EQ(seen[i], std::make_pair(std::min<std::size_t>(i + 1, 9), i < 9 ? 0 : i - 8)) << i;
 
   // Depth 30 at the standard scale: the sigmoid net's first layer gets a gradient at least 100x
   // smaller than the residual net's (seen: 1.5e-19 vs 5.3).
@@ -88,13 +99,30 @@ TEST(SeedGradientFlow, QuickRunShowsVanishingExplodingAndTheLstmsLongerMemory) {
                        "gradient_flow_time.svg", "gradient_flow_depth.csv", "gradient_flow_time.csv"});
   EXPECT_EQ(lines_of(files[4]), 1 + 9 * 30);
   EXPECT_EQ(lines_of(files[5]), 1 + 3 * 100);
+  // The report of the first network alone, written over the full one: its depth charts and table,
+  // and no stale time chart or table left from the full report.
+  const std::vector<std::string> partial = write_gradient_flow_report(first_part, dir.path().string());
+  expect_files(partial, {"gradient_flow_init.svg", "gradient_flow_weights.svg", "gradient_flow_trained.svg",
+                         "gradient_flow_depth.csv"});
+  EXPECT_EQ(lines_of(partial[3]), 1 + 30);
+  EXPECT_FALSE(std::ifstream(files[3]).good()) << files[3];
+  EXPECT_FALSE(std::ifstream(files[5]).good()) << files[5];
 }
 
 TEST(SeedDropout, QuickRunShowsDropoutNarrowsTheGapAndWeightScalingApproximatesTheEnsemble) {
   Context ctx;
   const DropoutConfig cfg = DropoutConfig::quick();
-  const DropoutResult r = run_dropout_experiment(cfg, ctx, nullptr);
+  std::vector<std::array<std::size_t, 3>> seen;  // (curves, ensemble points, expectation points)
+  DropoutResult first_part;
+  const DropoutResult r = run_dropout_experiment(cfg, ctx, nullptr, [&](const DropoutResult& so_far) {
+    if (seen.empty()) first_part = so_far;
+    seen.push_back({so_far.curves.size(), so_far.ensemble.size(), so_far.expectation.size()});
+  });
   ASSERT_EQ(r.curves.size(), 3u);
+  // After each curve (the ensemble view comes with the p = 0.5 network, the last), then after
+  // the expectation check.
+  const std::size_t masks = r.expectation.size();
+  EXPECT_EQ(seen, (std::vector<std::array<std::size_t, 3>>{{1, 0, 0}, {2, 0, 0}, {3, 7, 0}, {3, 7, masks}}));
   const DropoutCurve &p0 = r.curve(0.f), &p3 = r.curve(0.3f), &p5 = r.curve(0.5f);
   // Without dropout the MLP memorises its 256 images; dropout narrows the train-test gap
   // (seen: 0.43, 0.34, 0.31).
@@ -134,6 +162,12 @@ TEST(SeedDropout, QuickRunShowsDropoutNarrowsTheGapAndWeightScalingApproximatesT
                        "dropout_accuracy.csv", "dropout_ensemble.csv", "dropout_expectation.csv"});
   EXPECT_EQ(lines_of(files[3]), 1 + 3 * cfg.epochs);
   EXPECT_EQ(lines_of(files[4]), 1 + 7);
+  // The report of the first curve alone, written over the full one: the accuracy chart and table
+  // of that curve, and no stale ensemble or expectation files left from the full report.
+  const std::vector<std::string> partial = write_dropout_report(first_part, dir.path().string());
+  expect_files(partial, {"dropout_accuracy.svg", "dropout_accuracy.csv"});
+  EXPECT_EQ(lines_of(partial[1]), 1 + cfg.epochs);
+  for (std::size_t i : {1, 2, 4, 5}) EXPECT_FALSE(std::ifstream(files[i]).good()) << files[i];
 }
 
 TEST(SeedDegradation, QuickRunShowsTheDeeperPlainNetTrainsWorseButNotTheResidualOne) {

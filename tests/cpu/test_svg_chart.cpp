@@ -211,7 +211,9 @@ TEST(SvgChart, OneValueStillGetsAnAxisAndBadSeriesRaise) {
   EXPECT_EQ(xml_problem(render_svg(c)), "");
   c.series[0].y.pop_back();
   EXPECT_THROW(render_svg(c), Error);
+  EXPECT_TRUE(has_drawable_point(c)) << "a series of unequal length still has drawable points";
   c.series[0].y = {NAN, INFINITY, NAN};
+  EXPECT_FALSE(has_drawable_point(c));
   try {
     render_svg(c);
     ADD_FAILURE() << "no error for a chart with nothing to draw";
@@ -220,7 +222,12 @@ TEST(SvgChart, OneValueStillGetsAnAxisAndBadSeriesRaise) {
   }
   c.log_y = true;
   c.series[0].y = {-1.0, 0.0, -2.0};
+  EXPECT_FALSE(has_drawable_point(c)) << "nothing positive on a log axis";
   EXPECT_THROW(render_svg(c), Error);
+  c.series[0].y = {-1.0, 0.0, 1e-30};
+  EXPECT_TRUE(has_drawable_point(c));
+  EXPECT_EQ(xml_problem(render_svg(c)), "");
+  EXPECT_FALSE(has_drawable_point(LineChart{})) << "no series at all";
   LineChart small = two_series();
   small.width = 100;
   EXPECT_THROW(render_svg(small), Error);
