@@ -1,6 +1,7 @@
-# Installation: libkestrel.so, headers under include/kestrel/, and a CMake package so that
+# Installation: libkestrel.so, headers under include/kestrel/, a CMake package so that
 #   find_package(Kestrel) + target_link_libraries(app PRIVATE Kestrel::kestrel)
-# works from an outside project. Headers named *_internal.h and *.cuh stay private.
+# works from an outside project, and a pkg-config file (lib/pkgconfig/kestrel.pc) for builds
+# without CMake. Headers named *_internal.h and *.cuh stay private.
 include(CMakePackageConfigHelpers)
 
 foreach(part core kernels layers)
@@ -30,3 +31,11 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/KestrelConfigVersio
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/KestrelConfig.cmake
   ${CMAKE_CURRENT_BINARY_DIR}/KestrelConfigVersion.cmake
   DESTINATION ${KESTREL_CMAKE_DIR})
+
+# pkg-config: the prefix is found relative to the .pc file (${pcfiledir}), so the tree can move.
+file(RELATIVE_PATH KESTREL_PC_TO_PREFIX /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
+string(REGEX REPLACE "/$" "" KESTREL_PC_TO_PREFIX "${KESTREL_PC_TO_PREFIX}")
+list(GET CUDAToolkit_INCLUDE_DIRS 0 KESTREL_PC_CUDA_INCLUDEDIR)
+set(KESTREL_PC_CUDA_LIBDIR ${CUDAToolkit_LIBRARY_DIR})
+configure_file(cmake/kestrel.pc.in ${CMAKE_CURRENT_BINARY_DIR}/kestrel.pc @ONLY)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/kestrel.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

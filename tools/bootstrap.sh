@@ -4,7 +4,7 @@
 set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in cmake ninja-build g++ libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libssl-dev libcurl4-openssl-dev; do
+for p in cmake ninja-build g++ libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libssl-dev libcurl4-openssl-dev pkgconf; do
   have_pkg "$p" || need+=("$p")
 done
 # libcurl's headers may come from another flavour (gnutls/nss); any of them will do.
