@@ -7,6 +7,8 @@
 // - dispatch_floating(dtype, what, f): host only; calls f(T{}) with T the storage type of
 //   `dtype` (float, bfloat16, float16) and raises kestrel::Error for any other dtype.
 // - check_buffers(what, n, {pointers}): host only; raises for n < 0 or a null pointer (n > 0).
+// - check_cast_buffers(what, x, from, y, to, n): host only; raises when a cast between dtypes of
+//   different sizes would write over its own source.
 // - load_float(p, dtype, i) / store_float(p, dtype, i, v): runtime-dtype forms.
 // - offset4 / coords4: physical offset of a logical (n, c, y, x) element in NCHW or NHWC, and back.
 // - check_storage_dtype(dtype, op): host only; fp32, bf16 or fp16.
@@ -64,6 +66,19 @@ void check_buffers(const char* what, std::int64_t n, const Pointers& pointers) {
 inline void check_buffers(const char* what, std::int64_t n,
                           std::initializer_list<const void*> pointers) {
   check_buffers<std::initializer_list<const void*>>(what, n, pointers);
+}
+
+// A cast between dtypes of different sizes cannot run in place (on the GPU, the thread writing
+// one unit of y would overwrite bytes of x another thread has still to read): the bytes of x (n
+// elements of `from`) and of y (n of `to`) must not overlap. Same-size casts may be in place.
+inline void check_cast_buffers(const char* what, const void* x, DType from, const void* y, DType to,
+                               std::int64_t n) {
+  if (n <= 0 || dtype_size(from) == dtype_size(to)) return;
+  const auto xa = reinterpret_cast<std::uintptr_t>(x), ya = reinterpret_cast<std::uintptr_t>(y);
+  const std::uintptr_t xe = xa + static_cast<std::uintptr_t>(n) * dtype_size(from);
+  const std::uintptr_t ye = ya + static_cast<std::uintptr_t>(n) * dtype_size(to);
+  KESTREL_CHECK(xe <= ya || ye <= xa, what, ": source (", n, " ", dtype_name(from), " at ", x, ") and destination (",
+                dtype_name(to), " at ", y, ") overlap; a cast between dtypes of different sizes cannot run in place");
 }
 
 // Element i of `p` (fp32, bf16 or fp16 storage) as a float; exact.

@@ -143,6 +143,7 @@ void tanh_backward(const void* dy, const void* y, void* dx, std::int64_t n, DTyp
 
 void cast(const void* x, DType from, void* y, DType to, std::int64_t n, cudaStream_t stream) {
   element_io::check_buffers("cast", n, {x, y});
+  element_io::check_cast_buffers("cast", x, from, y, to, n);
   dispatch_floating(from, "cast (source)", [&](auto src) {
     dispatch_floating(to, "cast (destination)", [&](auto dst) {
       using S = decltype(src);

@@ -4,7 +4,8 @@
 //
 // Every buffer holds n elements of `dtype` (fp32, bf16 or fp16); arithmetic is fp32 and results
 // are rounded to the storage type (nearest even). An output may be the same buffer as an input
-// (in place); partial overlap is not allowed. Any alignment works (16-byte vector accesses where
+// (in place), except for a cast between dtypes of different sizes, which raises when its source
+// and destination overlap at all; partial overlap is not allowed. Any alignment works (16-byte vector accesses where
 // all pointers are 16-byte aligned). GPU and CPU results are bit-identical except sigmoid and
 // tanh, where device and host libm may differ in the last bits. Raises kestrel::Error (before
 // launching) for other dtypes, n < 0 or null data.

@@ -8,10 +8,12 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "dtype_buffer.h"
 #include "elementwise_cases.h"
+#include "error_text.h"
 #include "kestrel/core/error.h"
 #include "kestrel/kernels/cpu/elementwise.h"
 #include "kestrel/kernels/elementwise.h"
@@ -237,6 +239,48 @@ TEST(Elementwise, CastsRoundToNearestEvenAndCopySameDtypeBits) {
       }
     }
   }
+}
+
+// A cast between dtypes of different sizes cannot run in place: any overlap of the source's and
+// destination's bytes raises, on both backends (the CUDA launcher checks on the host, before any
+// CUDA call, so this runs without a GPU), and leaves the bytes as they were. Same-size casts may
+// run in place.
+TEST(Elementwise, CastBetweenSizesRefusesOverlapAndSameSizeRunsInPlace) {
+  std::vector<float> buf(16);
+  for (std::size_t i = 0; i < buf.size(); ++i) buf[i] = 1.5f + static_cast<float>(i);
+  const std::vector<float> before = buf;
+  char* base = reinterpret_cast<char*>(buf.data());
+  struct Overlap {
+    const void* x;
+    DType from;
+    void* y;
+    DType to;
+  };
+  // 4 fp32 at base+16 against 4 bf16 at: the same address, inside, just touching the end (8 bytes
+  // before x's last byte), and 4 bf16 at base read into 4 fp32 at base+4.
+  const Overlap refused[] = {{base + 16, DType::kFloat32, base + 16, DType::kBFloat16},
+                             {base + 16, DType::kFloat32, base + 20, DType::kBFloat16},
+                             {base + 16, DType::kFloat32, base + 8 + 1, DType::kFloat16},
+                             {base, DType::kBFloat16, base + 4, DType::kFloat32}};
+  for (const Overlap& o : refused) {
+    const std::string cpu_error = kestrel::testing::error_of(
+        [&] { kestrel::cpu::cast(o.x, o.from, o.y, o.to, 4); });
+    EXPECT_NE(cpu_error.find("cannot run in place"), std::string::npos) << cpu_error;
+    EXPECT_NE(cpu_error.find("overlap"), std::string::npos) << cpu_error;
+    EXPECT_THROW(kestrel::cuda::cast(o.x, o.from, o.y, o.to, 4, nullptr), kestrel::Error);
+  }
+  EXPECT_TRUE(kestrel::testing::bit_equal(buf, before)) << "a refused cast wrote";
+  // Adjacent, not overlapping: 4 fp32 at base+16 (bytes 16..31) to 4 bf16 at base+32 and at base+8.
+  kestrel::cpu::cast(base + 16, DType::kFloat32, base + 32, DType::kBFloat16, 4);
+  kestrel::cpu::cast(base + 16, DType::kFloat32, base + 8, DType::kBFloat16, 4);
+  // In place between same-size dtypes: bf16 -> fp16 -> bf16 of small integers is exact.
+  std::vector<std::uint16_t> h(8);
+  for (std::size_t i = 0; i < h.size(); ++i) h[i] = kestrel::to_bf16(static_cast<float>(i) - 3.f).bits;
+  const std::vector<std::uint16_t> h0 = h;
+  kestrel::cpu::cast(h.data(), DType::kBFloat16, h.data(), DType::kFloat16, 8);
+  EXPECT_EQ(kestrel::float16{h[7]}.bits, kestrel::to_fp16(4.f).bits);
+  kestrel::cpu::cast(h.data(), DType::kFloat16, h.data(), DType::kBFloat16, 8);
+  EXPECT_EQ(h, h0);
 }
 
 TEST(Elementwise, InvalidArgumentsRaiseBeforeTouchingData) {
