@@ -43,6 +43,18 @@ Executor::Executor(const Graph& graph, ParameterStore& store, Context& ctx, Comp
                   "parameter ", p, " of the graph is '", info.name, "' ", info.type.shape.to_string(),
                   " but the store holds '", store.name(p), "' ", store.value(p).shape().to_string(),
                   ": build the store from the same graph");
+    // Same names and shapes are not enough: a store built from the graph in the other layout
+    // holds its convolution weights in the other physical order (KCRS against KRSC), and one
+    // built without bf16 compute has no shadow copies to read.
+    KESTREL_CHECK(store.value(p).layout() == info.type.layout, "parameter '", info.name, "': the graph wants it in ",
+                  layout_name(info.type.layout), " but the store holds it in ", layout_name(store.value(p).layout()),
+                  ": build the store from the same graph (same layout)");
+    KESTREL_CHECK(store.trainable(p) == info.trainable, "parameter '", info.name, "' is ",
+                  info.trainable ? "trainable" : "a state", " in the graph but ",
+                  store.trainable(p) ? "trainable" : "a state", " in the store: build the store from the same graph");
+    KESTREL_CHECK(info.shadow < 0 || store.shadow(p).defined(), "parameter '", info.name,
+                  "': the graph computes with a bf16 copy but the store keeps none: build the store from the "
+                  "same graph (same dtype)");
   }
   // Compiling builds (and may autotune) cuDNN plans: the scratch cudaMalloc, events and timed
   // runs of the autotuner use the current device, which must be the context's (cuda:N, N > 0).

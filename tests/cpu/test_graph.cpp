@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 
 #include "error_text.h"
 #include "grad_check.h"
@@ -254,4 +255,40 @@ TEST(GraphErrors, DtypeLayoutAndStoreMismatchesAreClearErrors) {
   ParameterStore store(other, ctx, 1);
   const std::string mismatch = error_of([&] { Executor ex(g, store, ctx); });
   EXPECT_NE(mismatch.find("build the store from the same graph"), std::string::npos) << mismatch;
+}
+
+// Names and shapes alike are not enough for a store to serve a graph: the layout of the weights
+// (a store built from the NCHW graph holds KCRS weights, the NHWC graph reads KRSC), whether a
+// value is trainable, and the bf16 copies a bf16 graph computes with must agree too. Before,
+// the NHWC executor silently read the NCHW store's weights in the wrong order.
+TEST(GraphErrors, StoreOfTheSameModelInAnotherLayoutDtypeOrRoleIsRefused) {
+  auto conv_net = [](Layout layout, DType dtype) {
+    GraphOptions o;
+    o.batch = 2;
+    o.layout = layout;
+    o.dtype = dtype;
+    auto g = std::make_unique<Graph>(o);
+    const Value x = nn::image_input(*g, "images", 3, 8, 8);
+    const Value logits = nn::linear(*g, "fc", nn::global_avg_pool(*g, nn::conv2d(*g, "conv1", x, 4, 3)), 10);
+    nn::softmax_cross_entropy(*g, logits, nn::label_input(*g, "labels"));
+    return g;
+  };
+  Context ctx;
+  const auto nchw = conv_net(Layout::kNCHW, DType::kFloat32), nhwc = conv_net(Layout::kNHWC, DType::kFloat32);
+  const auto bf16 = conv_net(Layout::kNCHW, DType::kBFloat16);
+  ParameterStore nchw_store(*nchw, ctx, 7), nhwc_store(*nhwc, ctx, 7);
+  EXPECT_NO_THROW(Executor ex(*nchw, nchw_store, ctx));
+  EXPECT_NO_THROW(Executor ex(*nhwc, nhwc_store, ctx));
+  const std::string layout = error_of([&] { Executor ex(*nhwc, nchw_store, ctx); });
+  EXPECT_NE(layout.find("parameter 'conv1.weight': the graph wants it in nhwc but the store holds it in nchw"),
+            std::string::npos) << layout;
+  const std::string shadow = error_of([&] { Executor ex(*bf16, nchw_store, ctx); });
+  EXPECT_NE(shadow.find("bf16 copy but the store keeps none"), std::string::npos) << shadow;
+  // A state where the graph has a trainable parameter of the same name and shape.
+  Graph trained(graph_options(2)), stated(graph_options(2));
+  trained.parameter("w", {Shape{3}}, Init::zeros());
+  stated.state("w", {Shape{3}}, Init::zeros());
+  ParameterStore state_store(stated, ctx, 1);
+  const std::string role = error_of([&] { Executor ex(trained, state_store, ctx); });
+  EXPECT_NE(role.find("'w' is trainable in the graph but a state in the store"), std::string::npos) << role;
 }
