@@ -1,8 +1,11 @@
 #include "kestrel/layers/checkpoint.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <sstream>
 
 #include "kestrel/core/error.h"
@@ -119,11 +122,14 @@ std::string checkpoint_metadata(const SafetensorsFile& file, const std::string& 
 std::uint64_t checkpoint_metadata_u64(const SafetensorsFile& file, const std::string& key,
                                       const std::string& name) {
   const std::string v = checkpoint_metadata(file, key, name);
+  // Decimal digits only: strtoull alone would take " -1" (leading space, then a sign it negates)
+  // as 2^64 - 1.
+  const bool digits = !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
   errno = 0;
   char* end = nullptr;
-  const unsigned long long x = std::strtoull(v.c_str(), &end, 10);
-  KESTREL_CHECK(!v.empty() && v[0] != '-' && end == v.c_str() + v.size() && errno == 0, name,
-                ": __metadata__ \"", key, "\" is \"", v, "\", not an unsigned integer");
+  const unsigned long long x = digits ? std::strtoull(v.c_str(), &end, 10) : 0;
+  KESTREL_CHECK(digits && end == v.c_str() + v.size() && errno == 0, name, ": __metadata__ \"", key, "\" is \"", v,
+                "\", not an unsigned integer");
   return static_cast<std::uint64_t>(x);
 }
 
@@ -185,12 +191,16 @@ void load_checkpoint(const SafetensorsFile& file, ParameterStore& store,
                   " but the parameter store was built with seed ", store.seed(),
                   ": build it with the checkpoint's seed");
     counters.rng_offset = checkpoint_metadata_u64(file, "rng_offset", name);
-    counters.step = static_cast<std::int64_t>(checkpoint_metadata_u64(file, "optimizer_step", name));
+    const std::uint64_t optimizer_step = checkpoint_metadata_u64(file, "optimizer_step", name);
+    KESTREL_CHECK(optimizer_step <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()), name,
+                  ": __metadata__ \"optimizer_step\" is ", optimizer_step, ", beyond a step count");
+    counters.step = static_cast<std::int64_t>(optimizer_step);
     const std::string lr = checkpoint_metadata(file, "lr", name);
     char* end = nullptr;
     counters.learning_rate = std::strtof(lr.c_str(), &end);
-    KESTREL_CHECK(!lr.empty() && end == lr.c_str() + lr.size(), name, ": __metadata__ \"lr\" is \"",
-                  lr, "\", not a number");
+    KESTREL_CHECK(!lr.empty() && end == lr.c_str() + lr.size() && std::isfinite(counters.learning_rate) &&
+                      counters.learning_rate >= 0.f,
+                  name, ": __metadata__ \"lr\" is \"", lr, "\", not a finite non-negative number");
   }
   // Everything is validated: write.
   for (const auto& [tname, host] : staged) {

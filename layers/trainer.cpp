@@ -144,19 +144,28 @@ void Trainer::Impl::upload_data(const CifarDataset& data) {
 }
 
 void Trainer::Impl::restore_position(const SafetensorsFile& f, const std::string& name) {
-  step = static_cast<std::int64_t>(checkpoint_metadata_u64(f, "step", name));
-  skipped_total = static_cast<std::int64_t>(checkpoint_metadata_u64(f, "skipped_steps", name));
+  // Every count is checked against this run's sizes before it is used as an index: a position
+  // outside them (a crafted or damaged file, or a run of fewer epochs) would index the epoch's
+  // permutation and loss buffers out of bounds.
+  auto count = [&](const char* key, std::int64_t most, const char* bound) {
+    const std::uint64_t v = checkpoint_metadata_u64(f, key, name);
+    KESTREL_CHECK(v <= static_cast<std::uint64_t>(most), name, ": __metadata__ \"", key, "\" is ", v, ", more than ",
+                  bound, " (", most, ")");
+    return static_cast<std::int64_t>(v);
+  };
+  step = count("step", cfg.schedule.total_steps, "this run's steps (epochs x steps an epoch)");
+  skipped_total = count("skipped_steps", step, "its \"step\"");
   if (step % spe == 0) return;
   // Mid-epoch: the epoch's accumulators continue from the checkpoint.
   skipped.assign(static_cast<std::size_t>(spe), 0);
-  const std::int64_t correct = static_cast<std::int64_t>(checkpoint_metadata_u64(f, "epoch_correct", name));
-  images = static_cast<std::int64_t>(checkpoint_metadata_u64(f, "epoch_images", name));
-  loss_steps = static_cast<std::int64_t>(checkpoint_metadata_u64(f, "epoch_loss_steps", name));
+  loss_steps = count("epoch_loss_steps", step % spe, "the steps taken in its epoch");
+  images = count("epoch_images", (step % spe) * cfg.batch, "the images of the steps taken in its epoch");
+  const std::int64_t correct = count("epoch_correct", images, "its \"epoch_images\"");
   const std::string sum = kestrel::checkpoint_metadata(f, "epoch_loss_sum", name);
   char* end = nullptr;
   loss_sum = std::strtod(sum.c_str(), &end);
-  KESTREL_CHECK(!sum.empty() && end == sum.c_str() + sum.size(), name,
-                ": __metadata__ \"epoch_loss_sum\" is \"", sum, "\", not a number");
+  KESTREL_CHECK(!sum.empty() && end == sum.c_str() + sum.size() && std::isfinite(loss_sum), name,
+                ": __metadata__ \"epoch_loss_sum\" is \"", sum, "\", not a finite number");
   td::write_int64(ctx, train_correct(), &correct, 1);
 }
 

@@ -202,6 +202,47 @@ TEST(Trainer, ResumeRefusesACheckpointOfAnotherModelOrBatch) {
             std::string::npos);
 }
 
+// A checkpoint's position is checked against this run before it is used as an index (a crafted
+// "step" of " -1" once parsed as 2^64 - 1 and became step -1: reads before the epoch's
+// permutation, writes before its loss buffer).
+TEST(Trainer, ResumeRefusesAPositionOutsideThisRun) {
+  TrainerConfig c = tiny_config();  // 2 epochs of 10 steps
+  c.max_steps = 3;                  // mid-epoch
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  t.train();
+  const SafetensorsFile good = checkpoint_from_store(t.store(), t.checkpoint_metadata());
+  ASSERT_EQ(good.metadata.at("step"), "3");
+  EXPECT_NO_THROW(Trainer u(c, small_data(), ctx, out, &good, "ck.safetensors"));
+  const struct {
+    const char* key;
+    const char* value;
+    const char* error;
+  } bad[] = {
+      {"step", " -1", "\"step\" is \" -1\", not an unsigned integer"},
+      {"step", "+3", "not an unsigned integer"},
+      {"step", "18446744073709551615", "\"step\" is 18446744073709551615, more than this run's steps"},
+      {"step", "18446744073709551616", "not an unsigned integer"},
+      {"step", "21", "\"step\" is 21, more than this run's steps (epochs x steps an epoch) (20)"},
+      {"skipped_steps", "4", "\"skipped_steps\" is 4, more than its \"step\" (3)"},
+      {"epoch_loss_steps", "4", "more than the steps taken in its epoch (3)"},
+      {"epoch_images", "49", "more than the images of the steps taken in its epoch (48)"},
+      {"epoch_correct", "49", "more than its \"epoch_images\""},
+      {"epoch_loss_sum", "nan", "\"epoch_loss_sum\" is \"nan\", not a finite number"},
+      {"lr", "inf", "\"lr\" is \"inf\", not a finite non-negative number"},
+      {"lr", "-0.1", "not a finite non-negative number"},
+      {"optimizer_step", "9223372036854775808", "beyond a step count"},
+  };
+  for (const auto& b : bad) {
+    SafetensorsFile f = good;
+    f.metadata[b.key] = b.value;
+    const std::string e = error_of([&] { Trainer u(c, small_data(), ctx, out, &f, "ck.safetensors"); });
+    EXPECT_NE(e.find(b.error), std::string::npos) << b.key << " = '" << b.value << "': " << e;
+    EXPECT_NE(e.find("ck.safetensors"), std::string::npos) << e;
+  }
+}
+
 TEST(Trainer, NonFiniteLossStopsNamingTheStep) {
   TrainerConfig c = tiny_config();
   c.max_steps = 5;
