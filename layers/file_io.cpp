@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 
@@ -82,10 +84,20 @@ void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::st
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   const std::string dir = parent.empty() ? std::string(".") : parent.string();
   TempFileGuard tmp;
-  tmp.path = path + ".tmp." + std::to_string(static_cast<long long>(::getpid()));
-  tmp.fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A new file of our own, never one that is there already: O_EXCL fails on any existing name,
+  // symbolic links included (so a link planted at a predictable name in a shared folder cannot
+  // redirect the write), and the per-process counter keeps two threads writing the same path
+  // apart. A name that exists is skipped for the next.
+  static std::atomic<std::uint64_t> counter{0};
+  int err = 0;
+  for (int attempt = 0; attempt < 100 && tmp.fd < 0; ++attempt) {
+    tmp.path = path + ".tmp." + std::to_string(static_cast<long long>(::getpid())) + "." +
+               std::to_string(counter.fetch_add(1));
+    tmp.fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    err = errno;
+    if (tmp.fd < 0 && err != EEXIST) break;
+  }
   if (tmp.fd < 0) {
-    const int err = errno;
     tmp.committed = true;  // nothing was created, so nothing to remove (and never someone else's)
     KESTREL_FAIL("cannot write ", path, ": cannot create ", tmp.path, " (", errno_text(err),
                  "); is directory ", dir, " there and writable?");

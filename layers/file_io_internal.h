@@ -31,8 +31,10 @@ class InputFile {
   std::uint64_t size_ = 0;
 };
 
-// Writes `size` bytes to `path` + ".tmp.<pid>", flushes and fsyncs it, renames it over `path`
-// and fsyncs the directory.
+// Writes `size` bytes to a new temporary file `path` + ".tmp.<pid>.<n>" (created exclusively:
+// never an existing file or a symbolic link planted there), flushes and fsyncs it, renames it
+// over `path` and fsyncs the directory. On failure the temporary file is removed and `path` is
+// left as it was.
 void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::string& path);
 
 // Creates `dir` and its missing parents (nothing when it exists); an Error names the folder and

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -296,6 +298,39 @@ TEST(Safetensors, FailedWritesLeaveTheOldFileAndNoTempFile) {
   std::vector<std::string> names = tmp.entries();
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"ckpt.safetensors", "dir.safetensors"}));
+}
+
+// The temporary file is created exclusively: symbolic links planted at the names it could take
+// (someone else's, in a shared folder) are never followed, so the file they point to keeps its
+// bytes and the checkpoint never becomes a link. With every name taken the write fails cleanly.
+TEST(Safetensors, AtomicWriteNeverFollowsALinkPlantedAtItsTemporaryName) {
+  TempDir tmp("st_links");
+  const std::string path = tmp / "ckpt.safetensors", victim = tmp / "victim.txt";
+  {
+    std::FILE* f = std::fopen(victim.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::fputs("not yours", f);
+    std::fclose(f);
+  }
+  const std::vector<std::uint8_t> victim_bytes = testing::read_bytes(victim);
+  const std::string stem = path + ".tmp." + std::to_string(static_cast<long long>(::getpid()));
+  std::vector<std::string> links = {stem};
+  for (int n = 0; n < 2000; ++n) links.push_back(stem + "." + std::to_string(n));
+  for (const std::string& l : links) std::filesystem::create_symlink(victim, l);
+  const std::string e = error_of([&] { write_safetensors_atomic(reference_tensors(), path); });
+  EXPECT_NE(e.find("cannot write " + path), std::string::npos) << e;
+  EXPECT_NE(e.find("File exists"), std::string::npos) << e;
+  EXPECT_TRUE(testing::bit_equal(testing::read_bytes(victim), victim_bytes)) << "a planted link was followed";
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::symlink_status(path)));
+  for (const std::string& l : links) EXPECT_TRUE(std::filesystem::is_symlink(l)) << l << " was replaced";
+  // With the names free again the write goes through.
+  for (const std::string& l : links) std::filesystem::remove(l);
+  write_safetensors_atomic(reference_tensors(), path);
+  EXPECT_FALSE(std::filesystem::is_symlink(path));
+  EXPECT_TRUE(testing::bit_equal(testing::read_bytes(path), testing::read_bytes(data_path("reference.safetensors"))));
+  std::vector<std::string> names = tmp.entries();
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"ckpt.safetensors", "victim.txt"}));
 }
 
 TEST(Safetensors, TensorConversionKeepsLogicalOrder) {
