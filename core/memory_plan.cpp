@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <utility>
 
 #include "kestrel/core/error.h"
 
@@ -16,10 +17,13 @@ std::size_t align_up(std::size_t v, std::size_t a) { return (v + a - 1) / a * a;
 MemoryPlan plan_memory(const std::vector<BufferRequest>& requests, std::size_t alignment) {
   KESTREL_CHECK(alignment > 0 && (alignment & (alignment - 1)) == 0,
                 "plan_memory: alignment must be a power of two, got ", alignment);
-  for (std::size_t i = 0; i < requests.size(); ++i)
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    KESTREL_CHECK(requests[i].first_step >= 0, "plan_memory: request ", i, " starts at step ",
+                  requests[i].first_step, "; steps are numbered from 0");
     KESTREL_CHECK(requests[i].last_step >= requests[i].first_step, "plan_memory: request ", i,
                   " ends (step ", requests[i].last_step, ") before it starts (step ",
                   requests[i].first_step, ")");
+  }
   MemoryPlan plan;
   plan.offsets.assign(requests.size(), 0);
   std::vector<std::size_t> order(requests.size());
@@ -56,16 +60,19 @@ MemoryPlan plan_memory(const std::vector<BufferRequest>& requests, std::size_t a
     placed.push_back({offset, offset + size, idx});
     plan.arena_bytes = std::max(plan.arena_bytes, offset + size);
   }
-  int steps = 0;
-  for (const BufferRequest& r : requests) steps = std::max(steps, r.last_step + 1);
-  std::vector<std::int64_t> live(static_cast<std::size_t>(steps) + 1, 0);  // difference array
+  // The most bytes alive at once: a sweep over the starts and ends (each end one past the last
+  // step), ends before starts at the same step. Its cost depends on the number of requests only,
+  // not on how large the step numbers are.
+  std::vector<std::pair<std::int64_t, std::int64_t>> events;  // (step, +bytes or -bytes)
+  events.reserve(2 * requests.size());
   for (const BufferRequest& r : requests) {
-    live[static_cast<std::size_t>(r.first_step)] += static_cast<std::int64_t>(r.bytes);
-    live[static_cast<std::size_t>(r.last_step) + 1] -= static_cast<std::int64_t>(r.bytes);
+    events.emplace_back(r.first_step, static_cast<std::int64_t>(r.bytes));
+    events.emplace_back(static_cast<std::int64_t>(r.last_step) + 1, -static_cast<std::int64_t>(r.bytes));
   }
+  std::sort(events.begin(), events.end());
   std::int64_t running = 0;
-  for (std::int64_t v : live) {
-    running += v;
+  for (const auto& e : events) {
+    running += e.second;
     plan.live_peak_bytes = std::max(plan.live_peak_bytes, static_cast<std::size_t>(running));
   }
   return plan;

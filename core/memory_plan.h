@@ -26,7 +26,8 @@ struct MemoryPlan {
   std::size_t live_peak_bytes = 0;   // most bytes alive at any one step: a lower bound for arena_bytes
 };
 
-// Raises kestrel::Error for a request with last_step < first_step or a zero/non-power-of-two alignment.
+// Raises kestrel::Error for a request with first_step < 0 or last_step < first_step, or a
+// zero/non-power-of-two alignment.
 MemoryPlan plan_memory(const std::vector<BufferRequest>& requests, std::size_t alignment = 256);
 
 // True when no two simultaneously live requests overlap in the plan (used by tests, and by the

@@ -2,7 +2,9 @@
 // buffers share bytes), reuse on a chain, and a checker that can fail.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <random>
+#include <string>
 
 #include "kestrel/core/error.h"
 #include "kestrel/core/memory_plan.h"
@@ -72,4 +74,22 @@ TEST(MemoryPlan, RandomGraphsNeverOverlapLiveBuffers) {
 TEST(MemoryPlan, RejectsBadRequests) {
   EXPECT_THROW(kestrel::plan_memory({{10, 5, 4}}), kestrel::Error);
   EXPECT_THROW(kestrel::plan_memory({{10, 0, 1}}, 3), kestrel::Error);
+  // A negative step once indexed the liveness count before its first element.
+  try {
+    kestrel::plan_memory({{16, 0, 2}, {10, -3, 1}});
+    ADD_FAILURE() << "no error for a request starting at step -3";
+  } catch (const kestrel::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("request 1 starts at step -3"), std::string::npos) << e.what();
+  }
+}
+
+// Step numbers may be as large as int holds: the live peak is a sweep over the requests, not a
+// count per step (which once allocated one counter a step, and overflowed at INT_MAX + 1).
+TEST(MemoryPlan, HugeStepNumbersNeedNoMemoryPerStep) {
+  const int top = std::numeric_limits<int>::max();
+  const std::vector<BufferRequest> r = {{16, 0, top}, {32, top - 1, top}, {8, 5, 6}};
+  const auto p = kestrel::plan_memory(r, 256);
+  EXPECT_TRUE(kestrel::plan_is_valid(r, p));
+  EXPECT_EQ(p.live_peak_bytes, 48u);
+  EXPECT_EQ(p.total_bytes, 56u);
 }
