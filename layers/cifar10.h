@@ -56,7 +56,9 @@ void write_cifar10_bin(const CifarSplit& split, const std::string& path);
 
 // Writes `data` in the official layout: `dir`/data_batch_1..5.bin (the training split cut into
 // five near-equal consecutive batches) and `dir`/test_batch.bin, so that load_cifar10(dir) reads
-// it back. Needs 5..50000 training and 1..10000 test images. Creates `dir` if needed.
+// it back. Needs 5..50000 training and 1..10000 test images. Creates `dir` if needed. Both
+// splits are checked completely before any file is written, so a refused dataset leaves the
+// folder as it was.
 void write_cifar10_dir(const CifarDataset& data, const std::string& dir);
 
 // A labelled stand-in for CIFAR-10 with learnable, class-dependent structure: each class is

@@ -1,6 +1,9 @@
 // Reading and writing CIFAR-10 binary batches.
 #include <cstring>
 #include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "kestrel/core/error.h"
 #include "kestrel/layers/cifar10.h"
@@ -104,7 +107,9 @@ CifarDataset load_cifar10(const std::string& dir) {
   return data;
 }
 
-void write_cifar10_bin(const CifarSplit& split, const std::string& path) {
+namespace {
+// The records of one batch file, after checking the split (`path` names it in errors).
+std::vector<std::uint8_t> encode_batch(const CifarSplit& split, const std::string& path) {
   KESTREL_CHECK(split.count > 0 && split.count <= kCifarRecordsPerBatch, "write_cifar10_bin(",
                 path, "): count ", split.count, " is not in 1..", kCifarRecordsPerBatch);
   const std::size_t n = static_cast<std::size_t>(split.count);
@@ -119,6 +124,12 @@ void write_cifar10_bin(const CifarSplit& split, const std::string& path) {
     std::memcpy(bytes.data() + i * kCifarRecordBytes + 1, split.images.data() + i * kCifarImageBytes,
                 kCifarImageBytes);
   }
+  return bytes;
+}
+}  // namespace
+
+void write_cifar10_bin(const CifarSplit& split, const std::string& path) {
+  const std::vector<std::uint8_t> bytes = encode_batch(split, path);
   detail::write_file_atomic(bytes.data(), bytes.size(), path);
 }
 
@@ -130,8 +141,11 @@ void write_cifar10_dir(const CifarDataset& data, const std::string& dir) {
                     data.train.images.size() == static_cast<std::size_t>(n * kCifarImageBytes),
                 "write_cifar10_dir(", dir, "): training split holds ", data.train.labels.size(),
                 " labels and ", data.train.images.size(), " image bytes for count ", n);
-  detail::make_directories(dir);
+  // Every file is encoded (and so checked) before the first is written: a bad label in the last
+  // batch or an empty test split must not leave a folder of new training batches beside an old
+  // test batch, which would load as one dataset.
   const std::filesystem::path folder(dir);
+  std::vector<std::pair<std::string, std::vector<std::uint8_t>>> files;
   std::int64_t begin = 0;
   for (int b = 0; b < 5; ++b) {
     const std::int64_t end = n * (b + 1) / 5;
@@ -140,10 +154,14 @@ void write_cifar10_dir(const CifarDataset& data, const std::string& dir) {
     part.labels.assign(data.train.labels.begin() + begin, data.train.labels.begin() + end);
     part.images.assign(data.train.images.begin() + begin * kCifarImageBytes,
                        data.train.images.begin() + end * kCifarImageBytes);
-    write_cifar10_bin(part, (folder / kTrainFiles[b]).string());
+    const std::string path = (folder / kTrainFiles[b]).string();
+    files.emplace_back(path, encode_batch(part, path));
     begin = end;
   }
-  write_cifar10_bin(data.test, (folder / kTestFile).string());
+  const std::string test_path = (folder / kTestFile).string();
+  files.emplace_back(test_path, encode_batch(data.test, test_path));
+  detail::make_directories(dir);
+  for (const auto& [path, bytes] : files) detail::write_file_atomic(bytes.data(), bytes.size(), path);
 }
 
 }  // namespace kestrel

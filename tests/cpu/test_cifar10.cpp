@@ -111,6 +111,27 @@ TEST(Cifar10, WritesADatasetFolderThatLoadsBack) {
   EXPECT_TRUE(testing::bit_equal(back.test.images, d.test.images));
   EXPECT_THROW(write_cifar10_dir(synthetic_cifar10(4, 4, 2), tmp / "small"), Error);
   EXPECT_THROW(write_cifar10_dir(synthetic_cifar10(5, 0, 2), tmp / "notest"), Error);
+  EXPECT_FALSE(std::filesystem::exists(tmp / "notest")) << "a refused dataset creates nothing";
+  // Over an existing dataset, a refused one (an empty test split; a bad label in the last training
+  // batch) changes no file: before, the training batches were replaced first and the folder then
+  // loaded as new training data beside the old test batch.
+  std::map<std::string, std::vector<std::uint8_t>> before;
+  for (const auto& e : std::filesystem::directory_iterator(tmp / "out"))
+    before[e.path().filename().string()] = testing::read_bytes(e.path().string());
+  ASSERT_EQ(before.size(), 6u);
+  CifarDataset no_test = synthetic_cifar10(20, 0, 3);
+  CifarDataset bad_label = synthetic_cifar10(20, 4, 3);
+  bad_label.train.labels.back() = 10;
+  for (const CifarDataset* refused : {&no_test, &bad_label}) {
+    EXPECT_THROW(write_cifar10_dir(*refused, tmp / "out"), Error);
+    std::size_t files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(tmp / "out")) {
+      ++files;
+      EXPECT_TRUE(testing::bit_equal(testing::read_bytes(e.path().string()), before[e.path().filename().string()]))
+          << e.path() << " changed";
+    }
+    EXPECT_EQ(files, 6u);
+  }
 }
 
 TEST(Cifar10, MissingFilesAreNamed) {
