@@ -1,11 +1,13 @@
 // The trainer's host side of reporting: reading the losses back, progress lines, the JSON-lines
 // log, the epoch summary and the checkpoint metadata (see layers/trainer.h).
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
 
 #include "kestrel/core/error.h"
+#include "kestrel/layers/file_io_internal.h"
 #include "kestrel/layers/trainer_device_internal.h"
 #include "kestrel/layers/trainer_impl_internal.h"
 
@@ -148,8 +150,13 @@ std::map<std::string, std::string> Trainer::Impl::metadata() const {
 void Trainer::Impl::write_json(Json j) {
   if (!log.is_open()) return;
   j["device"] = device_name;
+  errno = 0;
   log << j.dump(-1, ' ', false, Json::error_handler_t::replace) << "\n";
   log.flush();
+  // A log that cannot be written (a full disk) stops training like a checkpoint that cannot be:
+  // the run asked for it, and records dropped silently would look like a complete log.
+  KESTREL_CHECK(!log.fail(), "cannot write the log file ", cfg.log_path, " at step ", step,
+                errno != 0 ? ": " + detail::errno_text(errno) : std::string());
 }
 
 void Trainer::Impl::say(const std::string& line, bool transient) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -363,6 +364,24 @@ TEST(Trainer, JsonLogHasTheDocumentedFields) {
   EXPECT_DOUBLE_EQ(lines[1]["lr"].get<double>(), 0.05);  // step 4 of 10: before the first decay
   EXPECT_DOUBLE_EQ(e["lr"].get<double>(), 0.0005);      // after both
   EXPECT_NE(out.str().find("epoch 1/1 step 4/10 loss"), std::string::npos) << out.str();
+}
+
+// A log that cannot be written (here /dev/full: every write fails with ENOSPC) stops the run with
+// an error naming the file and the reason, as a checkpoint that cannot be written does; before,
+// every record was dropped silently and the run ended as if logged.
+TEST(Trainer, ALogThatCannotBeWrittenIsAnError) {
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full on this machine";
+  TrainerConfig c = tiny_config();
+  c.log_path = "/dev/full";
+  c.epochs = 1;
+  Context ctx;
+  std::ostringstream out;
+  const std::string e = error_of([&] {
+    Trainer t(c, small_data(), ctx, out);
+    t.train();
+  });
+  EXPECT_NE(e.find("cannot write the log file /dev/full"), std::string::npos) << e;
+  EXPECT_NE(e.find("No space left on device"), std::string::npos) << e;
 }
 
 TEST(Trainer, RejectsInvalidConfigurations) {
