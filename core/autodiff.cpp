@@ -1,5 +1,7 @@
 #include "kestrel/core/autodiff.h"
 
+#include <algorithm>
+
 #include "kestrel/core/error.h"
 #include "kestrel/core/op.h"
 #include "kestrel/core/ops/elementwise_ops.h"
@@ -100,6 +102,12 @@ AutodiffResult append_backward(Graph& g, const std::vector<Value>& inputs) {
     Value grad = sum_gradients(g, parts, info.name);
     if (g.info(grad).dtype() != DType::kFloat32)
       grad = g.append_node(make_cast_op(DType::kFloat32), info.name + ".grad_cast", {grad}, true)[0];
+    // Each parameter's gradient gets a value of its own (the executor binds it to the parameter's
+    // slot in the store): an Add passes one upstream gradient to both of its inputs, so a + b of
+    // two parameters would otherwise hand the second the first's value. A copy (x * 1, exact)
+    // gives it its own.
+    if (std::find(r.param_grad.begin(), r.param_grad.end(), grad.id) != r.param_grad.end())
+      grad = g.append_node(make_scale_op(1.f), info.name + ".grad_copy", {grad}, true)[0];
     r.param_grad[p] = grad.id;
   }
   for (Value v : inputs) {

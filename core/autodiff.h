@@ -14,7 +14,8 @@ namespace kestrel {
 
 struct AutodiffResult {
   // Per entry of Graph::params(): the value holding d loss / d parameter (fp32, the parameter's
-  // shape), or -1 when the loss does not depend on it (states are always -1).
+  // shape), or -1 when the loss does not depend on it (states are always -1). No two parameters
+  // share a value (where they would, the later one gets a copy).
   std::vector<int> param_grad;
   // Per entry of `inputs`: the value holding d loss / d input (the input's type).
   std::vector<int> input_grad;
