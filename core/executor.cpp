@@ -270,6 +270,8 @@ void Executor::bind_input(const std::string& name, const Tensor& src) {
                 "bind_input('", name, "'): got ", src.to_string(), ", but the input is ", dst.to_string(),
                 " (shape, dtype and layout must match; Tensor::from_vector stores host values in any "
                 "dtype and layout)");
+  KESTREL_CHECK(src.is_contiguous(), "bind_input('", name, "'): got a non-contiguous view ", src.to_string(),
+                "; copy it into a contiguous tensor first");
   dst.copy_from(src, ctx_.stream());
 }
 

@@ -256,5 +256,9 @@ TEST(BindInput, CopiesAMatchingTensorAndNamesTheInputOtherwiseLeavingItUnchanged
   EXPECT_NE(error_of([&] { ex.bind_input("x", Tensor()); }).find("undefined"), std::string::npos);
   EXPECT_NE(error_of([&] { ex.bind_input("nope", Tensor::from_vector(values, Shape{n, f})); }).find("nope"),
             std::string::npos);
+  // A non-contiguous view of the right shape (4 of 8 columns): named, not copy_from's message.
+  const Tensor wide = Tensor::from_vector(std::vector<float>(static_cast<std::size_t>(n * 8), 7.f), Shape{n, 8});
+  const std::string view = error_of([&] { ex.bind_input("x", wide.narrow(1, 2, f)); });
+  EXPECT_NE(view.find("bind_input('x'): got a non-contiguous view"), std::string::npos) << view;
   EXPECT_EQ(ex.input("x").to_float_vector(), values);  // no failed call wrote into the input
 }
