@@ -44,8 +44,10 @@ Device parse_device(const std::string& name) {
   if (name == "cuda") return Device::cuda(0);
   if (name.rfind("cuda:", 0) == 0) {
     const std::string num = name.substr(5);
-    KESTREL_CHECK(!num.empty() && num.find_first_not_of("0123456789") == std::string::npos,
-                  "bad device '", name, "' (expected cpu, cuda or cuda:N)");
+    // At most 4 digits (no machine has 10000 GPUs): std::stoi would throw std::out_of_range,
+    // not kestrel::Error, on a longer number.
+    KESTREL_CHECK(!num.empty() && num.size() <= 4 && num.find_first_not_of("0123456789") == std::string::npos,
+                  "bad device '", name, "' (expected cpu, cuda or cuda:N, N a device index)");
     return Device::cuda(std::stoi(num));
   }
   KESTREL_FAIL("unknown device '", name, "' (expected cpu, cuda or cuda:N)");

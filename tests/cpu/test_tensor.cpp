@@ -53,6 +53,10 @@ TEST(Device, ParsingAndNoGpuIsANormalState) {
   EXPECT_EQ(kestrel::parse_device("cuda:1"), kestrel::Device::cuda(1));
   EXPECT_THROW(kestrel::parse_device("cuda:x"), kestrel::Error);
   EXPECT_THROW(kestrel::parse_device("tpu"), kestrel::Error);
+  // Too large for an int: a kestrel::Error, not std::stoi's std::out_of_range.
+  EXPECT_THROW(kestrel::parse_device("cuda:99999999999"), kestrel::Error);
+  EXPECT_THROW(kestrel::parse_device("cuda:"), kestrel::Error);
+  EXPECT_EQ(kestrel::parse_device("cuda:9999"), kestrel::Device::cuda(9999));
   if (kestrel::cuda_device_count() == 0) {
     EXPECT_FALSE(kestrel::cuda_unavailable_reason().empty());
     try {
