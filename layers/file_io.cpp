@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "kestrel/core/error.h"
+#include "kestrel/layers/output_files.h"
 
 namespace kestrel::detail {
 
@@ -132,3 +133,47 @@ void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::st
 }
 
 }  // namespace kestrel::detail
+
+namespace kestrel {
+namespace {
+// Creates and removes a file of our own in `dir` ("" on success, else the system's reason).
+std::string probe_folder(const std::string& dir) {
+  static std::atomic<std::uint64_t> counter{0};
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const std::string probe = dir + "/.kestrel-probe." + std::to_string(static_cast<long long>(::getpid())) + "." +
+                              std::to_string(counter.fetch_add(1));
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      if (errno == EEXIST) continue;
+      return detail::errno_text(errno);
+    }
+    ::close(fd);
+    ::unlink(probe.c_str());
+    return {};
+  }
+  return "no free probe file name";
+}
+}  // namespace
+
+void check_output_file(const std::string& path, const std::string& what) {
+  if (path.empty()) return;
+  std::error_code ec;
+  KESTREL_CHECK(!std::filesystem::is_directory(path, ec), what, " ", path, " is a folder, not a file");
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  const std::string dir = parent.empty() ? std::string(".") : parent.string();
+  KESTREL_CHECK(std::filesystem::is_directory(dir, ec), what, " ", path, ": folder ", dir, " does not exist");
+  const std::string why = probe_folder(dir);
+  KESTREL_CHECK(why.empty(), what, " ", path, ": cannot create files in folder ", dir, " (", why, ")");
+}
+
+void check_output_folder(const std::string& dir, const std::string& what) {
+  KESTREL_CHECK(!dir.empty(), what, ": empty folder name");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  KESTREL_CHECK(!ec && std::filesystem::is_directory(dir), what, " ", dir, ": cannot create the folder",
+                ec ? " (" + ec.message() + ")" : std::string(" (a file of that name is there)"));
+  const std::string why = probe_folder(dir);
+  KESTREL_CHECK(why.empty(), what, " ", dir, ": cannot create files in the folder (", why, ")");
+}
+
+}  // namespace kestrel

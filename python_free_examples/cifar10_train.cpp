@@ -23,6 +23,7 @@
 
 #include "kestrel/core/context.h"
 #include "kestrel/core/device.h"
+#include "kestrel/layers/output_files.h"
 #include "kestrel/layers/safetensors.h"
 #include "kestrel/layers/train_program.h"
 #include "kestrel/layers/trainer.h"
@@ -80,7 +81,7 @@ void add_options(CLI::App& app, kestrel::TrainOptions& o) {
   app.add_option("--device", o.device, "auto, cpu, cuda or cuda:N (auto: cuda when there is one)");
   app.add_option("--dtype", o.dtype, "fp32 or bf16 (activations and conv weights; fp32 masters)");
   app.add_option("--layout", o.layout, "nchw or nhwc");
-  app.add_option("--data", o.data, "CIFAR-10 folder, or 'synthetic' (default: ./data if it holds CIFAR-10)");
+  app.add_option("--data", o.data, "CIFAR-10 folder, or 'synthetic' (default: ./data if it holds CIFAR-10, else synthetic; the CPU configuration always uses synthetic data unless --data names a folder)");
   app.add_flag("--download", o.download, "download CIFAR-10 into --data (default ./data) first");
   app.add_option("--train-images", o.train_images, "use only the first N training images (synthetic: make N)");
   app.add_option("--test-images", o.test_images, "use only the first N test images (synthetic: make N)");
@@ -90,7 +91,8 @@ void add_options(CLI::App& app, kestrel::TrainOptions& o) {
   app.add_option("--resume", o.resume, "continue from this checkpoint");
   app.add_option("--log", o.log, "write JSON lines (one per log interval and per epoch) to this file");
   app.add_option("--log-every", o.log_every, "steps between progress lines (and host reads of the loss)");
-  app.add_option("--seed", o.seed, "seed of initialisation, shuffling, augmentation and dropout");
+  app.add_option("--seed", o.seed, "seed of initialisation, shuffling, augmentation and dropout")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--nonfinite", o.nonfinite, "on a NaN/Inf loss: stop (with the step) or skip the update");
   app.add_option("--max-steps", o.max_steps, "stop (and checkpoint) after this many steps in all");
   app.add_option("--time-limit", o.time_limit,
@@ -137,6 +139,9 @@ int main(int argc, char** argv) {
   }
   try {
     kestrel::Context ctx(plan.device);  // raises "no CUDA device: ..." for --device cuda without one
+    // Outputs are checked before the data loads and training starts, not when first written.
+    kestrel::check_output_file(plan.trainer.checkpoint_path, "--checkpoint");
+    kestrel::check_output_file(plan.trainer.log_path, "--log");
     for (const std::string& note : plan.notes) std::printf("cifar10_train: %s\n", note.c_str());
     if (ctx.device().is_cuda()) ctx.set_conv_policy(plan.conv_policy);
     kestrel::SafetensorsFile checkpoint;

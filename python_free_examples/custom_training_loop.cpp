@@ -236,7 +236,7 @@ int main(int argc, char** argv) {
   app.add_option("--steps", o.steps, "training steps (default 300)")->check(CLI::PositiveNumber);
   app.add_option("--batch", o.batch, "training batch (default 32)")->check(CLI::Range(1, 4096));
   app.add_option("--lr", o.lr, "peak learning rate of the cosine schedule (default 0.05)")->check(CLI::PositiveNumber);
-  app.add_option("--seed", o.seed, "seed of initialisation, batch order and dropout masks");
+  app.add_option("--seed", o.seed, "seed of initialisation, batch order and dropout masks")->check(CLI::NonNegativeNumber);
   app.add_option("--checkpoint", o.checkpoint, "where to write the checkpoint (default ./custom_training_loop.safetensors)");
   try {
     app.parse(argc, argv);
@@ -250,10 +250,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "custom_training_loop: --device: %s\n", e.what());
     return 2;
   }
+  // CLI11's range check compares doubles (NaN passes it) and the option is a float (1e39 becomes
+  // inf, 1e-50 becomes 0): check the value as it will be used.
+  if (!(std::isfinite(o.lr) && o.lr > 0.f && o.lr <= 10.f)) {
+    std::fprintf(stderr, "custom_training_loop: --lr must be a number in (0, 10], got %g\n\n%s", static_cast<double>(o.lr),
+                 app.help().c_str());
+    return 2;
+  }
   if (o.device == "auto" && device.is_cpu())
     std::printf("custom_training_loop: no CUDA device (%s): running on the CPU backend\n",
                 cuda_unavailable_reason().c_str());
   try {
+    check_output_file(o.checkpoint, "--checkpoint");  // before training, not after it
     return run(o, device);
   } catch (const std::exception& e) {
     std::fflush(stdout);

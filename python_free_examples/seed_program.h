@@ -19,6 +19,7 @@
 
 #include "kestrel/core/context.h"
 #include "kestrel/core/device.h"
+#include "kestrel/layers/output_files.h"
 
 namespace seed {
 
@@ -62,7 +63,8 @@ inline int run_program(int argc, char** argv, const std::string& name, const std
   app.add_flag("--quick", o.quick, "small configuration that runs on the CPU in under a minute");
   app.add_option("--device", o.device, "auto (cuda when there is one), cpu, cuda or cuda:N");
   app.add_option("--out", o.out, "folder for the SVG charts and CSV tables (created if missing)");
-  app.add_option("--seed", o.seed, "seed of data, initialisation, batch order and dropout masks");
+  app.add_option("--seed", o.seed, "seed of data, initialisation, batch order and dropout masks")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--data", o.data, "CIFAR-10 folder (cifar-10-batches-bin); default: synthetic CIFAR-format data");
   app.add_option(length.flag, o.length, length.help)->check(CLI::PositiveNumber);
   if (image_options) {
@@ -89,6 +91,7 @@ inline int run_program(int argc, char** argv, const std::string& name, const std
   }
   try {
     kestrel::Context ctx(device);  // raises "no CUDA device: ..." for --device cuda without one
+    kestrel::check_output_folder(o.out, "--out");  // before the experiment, not after its first part
     std::printf("%s: %s mode on %s\n", name.c_str(), o.quick ? "quick" : "full", ctx.description().c_str());
     std::fflush(stdout);
     const auto t0 = std::chrono::steady_clock::now();

@@ -10,6 +10,7 @@
 
 #include "kestrel/core/cuda_check_internal.h"
 #include "kestrel/core/tensor.h"
+#include "kestrel/layers/output_files.h"
 
 namespace kestrel::bench {
 
@@ -88,6 +89,8 @@ void Harness::report_json(const std::string& body) {
   std::ofstream f(opts_.json_path, std::ios::app);
   KESTREL_CHECK(f.good(), "cannot append to ", opts_.json_path);
   f << line << "\n";
+  f.flush();
+  KESTREL_CHECK(f.good(), "cannot append to ", opts_.json_path, " (write failed)");
 }
 
 Options parse_options(int argc, char** argv, const std::string& program, const std::string& about) {
@@ -109,6 +112,14 @@ Options parse_options(int argc, char** argv, const std::string& program, const s
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     std::exit(app.exit(e) == 0 ? 0 : 2);
+  }
+  // Every row appends to --json: a file that cannot be written is found now, not after each row
+  // has been measured.
+  try {
+    check_output_file(o.json_path, "--json");
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());
+    std::exit(1);
   }
   return o;
 }

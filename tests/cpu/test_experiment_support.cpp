@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <utility>
 
@@ -17,6 +18,7 @@
 #include "kestrel/layers/experiments/common.h"
 #include "kestrel/layers/nn.h"
 #include "kestrel/layers/file_io_internal.h"
+#include "kestrel/layers/output_files.h"
 
 using namespace kestrel;
 using namespace kestrel::experiments;
@@ -183,4 +185,28 @@ TEST(ExperimentSupport, ReportFolderHandsOutPresentPartsAndRemovesStaleOnes) {
   // A path that cannot be removed (a non-empty folder) is an error naming it.
   kestrel::detail::make_directories(root + "/full.svg/inside");
   EXPECT_NE(error_of([&] { second.file("full.svg", false); }).find(root + "/full.svg"), std::string::npos);
+}
+
+// Outputs checked before long work: a file's folder must exist and take new files, a folder is
+// created when missing; nothing is left behind by the probe.
+TEST(OutputFiles, FoldersAreProbedAndNothingIsLeftBehind) {
+  kestrel::testing::TempDir dir("output_files");
+  EXPECT_NO_THROW(kestrel::check_output_file("", "--log")) << "no output asked for";
+  EXPECT_NO_THROW(kestrel::check_output_file(dir / "ck.safetensors", "--checkpoint"));
+  EXPECT_TRUE(dir.entries().empty()) << "the probe file was left, or the file itself was created";
+  const std::string missing = error_of([&] { kestrel::check_output_file(dir / "no/ck.safetensors", "--checkpoint"); });
+  EXPECT_NE(missing.find("--checkpoint " + (dir / "no/ck.safetensors") + ": folder " + (dir / "no") + " does not exist"),
+            std::string::npos) << missing;
+  const std::string folder = error_of([&] { kestrel::check_output_file(dir.path().string(), "--log"); });
+  EXPECT_NE(folder.find("is a folder, not a file"), std::string::npos) << folder;
+  EXPECT_NE(error_of([&] { kestrel::check_output_file("/proc/kestrel.jsonl", "--log"); }).find("cannot create files in folder /proc"),
+            std::string::npos);
+  kestrel::check_output_folder(dir / "a/b", "--out");
+  EXPECT_TRUE(std::filesystem::is_directory(dir / "a/b"));
+  EXPECT_TRUE(std::filesystem::is_empty(dir / "a/b"));
+  CsvTable({"x"}).write(dir / "file");
+  EXPECT_NE(error_of([&] { kestrel::check_output_folder(dir / "file", "--out"); }).find("--out " + (dir / "file") + ": cannot create the folder"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { kestrel::check_output_folder("/proc/kestrel-out", "--out"); }).find("cannot create the folder"),
+            std::string::npos);
 }

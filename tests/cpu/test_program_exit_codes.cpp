@@ -33,6 +33,44 @@ TEST(ProgramExitCodes, UnknownFlagsAndBadValuesExit2WithTheUsage) {
   EXPECT_EQ(run_built_program("custom_training_loop", "--steps 0").code, 2);
   EXPECT_EQ(run_built_program("custom_training_loop", "--dtype fp64").code, 2);
   EXPECT_EQ(run_built_program("custom_training_loop", "--device tpu").code, 2);
+  // Values CLI11's checks let through once: a NaN or out-of-float-range learning rate (the check
+  // compares doubles, the option is a float), a negative seed (wrapped to 2^64 - 1), a device
+  // index beyond int (std::stoi threw std::out_of_range and cifar10_train aborted).
+  for (const char* lr : {"nan", "1e39", "1e-50"}) {
+    const ProgramRun r = run_built_program("custom_training_loop", std::string("--lr ") + lr);
+    EXPECT_EQ(r.code, 2) << lr << ":\n" << r.output;
+    EXPECT_NE(r.output.find("--lr must be a number in (0, 10]"), std::string::npos) << r.output;
+  }
+  for (const char* p : {"cifar10_train", "custom_training_loop", "seed_dropout"})
+    EXPECT_EQ(run_built_program(p, "--seed -1").code, 2) << p;
+  const ProgramRun device = run_built_program("cifar10_train", "--device cuda:99999999999");
+  EXPECT_EQ(device.code, 2) << device.output;
+  EXPECT_NE(device.output.find("--device must be auto, cpu, cuda or cuda:N"), std::string::npos) << device.output;
+}
+
+// An output that cannot be written is an error (exit 1) before the work, not after it: a folder
+// that does not exist or cannot hold files, or a folder where a file is wanted.
+TEST(ProgramExitCodes, UnwritableOutputsFailBeforeTheWork) {
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
+  struct Case {
+    const char* program;
+    const char* args;
+    const char* error;
+  };
+  const Case cases[] = {
+      {"cifar10_train", "--checkpoint /nonexistent-kestrel/ck.safetensors", "--checkpoint /nonexistent-kestrel/ck.safetensors: folder /nonexistent-kestrel does not exist"},
+      {"cifar10_train", "--log /proc/kestrel.jsonl", "--log /proc/kestrel.jsonl: cannot create files in folder /proc"},
+      {"cifar10_train", "--checkpoint /tmp", "--checkpoint /tmp is a folder, not a file"},
+      {"custom_training_loop", "--checkpoint /nonexistent-kestrel/c.safetensors", "folder /nonexistent-kestrel does not exist"},
+      {"seed_dropout", "--quick --out /proc/kestrel-seed", "--out /proc/kestrel-seed: cannot create the folder"},
+      {"bench_kernels", "--quick --json /nonexistent-kestrel/b.jsonl", "--json /nonexistent-kestrel/b.jsonl: folder"},
+  };
+  for (const Case& c : cases) {
+    const ProgramRun r = run_built_program(c.program, c.args);
+    EXPECT_EQ(r.code, 1) << c.program << " " << c.args << ":\n" << r.output;
+    EXPECT_NE(r.output.find(c.error), std::string::npos) << c.program << " " << c.args << ":\n" << r.output;
+    EXPECT_EQ(r.output.find("epoch 1/"), std::string::npos) << "trained before failing:\n" << r.output;
+  }
 }
 
 TEST(ProgramExitCodes, BenchResnetPlansMemoryWithoutAGpu) {

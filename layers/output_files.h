@@ -1,0 +1,19 @@
+// Checking, before long work, that its output files can be written when the work ends: a
+// training run, an experiment or a benchmark should not run for an hour and then fail on a
+// missing or read-only folder.
+#pragma once
+
+#include <string>
+
+namespace kestrel {
+
+// A file can be created at `path` later: its folder exists and accepts a new file (a probe file
+// is created exclusively in that folder and removed at once; nothing is written at `path`), and
+// `path` is not a folder. An empty path passes (no output asked for). Raises kestrel::Error
+// naming `what` (e.g. "--checkpoint"), the path and the system's reason.
+void check_output_file(const std::string& path, const std::string& what);
+
+// `dir` exists, created with its parents when missing, and accepts new files (probed as above).
+void check_output_folder(const std::string& dir, const std::string& what);
+
+}  // namespace kestrel
