@@ -9,8 +9,9 @@
 # Writes at most 8 files under $OUT (the device tool returns no more):
 #   build.log tests.log sanitizer.log bench.log bench.jsonl pytorch.jsonl train.log summary.txt
 # A 15-minute device budget does not hold everything at once: a first call with
-# `--quick --no-pytorch` (build, tests, memcheck, quick benchmarks), then `--no-sanitizer` for the
-# full benchmarks and PyTorch's figures, on the same warm machine (the build is kept).
+# `--quick --no-pytorch` (build, tests, memcheck, quick benchmarks), then `--no-sanitizer
+# --no-tests` for the full benchmarks and PyTorch's figures, on the same warm machine (the build
+# is kept; the tests passed in the first call).
 # Options: --quick (benchmarks in quick mode, skip racecheck), --no-pytorch, --no-sanitizer,
 #   --train=N: also train ResNet-20 (--train-model=resnet56 for another) for N epochs with
 #   cifar10_train and with
@@ -58,6 +59,13 @@ for a in "$@"; do
     --deadline=[0-9]*) deadline=${a#--deadline=} ;;
     *) echo "usage: tools/gpu_check.sh [--quick] [--resnet-quick] [--no-pytorch] [--no-sanitizer] [--no-build] [--no-tests] [--no-bench] [--train=EPOCHS] [--train-model=resnetD] [--train-recipe=fast|he] [--experiments=dropout,degradation,gradient_flow] [--experiment-steps=N] [--experiment-fp32] [--deadline=SECONDS]" >&2; exit 2 ;;
   esac
+done
+# The patterns above take a leading digit; the whole value must be a number.
+for n in "$train_epochs" "$experiment_steps" "${deadline:-0}"; do
+  if ! [[ $n =~ ^[0-9]+$ ]]; then
+    echo "tools/gpu_check.sh: '$n' is not a whole number (--train=, --experiment-steps=, --deadline=)" >&2
+    exit 2
+  fi
 done
 status() { echo "gpu_check: $*" | tee -a "$OUT/summary.txt" >&2; }
 script_t0=$(date +%s)
