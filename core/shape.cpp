@@ -10,8 +10,14 @@ Shape::Shape(const std::vector<std::int64_t>& dims) { init(dims.data(), dims.siz
 void Shape::init(const std::int64_t* dims, std::size_t n) {
   KESTREL_CHECK(n <= static_cast<std::size_t>(kMaxRank), "a shape has at most ", kMaxRank,
                 " dimensions, got ", n);
+  // The product of the dimensions (zeros counted as 1: strides multiply the others) must fit in
+  // int64, or numel() and the strides would overflow (undefined behaviour, then a tensor that
+  // claims elements it has no memory for).
+  std::int64_t product = 1;
   for (std::size_t i = 0; i < n; ++i) {
     KESTREL_CHECK(dims[i] >= 0, "shape dimension ", i, " is negative (", dims[i], ")");
+    KESTREL_CHECK(!__builtin_mul_overflow(product, dims[i] == 0 ? 1 : dims[i], &product),
+                  "shape dimensions up to ", i, " (", dims[i], ") multiply to more than 2^63 - 1 elements");
     dims_[i] = dims[i];
   }
   rank_ = static_cast<int>(n);

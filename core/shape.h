@@ -15,7 +15,8 @@ class Shape {
   static constexpr int kMaxRank = 8;
 
   Shape() = default;
-  // Raises kestrel::Error for negative dimensions or more than kMaxRank of them.
+  // Raises kestrel::Error for negative dimensions, more than kMaxRank of them, or dimensions
+  // whose product (zeros aside) exceeds int64.
   Shape(std::initializer_list<std::int64_t> dims);
   explicit Shape(const std::vector<std::int64_t>& dims);
 

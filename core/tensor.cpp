@@ -2,7 +2,10 @@
 
 #include <cuda_runtime.h>
 
+#include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "kestrel/core/cuda_check_internal.h"
 #include "kestrel/core/device_guard_internal.h"
@@ -53,23 +56,44 @@ Tensor::Tensor(std::shared_ptr<Storage> storage, std::size_t offset_bytes, const
       layout_(layout),
       device_(device) {}
 
+namespace {
+// numel x element size, which must fit in size_t.
+std::size_t byte_size(const Shape& shape, DType dtype) {
+  const auto n = static_cast<std::uint64_t>(shape.numel());
+  KESTREL_CHECK(n <= std::numeric_limits<std::size_t>::max() / dtype_size(dtype), "a tensor of shape ",
+                shape.to_string(), " in ", dtype_name(dtype), " would need more than 2^64 bytes");
+  return static_cast<std::size_t>(n) * dtype_size(dtype);
+}
+
+// A float as an int32 or uint8 element: finite, whole and in the type's range, or an Error (a
+// plain cast is undefined outside the range and truncates fractions: labels would come out wrong).
+template <typename I>
+I integral_from_float(float v, std::int64_t i) {
+  KESTREL_CHECK(std::isfinite(v) && std::trunc(v) == v && v >= static_cast<float>(std::numeric_limits<I>::min()) &&
+                    static_cast<double>(v) <= static_cast<double>(std::numeric_limits<I>::max()),
+                "from_vector: value ", i, " (", v, ") is not a whole number in ", +std::numeric_limits<I>::min(), "..",
+                +std::numeric_limits<I>::max());
+  return static_cast<I>(v);
+}
+}  // namespace
+
 Tensor Tensor::empty(const Shape& shape, DType dtype, Context& ctx, Layout layout) {
   check_layout(shape, layout);
-  const std::size_t bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
+  const std::size_t bytes = byte_size(shape, dtype);
   auto storage = std::make_shared<Storage>(bytes, ctx.allocator(), ctx.stream().handle());
   return Tensor(std::move(storage), 0, shape, dtype, layout, ctx.device());
 }
 
 Tensor Tensor::empty_cpu(const Shape& shape, DType dtype, Layout layout) {
   check_layout(shape, layout);
-  const std::size_t bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
+  const std::size_t bytes = byte_size(shape, dtype);
   auto storage = std::make_shared<Storage>(bytes, cpu_allocator(), nullptr);
   return Tensor(std::move(storage), 0, shape, dtype, layout, Device::cpu());
 }
 
 Tensor Tensor::wrap(void* data, const Shape& shape, DType dtype, Device device, Layout layout) {
   check_layout(shape, layout);
-  const std::size_t bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
+  const std::size_t bytes = byte_size(shape, dtype);
   return Tensor(Storage::wrap(data, bytes, device), 0, shape, dtype, layout, device);
 }
 
@@ -94,8 +118,8 @@ Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape,
       case DType::kFloat32: static_cast<float*>(t.data())[phys] = v; break;
       case DType::kBFloat16: static_cast<bfloat16*>(t.data())[phys] = to_bf16(v); break;
       case DType::kFloat16: static_cast<float16*>(t.data())[phys] = to_fp16(v); break;
-      case DType::kInt32: static_cast<std::int32_t*>(t.data())[phys] = static_cast<std::int32_t>(v); break;
-      case DType::kUInt8: static_cast<std::uint8_t*>(t.data())[phys] = static_cast<std::uint8_t>(v); break;
+      case DType::kInt32: static_cast<std::int32_t*>(t.data())[phys] = integral_from_float<std::int32_t>(v, i); break;
+      case DType::kUInt8: static_cast<std::uint8_t*>(t.data())[phys] = integral_from_float<std::uint8_t>(v, i); break;
     }
   }
   return t;
@@ -135,8 +159,8 @@ Tensor Tensor::narrow(int dim, std::int64_t start, std::int64_t length) const {
   const int d = dim < 0 ? dim + shape_.rank() : dim;
   KESTREL_CHECK(d >= 0 && d < shape_.rank(), "narrow: dimension ", dim, " out of range for ",
                 to_string());
-  KESTREL_CHECK(start >= 0 && length >= 0 && start + length <= shape_[d], "narrow: range [", start,
-                ", ", start + length, ") out of bounds for dimension ", d, " of size ", shape_[d]);
+  KESTREL_CHECK(start >= 0 && length >= 0 && start <= shape_[d] && length <= shape_[d] - start, "narrow: ", length,
+                " elements from ", start, " are out of bounds for dimension ", d, " of size ", shape_[d]);
   std::vector<std::int64_t> dims = shape_.dims();
   dims[d] = length;
   Tensor t = *this;
@@ -147,15 +171,18 @@ Tensor Tensor::narrow(int dim, std::int64_t start, std::int64_t length) const {
 
 Tensor Tensor::view_bytes(std::size_t byte_offset, const Shape& shape, DType dtype,
                           Layout layout) const {
+  KESTREL_CHECK(defined(), "view_bytes of an undefined tensor");
   check_layout(shape, layout);
   KESTREL_CHECK(is_contiguous(), "view_bytes needs a contiguous tensor, got ", to_string());
-  const std::size_t bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
-  KESTREL_CHECK(byte_offset + bytes <= nbytes(), "view_bytes: ", bytes, " bytes at offset ",
-                byte_offset, " do not fit in ", to_string(), " (", nbytes(), " bytes)");
+  const std::size_t bytes = byte_size(shape, dtype);
+  KESTREL_CHECK(byte_offset <= nbytes() && bytes <= nbytes() - byte_offset, "view_bytes: ", bytes,
+                " bytes at offset ", byte_offset, " do not fit in ", to_string(), " (", nbytes(), " bytes)");
   return Tensor(storage_, offset_bytes_ + byte_offset, shape, dtype, layout, device_);
 }
 
 void Tensor::copy_from(const Tensor& src, const Stream& stream) {
+  KESTREL_CHECK(defined() && src.defined(), "copy_from: ", defined() ? "the source" : "the destination",
+                " is an undefined tensor");
   KESTREL_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_ && src.layout_ == layout_,
                 "copy_from: source ", src.to_string(), " does not match destination ", to_string());
   KESTREL_CHECK(is_contiguous() && src.is_contiguous(),
@@ -181,6 +208,7 @@ Tensor Tensor::to(Context& ctx, const Stream& stream) const {
 }
 
 void Tensor::check_fillable(const char* what) const {
+  KESTREL_CHECK(defined(), what, " of an undefined tensor");
   KESTREL_CHECK(is_contiguous(), what, " needs a contiguous tensor, got ", to_string());
 }
 
@@ -219,6 +247,7 @@ void Tensor::fill_normal(std::uint64_t seed, float mean, float stddev, const Str
 }
 
 std::vector<float> Tensor::to_float_vector() const {
+  KESTREL_CHECK(defined(), "to_float_vector of an undefined tensor");
   KESTREL_CHECK(device_.is_cpu(), "to_float_vector reads host memory; copy ", to_string(),
                 " to the CPU first (Tensor::to)");
   std::vector<float> out(static_cast<std::size_t>(numel()));

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <numeric>
 
 #include "kestrel/core/context.h"
@@ -115,6 +117,41 @@ TEST(Tensor, ViewsShareStorageAndCheckBounds) {
   kestrel::Stream cpu;
   Tensor y = Tensor::empty_cpu(Shape{3, 6}, DType::kFloat32);
   EXPECT_THROW(y.copy_from(cols, cpu), kestrel::Error);
+}
+
+// Misuse raises kestrel::Error, never a crash: an undefined tensor (its rank-0 shape counts one
+// element but it has no memory: these calls wrote through a null pointer), sizes whose element
+// or byte counts overflow (they allocated nothing and then claimed 2^62 elements), a byte
+// offset so large that offset + bytes wraps around (a view before the buffer), and integer
+// tensors from floats they cannot hold.
+TEST(Tensor, MisuseRaisesInsteadOfCrashing) {
+  kestrel::Stream cpu;
+  Tensor undefined;
+  Tensor a = Tensor::empty_cpu(Shape{4}, DType::kFloat32);
+  a.fill(1.f, cpu);
+  EXPECT_THROW(undefined.zero(cpu), kestrel::Error);
+  EXPECT_THROW(undefined.fill(2.f, cpu), kestrel::Error);
+  EXPECT_THROW(undefined.fill_uniform(1, 0.f, 1.f, cpu), kestrel::Error);
+  EXPECT_THROW(undefined.to_float_vector(), kestrel::Error);
+  EXPECT_THROW(Tensor().copy_from(Tensor(), cpu), kestrel::Error);
+  EXPECT_THROW(undefined.view_bytes(0, Shape{}, DType::kFloat32), kestrel::Error);
+  EXPECT_THROW(Tensor::empty_cpu(Shape{std::int64_t{1} << 62}, DType::kFloat32), kestrel::Error) << "2^64 bytes";
+  EXPECT_THROW(Shape({std::int64_t{1} << 32, std::int64_t{1} << 32}), kestrel::Error) << "2^64 elements";
+  EXPECT_NO_THROW(Shape({0, std::int64_t{1} << 40, std::int64_t{1} << 20})) << "zero elements, strides still fit";
+  EXPECT_THROW(Shape({0, std::int64_t{1} << 40, std::int64_t{1} << 40}), kestrel::Error) << "strides would overflow";
+  EXPECT_THROW(a.view_bytes(std::numeric_limits<std::size_t>::max() - 7, Shape{4}, DType::kFloat32), kestrel::Error);
+  EXPECT_THROW(a.view_bytes(16, Shape{1}, DType::kFloat32), kestrel::Error);
+  EXPECT_EQ(a.view_bytes(12, Shape{1}, DType::kFloat32).to_float_vector(), std::vector<float>{1.f});
+  EXPECT_THROW(a.narrow(0, std::numeric_limits<std::int64_t>::max(), 2), kestrel::Error);
+  EXPECT_EQ(a.to_float_vector(), (std::vector<float>{1.f, 1.f, 1.f, 1.f})) << "refused calls wrote nothing";
+  // Integers from floats: whole values in range are exact; the rest are errors naming the value.
+  EXPECT_EQ(Tensor::from_vector({-3.f, 2.f, 2147483520.f}, Shape{3}, DType::kInt32).to_float_vector(),
+            (std::vector<float>{-3.f, 2.f, 2147483520.f}));
+  EXPECT_EQ(Tensor::from_vector({0.f, 255.f}, Shape{2}, DType::kUInt8).to_float_vector(), (std::vector<float>{0.f, 255.f}));
+  for (float bad : {-1.f, 256.f, 0.5f, NAN, INFINITY})
+    EXPECT_THROW(Tensor::from_vector({bad}, Shape{1}, DType::kUInt8), kestrel::Error) << bad;
+  for (float bad : {3e9f, -3e9f, 2147483648.f, 1.5f, NAN})
+    EXPECT_THROW(Tensor::from_vector({bad}, Shape{1}, DType::kInt32), kestrel::Error) << bad;
 }
 
 TEST(Tensor, NhwcReshapeRefusesToReorder) {
