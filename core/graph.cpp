@@ -83,9 +83,18 @@ ParamInfo& Graph::add_param(const std::string& name, const TypeSpec& type, const
   return params_.back();
 }
 
-std::string Graph::unique_node_name(const std::string& base) {
-  const int n = node_names_[base]++;
-  return n == 0 ? base : base + "_" + std::to_string(n);
+std::string Graph::unique_node_name(const std::string& base, const std::vector<std::string>& output_names,
+                                    int* suffix) const {
+  const auto hint = node_names_.find(base);
+  for (int n = hint == node_names_.end() ? 0 : hint->second;; ++n) {
+    const std::string name = n == 0 ? base : base + "_" + std::to_string(n);
+    bool taken = node_name_set_.count(name) > 0;
+    for (const std::string& o : output_names) taken = taken || value_by_name_.count(name + ":" + o) > 0;
+    if (!taken) {
+      *suffix = n;
+      return name;
+    }
+  }
 }
 
 void Graph::check_value(Value v, const std::string& where) const {
@@ -118,7 +127,15 @@ std::vector<Value> Graph::append_node(std::shared_ptr<const Op> op, const std::s
   const std::vector<std::string> names = op->output_names();
   KESTREL_CHECK(types.size() == names.size(), op->type(), " '", full_name, "': infer returned ",
                 types.size(), " outputs but the op names ", names.size());
-  const std::string name = unique_node_name(full_name);
+  int suffix = 0;
+  const std::string name = unique_node_name(full_name, names, &suffix);
+  // Every check new_value makes, made before the first output is created: a refused node adds
+  // nothing to the graph.
+  for (std::size_t i = 0; i < types.size(); ++i)
+    KESTREL_CHECK(types[i].layout == Layout::kNCHW || types[i].shape.rank() == 4, "value '", name, ":", names[i],
+                  "': layout nhwc needs rank 4, got shape ", types[i].shape.to_string());
+  node_names_[full_name] = suffix + 1;
+  node_name_set_.insert(name);
   Node n;
   n.name = name;
   n.op = std::move(op);
@@ -133,6 +150,29 @@ std::vector<Value> Graph::append_node(std::shared_ptr<const Op> op, const std::s
   }
   nodes_.push_back(std::move(n));
   return out;
+}
+
+Graph::Transaction::Transaction(Graph& g)
+    : g_(g),
+      values_(g.values_.size()),
+      nodes_(g.nodes_.size()),
+      params_(g.params_.size()),
+      outputs_(g.outputs_.size()),
+      node_names_(g.node_names_),
+      loss_(g.loss_),
+      rng_slots_(g.rng_slots_) {}
+
+Graph::Transaction::~Transaction() {
+  if (committed_) return;
+  for (std::size_t v = values_; v < g_.values_.size(); ++v) g_.value_by_name_.erase(g_.values_[v].name);
+  for (std::size_t n = nodes_; n < g_.nodes_.size(); ++n) g_.node_name_set_.erase(g_.nodes_[n].name);
+  g_.values_.resize(values_);
+  g_.nodes_.resize(nodes_);
+  g_.params_.resize(params_);
+  g_.outputs_.resize(outputs_);
+  g_.node_names_ = std::move(node_names_);
+  g_.loss_ = loss_;
+  g_.rng_slots_ = rng_slots_;
 }
 
 void Graph::push_scope(const std::string& part) {

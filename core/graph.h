@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "kestrel/core/dtype.h"
@@ -163,6 +164,27 @@ class Graph {
     Graph& g_;
   };
 
+  // Undoes, unless commit() is called, everything added to the graph since it was made: values,
+  // parameters and states, nodes, node names, outputs, the loss and random-stream slots. A layer
+  // that creates its parameters and then has its node refused (a shape error) leaves the graph
+  // as it was, so the call can be retried under the same name. Transactions nest.
+  class Transaction {
+   public:
+    explicit Transaction(Graph& g);
+    ~Transaction();
+    void commit() noexcept { committed_ = true; }
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+
+   private:
+    Graph& g_;
+    std::size_t values_, nodes_, params_, outputs_;
+    std::unordered_map<std::string, int> node_names_;
+    Value loss_;
+    int rng_slots_;
+    bool committed_ = false;
+  };
+
   // Outputs readable after a run (by name), and the scalar loss that training minimises.
   void mark_output(Value v, const std::string& name);
   void set_loss(Value v);
@@ -188,7 +210,10 @@ class Graph {
   Value new_value(const std::string& name, const TypeSpec& type, ValueKind kind, int param);
   // The ParamInfo of a parameter or state named `name` (already scoped), registered with its value.
   ParamInfo& add_param(const std::string& name, const TypeSpec& type, const Init& init, ValueKind kind);
-  std::string unique_node_name(const std::string& base);
+  // A node name from `base` ("base", else "base_1", "base_2", ...) that no node has and that
+  // gives no output a taken value name; its suffix number goes to *suffix.
+  std::string unique_node_name(const std::string& base, const std::vector<std::string>& output_names,
+                               int* suffix) const;
   void check_value(Value v, const std::string& where) const;
 
   GraphOptions options_;
@@ -197,7 +222,8 @@ class Graph {
   std::vector<ParamInfo> params_;
   std::vector<std::string> scope_;
   std::unordered_map<std::string, int> value_by_name_;
-  std::unordered_map<std::string, int> node_names_;
+  std::unordered_map<std::string, int> node_names_;  // base -> next suffix to try
+  std::unordered_set<std::string> node_name_set_;     // every node's final name
   std::vector<std::pair<std::string, int>> outputs_;
   Value loss_;
   int rng_slots_ = 0;

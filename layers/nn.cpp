@@ -28,6 +28,7 @@ Value conv2d(Graph& g, const std::string& name, Value x, std::int64_t out_channe
   KESTREL_CHECK(out_channels > 0 && kernel > 0, "conv2d '", g.scoped(name),
                 "': out_channels and kernel must be positive (got ", out_channels, ", ", kernel, ")");
   const std::int64_t c = xi.shape()[1];
+  Graph::Transaction tx(g);  // a refused node takes its parameters with it
   std::vector<Value> in = {x};
   {
     Graph::Scope scope(g, name);  // parameters live inside the layer's name
@@ -43,7 +44,9 @@ Value conv2d(Graph& g, const std::string& name, Value x, std::int64_t out_channe
   a.stride_h = a.stride_w = o.stride;
   a.pad_h = a.pad_w = o.padding;
   a.dil_h = a.dil_w = o.dilation;
-  return g.add_node1(make_conv2d_op(a), name, in);
+  const Value y = g.add_node1(make_conv2d_op(a), name, in);
+  tx.commit();
+  return y;
 }
 
 Value batch_norm(Graph& g, const std::string& name, Value x, const BatchNormOptions& o) {
@@ -51,6 +54,7 @@ Value batch_norm(Graph& g, const std::string& name, Value x, const BatchNormOpti
   KESTREL_CHECK(xi.shape().rank() == 4, "batch_norm '", g.scoped(name), "': input ", xi.describe(),
                 " is not [N, C, H, W]");
   const std::int64_t c = xi.shape()[1];
+  Graph::Transaction tx(g);
   std::vector<Value> in = {x};
   {
     Graph::Scope scope(g, name);
@@ -59,7 +63,9 @@ Value batch_norm(Graph& g, const std::string& name, Value x, const BatchNormOpti
     in.push_back(g.state("running_mean", {Shape{c}}, Init::zeros()));
     in.push_back(g.state("running_var", {Shape{c}}, Init::ones()));
   }
-  return g.add_node(make_batchnorm_op({o.eps, o.momentum}), name, in)[0];
+  const Value y = g.add_node(make_batchnorm_op({o.eps, o.momentum}), name, in)[0];
+  tx.commit();
+  return y;
 }
 
 Value linear(Graph& g, const std::string& name, Value x, std::int64_t out_features, const LinearOptions& o) {
@@ -68,6 +74,7 @@ Value linear(Graph& g, const std::string& name, Value x, std::int64_t out_featur
                 " is not [N, features] (flatten it first)");
   KESTREL_CHECK(out_features > 0, "linear '", g.scoped(name), "': out_features must be positive");
   const std::int64_t in_features = xi.shape()[1];
+  Graph::Transaction tx(g);
   std::vector<Value> in = {x};
   {
     Graph::Scope scope(g, name);
@@ -81,7 +88,9 @@ Value linear(Graph& g, const std::string& name, Value x, std::int64_t out_featur
       in.push_back(g.parameter("bias", {Shape{out_features}}, Init::uniform(bound), true));
     }
   }
-  return g.add_node1(make_linear_op(), name, in);
+  const Value y = g.add_node1(make_linear_op(), name, in);
+  tx.commit();
+  return y;
 }
 
 Value relu(Graph& g, Value x) { return g.add_node1(make_relu_op(), "relu", {x}); }
@@ -95,7 +104,10 @@ Value dropout(Graph& g, const std::string& name, Value x, float p, DropoutMode m
   DropoutParams check;
   check.p = p;
   validate_dropout(check);
-  return g.add_node1(make_dropout_op(p, mode, g.next_rng_slot()), name, {x});
+  Graph::Transaction tx(g);  // a refused node gives its random-stream slot back
+  const Value y = g.add_node1(make_dropout_op(p, mode, g.next_rng_slot()), name, {x});
+  tx.commit();
+  return y;
 }
 
 Value max_pool2x2(Graph& g, Value x) { return g.add_node1(make_max_pool2x2_op(), "maxpool", {x}); }

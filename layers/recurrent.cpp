@@ -72,6 +72,7 @@ Value preactivation(Graph& g, const Weights& w, Value x, Value h) {
 
 RecurrentOutput rnn(Graph& g, const std::string& name, const std::vector<Value>& xs, const RecurrentOptions& o) {
   const ValueInfo step = check_inputs(g, "rnn '" + g.scoped(name) + "'", xs, o, false);
+  Graph::Transaction tx(g);  // a refused step takes the layer's weights and earlier steps with it
   Graph::Scope scope(g, name);
   const Weights w = make_weights(g, step.shape()[1], o.hidden, 1, std::nullopt);
   Value h = initial_state(g, "h0", o.h0, step, o.hidden);
@@ -81,11 +82,13 @@ RecurrentOutput rnn(Graph& g, const std::string& name, const std::vector<Value>&
     h = tanh(g, preactivation(g, w, xs[t], h));
     out.h.push_back(h);
   }
+  tx.commit();
   return out;
 }
 
 RecurrentOutput lstm(Graph& g, const std::string& name, const std::vector<Value>& xs, const RecurrentOptions& o) {
   const ValueInfo step = check_inputs(g, "lstm '" + g.scoped(name) + "'", xs, o, true);
+  Graph::Transaction tx(g);  // a refused step takes the layer's weights and earlier steps with it
   Graph::Scope scope(g, name);
   const std::int64_t hd = o.hidden;
   const Weights w = make_weights(g, step.shape()[1], hd, 4, o.forget_bias);
@@ -104,6 +107,7 @@ RecurrentOutput lstm(Graph& g, const std::string& name, const std::vector<Value>
     out.h.push_back(h);
   }
   out.c = c;
+  tx.commit();
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include "grad_check.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
+#include "kestrel/core/ops/elementwise_ops.h"
 #include "kestrel/core/ops/nn_ops.h"
 #include "kestrel/layers/nn.h"
 #include "kestrel/layers/resnet.h"
@@ -291,4 +292,43 @@ TEST(GraphErrors, StoreOfTheSameModelInAnotherLayoutDtypeOrRoleIsRefused) {
   ParameterStore state_store(stated, ctx, 1);
   const std::string role = error_of([&] { Executor ex(trained, state_store, ctx); });
   EXPECT_NE(role.find("'w' is trainable in the graph but a state in the store"), std::string::npos) << role;
+}
+
+// Node names are made unique against every node and value already there (an automatic "a_1"
+// once collided with a node the user had named "a_1"), and a refused call leaves the graph as
+// it was: a layer whose node is refused takes its parameters with it, so it can be retried
+// under the same name (before: "a value named 'conv1.weight' already exists").
+TEST(GraphErrors, NamesStayUniqueAndRefusedCallsChangeNothing) {
+  Graph g(graph_options(2));
+  const Value x = nn::image_input(g, "x", 3, 4, 4);
+  const Value a = g.add_node1(make_relu_op(), "a", {x});
+  const Value a1 = g.add_node1(make_relu_op(), "a_1", {x});
+  const Value again = g.add_node1(make_relu_op(), "a", {x});
+  EXPECT_EQ(g.info(a).name, "a:y");
+  EXPECT_EQ(g.info(a1).name, "a_1:y");
+  EXPECT_EQ(g.info(again).name, "a_2:y");
+  auto sizes = [&] { return std::vector<std::size_t>{g.values().size(), g.nodes().size(), g.params().size()}; };
+  const auto before = sizes();
+  // A 7x7 kernel on a 4x4 image: the convolution is refused after its weight was created.
+  const std::string conv = error_of([&] { nn::conv2d(g, "conv1", x, 8, 7); });
+  EXPECT_NE(conv.find("Conv2d 'conv1'"), std::string::npos) << conv;
+  EXPECT_EQ(sizes(), before) << "the refused convolution left values, nodes or parameters";
+  const Value y = nn::conv2d(g, "conv1", x, 8, 3, {1, 1});
+  EXPECT_EQ(g.info(y).name, "conv1:y") << "the retry gets the name the refused call would have had";
+  // Batch norm of int32 data: refused, its four parameters and states taken back.
+  const Value ints = g.input("ints", {Shape{2, 3, 4, 4}, DType::kInt32});
+  const auto before_bn = sizes();
+  EXPECT_THROW(nn::batch_norm(g, "bn1", ints), Error);
+  EXPECT_EQ(sizes(), before_bn);
+  EXPECT_NO_THROW(nn::batch_norm(g, "bn1", y));
+  // A dense layer on 4-D data is refused before it creates anything; on a mis-sized 2-D input
+  // the node is refused after its weights exist.
+  const Value flat = nn::flatten(g, y);
+  const auto before_fc = sizes();
+  const int slots = g.rng_slots();
+  EXPECT_THROW(nn::dropout(g, "drop", ints, 0.5f), Error);
+  EXPECT_EQ(g.rng_slots(), slots) << "the refused dropout kept its random-stream slot";
+  EXPECT_EQ(sizes(), before_fc);
+  EXPECT_NO_THROW(nn::linear(g, "fc", flat, 10));
+  EXPECT_EQ(g.params().back().name, "fc.bias");
 }
