@@ -18,6 +18,26 @@ Value sum_gradients(Graph& g, const std::vector<Value>& parts, const std::string
   return acc;
 }
 
+namespace {
+// d loss / d loss enters the backward pass as a symbolic seed that softmax_cross_entropy turns
+// into its gradient; no other op takes it (a sum of losses included). A loss made another way
+// gets this error, naming the node, instead of an op's complaint about input id -2 deep in the
+// backward pass.
+void check_loss_takes_the_seed(const Graph& g, const std::vector<bool>& requires_grad,
+                               const std::vector<int>& producer) {
+  const int v = g.loss().id;
+  if (!requires_grad[static_cast<std::size_t>(v)]) return;  // no gradient flows from it
+  const std::string& loss = g.info(g.loss()).name;
+  const int n = producer[static_cast<std::size_t>(v)];
+  KESTREL_CHECK(n >= 0, "the loss '", loss, "' is a parameter itself: make it the output of softmax_cross_entropy");
+  const Node& node = g.nodes()[static_cast<std::size_t>(n)];
+  const std::string type = node.op->type();
+  KESTREL_CHECK(type == "SoftmaxCrossEntropy", "the loss '", loss, "' must be the output of softmax_cross_entropy "
+                "(the only op where d loss / d loss enters the backward pass; sums of losses are not supported); it "
+                "comes from ", type, " '", node.name, "'");
+}
+}  // namespace
+
 AutodiffResult append_backward(Graph& g, const std::vector<Value>& inputs) {
   KESTREL_CHECK(g.loss().valid(), "training needs a loss: call Graph::set_loss");
   for (Value v : inputs) {
@@ -43,6 +63,10 @@ AutodiffResult append_backward(Graph& g, const std::vector<Value>& inputs) {
     for (int i : node.inputs) any = any || requires_grad[i];
     for (int o : node.outputs) requires_grad[o] = any;
   }
+  std::vector<int> producer(nvalues, -1);
+  for (std::size_t n = 0; n < nforward; ++n)
+    for (int o : g.nodes()[n].outputs) producer[static_cast<std::size_t>(o)] = static_cast<int>(n);
+  check_loss_takes_the_seed(g, requires_grad, producer);
   // leads[v]: the loss depends on v.
   std::vector<bool> leads(nvalues, false);
   leads[g.loss().id] = true;

@@ -21,8 +21,9 @@ struct AutodiffResult {
   std::vector<int> input_grad;
 };
 
-// Raises kestrel::Error when the graph has no loss, when an entry of `inputs` is not a floating
-// graph input, or when the loss does not depend on one of them.
+// Raises kestrel::Error when the graph has no loss, when the loss is not softmax_cross_entropy's
+// output (where d loss / d loss enters), when an entry of `inputs` is not a floating graph
+// input, or when the loss does not depend on one of them.
 AutodiffResult append_backward(Graph& g, const std::vector<Value>& inputs = {});
 
 // Sums gradient contributions with a chain of Add nodes (returns parts[0] for one part).

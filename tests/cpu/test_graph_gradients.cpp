@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "error_text.h"
 #include "grad_check.h"
 #include "kestrel/core/ops/nn_ops.h"
 #include "kestrel/layers/nn.h"
@@ -190,4 +191,28 @@ TEST(GraphGradients, TwoParametersAddedTogetherEachGetTheirGradient) {
       EXPECT_FLOAT_EQ(b1[i], b0[i] - 0.5f * gb[i]) << i;
     }
   }
+}
+
+// The loss must be where d loss / d loss can enter: softmax_cross_entropy's output. Another
+// scalar (a dense layer's single output at batch 1, a sum of two cross-entropies) is refused
+// when compiling, naming the node, instead of failing deep in the backward pass ("input id -2",
+// "backward gave no gradient").
+TEST(GraphGradients, ALossThatCannotTakeTheSeedIsRefusedByName) {
+  Context ctx;
+  Graph g(graph_options(1));
+  const Value x = g.input("x", {Shape{1, 4}});
+  g.set_loss(nn::linear(g, "fc", x, 1));
+  ParameterStore store(g, ctx, 1);
+  const std::string e = kestrel::testing::error_of([&] { Executor ex(g, store, ctx); });
+  EXPECT_NE(e.find("must be the output of softmax_cross_entropy"), std::string::npos) << e;
+  EXPECT_NE(e.find("it comes from Linear 'fc'"), std::string::npos) << e;
+  Graph two(graph_options(4));
+  const Value in = two.input("x", {Shape{4, 6}});
+  const Value labels = nn::label_input(two, "labels");
+  const Value a = nn::softmax_cross_entropy(two, nn::linear(two, "a", in, 5), labels);
+  const Value b = nn::softmax_cross_entropy(two, nn::linear(two, "b", in, 5), labels);
+  two.set_loss(nn::add(two, a, b));
+  ParameterStore s2(two, ctx, 1);
+  const std::string sum = kestrel::testing::error_of([&] { Executor ex(two, s2, ctx); });
+  EXPECT_NE(sum.find("sums of losses are not supported); it comes from Add 'add'"), std::string::npos) << sum;
 }
