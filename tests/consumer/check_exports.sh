@@ -27,7 +27,9 @@ fi
 for want in 'kestrel::Tensor::empty(' 'kestrel::Executor::run(' 'kestrel::Graph::input(' \
             'kestrel::ParameterStore::ParameterStore(' 'kestrel::Context::Context(' \
             'typeinfo for kestrel::Error' 'vtable for kestrel::Error' 'typeinfo for kestrel::OutOfMemoryError'; do
-  if ! printf '%s\n' "$names" | grep -qF "$want"; then
+  # A here-string, not a pipe: grep -q stops at the first match, and printf writing into the
+  # closed pipe would fail the pipeline under pipefail now and then.
+  if ! grep -qF -- "$want" <<< "$names"; then
     echo "check_exports: $lib does not export $want" >&2
     status=1
   fi
