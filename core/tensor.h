@@ -97,7 +97,9 @@ class Tensor {
   // A copy into host memory has finished when copy_from returns; a copy from host memory may
   // reuse the host buffer as soon as copy_from returns.
   void copy_from(const Tensor& src, const Stream& stream);
-  // A new tensor on ctx's device holding the same values (copied on `stream`).
+  // A new tensor on ctx's device holding the same values (copied on `stream`). Its memory is
+  // allocated in the order of ctx.stream(): with another `stream`, make ctx.stream() wait for
+  // `stream` (or synchronise it) before the new tensor is used or released there.
   Tensor to(Context& ctx, const Stream& stream) const;
 
   // Fills (floating dtypes; contiguous tensors). Random fills use Philox stream (seed, offset)
