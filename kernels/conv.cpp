@@ -44,15 +44,18 @@ ConvPlanCache::ConvPlanCache(ConvPolicy policy) : impl_(std::make_unique<Impl>()
 
 ConvPlanCache::~ConvPlanCache() = default;
 
-std::size_t ConvPlanCache::workspace_bytes(cudnnContext* handle, ConvOp op, const Conv2dDesc& d) {
+std::size_t ConvPlanCache::workspace_bytes(cudnnContext* handle, ConvOp op, const Conv2dDesc& d,
+                                           cudaStream_t stream) {
   validate(d);
+  if (stream != nullptr) KESTREL_CUDNN_CHECK(cudnnSetStream(handle, stream));  // autotuning times on it
   return static_cast<std::size_t>(impl_->get(handle, op, d, ConvAlignment{}).workspace);
 }
 
 std::size_t ConvPlanCache::workspace_bytes(cudnnContext* handle, ConvOp op, const Conv2dDesc& d,
-                                           const void* a, const void* b, const void* c) {
+                                           const void* a, const void* b, const void* c, cudaStream_t stream) {
   validate(d);
   const ConvAlignment align = cudnn_detail::launcher_alignment(op, d, a, b, c);
+  if (stream != nullptr) KESTREL_CUDNN_CHECK(cudnnSetStream(handle, stream));
   return static_cast<std::size_t>(impl_->get(handle, op, d, align).workspace);
 }
 

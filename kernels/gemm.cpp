@@ -36,7 +36,11 @@ void gemm(cublasContext* handle, bool trans_a, bool trans_b, std::int64_t m, std
   if (workspace != nullptr)
     KESTREL_CUBLAS_CHECK(cublasSetWorkspace(handle, workspace, workspace_bytes));
   KESTREL_CUBLAS_CHECK(cublasSetPointerMode(handle, CUBLAS_POINTER_MODE_HOST));
-  KESTREL_CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH));  // no TF32 via the handle
+  // No TF32 through the handle, and reductions (split-K) in the fp32 accumulator, never in the
+  // output type: by default cuBLAS may sum bf16 partial results in bf16 (cublas_api.h), which
+  // would break "fp32 accumulation, result rounded once" (gemm.h).
+  KESTREL_CUBLAS_CHECK(cublasSetMathMode(
+      handle, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
   KESTREL_CUBLAS_CHECK(cublasGemmEx(
       handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
       static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b, type,

@@ -31,7 +31,9 @@ Conv2dDesc make_desc(const Conv2dAttrs& a, const ValueInfo& x, const ValueInfo& 
 
 std::size_t conv_workspace(const PlanQuery& q, ConvOp op, const Conv2dDesc& d) {
   if (q.ctx.device().is_cpu()) return 0;
-  return q.ctx.conv_plans().workspace_bytes(q.ctx.cudnn(), op, d);
+  // On the context's stream: under ConvPolicy::autotune a cache miss times the candidates there
+  // (the handle was on no stream yet: the legacy stream, beside the context's queued work).
+  return q.ctx.conv_plans().workspace_bytes(q.ctx.cudnn(), op, d, q.ctx.stream().handle());
 }
 
 // Inputs (dy, w) -> dx; attrs and the forward input type fix the shapes.
