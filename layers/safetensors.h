@@ -56,8 +56,8 @@ SafetensorsFile read_safetensors(const std::string& path);
 // size not matching the shape) or a tensor named "__metadata__".
 std::vector<std::uint8_t> serialize_safetensors(const SafetensorsFile& file);
 
-// Serializes, writes path + ".tmp.<pid>", fsyncs it, renames it over `path` and fsyncs the
-// directory. On any failure `path` is untouched and the temporary file removed.
+// Serializes, writes a new file path + ".tmp.<pid>.<n>" (created exclusively), fsyncs it,
+// renames it over `path` and fsyncs the directory. On any failure `path` is untouched and the temporary file removed.
 void write_safetensors_atomic(const SafetensorsFile& file, const std::string& path);
 
 // Kestrel DType <-> safetensors dtype: fp32 F32, bf16 BF16, fp16 F16, int32 I32, uint8 U8.

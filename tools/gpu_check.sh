@@ -132,7 +132,7 @@ if [ $sanitizer = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
     # memcheck: every CUDA test but the large sweeps (10-100x slower under the tool; the same
     # kernels run there at smaller sizes). racecheck: the kernels with shared memory/reductions.
     filter='*:-*Sweep*:*On10M*:*10MElements*'
-    [ "$tool" = racecheck ] && filter='*Dropout*:*BatchNorm*:*LayerNorm*:*Reduce*:*Bias*:*Pool*:*Softmax*:-*Sweep*:*On10M*:*10MElements*'
+    [ "$tool" = racecheck ] && filter='*Dropout*:*BatchNorm*:*LayerNorm*:*Reduce*:*Bias*:*Pool*:*Softmax*:*Optimizer*:*Augment*:*Argmax*:-*Sweep*:*On10M*:*10MElements*'
     echo "=== compute-sanitizer --tool $tool (filter $filter)" >> "$OUT/sanitizer.log"
     KESTREL_REQUIRE_GPU=1 timeout 600 compute-sanitizer --tool "$tool" --error-exitcode 99 \
       build-gpu/bin/kestrel_cuda_tests --gtest_filter="$filter" --gtest_brief=1 >> "$OUT/sanitizer.log" 2>&1

@@ -103,11 +103,11 @@ Options parse_options(int argc, char** argv, const std::string& program, const s
   app.add_option("--workspace-mb", o.workspace_mb,
                  "cap on each convolution plan's cuDNN workspace in MiB (default: 256)")
       ->check(CLI::Range(1, 65536));
-  app.add_flag("--plan-only", o.plan_only,
-               "bench_resnet: compile each row on the CPU and print its planned memory (no GPU needed)");
-  app.add_option("--recompute-bn", o.recompute_bn,
-                 "bench_resnet: on (default) rebuilds BN+ReLU outputs in backward; off keeps them "
-                 "(configs then end in 'keep')");
+  if (program == "bench_resnet") {  // options of the network benchmark only
+    app.add_flag("--plan-only", o.plan_only, "compile each row on the CPU and print its planned memory (no GPU needed)");
+    app.add_option("--recompute-bn", o.recompute_bn,
+                   "on (default) rebuilds BN+ReLU outputs in backward; off keeps them (configs then end in 'keep')");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

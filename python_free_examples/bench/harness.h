@@ -67,8 +67,8 @@ class Harness {
   double copy_gbps_ = 0.0;
 };
 
-// Parses --json FILE, --quick, --runs N, --workspace-mb N, --plan-only, --recompute-bn on|off,
-// --help; exits with usage on bad flags (programs only).
+// Parses --json FILE, --quick, --runs N, --workspace-mb N, --help, and for bench_resnet
+// --plan-only and --recompute-bn on|off; exits with usage on bad flags (programs only).
 Options parse_options(int argc, char** argv, const std::string& program, const std::string& about);
 
 }  // namespace kestrel::bench
