@@ -19,10 +19,10 @@ Value sum_gradients(Graph& g, const std::vector<Value>& parts, const std::string
 }
 
 namespace {
-// d loss / d loss enters the backward pass as a symbolic seed that softmax_cross_entropy turns
-// into its gradient; no other op takes it (a sum of losses included). A loss made another way
-// gets this error, naming the node, instead of an op's complaint about input id -2 deep in the
-// backward pass.
+// d loss / d loss enters the backward pass as a symbolic seed that only ops with
+// Op::takes_loss_seed() accept (softmax_cross_entropy; a sum of losses is not supported). A loss
+// made another way gets this error, naming the node, instead of an op's complaint about input
+// id -2 deep in the backward pass.
 void check_loss_takes_the_seed(const Graph& g, const std::vector<bool>& requires_grad,
                                const std::vector<int>& producer) {
   const int v = g.loss().id;
@@ -31,10 +31,9 @@ void check_loss_takes_the_seed(const Graph& g, const std::vector<bool>& requires
   const int n = producer[static_cast<std::size_t>(v)];
   KESTREL_CHECK(n >= 0, "the loss '", loss, "' is a parameter itself: make it the output of softmax_cross_entropy");
   const Node& node = g.nodes()[static_cast<std::size_t>(n)];
-  const std::string type = node.op->type();
-  KESTREL_CHECK(type == "SoftmaxCrossEntropy", "the loss '", loss, "' must be the output of softmax_cross_entropy "
+  KESTREL_CHECK(node.op->takes_loss_seed(), "the loss '", loss, "' must be the output of softmax_cross_entropy "
                 "(the only op where d loss / d loss enters the backward pass; sums of losses are not supported); it "
-                "comes from ", type, " '", node.name, "'");
+                "comes from ", node.op->type(), " '", node.name, "'");
 }
 }  // namespace
 

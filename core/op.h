@@ -69,6 +69,9 @@ class Op {
   // i receives no gradient, Value::seed() for the loss itself.
   virtual std::vector<Value> backward(Graph& g, const Node& n, const std::vector<Value>& grad_out,
                                       const std::vector<bool>& needs_grad) const;
+  // Whether backward() takes Value::seed() (d loss / d loss) as its first output's gradient: the
+  // graph's loss must be the output of such an op (autodiff checks before the backward pass).
+  virtual bool takes_loss_seed() const { return false; }
 };
 
 // Builds the standard shape error: "<op> '<node>': <what>: expected <expected>, got <actual>".

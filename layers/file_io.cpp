@@ -55,6 +55,28 @@ std::vector<std::uint8_t> InputFile::read_all() {
 }
 
 namespace {
+// The folder holding `path` ("." for a bare file name).
+std::string folder_of(const std::string& path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  return parent.empty() ? std::string(".") : parent.string();
+}
+
+// Creates a new file prefix + "<pid>.<n>" of our own, never one that is there already: O_EXCL
+// fails on any existing name, symbolic links included (so a link planted at a predictable name
+// in a shared folder cannot redirect a write), and the per-process counter keeps two threads
+// apart. A name that exists is skipped for the next. Returns the descriptor, or -1 with the
+// system's error in *err; *path is the name tried last.
+int create_exclusive(const std::string& prefix, mode_t mode, std::string* path, int* err) {
+  static std::atomic<std::uint64_t> counter{0};
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    *path = prefix + std::to_string(static_cast<long long>(::getpid())) + "." + std::to_string(counter.fetch_add(1));
+    const int fd = ::open(path->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    *err = errno;
+    if (fd >= 0 || *err != EEXIST) return fd;
+  }
+  return -1;
+}
+
 // Removes the temporary file unless the write was committed.
 struct TempFileGuard {
   std::string path;
@@ -82,22 +104,10 @@ void remove_file_if_present(const std::string& path) {
 
 void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::string& path) {
   KESTREL_CHECK(!path.empty(), "cannot write a file with an empty path");
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  const std::string dir = parent.empty() ? std::string(".") : parent.string();
+  const std::string dir = folder_of(path);
   TempFileGuard tmp;
-  // A new file of our own, never one that is there already: O_EXCL fails on any existing name,
-  // symbolic links included (so a link planted at a predictable name in a shared folder cannot
-  // redirect the write), and the per-process counter keeps two threads writing the same path
-  // apart. A name that exists is skipped for the next.
-  static std::atomic<std::uint64_t> counter{0};
   int err = 0;
-  for (int attempt = 0; attempt < 100 && tmp.fd < 0; ++attempt) {
-    tmp.path = path + ".tmp." + std::to_string(static_cast<long long>(::getpid())) + "." +
-               std::to_string(counter.fetch_add(1));
-    tmp.fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    err = errno;
-    if (tmp.fd < 0 && err != EEXIST) break;
-  }
+  tmp.fd = create_exclusive(path + ".tmp.", 0644, &tmp.path, &err);
   if (tmp.fd < 0) {
     tmp.committed = true;  // nothing was created, so nothing to remove (and never someone else's)
     KESTREL_FAIL("cannot write ", path, ": cannot create ", tmp.path, " (", errno_text(err),
@@ -138,20 +148,13 @@ namespace kestrel {
 namespace {
 // Creates and removes a file of our own in `dir` ("" on success, else the system's reason).
 std::string probe_folder(const std::string& dir) {
-  static std::atomic<std::uint64_t> counter{0};
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    const std::string probe = dir + "/.kestrel-probe." + std::to_string(static_cast<long long>(::getpid())) + "." +
-                              std::to_string(counter.fetch_add(1));
-    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-      if (errno == EEXIST) continue;
-      return detail::errno_text(errno);
-    }
-    ::close(fd);
-    ::unlink(probe.c_str());
-    return {};
-  }
-  return "no free probe file name";
+  std::string probe;
+  int err = 0;
+  const int fd = detail::create_exclusive(dir + "/.kestrel-probe.", 0600, &probe, &err);
+  if (fd < 0) return detail::errno_text(err);
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return {};
 }
 }  // namespace
 
@@ -159,8 +162,7 @@ void check_output_file(const std::string& path, const std::string& what) {
   if (path.empty()) return;
   std::error_code ec;
   KESTREL_CHECK(!std::filesystem::is_directory(path, ec), what, " ", path, " is a folder, not a file");
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  const std::string dir = parent.empty() ? std::string(".") : parent.string();
+  const std::string dir = detail::folder_of(path);
   KESTREL_CHECK(std::filesystem::is_directory(dir, ec), what, " ", path, ": folder ", dir, " does not exist");
   const std::string why = probe_folder(dir);
   KESTREL_CHECK(why.empty(), what, " ", path, ": cannot create files in folder ", dir, " (", why, ")");

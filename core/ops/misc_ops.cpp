@@ -201,6 +201,7 @@ class SoftmaxCrossEntropyOp final : public Op {
                   "': the cross-entropy loss must be the graph's loss and nothing may consume it");
     return {Value{n.outputs[1]}, Value{}};
   }
+  bool takes_loss_seed() const override { return true; }
 
  private:
   float smoothing_;

@@ -254,6 +254,24 @@ TEST(BatchNormCuda, InPlaceAndOptionalPointersGiveTheSameBits) {
   }
 }
 
+namespace {
+// Inference forward on the GPU with the running statistics g holds (rm, rv: the same values on
+// the host) against the double-precision reference; y is filled with 0xFF first, so an
+// unwritten output fails.
+void expect_inference_matches(GpuStep& g, const BatchNormDims& d, DType t, BnActivation act, const ref::Step& s,
+                              const std::vector<float>& rm, const std::vector<float>& rv, float eps) {
+  g.y.fill_bytes(0xff);
+  kestrel::cuda::batchnorm_forward_inference(g.x.get(), g.add() ? g.r.get() : nullptr, g.y.get(), t, d,
+                                             g.gamma.f32(), g.beta.f32(), g.rm.f32(), g.rv.f32(), eps, act,
+                                             nullptr);
+  const std::vector<double> mean(rm.begin(), rm.end()), var(rv.begin(), rv.end());
+  EXPECT_TRUE(ref::close_to(ref::from_storage(g.y.download<std::uint8_t>(), t),
+                            ref::normalise(d, s.x, g.add() ? &s.residual : nullptr, mean, var, s.gamma,
+                                           s.beta, eps, act),
+                            t == DType::kBFloat16 ? 1e-2 : 1e-5));
+}
+}  // namespace
+
 TEST(BatchNormCuda, InferenceUsesRunningStatistics) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
   std::uint32_t seed = 1100;
@@ -265,14 +283,7 @@ TEST(BatchNormCuda, InferenceUsesRunningStatistics) {
         ref::Step s = ref::make_step(d, t, act, seed++);
         s.rv0 = ref::uniform_data(d.c, 0.25f, 4.f, DType::kFloat32, seed++);
         GpuStep g(d, t, act, s);
-        kestrel::cuda::batchnorm_forward_inference(
-            g.x.get(), g.add() ? g.r.get() : nullptr, g.y.get(), t, d, g.gamma.f32(),
-            g.beta.f32(), g.rm.f32(), g.rv.f32(), kEps, act, nullptr);
-        const std::vector<double> mean(s.rm0.begin(), s.rm0.end()), var(s.rv0.begin(), s.rv0.end());
-        EXPECT_TRUE(ref::close_to(ref::from_storage(g.y.download<std::uint8_t>(), t),
-                                  ref::normalise(d, s.x, g.add() ? &s.residual : nullptr, mean,
-                                                 var, s.gamma, s.beta, kEps, act),
-                                  t == DType::kBFloat16 ? 1e-2 : 1e-5));
+        expect_inference_matches(g, d, t, act, s, s.rm0, s.rv0, kEps);
       }
 }
 
@@ -296,15 +307,7 @@ TEST(BatchNormCuda, EpsAndMomentumAreHonoured) {
         ref::check_step(d, t, act, s, eps, momentum);
 
         SCOPED_TRACE("inference, " + ref::describe(d, t, act));
-        g.y.fill_bytes(0xff);
-        kestrel::cuda::batchnorm_forward_inference(
-            g.x.get(), g.add() ? g.r.get() : nullptr, g.y.get(), t, d, g.gamma.f32(),
-            g.beta.f32(), g.rm.f32(), g.rv.f32(), eps, act, nullptr);
-        const std::vector<double> mean(s.rm.begin(), s.rm.end()), var(s.rv.begin(), s.rv.end());
-        EXPECT_TRUE(ref::close_to(ref::from_storage(g.y.download<std::uint8_t>(), t),
-                                  ref::normalise(d, s.x, g.add() ? &s.residual : nullptr, mean,
-                                                 var, s.gamma, s.beta, eps, act),
-                                  t == DType::kBFloat16 ? 1e-2 : 1e-5));
+        expect_inference_matches(g, d, t, act, s, s.rm, s.rv, eps);
       }
 }
 
