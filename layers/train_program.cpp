@@ -81,7 +81,9 @@ TrainPlan plan_training(const TrainOptions& o, const std::string& cuda_reason, b
   } catch (const Error& e) {
     KESTREL_FAIL("--schedule: ", e.message());
   }
-  check_finite("warmup-epochs", o.warmup_epochs, 0.0, false, t.epochs, false);
+  check_finite("warmup-epochs", o.warmup_epochs, 0.0, false, t.epochs, true);
+  KESTREL_CHECK(o.warmup_epochs == 0.0 || t.schedule.kind != LrSchedule::Kind::kOneCycle,
+                "--warmup-epochs does not apply to --schedule onecycle (it warms up on its own)");
   t.optimizer = parse_optimizer_kind(o.optimizer);
   KESTREL_CHECK(t.optimizer != OptimizerKind::kNone, "--optimizer must be sgd or adamw, got '", o.optimizer, "'");
   double wd = o.weight_decay;

@@ -66,15 +66,20 @@ void validate(const TrainerConfig& c) {
   KESTREL_CHECK(std::isfinite(c.max_grad_norm) && c.max_grad_norm >= 0.f,
                 "max gradient norm must be finite and >= 0 (0: no clipping), got ", c.max_grad_norm);
   KESTREL_CHECK(c.max_skips_in_a_row >= 0, "max skips in a row must be >= 0");
-  KESTREL_CHECK(std::isfinite(c.warmup_epochs) && c.warmup_epochs >= 0.0 && c.warmup_epochs <= c.epochs,
-                "warm-up must be in 0..", c.epochs, " epochs, got ", c.warmup_epochs);
+  KESTREL_CHECK(std::isfinite(c.warmup_epochs) && c.warmup_epochs >= 0.0 && c.warmup_epochs < c.epochs,
+                "warm-up must be in [0, ", c.epochs, ") epochs, got ", c.warmup_epochs);
+  KESTREL_CHECK(c.schedule.warmup_steps >= 0, "schedule warm-up steps must be >= 0, got ", c.schedule.warmup_steps);
   KESTREL_CHECK(c.optimizer == OptimizerKind::kSgd || c.optimizer == OptimizerKind::kAdamW,
                 "the trainer needs an optimizer (sgd or adamw)");
   if (c.optimizer == OptimizerKind::kSgd) validate(c.sgd);
   if (c.optimizer == OptimizerKind::kAdamW) validate(c.adamw);
+  // The total and the warm-up in steps are known once the data is (the constructor checks them).
   LrSchedule s = c.schedule;
   s.total_steps = std::max<std::int64_t>(s.total_steps, 1);
+  s.warmup_steps = 0;
   validate(s);
+  KESTREL_CHECK(c.schedule.kind != LrSchedule::Kind::kOneCycle || (c.warmup_epochs == 0.0 && c.schedule.warmup_steps == 0),
+                "warm-up does not apply to the one-cycle schedule (its own warm-up is pct_start)");
 }
 
 void Trainer::Impl::build(const SafetensorsFile* resume, const std::string& resume_name) {
@@ -268,12 +273,16 @@ bool Trainer::Impl::stop_requested() const {
 
 void Trainer::Impl::stop_at(int epoch, std::int64_t s, bool requested, TrainResult& r) {
   read_back(epoch, s, r, true);
-  r.steps_done = step;
-  r.skipped_steps = skipped_total;
-  r.interrupted = requested;
   if (!cfg.checkpoint_path.empty() && step > r.first_step) {
     kestrel::save_checkpoint(*store, cfg.checkpoint_path, metadata());
   }
+  end_stopped(requested, r);
+}
+
+void Trainer::Impl::end_stopped(bool requested, TrainResult& r) {
+  r.steps_done = step;
+  r.skipped_steps = skipped_total;
+  r.interrupted = requested;
   say("stopped after step " + std::to_string(step) + (requested ? " (stop requested)" : " (--max-steps)"));
 }
 
@@ -298,14 +307,17 @@ TrainResult Trainer::Impl::run() {
         kestrel::save_checkpoint(*store, cfg.checkpoint_path, metadata());
       }
     }
-    if (stop_requested() && step > r.first_step) {  // a request in the epoch's last step: no evaluation
-      stop_at(epoch, spe, true, r);
-      return r;
-    }
     read_back(epoch, spe, r, false);
     r.epochs.push_back(finish_epoch(epoch));
     if (!cfg.checkpoint_path.empty())
       kestrel::save_checkpoint(*store, cfg.checkpoint_path, metadata());
+    // A request that came during the epoch's last step stops here, after the epoch's evaluation
+    // (short beside an epoch) and checkpoint: a resumed run starts with the next epoch, so an
+    // epoch stopped before its evaluation would never be evaluated or logged.
+    if (epoch + 1 < cfg.epochs && stop_requested()) {
+      end_stopped(true, r);
+      return r;
+    }
   }
   r.steps_done = step;
   r.skipped_steps = skipped_total;
@@ -331,7 +343,12 @@ Trainer::Trainer(const TrainerConfig& cfg, const CifarDataset& data, Context& ct
   m.eval_batch = cfg.eval_batch > 0 ? cfg.eval_batch : cfg.batch;
   m.eval_batches = (m.n_test + m.eval_batch - 1) / m.eval_batch;
   m.cfg.schedule.total_steps = static_cast<std::int64_t>(cfg.epochs) * m.spe;
-  m.cfg.schedule.warmup_steps += std::llround(cfg.warmup_epochs * static_cast<double>(m.spe));
+  const std::int64_t warmup = std::llround(cfg.warmup_epochs * static_cast<double>(m.spe));
+  m.cfg.schedule.warmup_steps += warmup;
+  KESTREL_CHECK(m.cfg.schedule.warmup_steps < m.cfg.schedule.total_steps, "warm-up (",
+                cfg.schedule.warmup_steps, " steps + ", cfg.warmup_epochs, " epochs = ", warmup,
+                " steps of ", m.spe, " an epoch) must be shorter than the ", m.cfg.schedule.total_steps,
+                " training steps");
   validate(m.cfg.schedule);
   m.data_source = data.source;
   m.device_name = device_description(ctx.device());

@@ -56,7 +56,8 @@ struct TrainerConfig {
   std::int64_t eval_batch = 0;   // 0: the training batch
   std::int64_t max_steps = 0;    // > 0: stop (and checkpoint) once this many steps are done in all
   LrSchedule schedule;           // total_steps is set by the trainer: epochs * steps_per_epoch
-  double warmup_epochs = 0.0;    // added to schedule.warmup_steps (rounded to whole steps)
+  double warmup_epochs = 0.0;    // added to schedule.warmup_steps (rounded to whole steps); the
+                                 // sum must be below the run's steps; none with one-cycle
   OptimizerKind optimizer = OptimizerKind::kSgd;
   SgdConfig sgd{0.9f, 0.f, 1e-4f, false};
   AdamWConfig adamw;
@@ -80,9 +81,10 @@ struct TrainerConfig {
   std::int64_t checkpoint_every = 0;  // > 0: also written every this many steps (mid-epoch)
   std::string log_path;          // "": none; else JSON lines (appended to when resuming)
   bool progress_bar = false;     // true: one \r-updated line (terminals); false: plain lines
-  // Asked before every step and after an epoch's last step (before its evaluation); when it
-  // returns true, train() stops there as it does at max_steps (the interval read back, the
-  // checkpoint written when checkpoint_path is set) and returns with TrainResult::interrupted.
+  // Asked before every step and after each epoch but the last (after its evaluation and
+  // checkpoint); when it returns true, train() stops there as it does at max_steps (the interval
+  // read back, the checkpoint written when checkpoint_path is set) and returns with
+  // TrainResult::interrupted. Every epoch a run finishes is evaluated, stopped or not.
   // cifar10_train's reads a flag its SIGINT / SIGTERM handler sets; a time budget works too.
   std::function<bool()> stop_requested;
 };

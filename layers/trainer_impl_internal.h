@@ -71,9 +71,11 @@ struct Trainer::Impl {
   void restore_position(const SafetensorsFile& f, const std::string& name);
   TrainResult run();
   bool stop_requested() const;
-  // Ends run() before step s of `epoch` (s == spe: after its last step, before its evaluation):
+  // Ends run() before step s of `epoch`:
   // reads the interval back, writes the checkpoint when there is one and a step was taken.
   void stop_at(int epoch, std::int64_t s, bool requested, TrainResult& r);
+  // The stop's result fields and its line (the checkpoint, if any, already written).
+  void end_stopped(bool requested, TrainResult& r);
   void start_epoch(int epoch, std::int64_t begin);
   void run_step(int epoch, std::int64_t s);
   bool run_step_skipping(int epoch, std::int64_t s);

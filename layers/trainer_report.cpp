@@ -73,7 +73,8 @@ void Trainer::Impl::read_back(int epoch, std::int64_t done, TrainResult& r, bool
     std::int64_t correct = 0;
     td::read_int64(ctx, train_correct(), &correct, 1);
     const double acc = images > 0 ? static_cast<double>(correct) / images : 0.0;
-    const double mean = interval_steps > 0 ? interval_loss / interval_steps : 0.0;
+    // An interval of skipped steps only has no loss (NaN; null in the JSON log), as an epoch's.
+    const double mean = interval_steps > 0 ? interval_loss / interval_steps : std::numeric_limits<double>::quiet_NaN();
     const double ips = secs > 0 ? interval_images / secs : 0.0;
     const float lr = lr_at(step - 1);
     const std::string where = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(cfg.epochs);

@@ -5,10 +5,10 @@
 // stopped the run (130, 143).
 //
 // Once training has started, SIGINT (Ctrl-C) or SIGTERM (what schedulers send before pre-empting
-// a job) stops it at the next step (before an epoch's evaluation) and writes the checkpoint when
-// --checkpoint is set, so `--resume` continues with nothing lost; a second signal ends the program
-// at once, as either does while the data loads and the networks are built. A signal that was
-// ignored when the program started (nohup) stays ignored.
+// a job) stops it at the next step (or, during an epoch's last step, once that epoch is evaluated)
+// and writes the checkpoint when --checkpoint is set, so `--resume` continues with nothing lost; a
+// second signal ends the program at once, as either does while the data loads and the networks
+// are built. A signal that was ignored when the program started (nohup) stays ignored.
 #include <CLI/CLI.hpp>
 #include <signal.h>
 #include <unistd.h>

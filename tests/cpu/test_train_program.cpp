@@ -104,7 +104,7 @@ TEST(TrainProgram, OptionsMapOntoTheTrainerConfig) {
   o.version = 2;
   o.optimizer = "adamw";
   o.weight_decay = 0.01;
-  o.schedule = "onecycle";
+  o.schedule = "cosine";
   o.dtype = "bf16";
   o.layout = "nhwc";
   o.nonfinite = "skip";
@@ -124,7 +124,7 @@ TEST(TrainProgram, OptionsMapOntoTheTrainerConfig) {
   EXPECT_FLOAT_EQ(t.net.dropout, 0.3f);
   EXPECT_EQ(t.optimizer, OptimizerKind::kAdamW);
   EXPECT_FLOAT_EQ(t.adamw.weight_decay, 0.01f);
-  EXPECT_EQ(t.schedule.kind, LrSchedule::Kind::kOneCycle);
+  EXPECT_EQ(t.schedule.kind, LrSchedule::Kind::kCosine);
   EXPECT_EQ(t.dtype, DType::kBFloat16);
   EXPECT_EQ(t.layout, Layout::kNHWC);
   EXPECT_EQ(t.nonfinite, NonFinitePolicy::kSkip);
@@ -177,7 +177,10 @@ TEST(TrainProgram, InvalidValuesNameTheOption) {
   bad([](TrainOptions& o) { o.clip_grad_norm = INFINITY; }, "--clip-grad-norm must be in [0, ");
   bad([](TrainOptions& o) { o.clip_grad_norm = 1e-50; }, "is too small for fp32");
   bad([](TrainOptions& o) { o.time_limit = -1.0; }, "--time-limit must be in [0, ");
-  bad([](TrainOptions& o) { o.warmup_epochs = 500; }, "--warmup-epochs must be in [0, 160]");
+  bad([](TrainOptions& o) { o.warmup_epochs = 500; }, "--warmup-epochs must be in [0, 160)");
+  bad([](TrainOptions& o) { o.warmup_epochs = 160; }, "--warmup-epochs must be in [0, 160)");
+  bad([](TrainOptions& o) { o.warmup_epochs = 2, o.schedule = "onecycle"; },
+      "--warmup-epochs does not apply to --schedule onecycle");
   bad([](TrainOptions& o) { o.log_every = 0; }, "--log-every must be >= 1");
   bad([](TrainOptions& o) { o.data = "synthetic", o.download = true; }, "--download fetches CIFAR-10");
   bad([](TrainOptions& o) { o.data = "synthetic", o.train_images = 10, o.given.insert("train-images"); },

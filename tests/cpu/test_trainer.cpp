@@ -268,6 +268,8 @@ TEST(Trainer, SkipModeSkipsTheUpdateAndRestoresTheStatistics) {
   c.nonfinite = NonFinitePolicy::kSkip;
   c.max_skips_in_a_row = 2;
   c.max_steps = 3;
+  kestrel::testing::TempDir dir("trainer_skip");
+  c.log_path = dir / "log.jsonl";
   Context ctx;
   std::ostringstream out;
   Trainer t(c, small_data(), ctx, out);
@@ -287,6 +289,15 @@ TEST(Trainer, SkipModeSkipsTheUpdateAndRestoresTheStatistics) {
   EXPECT_TRUE(kestrel::testing::bit_equal(t.store().flat_params().to_float_vector(), params));
   EXPECT_TRUE(kestrel::testing::bit_equal(t.store().flat_states().to_float_vector(), states));
   EXPECT_NE(out.str().find("step 4 (epoch 1): loss "), std::string::npos) << out.str();
+  // The log line of an interval whose steps were all skipped has no loss (null), not 0.
+  std::vector<nlohmann::json> steps;
+  for (const auto& j : read_json_lines(c.log_path))
+    if (j["event"] == "step") steps.push_back(j);
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0]["step"], 3);
+  EXPECT_TRUE(steps[0]["loss"].is_number()) << "steps 1-3 had losses";
+  EXPECT_EQ(steps[1]["step"], 4);
+  EXPECT_TRUE(steps[1]["loss"].is_null()) << steps[1].dump();
   bias[1] = saved;  // the cause goes away: training continues
   t.set_max_steps(6);
   const TrainResult resumed = t.train();
@@ -403,6 +414,38 @@ TEST(Trainer, RejectsInvalidConfigurations) {
   c = tiny_config();
   c.max_grad_norm = -1.f;
   EXPECT_NE(error_of([&] { validate(c); }).find("max gradient norm"), std::string::npos);
+  // Warm-up: shorter than the run, and none with one-cycle (which warms up on its own).
+  c = tiny_config();
+  c.warmup_epochs = c.epochs;
+  EXPECT_NE(error_of([&] { validate(c); }).find("warm-up must be in [0, 2) epochs"), std::string::npos);
+  c = tiny_config();
+  c.schedule.kind = LrSchedule::Kind::kOneCycle;
+  c.warmup_epochs = 0.5;
+  EXPECT_NE(error_of([&] { validate(c); }).find("one-cycle"), std::string::npos);
+  c = tiny_config();
+  c.warmup_epochs = 1.96;  // 19.6 of the 20 steps: rounds to all of them
+  EXPECT_NE(error_of([&] { Trainer t(c, small_data(), ctx, out); })
+                .find("warm-up (0 steps + 1.96 epochs = 20 steps of 10 an epoch) must be shorter than the 20 training steps"),
+            std::string::npos);
+}
+
+// TrainerConfig::schedule.warmup_steps is honoured, and warmup_epochs adds to it (validate() once
+// refused any warmup_steps, checking them against a total it does not know yet).
+TEST(Trainer, ScheduleWarmupStepsAndEpochsAdd) {
+  Context ctx;
+  std::ostringstream out;
+  TrainerConfig c = tiny_config();
+  c.schedule.kind = LrSchedule::Kind::kConstant;
+  c.schedule.warmup_steps = 5;
+  validate(c);
+  Trainer t(c, small_data(), ctx, out);
+  EXPECT_EQ(t.config().schedule.total_steps, 20);
+  EXPECT_EQ(t.config().schedule.warmup_steps, 5);
+  EXPECT_FLOAT_EQ(learning_rate_at(t.config().schedule, 0), c.schedule.base / 10.f);
+  EXPECT_FLOAT_EQ(learning_rate_at(t.config().schedule, 5), c.schedule.base);
+  c.warmup_epochs = 1.0;
+  Trainer both(c, small_data(), ctx, out);
+  EXPECT_EQ(both.config().schedule.warmup_steps, 15);
 }
 
 // Issue 4: ResNet-20 trains (its loss falls) on the CPU backend. Eight synthetic images, one
