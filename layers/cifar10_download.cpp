@@ -1,4 +1,5 @@
 // Fetching and unpacking cifar-10-binary.tar.gz.
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -43,8 +44,6 @@ std::string normalized_md5(const std::string& md5) {
   return out;
 }
 
-std::string pid_suffix() { return std::to_string(static_cast<long long>(::getpid())); }
-
 #if KESTREL_HAVE_CURL
 struct CurlDeleter {
   void operator()(CURL* c) const noexcept { curl_easy_cleanup(c); }
@@ -73,11 +72,27 @@ int report_progress(void* user, curl_off_t total, curl_off_t now, curl_off_t, cu
   return 0;
 }
 
-void fetch(const std::string& url, const std::string& path, std::ostream& log) {
+// Creates the download's file in `dir`, exclusively (a link planted at the name is never
+// followed), and sets *path to its name, which the caller removes.
+std::unique_ptr<std::FILE, FileCloser> create_part_file(const std::string& dir, std::string* path) {
+  int err = 0;
+  const int fd = detail::create_exclusive((fs::path(dir) / "cifar-10-binary.tar.gz.part.").string(),
+                                          0644, path, &err);
+  KESTREL_CHECK(fd >= 0, "cannot create ", *path, ": ", detail::errno_text(err));
+  std::unique_ptr<std::FILE, FileCloser> out(::fdopen(fd, "wb"));
+  if (out == nullptr) {
+    err = errno;
+    ::close(fd);
+    ::unlink(path->c_str());
+    KESTREL_FAIL("cannot open ", *path, " for writing: ", detail::errno_text(err));
+  }
+  return out;
+}
+
+void fetch(const std::string& url, std::unique_ptr<std::FILE, FileCloser> out, const std::string& path,
+           std::ostream& log) {
   std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
   KESTREL_CHECK(curl != nullptr, "libcurl could not start a transfer (curl_easy_init failed)");
-  std::unique_ptr<std::FILE, FileCloser> out(std::fopen(path.c_str(), "wb"));
-  KESTREL_CHECK(out != nullptr, "cannot create ", path, ": ", detail::errno_text(errno));
   char error[CURL_ERROR_SIZE] = {0};
   Progress progress{&log};
   CURL* c = curl.get();
@@ -115,10 +130,11 @@ void unpack_and_verify_cifar10(const std::string& tar_gz_path, const std::string
   const fs::path final_dir = fs::path(dir) / "cifar-10-batches-bin";
   KESTREL_CHECK(!fs::exists(final_dir, ec), final_dir.string(),
                 " already exists; remove it to unpack ", tar_gz_path, " again");
-  RemoveOnExit staging{fs::path(dir) / (".cifar-10-unpack." + pid_suffix())};
-  fs::remove_all(staging.path, ec);
-  fs::create_directory(staging.path, ec);
-  KESTREL_CHECK(!ec, "cannot create staging folder ", staging.path.string(), ": ", ec.message());
+  // A new folder of our own (mkdtemp: never one that is there already, nor a planted link).
+  std::string staging_name = (fs::path(dir) / ".cifar-10-unpack.XXXXXX").string();
+  KESTREL_CHECK(::mkdtemp(staging_name.data()) != nullptr, "cannot create a staging folder ",
+                staging_name, " in ", dir, ": ", detail::errno_text(errno));
+  RemoveOnExit staging{staging_name};
   detail::extract_tar_gz(tar_gz_path, staging.path.string(), kMaxUnpackedBytes);
   const fs::path unpacked = staging.path / "cifar-10-batches-bin";
   KESTREL_CHECK(fs::is_directory(unpacked, ec), tar_gz_path,
@@ -140,17 +156,22 @@ void detail::download_cifar10_from(const std::string& url, const std::string& md
     log << "CIFAR-10 is already in " << dir << "; not downloading it again" << std::endl;
     return;
   } catch (const Error& e) {
-    // Not there: fetch it. There but damaged: say so now rather than after the download.
+    // Not there: fetch it. There but damaged: say so now rather than after the download, in
+    // either place load_cifar10 looks (DIR itself first, so batches there would still be the
+    // ones read after a download into DIR/cifar-10-batches-bin).
     std::error_code ec;
-    const fs::path batches = fs::path(dir) / "cifar-10-batches-bin";
-    KESTREL_CHECK(!fs::exists(batches, ec), batches.string(), " exists but does not load (",
-                  e.message(), "); remove it to download CIFAR-10 again");
+    for (const fs::path& there : {fs::path(dir) / "data_batch_1.bin", fs::path(dir) / "cifar-10-batches-bin"})
+      KESTREL_CHECK(!fs::exists(there, ec), there.string(), " exists but CIFAR-10 in ", dir,
+                    " does not load (", e.message(), "); remove it to download CIFAR-10 again");
   }
 #if KESTREL_HAVE_CURL
   detail::make_directories(dir);
-  RemoveOnExit archive{fs::path(dir) / ("cifar-10-binary.tar.gz.part." + pid_suffix())};
-  log << "downloading " << url << " to " << archive.path.string() << std::endl;
-  fetch(url, archive.path.string(), log);
+  RemoveOnExit archive;
+  std::string part;
+  std::unique_ptr<std::FILE, FileCloser> out = create_part_file(dir, &part);
+  archive.path = part;
+  log << "downloading " << url << " to " << part << std::endl;
+  fetch(url, std::move(out), part, log);
   log << "checking MD5 and unpacking into " << dir << std::endl;
   unpack_and_verify_cifar10(archive.path.string(), md5, dir);
   log << "CIFAR-10 is ready in " << (fs::path(dir) / "cifar-10-batches-bin").string() << std::endl;

@@ -61,11 +61,10 @@ std::string folder_of(const std::string& path) {
   return parent.empty() ? std::string(".") : parent.string();
 }
 
-// Creates a new file prefix + "<pid>.<n>" of our own, never one that is there already: O_EXCL
-// fails on any existing name, symbolic links included (so a link planted at a predictable name
-// in a shared folder cannot redirect a write), and the per-process counter keeps two threads
-// apart. A name that exists is skipped for the next. Returns the descriptor, or -1 with the
-// system's error in *err; *path is the name tried last.
+}  // namespace
+
+// O_EXCL fails on any existing name, symbolic links included, and the per-process counter keeps
+// two threads apart. A name that exists is skipped for the next.
 int create_exclusive(const std::string& prefix, mode_t mode, std::string* path, int* err) {
   static std::atomic<std::uint64_t> counter{0};
   for (int attempt = 0; attempt < 100; ++attempt) {
@@ -77,6 +76,7 @@ int create_exclusive(const std::string& prefix, mode_t mode, std::string* path, 
   return -1;
 }
 
+namespace {
 // Removes the temporary file unless the write was committed.
 struct TempFileGuard {
   std::string path;

@@ -5,6 +5,8 @@
 // or leaves it untouched and removes its temporary file.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -36,6 +38,12 @@ class InputFile {
 // over `path` and fsyncs the directory. On failure the temporary file is removed and `path` is
 // left as it was.
 void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::string& path);
+
+// Creates a new file `prefix` + "<pid>.<n>" of our own, open for writing with `mode`: never a
+// name that is there already, so a symbolic link planted at a predictable name in a shared folder
+// cannot redirect the write (O_EXCL | O_NOFOLLOW). Returns the descriptor, or -1 with the
+// system's error in *err; *path is the name tried last.
+int create_exclusive(const std::string& prefix, mode_t mode, std::string* path, int* err);
 
 // Creates `dir` and its missing parents (nothing when it exists); an Error names the folder and
 // the system's reason.

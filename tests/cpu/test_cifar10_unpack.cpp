@@ -2,6 +2,7 @@
 // success, MD5 mismatch, corrupt and truncated gzip, truncated tar, unsafe paths, bad headers.
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <sstream>
@@ -10,6 +11,7 @@
 #include "kestrel/core/error.h"
 #include "kestrel/layers/cifar10.h"
 #include "kestrel/layers/cifar10_download_internal.h"
+#include "kestrel/layers/file_io_internal.h"
 #include "kestrel/layers/tar_gz_internal.h"
 #include "tar_writer.h"
 #include "error_text.h"
@@ -265,7 +267,7 @@ TEST(Cifar10Download, SkipsWhenPresentAndExplainsWithoutCurl) {
   EXPECT_NE(log.str().find("already in"), std::string::npos) << log.str();
   // A damaged existing copy is reported before any download.
   fs::create_directories(tmp / "d2/cifar-10-batches-bin");
-  EXPECT_NE(error_of([&] { download_cifar10(tmp / "d2", log); }).find("exists but does not load"),
+  EXPECT_NE(error_of([&] { download_cifar10(tmp / "d2", log); }).find("cifar-10-batches-bin exists but CIFAR-10 in"),
             std::string::npos);
 #if !KESTREL_HAVE_CURL
   const std::string e = error_of([&] { download_cifar10(tmp / "empty", log); });
@@ -294,7 +296,50 @@ TEST_F(Cifar10Unpack, DownloadsThroughLibcurl) {
   for (const auto& entry : fs::directory_iterator(dest())) names.push_back(entry.path().filename().string());
   EXPECT_EQ(names, std::vector<std::string>{"cifar-10-batches-bin"}) << log.str();
 }
+
+// The download's file is created exclusively: links planted at the names it may take (the old
+// fixed name "<...>.part.<pid>" and the next ones of the process's counter) are skipped, never
+// followed, so their target is not overwritten (before, fopen followed the link).
+TEST_F(Cifar10Unpack, DownloadNeverFollowsALinkPlantedAtItsFileName) {
+  const Archive a = write_archive(tmp_, testing::gzip_bytes(testing::make_tar(cifar_entries(data_))));
+  const std::string url = "file://" + fs::absolute(a.path).string();
+  fs::create_directories(dest());
+  const std::string victim = tmp_ / "victim.txt";
+  testing::write_bytes(victim, {'k', 'e', 'e', 'p'});
+  const std::string prefix = (fs::path(dest()) / "cifar-10-binary.tar.gz.part.").string();
+  std::string probe;
+  int err = 0;
+  const int fd = detail::create_exclusive(prefix, 0600, &probe, &err);
+  ASSERT_GE(fd, 0) << err;
+  ::close(fd);
+  fs::remove(probe);
+  const std::string pid = std::to_string(static_cast<long long>(::getpid()));
+  const long long next = std::stoll(probe.substr(prefix.size() + pid.size() + 1)) + 1;
+  std::vector<std::string> links{prefix + pid};
+  for (long long n = next; n < next + 3; ++n) links.push_back(prefix + pid + "." + std::to_string(n));
+  for (const std::string& l : links) fs::create_symlink(victim, l);
+  std::ostringstream log;
+  detail::download_cifar10_from(url, a.md5, dest(), log);
+  EXPECT_EQ(testing::read_bytes(victim), (std::vector<std::uint8_t>{'k', 'e', 'e', 'p'}));
+  for (const std::string& l : links) EXPECT_TRUE(fs::is_symlink(l)) << l;
+  EXPECT_NE(log.str().find(prefix + pid + "." + std::to_string(next + 3)), std::string::npos) << log.str();
+  EXPECT_TRUE(testing::bit_equal(load_cifar10(dest()).train.images, data_.train.images));
+}
 #endif
+
+// Batches directly in DIR are the ones load_cifar10 reads first: damaged, they are reported before
+// any download (before, the download went into DIR/cifar-10-batches-bin, said "ready", and
+// loading DIR still failed on the old file).
+TEST(Cifar10Download, DamagedBatchesDirectlyInTheFolderAreReportedFirst) {
+  TempDir tmp("download_direct");
+  testing::write_bytes(tmp / "data_batch_1.bin", std::vector<std::uint8_t>(15, 7));
+  std::ostringstream log;
+  const std::string e = error_of(
+      [&] { detail::download_cifar10_from("file:///nonexistent/cifar.tar.gz", "00", tmp.path().string(), log); });
+  EXPECT_NE(e.find((tmp / "data_batch_1.bin") + " exists but CIFAR-10 in"), std::string::npos) << e;
+  EXPECT_NE(e.find("not a whole number of 3073-byte records"), std::string::npos) << e;
+  EXPECT_EQ(log.str(), "");
+}
 
 }  // namespace
 }  // namespace kestrel
