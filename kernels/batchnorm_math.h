@@ -115,9 +115,10 @@ KESTREL_HD float bn_forward_element(float x, float residual, const BnAffine& a, 
   return bn_activate(fmaf(x - a.mean, a.scale, a.shift), residual, act);
 }
 
-// Gradient reaching the normalisation: dy masked by the ReLU, taken from the output y.
+// Gradient reaching the normalisation: dy masked by the ReLU, taken from the output y (masked
+// where y <= 0, so a NaN output passes its gradient, as relu_backward does).
 KESTREL_HD float bn_masked_grad(float dy, float y, BnActivation act) {
-  return (act == BnActivation::kNone || y > 0.f) ? dy : 0.f;
+  return (act != BnActivation::kNone && y <= 0.f) ? 0.f : dy;
 }
 
 // Per-channel sums of backward: g and g * (x - mean) (times invstd this gives dgamma).

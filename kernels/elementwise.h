@@ -25,12 +25,13 @@ void accumulate(void* y, const void* x, std::int64_t n, DType dtype, cudaStream_
 // y = max(a + b, 0) in one pass (residual add + ReLU); NaN propagates
 void add_relu(const void* a, const void* b, void* y, std::int64_t n, DType dtype,
               cudaStream_t stream);
-// dx = y > 0 ? dy : 0 (the gradient for both a and b of add_relu; y is its output)
+// dx = y <= 0 ? 0 : dy (the gradient for both a and b of add_relu; y is its output; a NaN y
+// passes dy, as PyTorch's threshold_backward)
 void add_relu_backward(const void* dy, const void* y, void* dx, std::int64_t n, DType dtype,
                        cudaStream_t stream);
 // y = max(x, 0); NaN propagates
 void relu(const void* x, void* y, std::int64_t n, DType dtype, cudaStream_t stream);
-// dx = y > 0 ? dy : 0 (y is relu's output)
+// dx = y <= 0 ? 0 : dy (y is relu's output; a NaN y passes dy)
 void relu_backward(const void* dy, const void* y, void* dx, std::int64_t n, DType dtype,
                    cudaStream_t stream);
 // y = alpha * x

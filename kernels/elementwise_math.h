@@ -54,8 +54,10 @@ struct AddReluOp {  // (a, b) -> max(a + b, 0)
 struct ReluOp {  // x -> max(x, 0)
   KESTREL_HD void operator()(const float* a, float* r) const { r[0] = relu_value(a[0]); }
 };
-struct ReluBackwardOp {  // (dy, y) -> y > 0 ? dy : 0
-  KESTREL_HD void operator()(const float* a, float* r) const { r[0] = a[1] > 0.f ? a[0] : 0.f; }
+// (dy, y) -> y <= 0 ? 0 : dy, PyTorch's threshold_backward: where the output is NaN the gradient
+// passes (and carries the NaN on) instead of becoming an exact, misleading 0.
+struct ReluBackwardOp {
+  KESTREL_HD void operator()(const float* a, float* r) const { r[0] = a[1] <= 0.f ? 0.f : a[0]; }
 };
 struct ScaleOp {  // x -> alpha * x
   float alpha;

@@ -15,6 +15,7 @@
 #include "elementwise_cases.h"
 #include "error_text.h"
 #include "kestrel/core/error.h"
+#include "kestrel/kernels/batchnorm_math.h"
 #include "kestrel/kernels/cpu/elementwise.h"
 #include "kestrel/kernels/elementwise.h"
 #include "test_support.h"
@@ -127,6 +128,28 @@ TEST(Elementwise, ReluPropagatesNaN) {
   EXPECT_TRUE(std::isnan(y.value(0)));
   EXPECT_EQ(y.value(1), 0.f);
   EXPECT_EQ(y.value(2), 2.f);
+}
+
+// Backward masks where the output is <= 0 (PyTorch's threshold_backward): a NaN output passes its
+// gradient on, so a unit that went NaN shows NaN gradients rather than an exact 0 (it did).
+TEST(Elementwise, ReluBackwardPassesTheGradientOfANaNOutput) {
+  for (DType t : kestrel::testing::kFloatingDtypes) {
+    const DtypeBuffer dy = DtypeBuffer::from({1.f, 2.f, 3.f, 4.f, 5.f}, t);
+    const DtypeBuffer y = DtypeBuffer::from({std::nanf(""), -1.f, 0.f, 2.f, -std::nanf("")}, t);
+    for (auto* backward : {&kestrel::cpu::relu_backward, &kestrel::cpu::add_relu_backward}) {
+      DtypeBuffer dx(t, 5);
+      backward(dy.data(), y.data(), dx.data(), 5, t);
+      EXPECT_EQ(dx.value(0), 1.f) << kestrel::dtype_name(t);
+      EXPECT_EQ(dx.value(1), 0.f);
+      EXPECT_EQ(dx.value(2), 0.f);
+      EXPECT_EQ(dx.value(3), 4.f);
+      EXPECT_EQ(dx.value(4), 5.f);
+    }
+  }
+  // The fused batch-norm backward's mask is the same rule.
+  EXPECT_EQ(kestrel::bn_detail::bn_masked_grad(1.5f, std::nanf(""), kestrel::BnActivation::kRelu), 1.5f);
+  EXPECT_EQ(kestrel::bn_detail::bn_masked_grad(1.5f, 0.f, kestrel::BnActivation::kAddRelu), 0.f);
+  EXPECT_EQ(kestrel::bn_detail::bn_masked_grad(1.5f, -2.f, kestrel::BnActivation::kNone), 1.5f);
 }
 
 // d/dx sum(w * f(x)) by central differences of the fp32 forward kernel, against backward.
