@@ -18,6 +18,11 @@ constexpr int kPaletteSize = 10;
 std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
+    // XML 1.0 has no way to write other control characters: a parser rejects the document.
+    if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+      out += ' ';
+      continue;
+    }
     switch (c) {
       case '&': out += "&amp;"; break;
       case '<': out += "&lt;"; break;
@@ -53,6 +58,27 @@ struct Axis {
   double frac(double v) const { return (t(v) - t(lo)) / (t(hi) - t(lo)); }
 };
 
+// A span this small against the values' magnitude is rounding noise (0.1 + 0.2 against 0.3): a
+// step fitted to it would need more multiples from zero than a double counts exactly.
+bool below_precision(double lo, double hi) {
+  return hi - lo <= 1e-9 * std::max(std::fabs(lo), std::fabs(hi));
+}
+
+constexpr long long kMaxTicks = 1000;  // a bound for the loops, far above what a chart shows
+
+// Every multiple of `step` in [lo, hi] (a hair of slack at both ends), counted by an integer
+// index: a double counter k += 1 stops moving past 2^53.
+std::vector<double> multiples(double lo, double hi, double step) {
+  const double first = std::ceil(lo / step - 1e-9), last = std::floor(hi / step + 1e-9);
+  const long long n = static_cast<long long>(std::min(last - first + 1.0, static_cast<double>(kMaxTicks)));
+  std::vector<double> t;
+  for (long long i = 0; i < n; ++i) {
+    const double v = (first + static_cast<double>(i)) * step;
+    t.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
+  }
+  return t;
+}
+
 Axis make_axis(double min, double max, bool log_axis, int target) {
   Axis a;
   a.log = log_axis;
@@ -63,7 +89,7 @@ Axis make_axis(double min, double max, bool log_axis, int target) {
     a.ticks = log_ticks(a.lo, a.hi);
     return a;
   }
-  if (max <= min) {  // one value: open a window around it
+  if (below_precision(min, max)) {  // one value: open a window around it
     const double pad = min == 0.0 ? 1.0 : std::fabs(min) * 0.1;
     min -= pad;
     max += pad;
@@ -71,7 +97,9 @@ Axis make_axis(double min, double max, bool log_axis, int target) {
   a.step = nice_step((max - min) / target);
   a.lo = std::floor(min / a.step) * a.step;
   a.hi = std::ceil(max / a.step) * a.step;
-  a.ticks = linear_ticks(a.lo, a.hi, target);
+  // The ticks use the step the range was rounded to, so the axis ends on one; a step re-picked
+  // from [lo, hi] can be coarser and leave the ends between ticks.
+  a.ticks = multiples(a.lo, a.hi, a.step);
   return a;
 }
 }  // namespace
@@ -79,15 +107,9 @@ Axis make_axis(double min, double max, bool log_axis, int target) {
 std::vector<double> linear_ticks(double lo, double hi, int target) {
   KESTREL_CHECK(std::isfinite(lo) && std::isfinite(hi) && hi > lo && target > 0, "linear_ticks: bad range [", lo,
                 ", ", hi, "] or target ", target);
-  const double step = nice_step((hi - lo) / target);
-  std::vector<double> t;
-  const double first = std::ceil(lo / step - 1e-9);
-  for (double k = first;; k += 1.0) {
-    const double v = k * step;
-    if (v > hi + step * 1e-9) break;
-    t.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
-  }
-  return t;
+  KESTREL_CHECK(!below_precision(lo, hi), "linear_ticks: range [", lo, ", ", hi,
+                "] is narrower than the precision of its values");
+  return multiples(lo, hi, nice_step((hi - lo) / target));
 }
 
 std::vector<double> log_ticks(double lo, double hi, int max_labels) {
@@ -95,7 +117,8 @@ std::vector<double> log_ticks(double lo, double hi, int max_labels) {
                 hi, "]");
   const int k0 = static_cast<int>(std::ceil(std::log10(lo) - 1e-9));
   const int k1 = static_cast<int>(std::floor(std::log10(hi) + 1e-9));
-  const int every = std::max(1, (k1 - k0 + max_labels - 1) / max_labels);
+  // n labels span n - 1 gaps of `every` decades.
+  const int every = std::max(1, (k1 - k0 + max_labels - 2) / (max_labels - 1));
   // Multiples of `every` (so 10^0 = 1 is labelled whenever it is in range).
   int first = k0 + ((every - k0 % every) % every);
   std::vector<double> t;
@@ -173,9 +196,11 @@ std::string render_svg(const LineChart& c) {
   o << "</g>\n<g class=\"minor-ticks\" stroke=\"#444\" stroke-width=\"1\">\n";
   auto minor = [&](const Axis& a, bool is_x) {
     if (!a.log || a.t(a.hi) - a.t(a.lo) > 6.5) return;  // dense decades: major ticks only
-    for (double d = a.lo; d < a.hi; d *= 10.0)
+    // By decade index: d *= 10 from lo accumulates rounding and can run one decade past hi.
+    const long k0 = std::lround(a.t(a.lo)), k1 = std::lround(a.t(a.hi));
+    for (long k = k0; k < k1; ++k)
       for (int m = 2; m <= 9; ++m) {
-        const double v = d * m;
+        const double v = std::pow(10.0, static_cast<double>(k)) * m;
         if (is_x) o << "<line x1=\"" << num(px(v)) << "\" y1=\"" << num(y1) << "\" x2=\"" << num(px(v)) << "\" y2=\"" << num(y1 + 3) << "\"/>\n";
         else o << "<line x1=\"" << num(x0 - 3) << "\" y1=\"" << num(py(v)) << "\" x2=\"" << num(x0) << "\" y2=\"" << num(py(v)) << "\"/>\n";
       }
@@ -205,23 +230,22 @@ std::string render_svg(const LineChart& c) {
   for (std::size_t k = 0; k < c.series.size(); ++k) {
     const ChartSeries& s = c.series[k];
     const char* color = kPalette[(s.color >= 0 ? s.color : static_cast<int>(k)) % kPaletteSize];
+    auto ok = [&](std::size_t i) { return i < s.x.size() && drawable(s.x[i], c.log_x) && drawable(s.y[i], c.log_y); };
     std::string d;
-    bool pen_down = false;
     for (std::size_t i = 0; i < s.x.size(); ++i) {
-      if (!drawable(s.x[i], c.log_x) || !drawable(s.y[i], c.log_y)) {
-        pen_down = false;
-        continue;
-      }
+      if (!ok(i)) continue;
+      const bool pen_down = i > 0 && ok(i - 1);
       d += (pen_down ? " L" : (d.empty() ? "M" : " M")) + num(px(s.x[i])) + " " + num(py(s.y[i]));
-      pen_down = true;
     }
     o << "<path class=\"series\" data-name=\"" << escape(s.name) << "\" stroke=\"" << color << "\""
       << (s.dashed ? " stroke-dasharray=\"7 4\"" : "") << " d=\"" << d << "\"/>\n";
-    if (s.markers)
-      for (std::size_t i = 0; i < s.x.size(); ++i)
-        if (drawable(s.x[i], c.log_x) && drawable(s.y[i], c.log_y))
-          o << "<circle cx=\"" << num(px(s.x[i])) << "\" cy=\"" << num(py(s.y[i])) << "\" r=\"3\" fill=\"" << color
-            << "\" stroke=\"none\"/>\n";
+    // A run of one point is a lone "M" that draws nothing: it gets a marker even without markers.
+    for (std::size_t i = 0; i < s.x.size(); ++i) {
+      const bool lone = !(i > 0 && ok(i - 1)) && !ok(i + 1);
+      if (ok(i) && (s.markers || lone))
+        o << "<circle cx=\"" << num(px(s.x[i])) << "\" cy=\"" << num(py(s.y[i])) << "\" r=\"3\" fill=\"" << color
+          << "\" stroke=\"none\"/>\n";
+    }
   }
   o << "</g>\n<g class=\"legend\" font-size=\"12\">\n";
   for (std::size_t k = 0; k < c.series.size(); ++k) {

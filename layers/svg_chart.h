@@ -4,12 +4,15 @@
 //
 // Contract:
 // - A point with a non-finite coordinate, or a non-positive one on a logarithmic axis, is not
-//   drawn and breaks its series' line there (a series of such points draws nothing).
+//   drawn and breaks its series' line there (a series of such points draws nothing). A point
+//   with no drawable neighbour (a series of one point) gets a dot, as if `markers` were set.
 // - The axes cover every drawable point; linear axes end on "nice" ticks (1, 2, 5 x 10^k),
 //   logarithmic axes on powers of ten, with a labelled tick at each decade (every few decades
-//   when there are many) and unlabelled minor ticks at 2..9 x 10^k (up to six decades).
-// - Text is XML-escaped. Raises kestrel::Error when a series' x and y differ in length or no
-//   series has a drawable point.
+//   when there are many) and unlabelled minor ticks at 2..9 x 10^k (up to six decades). Values
+//   that differ only by rounding (0.1 + 0.2 and 0.3) are one value, shown in a window around it.
+// - Text is XML-escaped; control characters XML cannot hold (below 0x20 but tab, newline and
+//   carriage return) become spaces. Raises kestrel::Error when a series' x and y differ in length
+//   or no series has a drawable point.
 #pragma once
 
 #include <string>
@@ -41,8 +44,9 @@ bool has_drawable_point(const LineChart& chart);
 void write_svg(const LineChart& chart, const std::string& path);
 
 // Axis helpers (exposed for tests). linear_ticks: multiples of a nice step (1, 2, 5 x 10^k)
-// within [lo, hi], about `target` of them. log_ticks: the powers of ten within [lo, hi] (every
-// k-th decade, exponents multiples of k, so that at most `max_labels` remain); lo, hi > 0.
+// within [lo, hi], about `target` of them (raises when hi - lo is below the precision of the
+// values). log_ticks: the powers of ten within [lo, hi] (every k-th decade, exponents multiples of
+// k, so that at most `max_labels` remain); lo, hi > 0.
 std::vector<double> linear_ticks(double lo, double hi, int target);
 std::vector<double> log_ticks(double lo, double hi, int max_labels = 10);
 // Tick label text: "0.25", "100", "1e-6".

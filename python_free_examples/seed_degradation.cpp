@@ -20,7 +20,9 @@ int main(int argc, char** argv) {
                              cfg.dtype = kestrel::parse_dtype(o.dtype);
                              cfg.layout = o.layout == "nhwc" ? kestrel::Layout::kNHWC : kestrel::Layout::kNCHW;
                              // The report is rewritten after each network, so a run stopped early
-                             // (a GPU call's time limit) keeps the curves it finished.
+                             // (a GPU call's time limit) keeps the curves it finished; an earlier
+                             // run's files go first, so they never pass for this run's.
+                             kestrel::experiments::write_degradation_report(kestrel::experiments::DegradationResult{}, o.out);
                              const auto r = kestrel::experiments::run_degradation(
                                  cfg, ctx, &std::cout, [&](const kestrel::experiments::DegradationResult& so_far) {
                                    kestrel::experiments::write_degradation_report(so_far, o.out);

@@ -18,7 +18,9 @@ int main(int argc, char** argv) {
                              cfg.data_dir = o.data;
                              if (o.length > 0) cfg.epochs = o.length;
                              // The report is rewritten after each part, so a run stopped early
-                             // (a GPU call's time limit) keeps the parts it finished.
+                             // (a GPU call's time limit) keeps the parts it finished; an earlier
+                             // run's files go first, so they never pass for this run's.
+                             kestrel::experiments::write_dropout_report(kestrel::experiments::DropoutResult{}, o.out);
                              const auto r = kestrel::experiments::run_dropout_experiment(
                                  cfg, ctx, &std::cout, [&](const kestrel::experiments::DropoutResult& so_far) {
                                    kestrel::experiments::write_dropout_report(so_far, o.out);

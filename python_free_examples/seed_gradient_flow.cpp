@@ -18,7 +18,9 @@ int main(int argc, char** argv) {
                              cfg.data_dir = o.data;
                              if (o.length > 0) cfg.train_steps = o.length;
                              // The report is rewritten after each network, so a run stopped early
-                             // keeps the networks it finished.
+                             // keeps the networks it finished; an earlier run's files go first,
+                             // so they never pass for this run's.
+                             kestrel::experiments::write_gradient_flow_report(kestrel::experiments::GradientFlowResult{}, o.out);
                              const auto r = kestrel::experiments::run_gradient_flow(
                                  cfg, ctx, &std::cout, [&](const kestrel::experiments::GradientFlowResult& so_far) {
                                    kestrel::experiments::write_gradient_flow_report(so_far, o.out);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <utility>
 
@@ -216,6 +217,17 @@ CsvTable::CsvTable(std::vector<std::string> header) : header_(std::move(header))
 void CsvTable::add_row(const std::vector<std::string>& cells) {
   KESTREL_CHECK(cells.size() == header_.size(), "CSV row of ", cells.size(), " cells for ", header_.size(), " columns");
   rows_.push_back(cells);
+}
+
+std::string float_text(float v) {
+  if (!std::isfinite(v)) return CsvTable::cell(static_cast<double>(v));
+  char buf[40];
+  for (int digits = 6; digits < 9; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
+    if (std::strtof(buf, nullptr) == v) return buf;
+  }
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));  // 9 digits always read back
+  return buf;
 }
 
 std::string CsvTable::cell(double v) {

@@ -86,13 +86,19 @@ double accuracy(Executor& ex, const DeviceImages& data, const std::string& x_nam
 // Euclidean norm in double precision.
 double l2_norm(const std::vector<float>& v);
 
+// The shortest decimal (%g with 6 to 9 digits) that reads back as the same float: 0.3f is "0.3",
+// where its widened double prints as 0.30000001. "nan", "inf", "-inf" when not finite.
+std::string float_text(float v);
+
 // A CSV table of numbers (and text cells) with a header row.
 class CsvTable {
  public:
   explicit CsvTable(std::vector<std::string> header);
-  // Cells as text; numbers are written with %.8g ("nan", "inf", "-inf" when not finite).
+  // Cells as text; doubles are written with %.8g, floats with float_text ("nan", "inf", "-inf"
+  // when not finite).
   void add_row(const std::vector<std::string>& cells);
   static std::string cell(double v);
+  static std::string cell(float v) { return float_text(v); }
   std::string text() const;
   // Writes text() to `path` atomically.
   void write(const std::string& path) const;

@@ -8,7 +8,6 @@
 #include "kestrel/layers/nn.h"
 #include "kestrel/layers/resnet.h"
 #include "kestrel/layers/schedule.h"
-#include "kestrel/layers/file_io_internal.h"
 
 namespace kestrel::experiments {
 namespace {
@@ -203,19 +202,25 @@ LineChart degradation_chart(const DegradationResult& r, bool test_error) {
 }
 
 std::vector<std::string> write_degradation_report(const DegradationResult& r, const std::string& dir) {
-  detail::make_directories(dir);
-  std::vector<std::string> paths = {dir + "/degradation_train_loss.svg", dir + "/degradation_test_error.svg",
-                                    dir + "/degradation.csv"};
-  write_svg(degradation_chart(r, false), paths[0]);
-  write_svg(degradation_chart(r, true), paths[1]);
+  ReportFolder folder(dir);
+  // A chart with nothing to draw yet (no network, or one whose loss is NaN throughout) is left
+  // out, and an earlier run's copy removed, rather than raised about: raising here would stop
+  // the run before its remaining networks.
+  for (const bool test_error : {false, true}) {
+    const LineChart ch = degradation_chart(r, test_error);
+    const char* file = test_error ? "degradation_test_error.svg" : "degradation_train_loss.svg";
+    if (const std::string p = folder.file(file, has_drawable_point(ch)); !p.empty()) write_svg(ch, p);
+  }
+  const std::string csv = folder.file("degradation.csv", !r.curves.empty());
+  if (csv.empty()) return folder.written();
   CsvTable t({"model", "depth", "residual", "version", "dtype", "layout", "step", "train_loss", "test_error"});
   for (const DegradationCurve& c : r.curves)
     for (std::size_t k = 0; k < c.steps.size(); ++k)
       t.add_row({c.model.name, std::to_string(c.model.depth), c.model.residual ? "1" : "0",
                  std::to_string(c.model.version), dtype_name(r.config.dtype), layout_name(r.config.layout),
                  std::to_string(c.steps[k]), CsvTable::cell(c.train_loss[k]), CsvTable::cell(c.test_error[k])});
-  t.write(paths[2]);
-  return paths;
+  t.write(csv);
+  return folder.written();
 }
 
 }  // namespace kestrel::experiments

@@ -35,6 +35,8 @@ struct DegradationConfig {
   std::int64_t batch = 128;
   int steps = 20000;
   int eval_every = 1000;             // steps between test evaluations (and loss averages)
+  // weight_decay applies to convolution and classifier weights only: BN scales and shifts and
+  // biases (every 1-D parameter) are exempt, unlike He et al.
   float learning_rate = 0.1f, momentum = 0.9f, weight_decay = 1e-4f;
   std::vector<double> milestones = {0.5, 0.75};  // learning rate x0.1 at these fractions
   // Residual networks start with every block's branch at zero (v1: the last BN's gamma, Goyal et
@@ -73,7 +75,11 @@ struct DegradationResult {
 DegradationResult run_degradation(const DegradationConfig& cfg, Context& ctx, std::ostream* log,
                                   const std::function<void(const DegradationResult&)>& after_each = {});
 
-// degradation_train_loss.svg, degradation_test_error.svg, degradation.csv in `dir`.
+// degradation_train_loss.svg, degradation_test_error.svg, degradation.csv in `dir`, for the
+// networks the result has: a chart with no drawable point (no network yet, or a loss that is NaN
+// throughout) is left out and the table is written all the same; files with nothing to show are
+// removed (an empty result removes all three, as the program does before it starts, so a folder
+// never mixes two runs). Returns the paths written: the charts, then the table.
 LineChart degradation_chart(const DegradationResult& r, bool test_error);
 std::vector<std::string> write_degradation_report(const DegradationResult& r, const std::string& dir);
 

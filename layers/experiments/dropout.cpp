@@ -129,9 +129,9 @@ DropoutCurve train_curve(const DropoutConfig& c, const FloatDataset& data, float
     curve.test_accuracy.push_back(accuracy(eval, data.test, "x", "labels", "logits"));
   }
   char buf[160];
-  std::snprintf(buf, sizeof buf, "p=%.2f: after %d epochs train acc %.3f, test acc %.3f, gap %.3f (loss %.4f)", p,
-                c.epochs, curve.train_accuracy.back(), curve.test_accuracy.back(), curve.final_gap(),
-                curve.train_loss.back());
+  std::snprintf(buf, sizeof buf, "p=%s: after %d epochs train acc %.3f, test acc %.3f, gap %.3f (loss %.4f)",
+                float_text(p).c_str(), c.epochs, curve.train_accuracy.back(), curve.test_accuracy.back(),
+                curve.final_gap(), curve.train_loss.back());
   log_line(log, buf);
   if (p == c.ensemble_p) ensemble_view(c, g, store, ctx, data.test, res);
   return curve;
@@ -232,9 +232,9 @@ DropoutResult run_dropout_experiment(const DropoutConfig& c, Context& ctx, std::
     if (after_each) after_each(res);
   }
   char buf[160];
-  std::snprintf(buf, sizeof buf, "p=%.2f net: weight-scaled test acc %.3f; average of %d masked nets %.3f (agreement %.3f)",
-                c.ensemble_p, res.weight_scaled_accuracy, res.ensemble.back().masks, res.ensemble.back().accuracy,
-                res.ensemble.back().agreement);
+  std::snprintf(buf, sizeof buf, "p=%s net: weight-scaled test acc %.3f; average of %d masked nets %.3f (agreement %.3f)",
+                float_text(c.ensemble_p).c_str(), res.weight_scaled_accuracy, res.ensemble.back().masks,
+                res.ensemble.back().accuracy, res.ensemble.back().agreement);
   log_line(log, buf);
   expectation_check(c, ctx, res);
   const ExpectationPoint& e = res.expectation.back();
@@ -252,12 +252,10 @@ LineChart dropout_accuracy_chart(const DropoutResult& r) {
   ch.y_label = "accuracy (train dashed, test solid)";
   for (std::size_t i = 0; i < r.curves.size(); ++i) {
     const DropoutCurve& c = r.curves[i];
-    char name[48];
     ChartSeries train, test;
-    std::snprintf(name, sizeof name, "p=%.1f train", c.p);
-    train.name = name;
-    std::snprintf(name, sizeof name, "p=%.1f test", c.p);
-    test.name = name;
+    // The shortest form: p=%.1f made 0.05 and 0.1 both "p=0.1".
+    train.name = "p=" + float_text(c.p) + " train";
+    test.name = "p=" + float_text(c.p) + " test";
     train.dashed = true;
     train.color = test.color = static_cast<int>(i);
     for (std::size_t e = 0; e < c.train_accuracy.size(); ++e) {
@@ -274,9 +272,7 @@ LineChart dropout_accuracy_chart(const DropoutResult& r) {
 
 LineChart dropout_ensemble_chart(const DropoutResult& r) {
   LineChart ch;
-  char title[120];
-  std::snprintf(title, sizeof title, "Weight scaling vs averaging k masked networks (p=%.1f)", r.config.ensemble_p);
-  ch.title = title;
+  ch.title = "Weight scaling vs averaging k masked networks (p=" + float_text(r.config.ensemble_p) + ")";
   ch.x_label = "k (masked networks averaged)";
   ch.y_label = "test accuracy / agreement";
   ch.log_x = true;
@@ -300,9 +296,7 @@ LineChart dropout_ensemble_chart(const DropoutResult& r) {
 
 LineChart dropout_expectation_chart(const DropoutResult& r) {
   LineChart ch;
-  char title[120];
-  std::snprintf(title, sizeof title, "Mean of m dropout masks vs the inference output (p=%.1f)", r.config.expectation_p);
-  ch.title = title;
+  ch.title = "Mean of m dropout masks vs the inference output (p=" + float_text(r.config.expectation_p) + ")";
   ch.x_label = "m (masks averaged)";
   ch.y_label = "mean relative error";
   ch.log_x = ch.log_y = true;
@@ -329,12 +323,14 @@ std::vector<std::string> write_dropout_report(const DropoutResult& r, const std:
   ReportFolder folder(dir);
   const bool has_curves = !r.curves.empty(), has_ensemble = !r.ensemble.empty(),
              has_expectation = !r.expectation.empty();
-  if (const std::string p = folder.file("dropout_accuracy.svg", has_curves); !p.empty())
-    write_svg(dropout_accuracy_chart(r), p);
-  if (const std::string p = folder.file("dropout_ensemble.svg", has_ensemble); !p.empty())
-    write_svg(dropout_ensemble_chart(r), p);
-  if (const std::string p = folder.file("dropout_expectation.svg", has_expectation); !p.empty())
-    write_svg(dropout_expectation_chart(r), p);
+  // A chart with nothing to draw (NaN, or no positive value on the log axes) is left out rather
+  // than raised about: the run goes on and its tables are still written.
+  auto svg = [&](const LineChart& ch, const std::string& file) {
+    if (const std::string p = folder.file(file, has_drawable_point(ch)); !p.empty()) write_svg(ch, p);
+  };
+  svg(dropout_accuracy_chart(r), "dropout_accuracy.svg");
+  svg(dropout_ensemble_chart(r), "dropout_ensemble.svg");
+  svg(dropout_expectation_chart(r), "dropout_expectation.svg");
   if (const std::string p = folder.file("dropout_accuracy.csv", has_curves); !p.empty()) {
     CsvTable acc({"p", "epoch", "train_loss", "train_accuracy", "test_accuracy"});
     for (const DropoutCurve& c : r.curves)

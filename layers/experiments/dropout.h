@@ -8,7 +8,8 @@
 //    average of the softmax outputs of k randomly masked networks (an inference executor with
 //    CompileOptions::sample_dropout: training-mode dropout, no batch norm involved), for k =
 //    1, 2, 4, ...: accuracy, agreement with the weight-scaled prediction, and mean total-variation
-//    distance between the two predicted distributions.
+//    distance between the two predicted distributions. The k are nested, not independent: one
+//    sequence of max_masks masked runs per batch, and the k-point averages its first k runs.
 // 3. Expectation: for inverted and vanilla dropout, the mean over m masks of a dropout layer's
 //    training-mode output against its inference output, as a mean relative error, for m = 1, 2,
 //    4, ... (both converge to 0 like 1/sqrt(m)); and, for contrast, vanilla dropout's mean
@@ -82,8 +83,10 @@ DropoutResult run_dropout_experiment(const DropoutConfig& cfg, Context& ctx, std
                                      const std::function<void(const DropoutResult&)>& after_each = {});
 
 // dropout_accuracy.svg/.csv, dropout_ensemble.svg/.csv, dropout_expectation.svg/.csv in `dir`;
-// for a partial result, only the parts it has (stale copies of the others are removed). Returns
-// the paths written: the charts, then the tables.
+// for a partial result, only the parts it has (stale copies of the others are removed; an empty
+// result removes all six, as the program does before it starts). A chart with no drawable point
+// is left out and its table written all the same. Returns the paths written: the charts, then
+// the tables.
 LineChart dropout_accuracy_chart(const DropoutResult& r);
 LineChart dropout_ensemble_chart(const DropoutResult& r);
 LineChart dropout_expectation_chart(const DropoutResult& r);

@@ -242,3 +242,101 @@ TEST(SvgChart, WriteSvgWritesTheDocument) {
   EXPECT_EQ(dir.entries(), std::vector<std::string>{"chart.svg"});  // no temporary left behind
   EXPECT_THROW(write_svg(c, dir / "missing/chart.svg"), Error);
 }
+
+namespace {
+LineChart one_series(const std::vector<double>& x, const std::vector<double>& y, bool log_y = false) {
+  LineChart c;
+  c.title = "review";
+  c.log_y = log_y;
+  ChartSeries s;
+  s.name = "s";
+  s.x = x;
+  s.y = y;
+  c.series = {s};
+  return c;
+}
+
+// y1 of every <line> in <g class="minor-ticks">, and the frame's top edge.
+std::vector<double> minor_tick_ys(const std::string& svg) {
+  const std::size_t start = svg.find("<g class=\"minor-ticks\"");
+  const std::string body = svg.substr(start, svg.find("</g>", start) - start);
+  std::vector<double> ys;
+  for (std::size_t p = body.find(" y1=\""); p != std::string::npos; p = body.find(" y1=\"", p + 1))
+    ys.push_back(std::stod(body.substr(p + 5)));
+  return ys;
+}
+double frame_top(const std::string& svg) {
+  const std::size_t p = svg.find("<rect class=\"frame\"");
+  return std::stod(svg.substr(svg.find(" y=\"", p) + 4));
+}
+}  // namespace
+
+// Values one rounding step apart used to pick a step of ~1e-17 (or 5 around 1e17) whose tick
+// counter passed 2^53 and never moved: render_svg hung or ran out of memory.
+TEST(SvgChart, ValuesOneRoundingStepApartAreOneValue) {
+  for (const std::vector<double>& y : {std::vector<double>{0.3, 0.1 + 0.2, 0.3}, std::vector<double>{1e17, 1e17 + 16}}) {
+    std::vector<double> x;
+    for (std::size_t i = 0; i < y.size(); ++i) x.push_back(static_cast<double>(i + 1));
+    const std::string svg = render_svg(one_series(x, y));
+    EXPECT_EQ(xml_problem(svg), "");
+    const std::vector<std::string> ticks = group_texts(svg, "y-ticks");
+    EXPECT_GE(ticks.size(), 2u) << y[0];
+    EXPECT_LE(ticks.size(), 12u) << y[0];
+  }
+  EXPECT_THROW(linear_ticks(1e17, 1e17 + 16, 6), Error) << "a range below the values' precision";
+}
+
+// make_axis rounded the range to its step but linear_ticks picked a coarser one, so the axis
+// (0 .. 1.4) ended between ticks (0, 0.5, 1.0).
+TEST(SvgChart, LinearAxisEndsOnATick) {
+  const std::string svg = render_svg(one_series({1, 2}, {0.19, 1.384}));
+  const std::vector<std::string> y = group_texts(svg, "y-ticks");
+  ASSERT_FALSE(y.empty());
+  EXPECT_EQ(y.front(), "0");
+  EXPECT_EQ(y.back(), "1.4");
+  EXPECT_EQ(y.size(), 8u);  // step 0.2
+}
+
+// The minor-tick loop multiplied by 10 from the axis' lower end: rounding ran it one decade past
+// 1e-4 (24 ticks, 8 above the frame).
+TEST(SvgChart, LogMinorTicksStayInTheFrame) {
+  const std::string svg = render_svg(one_series({1, 2, 3}, {2e-6, 5e-5, 3e-6}, /*log_y=*/true));
+  EXPECT_EQ(group_texts(svg, "y-ticks"), (std::vector<std::string>{"1e-6", "1e-5", "1e-4"}));
+  const std::vector<double> ys = minor_tick_ys(svg);
+  EXPECT_EQ(ys.size(), 16u);
+  const double top = frame_top(svg);
+  for (double v : ys) EXPECT_GE(v, top);
+  // Another pair whose decade count rounded up.
+  EXPECT_EQ(minor_tick_ys(render_svg(one_series({1, 2}, {2e-12, 5e-9}, true))).size(), 4u * 8u);
+}
+
+TEST(SvgChart, LogTicksKeepToMaxLabels) {
+  for (const auto& [lo, hi] : {std::make_pair(1e-5, 1e5), std::make_pair(1e-1, 1e9), std::make_pair(1e-9, 1e0)}) {
+    const std::vector<double> t = log_ticks(lo, hi, 10);
+    EXPECT_LE(t.size(), 10u) << lo << " .. " << hi;
+    EXPECT_GE(t.size(), 5u) << lo << " .. " << hi;
+  }
+  EXPECT_EQ(log_ticks(1e-5, 1e5, 10).size(), 5u);  // every second decade, 1 among them
+  EXPECT_EQ(log_ticks(1e-4, 1e5, 10).size(), 10u);  // nine decades: all ten labelled
+}
+
+// A run of one drawable point (a series of one point, or a point between NaNs) is a path of a
+// lone "M": nothing visible unless it gets a marker.
+TEST(SvgChart, LonePointsGetAMarker) {
+  EXPECT_EQ(count(render_svg(one_series({1}, {0.5})), "<circle"), 1);
+  EXPECT_EQ(count(render_svg(one_series({1, 2, 3, 4, 5, 6}, {1, NAN, 2, NAN, 3, 4})), "<circle"), 2);
+  EXPECT_EQ(count(render_svg(one_series({1, 2, 3}, {1, 2, 3})), "<circle"), 0) << "a line needs no marker";
+}
+
+// XML 1.0 allows no control characters but tab, newline and carriage return.
+TEST(SvgChart, ControlCharactersAreNotWritten) {
+  LineChart c = one_series({1, 2}, {1, 2});
+  c.title = std::string("bell\x07 and\x1f unit");
+  c.series[0].name = std::string("nul\x01", 4);
+  const std::string svg = render_svg(c);
+  for (char ch = 1; ch < 0x20; ++ch) {
+    const bool allowed = ch == '\t' || ch == '\n' || ch == '\r';
+    EXPECT_TRUE(allowed || svg.find(ch) == std::string::npos) << "control character " << static_cast<int>(ch);
+  }
+  EXPECT_EQ(xml_problem(svg), "");
+}
