@@ -20,6 +20,8 @@ ValueInfo check_inputs(const Graph& g, const std::string& what, const std::vecto
   KESTREL_CHECK(o.hidden > 0, what, ": hidden size must be positive, got ", o.hidden);
   KESTREL_CHECK(lstm || (!o.forget_bias && !o.c0.valid()), what, ": forget_bias and c0 are LSTM options");
   const ValueInfo first = g.info(xs[0]);
+  KESTREL_CHECK(first.shape().rank() != 1, what, ": step 0 ", first.describe(),
+                " is not [N, features]: a sequence of scalars needs a feature axis (reshape [N, T] to [N, T, 1], then unstack)");
   KESTREL_CHECK(first.shape().rank() == 2, what, ": step 0 ", first.describe(),
                 " is not [N, features] (unstack a [N, T, F] sequence first)");
   for (std::size_t t = 1; t < xs.size(); ++t) {

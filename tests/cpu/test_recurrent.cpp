@@ -203,6 +203,26 @@ TEST(Recurrent, LstmGradientsOfWeightsInputsAndInitialStates) {
   }, o));
 }
 
+// The zero initial states the layers make for themselves (inputs <name>.h0 / <name>.c0, zeroed by
+// the executor) and an LSTM without forget_bias: the path the gradient-flow experiment takes.
+TEST(Recurrent, GradientsWithTheLayersOwnZeroStates) {
+  for (bool lstm : {false, true}) {
+    SCOPED_TRACE(lstm ? "lstm" : "rnn");
+    EXPECT_TRUE(kestrel::testing::check_gradients(graph_options(kN), [lstm](Graph& g) {
+      nn::RecurrentOptions o;
+      o.hidden = kH;
+      const Value x = g.input("x", {Shape{kN, kT, kF}});
+      const Value labels = nn::label_input(g, "labels");
+      const std::vector<Value> steps = nn::unstack(g, x);
+      const nn::RecurrentOutput out = lstm ? nn::lstm(g, "seq", steps, o) : nn::rnn(g, "seq", steps, o);
+      nn::softmax_cross_entropy(g, nn::linear(g, "head", out.h.back(), 3), labels);
+    }, [](Executor& ex) {
+      kestrel::testing::feed_uniform(ex, "x", 4, -1.5f, 1.5f);
+      kestrel::testing::feed_labels(ex, "labels", 3);
+    }, grad_options(false)));
+  }
+}
+
 TEST(Recurrent, ErrorsNameTheLayer) {
   Graph g(graph_options(2));
   const Value x = g.input("x", {Shape{2, 4}});
@@ -215,6 +235,8 @@ TEST(Recurrent, ErrorsNameTheLayer) {
   EXPECT_NE(steps.find("step 1 'y' [2, 5] fp32 differs from step 0 'x' [2, 4] fp32"), std::string::npos) << steps;
   const std::string rank = error_of([&] { nn::rnn(g, "r3", {g.input("seq", {Shape{2, 3, 4}})}, o); });
   EXPECT_NE(rank.find("unstack a [N, T, F] sequence first"), std::string::npos) << rank;
+  const std::string scalars = error_of([&] { nn::rnn(g, "r5", nn::unstack(g, g.input("s", {Shape{2, 7}})), o); });
+  EXPECT_NE(scalars.find("needs a feature axis (reshape [N, T] to [N, T, 1]"), std::string::npos) << scalars;
   nn::RecurrentOptions bad_h0 = o;
   bad_h0.h0 = g.input("h_wrong", {Shape{2, 4}});
   const std::string h0 = error_of([&] { nn::lstm(g, "l2", {x}, bad_h0); });
