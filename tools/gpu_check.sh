@@ -18,7 +18,7 @@
 #   tools/pytorch_train_reference.py (same recipe: batch 512, bf16, cosine lr 0.4, SGD Nesterov,
 #   weight decay 5e-4; --train-recipe=he for He et al.'s instead: batch 128, lr 0.1 divided by 10
 #   at 50% and 75%, weight decay 1e-4, momentum 0.9, in bf16) on CIFAR-10 from
-#   $KESTREL_CIFAR_DIR (default .gpu-data/cifar10; made from
+#   $KESTREL_CIFAR_DIR (default .gpu-cache/cifar10; made from
 #   .gpu-data/cifar10-jpeg.pack.gz with .gpu-data/to_cifar_bin.py when missing), logs in train.log.
 #   --experiments=LIST: the full runs of the seed experiments in LIST (comma-separated: dropout,
 #   degradation, gradient_flow) on that CIFAR-10, their SVG/CSV charts and logs packed into
@@ -29,11 +29,14 @@
 #   each program rewrites its charts after each network (seed_dropout: after each dropout rate and
 #   after its expectation check), so a run cut off at the time limit keeps those done.
 #   --no-tests and --no-bench skip those stages, for a call that only runs experiments.
-#   --deadline=SECONDS (default 570, for the device tool's 600-s call): the training and experiment
-#   stages get what is left before it (training through cifar10_train --time-limit, experiments
-#   through timeout) and are skipped when under 30 s remain, so the packed results and the summary
-#   come back; pass the call's timeout_s less 30 when a call runs under a shorter limit.
+#   --deadline=SECONDS (default 570, for the device tool's 600-s call): every stage gets at most
+#   what is left before it (tests, sanitizers, benchmarks and experiments through timeout, training
+#   through cifar10_train --time-limit) and is skipped when under 30 s remain, so the packed results
+#   and the summary come back; pass the call's timeout_s less 30 when a call runs under a shorter
+#   limit.
 #   A call that runs every stage writes 9 files: leave out one (--no-sanitizer or no --train).
+# CIFAR-10 is converted once into .gpu-cache/cifar10 (ignored and not carried, so it stays on a warm
+# machine between calls; a carried folder is replaced on every call).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 OUT=${OUT:-$PWD/out}
@@ -67,7 +70,8 @@ for n in "$train_epochs" "$experiment_steps" "${deadline:-0}"; do
     exit 2
   fi
 done
-status() { echo "gpu_check: $*" | tee -a "$OUT/summary.txt" >&2; }
+exec 3>&2  # status lines reach the console even from a stage whose output goes to a log
+status() { echo "gpu_check: $*" | tee -a "$OUT/summary.txt" >&3; }
 script_t0=$(date +%s)
 # Seconds a stage may run: what is left before the deadline less `reserve` (for the work after
 # it: packing, the summary), at most `cap`; 0 when under 30 s would remain.
@@ -77,6 +81,18 @@ stage_budget() {
   [ "$b" -gt "$cap" ] && b=$cap
   [ "$b" -lt 30 ] && b=0
   echo "$b"
+}
+# Runs "$@" (a stage named $1) under timeout with stage_budget 20 $2; when under 30 s would
+# remain it says so and returns 125 without running. A stage cut off at its limit returns 124.
+run_limited() {
+  local name=$1 cap=$2 b
+  shift 2
+  b=$(stage_budget 20 "$cap")
+  if [ "$b" -eq 0 ]; then
+    status "$name: skipped, under 30 s left before the deadline (--deadline=$deadline)"
+    return 125
+  fi
+  timeout "$b" "$@"
 }
 : > "$OUT/summary.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu_check: device: /' | tee -a "$OUT/summary.txt"
@@ -92,13 +108,26 @@ else
   # build-gpu; CTest's files name the checkout's absolute path, rewritten here when it differs.
   if [ -d .gpu-build/build-gpu ]; then rm -rf build-gpu && mv .gpu-build/build-gpu build-gpu; fi
   [ -x build-gpu/bin/kestrel_cuda_tests ] || { status "--no-build but build-gpu/bin is missing"; exit 1; }
+  # The binaries' library path, the test programs' compiled-in paths and the include links name
+  # the checkout's absolute path: a tree moved elsewhere would run the original's files, or none.
   old_root=$(grep -m1 '^CMAKE_HOME_DIRECTORY' build-gpu/CMakeCache.txt | cut -d= -f2)
   echo "carried build-gpu from $old_root" > "$OUT/build.log"
-  if [ -n "$old_root" ] && [ "$old_root" != "$PWD" ]; then
-    grep -rlF "$old_root" build-gpu --include='*.cmake' --include=CMakeCache.txt | while read -r f; do
-      sed -i "s#$old_root#$PWD#g" "$f"
-    done
-    echo "rewrote $old_root -> $PWD in build-gpu's CTest files" >> "$OUT/build.log"
+  if [ "$old_root" != "$PWD" ]; then
+    status "--no-build: build-gpu was built in '$old_root' but this checkout is $PWD; carried builds work only at the same path (build here instead: drop --no-build)"
+    exit 1
+  fi
+  # A build made from other sources than these would measure the wrong code: tools/gpu_slim_build.sh
+  # records the sources' checksums.
+  if [ -f build-gpu/SOURCES.sha256 ]; then
+    stale=$(sha256sum --quiet -c build-gpu/SOURCES.sha256 2>&1 | grep -c -v '^sha256sum: WARNING')
+    if [ "$stale" -gt 0 ]; then
+      sha256sum --quiet -c build-gpu/SOURCES.sha256 >> "$OUT/build.log" 2>&1
+      status "--no-build: the carried build-gpu is stale: $stale source file(s) differ from the ones it was built from (build.log); rebuild it and run tools/gpu_slim_build.sh"
+      exit 1
+    fi
+    echo "sources match build-gpu/SOURCES.sha256 ($(wc -l < build-gpu/SOURCES.sha256) files)" >> "$OUT/build.log"
+  else
+    status "--no-build: no build-gpu/SOURCES.sha256 (not made by tools/gpu_slim_build.sh): cannot tell whether the build matches these sources"
   fi
   status "build: carried build-gpu (no rebuild)"
 fi
@@ -106,7 +135,7 @@ fi
 # CIFAR-10 in the binary format at $KESTREL_CIFAR_DIR (default .gpu-data/cifar10), made from the
 # carried lossy pack when missing; prints the folder, or nothing when there is no data. Log: $1.
 cifar_dir() {
-  local data=${KESTREL_CIFAR_DIR:-.gpu-data/cifar10}
+  local data=${KESTREL_CIFAR_DIR:-.gpu-cache/cifar10}
   if [ ! -f "$data/test_batch.bin" ] && [ -f .gpu-data/cifar10-jpeg.pack.gz ] && [ -f .gpu-data/to_cifar_bin.py ]; then
     python3 .gpu-data/to_cifar_bin.py .gpu-data/cifar10-jpeg.pack.gz "$data" >> "$1" 2>&1
   fi
@@ -117,14 +146,21 @@ test_rc=0
 if [ $tests = 1 ]; then
   t0=$(date +%s)
   # -LE docs: the README compile check is host-only and needs this machine's compiler paths.
-  KESTREL_REQUIRE_GPU=1 ctest --preset gpu -j 8 --timeout 300 -LE docs > "$OUT/tests.log" 2>&1
+  run_limited tests 600 env KESTREL_REQUIRE_GPU=1 ctest --preset gpu -j 8 --timeout 300 -LE docs > "$OUT/tests.log" 2>&1
   test_rc=$?
-  status "tests: $(grep -E 'tests passed|tests failed' "$OUT/tests.log" | tail -1) ($(( $(date +%s) - t0 )) s)"
-  grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess aborted|Not Run)\)' "$OUT/tests.log" | head -20 | sed 's/^/gpu_check:   /' | tee -a "$OUT/summary.txt"
+  summary_line=$(grep -E 'tests passed|tests failed' "$OUT/tests.log" | tail -1)
+  [ $test_rc -eq 124 ] && summary_line="stopped at the deadline, unfinished"
+  [ $test_rc -ne 125 ] && status "tests: $summary_line rc=$test_rc ($(( $(date +%s) - t0 )) s)"
+  # Every test CTest lists as failed, whatever its status (Failed, Timeout, SEGFAULT, Subprocess
+  # killed - an out-of-memory kill -, ILLEGAL, Bus error, Not Run, ...).
+  sed -n '/The following tests FAILED:/,$p' "$OUT/tests.log" | grep -E '^\s+[0-9]+ - ' | head -20 | sed 's/^/gpu_check:   /' | tee -a "$OUT/summary.txt"
 fi
 
 san_rc=0
-if [ $sanitizer = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
+if [ $sanitizer = 1 ] && ! command -v compute-sanitizer >/dev/null 2>&1; then
+  status "compute-sanitizer not found on PATH: the sanitizer stage did not run (--no-sanitizer skips it)"
+  san_rc=1
+elif [ $sanitizer = 1 ]; then
   t0=$(date +%s)
   : > "$OUT/sanitizer.log"
   tools=(memcheck); [ $quick = 0 ] && tools+=(racecheck)
@@ -134,10 +170,10 @@ if [ $sanitizer = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
     filter='*:-*Sweep*:*On10M*:*10MElements*'
     [ "$tool" = racecheck ] && filter='*Dropout*:*BatchNorm*:*LayerNorm*:*Reduce*:*Bias*:*Pool*:*Softmax*:*Optimizer*:*Augment*:*Argmax*:-*Sweep*:*On10M*:*10MElements*'
     echo "=== compute-sanitizer --tool $tool (filter $filter)" >> "$OUT/sanitizer.log"
-    KESTREL_REQUIRE_GPU=1 timeout 600 compute-sanitizer --tool "$tool" --error-exitcode 99 \
+    run_limited "compute-sanitizer $tool" 600 env KESTREL_REQUIRE_GPU=1 compute-sanitizer --tool "$tool" --error-exitcode 99 \
       build-gpu/bin/kestrel_cuda_tests --gtest_filter="$filter" --gtest_brief=1 >> "$OUT/sanitizer.log" 2>&1
     rc=$?; [ $rc -ne 0 ] && san_rc=$rc
-    status "compute-sanitizer $tool: $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1) rc=$rc"
+    [ $rc -ne 125 ] && status "compute-sanitizer $tool: $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1) rc=$rc"
   done
   status "sanitizer done in $(( $(date +%s) - t0 )) s"
 fi
@@ -152,10 +188,10 @@ if [ $bench = 1 ]; then
     echo "=== $b" >> "$OUT/bench.log"
     bflag=("${qflag[@]}")
     [ $resnet_quick = 1 ] && [ "$(basename "$b")" = bench_resnet ] && bflag=(--quick)
-    timeout 600 "$b" --json "$OUT/bench.jsonl" "${bflag[@]}" >> "$OUT/bench.log" 2>&1
+    run_limited "$(basename "$b")" 600 "$b" --json "$OUT/bench.jsonl" "${bflag[@]}" >> "$OUT/bench.log" 2>&1
     # Saved first: the $(basename ...) in status's argument would reset $? to 0 before rc=$?.
     rc=$?; [ $rc -ne 0 ] && bench_rc=$rc
-    status "$(basename "$b"): rc=$rc ($(( $(date +%s) - t0 )) s)"
+    [ $rc -ne 125 ] && status "$(basename "$b"): rc=$rc ($(( $(date +%s) - t0 )) s)"
   done
   # ResNet training again with BN+ReLU outputs kept for backward instead of rebuilt
   # (CompileOptions::recompute_bn_relu = false): the memory recomputation saves and the time it
@@ -164,25 +200,25 @@ if [ $bench = 1 ]; then
     t0=$(date +%s)
     echo "=== build-gpu/bin/bench_resnet --recompute-bn off" >> "$OUT/bench.log"
     bflag=("${qflag[@]}"); [ $resnet_quick = 1 ] && bflag=(--quick)
-    timeout 600 build-gpu/bin/bench_resnet --recompute-bn off --json "$OUT/bench.jsonl" "${bflag[@]}" >> "$OUT/bench.log" 2>&1
+    run_limited "bench_resnet --recompute-bn off" 600 build-gpu/bin/bench_resnet --recompute-bn off --json "$OUT/bench.jsonl" "${bflag[@]}" >> "$OUT/bench.log" 2>&1
     rc=$?; [ $rc -ne 0 ] && bench_rc=$rc
-    status "bench_resnet --recompute-bn off: rc=$rc ($(( $(date +%s) - t0 )) s)"
+    [ $rc -ne 125 ] && status "bench_resnet --recompute-bn off: rc=$rc ($(( $(date +%s) - t0 )) s)"
   fi
 
   if [ $pytorch = 1 ] && [ -f tools/pytorch_reference.py ]; then
     t0=$(date +%s)
     if [ $resnet_quick = 1 ] && [ $quick = 0 ]; then
-      PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" \
+      PYTHONUNBUFFERED=1 run_limited pytorch_reference 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" \
         --only copy,dropout,add_relu,batchnorm >> "$OUT/bench.log" 2>&1
       rc=$?
-      PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" \
+      PYTHONUNBUFFERED=1 run_limited pytorch_reference 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" \
         --only resnet --quick >> "$OUT/bench.log" 2>&1
       rc2=$?; [ $rc -eq 0 ] && rc=$rc2
     else
-      PYTHONUNBUFFERED=1 timeout 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" "${qflag[@]}" >> "$OUT/bench.log" 2>&1
+      PYTHONUNBUFFERED=1 run_limited pytorch_reference 600 python3 tools/pytorch_reference.py --json "$OUT/pytorch.jsonl" "${qflag[@]}" >> "$OUT/bench.log" 2>&1
       rc=$?
     fi
-    status "pytorch_reference: rc=$rc ($(( $(date +%s) - t0 )) s)"
+    [ $rc -ne 125 ] && status "pytorch_reference: rc=$rc ($(( $(date +%s) - t0 )) s)"
   fi
 fi
 
@@ -198,31 +234,33 @@ if [ "$train_epochs" -gt 0 ]; then
       recipe=(--data "$data" --model "$train_model" --epochs "$train_epochs" --batch 512 --lr 0.4
               --schedule cosine --nesterov --weight-decay 5e-4 --dtype bf16)
     fi
-    echo "=== cifar10_train ${recipe[*]} --layout nhwc --deterministic off" >> "$OUT/train.log"
     # --deterministic off: autotuned, possibly non-deterministic engines, as PyTorch's
     # cudnn.benchmark = True; the default (deterministic, first engine) would time another policy.
     # Kestrel gets a third of what is left when PyTorch trains after it (about twice as slow), all
     # of it otherwise; --time-limit stops it at a step with the test accuracy still reported.
     share=1; [ $pytorch = 1 ] && share=3
-    b=$(stage_budget 30 $(( 600 * share )))
-    b=$(( b / share ))
+    left=$(stage_budget 30 $(( 600 * share )))
+    b=$(( left / share ))
     # The limit counts from the first step: 40 s of it are left for data loading, autotuning and
-    # the final test-set pass.
+    # the final test-set pass. Without Kestrel's run PyTorch's would compare with nothing.
+    kestrel_trained=0
     if [ "$b" -lt 60 ]; then
-      status "cifar10_train: skipped, under 60 s left before the deadline (--deadline=$deadline)"
+      status "cifar10_train: skipped: its share of the $left s left before the deadline (--deadline=$deadline) is under 60 s; PyTorch's run skipped too"
     else
+      echo "=== cifar10_train ${recipe[*]} --layout nhwc --deterministic off (time limit $b s)" >> "$OUT/train.log"
       timeout "$b" build-gpu/bin/cifar10_train "${recipe[@]}" --layout nhwc --deterministic off --log-every 1000 \
         --time-limit "$(awk -v s="$b" 'BEGIN { printf "%.2f", (s - 40) / 60 }')" >> "$OUT/train.log" 2>&1
       status "cifar10_train: rc=$? $(grep -E '^epoch [0-9]+/[0-9]+:' "$OUT/train.log" | tail -1)"
+      kestrel_trained=1
     fi
     b=$(stage_budget 30 600)
-    if [ $pytorch = 1 ] && [ "$b" -gt 0 ]; then
+    if [ $pytorch = 1 ] && [ $kestrel_trained = 1 ] && [ "$b" -gt 0 ]; then
       echo "=== pytorch_train_reference ${recipe[*]}" >> "$OUT/train.log"
       PYTHONUNBUFFERED=1 timeout "$b" python3 tools/pytorch_train_reference.py "${recipe[@]}" >> "$OUT/train.log" 2>&1
       status "pytorch_train_reference: rc=$? $(grep -E '^epoch [0-9]+/[0-9]+:' "$OUT/train.log" | tail -1)"
     fi
   else
-    status "training comparison skipped: no CIFAR-10 at ${KESTREL_CIFAR_DIR:-.gpu-data/cifar10}"
+    status "training comparison skipped: no CIFAR-10 at ${KESTREL_CIFAR_DIR:-.gpu-cache/cifar10} (nor .gpu-data/cifar10-jpeg.pack.gz to make it from)"
   fi
   status "training done in $(( $(date +%s) - t0 )) s"
 fi
@@ -251,13 +289,14 @@ if [ -n "$experiments" ]; then
     e0=$(date +%s)
     timeout "$b" "${cmd[@]}" >> "$log" 2>&1
     rc=$?; [ $rc -ne 0 ] && exp_rc=$rc
-    [ $rc -eq 124 ] && status "seed_$e: stopped at its time limit; seed_degradation keeps the networks it finished"
+    [ $rc -eq 124 ] && status "seed_$e: stopped at its time limit; its report holds the parts it finished"
     status "seed_$e: rc=$rc ($(( $(date +%s) - e0 )) s)"
     # Packed after each experiment, so a call cut off later still returns what finished.
     nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$exp_dir/device.txt" 2>&1
     tar -czf "$OUT/experiments.tar.gz" -C "$exp_dir" .
   done
-  status "experiments done in $(( $(date +%s) - t0 )) s (experiments.tar.gz)"
+  packed="(nothing packed)"; [ -f "$OUT/experiments.tar.gz" ] && packed="(experiments.tar.gz)"
+  status "experiments done in $(( $(date +%s) - t0 )) s $packed"
 fi
 
 python3 tools/gpu_summary.py "$OUT" | tee -a "$OUT/summary.txt"

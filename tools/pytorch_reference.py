@@ -75,13 +75,16 @@ class Bench:
             with open(self.json_path, "a") as f:
                 f.write(json.dumps(line) + "\n")
 
-    def report_throughput(self, bench, config, images_per_s, peak_mem_mb, step_ms, impl="pytorch"):
+    def report_throughput(self, bench, config, images_per_s, peak_mem_mb, step_ms, impl="pytorch",
+                          peak_with_setup_mb=None):
         """A training-throughput line (bench_resnet's fields)."""
         print("%-16s %-22s %-28s %12.3f ms %9.0f img/s %8.1f MB" % (
             impl, bench, config, step_ms, images_per_s, peak_mem_mb), flush=True)
         line = {"impl": impl, "bench": bench, "config": config, "device": self.device,
                 "images_per_s": round(images_per_s, 1), "peak_mem_mb": round(peak_mem_mb, 1),
                 "step_ms": round(step_ms, 4)}
+        if peak_with_setup_mb is not None:
+            line["peak_with_setup_mb"] = round(peak_with_setup_mb, 1)
         if self.json_path:
             with open(self.json_path, "a") as f:
                 f.write(json.dumps(line) + "\n")
@@ -171,22 +174,19 @@ def bench_resnet(b):
     Kestrel's fp32). fp32 NCHW and bf16 autocast + channels_last; eager for every model and batch,
     torch.compile for batch 512 of ResNet-20 and -56 (compiling takes ~30-60 s a model; ResNet-110's
     longest, so it has eager figures only).
-    images/s from the median step time (CUDA events) after warm-up; peak memory is
-    torch.cuda.max_memory_allocated over building the model, the optimizer and the steps."""
+    images/s from the median step time (CUDA events) after warm-up. Peak memory is
+    torch.cuda.max_memory_allocated over the timed steps (peak_mem_mb: what a training step needs,
+    as bench_resnet's), and over everything from building the model on (peak_with_setup_mb). The
+    first excludes the cuDNN algorithm search of step 0: its cache is process-wide, so only the
+    first row of each convolution shape paid for it (ResNet-20's peaks came out ~380 MB above the
+    line through ResNet-56's and -110's at batch 512 fp32; Kestrel autotunes every row)."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import pytorch_resnet  # noqa: E402  (a sibling module of this script)
 
     torch = b.torch
     F = torch.nn.functional
     torch.backends.cudnn.benchmark = True
-    # Exact fp32 on both sides (Kestrel's fp32 excludes TF32). PyTorch 2.9+ has a new switch and
-    # warns about (or refuses) mixing it with the old one: use whichever this version has.
-    try:
-        torch.backends.cudnn.conv.fp32_precision = "ieee"
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
-    except AttributeError:
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+    pytorch_resnet.exact_fp32(torch)  # Kestrel's fp32 excludes TF32
     models = ["resnet20"] if b.quick else ["resnet20", "resnet56", "resnet110"]
     batches = [512] if b.quick else [128, 512]
     variants = [("fp32", "nchw", None, torch.contiguous_format), ("bf16", "nhwc", torch.bfloat16, torch.channels_last)]
@@ -224,9 +224,12 @@ def bench_resnet(b):
                             opt.step()
 
                         step(0)  # compiles (torch.compile) and picks cuDNN algorithms outside the timing
+                        setup_peak = torch.cuda.max_memory_allocated() / 1e6
+                        torch.cuda.reset_peak_memory_stats()
                         us = b.median_us(step)
                         peak = torch.cuda.max_memory_allocated() / 1e6
-                        b.report_throughput("resnet_train", config, batch * 1e6 / us, peak, us / 1e3, impl)
+                        b.report_throughput("resnet_train", config, batch * 1e6 / us, peak, us / 1e3, impl,
+                                            peak_with_setup_mb=max(peak, setup_peak))
                     except Exception as e:  # noqa: BLE001 - report and go on with the next row
                         print("pytorch_reference: resnet %s %s failed: %s" % (impl, config, e), file=sys.stderr)
                     finally:

@@ -20,6 +20,18 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 RECORD = 1 + 3 * 32 * 32
 
 
+def exact_fp32(torch):
+    """Exact fp32 convolutions and matrix products (no TF32), as Kestrel's fp32. PyTorch 2.9+ has a
+    new switch and warns about (or refuses) mixing it with the old one: use whichever this version
+    has."""
+    try:
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    except AttributeError:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def depth_blocks(model):
     """'resnet20' -> 3 blocks a stage (depth 6n+2); raises ValueError for other names."""
     if not model.startswith("resnet") or not model[6:].isdigit():

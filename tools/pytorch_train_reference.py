@@ -79,6 +79,7 @@ def main(argv=None):
     F = torch.nn.functional
     torch.manual_seed(args.seed)
     torch.backends.cudnn.benchmark = True
+    pytorch_resnet.exact_fp32(torch)  # as Kestrel's fp32 (bf16 autocast is unaffected)
     dev = torch.device("cuda")
     device_name = torch.cuda.get_device_name(0)
     try:
