@@ -47,7 +47,7 @@ Value block_v1(Graph& g, Value x, std::int64_t out, int stride, const ResNetConf
   return nn::relu(g, nn::add(g, h, shortcut));  // the fusion pass makes this BN+Add+ReLU
 }
 
-Value block_v2(Graph& g, Value x, std::int64_t out, int stride, const ResNetConfig& cfg) {
+Value block_v2(Graph& g, Value x, std::int64_t out, int stride, const ResNetConfig& cfg, bool after_stem) {
   const Value pre = nn::relu(g, nn::batch_norm(g, "bn1", x));
   Value h = nn::conv2d(g, "conv1", pre, out, 3, conv3x3(stride));
   h = nn::relu(g, nn::batch_norm(g, "bn2", h));
@@ -58,7 +58,10 @@ Value block_v2(Graph& g, Value x, std::int64_t out, int stride, const ResNetConf
   if (cfg.zero_init_last_bn) last.init = Init::zeros();
   h = nn::conv2d(g, "conv2", h, out, 3, last);
   if (!cfg.shortcuts) return h;
-  Value shortcut = x;
+  // The block after the stem convolution shares its first activation with the shortcut (He et al.
+  // 2016, sec. 4: "we adopt the first activation right after conv1 and before splitting into two
+  // paths"); later identity shortcuts carry the residual stream as it is.
+  Value shortcut = after_stem ? pre : x;
   if (stride != 1 || g.info(x).shape()[1] != out) {
     nn::Conv2dOptions proj;
     proj.stride = stride;
@@ -114,9 +117,13 @@ ResNetConfig resnet_config(const std::string& model, int version) {
 }
 
 Value residual_block(Graph& g, const std::string& name, Value x, std::int64_t out_channels, int stride,
-                     const ResNetConfig& cfg) {
+                     const ResNetConfig& cfg, bool after_stem) {
+  // Without a shortcut around it a zeroed branch zeroes the whole signal, and its gradient with it.
+  KESTREL_CHECK(!cfg.zero_init_last_bn || cfg.shortcuts, "block '", g.scoped(name),
+                "': zero_init_last_bn needs residual shortcuts (a plain network would start, and stay, at zero)");
   Graph::Scope s(g, name);
-  return cfg.version == 1 ? block_v1(g, x, out_channels, stride, cfg) : block_v2(g, x, out_channels, stride, cfg);
+  return cfg.version == 1 ? block_v1(g, x, out_channels, stride, cfg)
+                          : block_v2(g, x, out_channels, stride, cfg, after_stem);
 }
 
 Value build_resnet(Graph& g, Value images, const ResNetConfig& cfg) {
@@ -127,7 +134,7 @@ Value build_resnet(Graph& g, Value images, const ResNetConfig& cfg) {
     Graph::Scope s(g, "layer" + std::to_string(stage + 1));
     for (int b = 0; b < cfg.blocks_per_stage; ++b) {
       const int stride = (stage > 0 && b == 0) ? 2 : 1;
-      h = residual_block(g, std::to_string(b), h, cfg.widths[stage], stride, cfg);
+      h = residual_block(g, std::to_string(b), h, cfg.widths[stage], stride, cfg, stage == 0 && b == 0);
     }
   }
   if (cfg.version == 2) {
@@ -135,7 +142,9 @@ Value build_resnet(Graph& g, Value images, const ResNetConfig& cfg) {
     if (!cfg.flatten_head) h = nn::relu(g, h);
   }
   h = cfg.flatten_head ? nn::flatten(g, h) : nn::global_avg_pool(g, h);
-  return nn::linear(g, "fc", h, cfg.classes);
+  nn::LinearOptions fc;
+  if (cfg.flatten_head) fc.init = Init::he_normal(0);  // the seed net: He-normal throughout
+  return nn::linear(g, "fc", h, cfg.classes, fc);
 }
 
 }  // namespace kestrel

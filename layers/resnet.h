@@ -8,7 +8,11 @@
 //
 // CIFAR ResNet-(6n+2): conv3x3(16) -> 3 stages of n blocks (16, 32, 64 channels, stride 2 at the
 // start of stages 2 and 3) -> global average pooling -> dense(classes). v1 puts BN-ReLU after
-// the first conv; v2 puts a final BN-ReLU before the pooling.
+// the first conv; v2 shares the first block's BN-ReLU between its branch and its shortcut (the
+// "first activation" of He et al. 2016) and puts a final BN-ReLU before the pooling.
+// Initialisation: convolutions He normal with fan_in = C*R*S (He et al. 2015's derivation for the
+// forward pass; torchvision and He's Torch code use fan_out), BN gamma 1 / beta 0, the dense
+// layer Xavier uniform (He normal in the seed net) with a U(+-1/sqrt(fan_in)) bias.
 #pragma once
 
 #include <cstdint>
@@ -46,7 +50,11 @@ std::vector<std::string> known_models();
 Value build_resnet(Graph& g, Value images, const ResNetConfig& cfg);
 
 // One residual (or plain) block; `stride` applies to the first convolution and the shortcut.
+// `after_stem`: the block reads the stem convolution's output, not an earlier block's; in v2 its
+// identity shortcut then takes the pre-activated input, as the branch does (He et al. 2016, sec. 4;
+// build_resnet sets it for the first block). Raises kestrel::Error for zero_init_last_bn without
+// shortcuts (the plain block would start, and stay, at zero).
 Value residual_block(Graph& g, const std::string& name, Value x, std::int64_t out_channels, int stride,
-                     const ResNetConfig& cfg);
+                     const ResNetConfig& cfg, bool after_stem = false);
 
 }  // namespace kestrel

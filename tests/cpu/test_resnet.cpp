@@ -1,0 +1,127 @@
+// The CIFAR networks of layers/resnet.h against the literature: trainable parameter counts
+// computed by hand from the architectures (He et al. 2015 table 6: ResNet-20/32/44/56/110 have
+// 0.27M/0.46M/0.66M/0.85M/1.7M; Zagoruyko & Komodakis: WRN-16-4 2.7M), where the shortcuts are
+// and what they read, and the options that only make sense with shortcuts.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "error_text.h"
+#include "kestrel/layers/nn.h"
+#include "kestrel/layers/resnet.h"
+
+using namespace kestrel;
+using kestrel::testing::error_of;
+
+namespace {
+Graph build(const ResNetConfig& cfg) {
+  Graph g;
+  build_resnet(g, nn::image_input(g, "images", 3, 32, 32), cfg);
+  return g;
+}
+
+std::int64_t trainable_parameters(const Graph& g) {
+  std::int64_t n = 0;
+  for (const ParamInfo& p : g.params())
+    if (p.trainable) n += p.type.shape.numel();
+  return n;
+}
+
+const Node* find_node(const Graph& g, const std::string& name) {
+  for (const Node& n : g.nodes())
+    if (n.name == name) return &n;
+  return nullptr;
+}
+
+int count_ops(const Graph& g, const std::string& prefix) {
+  int k = 0;
+  for (const Node& n : g.nodes()) k += n.name.rfind(prefix, 0) == 0 ? 1 : 0;
+  return k;
+}
+}  // namespace
+
+// By hand, v1 with 1x1 projection + BN shortcuts (option B): stem 3*16*9 + 2*16 = 464; a block of
+// width w from width v: 9*v*w + 9*w*w + 4*w (+ v*w + 2*w with a projection); fc 64*10 + 10.
+// ResNet-20: 464 + 3*4672 + (14528 + 2*18560) + (57728 + 2*73984) + 650 = 272,474.
+TEST(ResNet, ParameterCountsMatchTheArchitectures) {
+  const struct {
+    const char* model;
+    int version;
+    std::int64_t count;
+  } cases[] = {{"resnet20", 1, 272474}, {"resnet32", 1, 466906}, {"resnet44", 1, 661338},
+               {"resnet56", 1, 855770}, {"resnet110", 1, 1730714},
+               {"plain20", 1, 269722},   // no projections: 272,474 - (16*32+64) - (32*64+128)
+               {"resnet20", 2, 272282},  // v2: projections without BN (-192), final BN (+128), no stem BN (-32)
+               {"wrn-16-4", 2, 2748890}, {"seed-resnet-v2", 2, 101530}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.model) + " v" + std::to_string(c.version));
+    EXPECT_EQ(trainable_parameters(build(resnet_config(c.model, c.version))), c.count);
+  }
+}
+
+TEST(ResNet, PlainNetworksHaveNoShortcutAnywhere) {
+  for (int version : {1, 2}) {
+    const Graph plain = build(resnet_config("plain20", version));
+    const Graph res = build(resnet_config("resnet20", version));
+    int plain_adds = 0, res_adds = 0;
+    for (const Node& n : plain.nodes()) plain_adds += n.name.find(".add") != std::string::npos ? 1 : 0;
+    for (const Node& n : res.nodes()) res_adds += n.name.find(".add") != std::string::npos ? 1 : 0;
+    EXPECT_EQ(plain_adds, 0) << "v" << version;
+    EXPECT_EQ(res_adds, 9) << "v" << version;
+    EXPECT_EQ(count_ops(plain, "layer2.0.shortcut"), 0);
+    EXPECT_GT(count_ops(res, "layer2.0.shortcut"), 0);
+  }
+}
+
+// He et al. 2016, sec. 4: the first pre-activation unit shares the activation after conv1 between
+// its two paths; later identity shortcuts carry the stream as it is. (The first block's identity
+// shortcut read the stem convolution's raw output.)
+TEST(ResNet, V2FirstBlockShortcutTakesThePreActivatedStem) {
+  for (const char* model : {"resnet20", "seed-resnet-v2"}) {
+    SCOPED_TRACE(model);
+    const Graph g = build(resnet_config(model, 2));
+    const Node* first = find_node(g, "layer1.0.add");
+    ASSERT_NE(first, nullptr);
+    ASSERT_EQ(first->inputs.size(), 2u);
+    EXPECT_EQ(g.info(first->inputs[1]).name, "layer1.0.relu:y");
+    if (std::string(model) == "resnet20") {
+      const Node* second = find_node(g, "layer1.1.add");
+      ASSERT_NE(second, nullptr);
+      EXPECT_EQ(g.info(second->inputs[1]).name, "layer1.0.add:y");
+    }
+  }
+  // v1 keeps its stem BN-ReLU, so its first shortcut reads that.
+  const Graph v1 = build(resnet_config("resnet20", 1));
+  EXPECT_EQ(v1.info(find_node(v1, "layer1.0.add")->inputs[1]).name, "relu:y");
+}
+
+TEST(ResNet, ZeroedLastBnNeedsShortcuts) {
+  ResNetConfig c = resnet_config("plain20");
+  c.zero_init_last_bn = true;
+  const std::string e = error_of([&] { build(c); });
+  EXPECT_NE(e.find("zero_init_last_bn needs residual shortcuts"), std::string::npos) << e;
+  c = resnet_config("resnet20");
+  c.zero_init_last_bn = true;
+  const Graph g = build(c);
+  int zeroed = 0;
+  for (const ParamInfo& p : g.params()) {
+    if (p.name.find(".bn2.weight") == std::string::npos) continue;
+    EXPECT_EQ(p.init.kind, Init::Kind::kZeros) << p.name;
+    ++zeroed;
+  }
+  EXPECT_EQ(zeroed, 9);
+}
+
+// The seed net: "... -> BN -> flatten -> dense 10, He-normal init".
+TEST(ResNet, SeedNetIsHeNormalThroughout) {
+  const Graph g = build(resnet_config("seed-resnet-v2"));
+  int weights = 0;
+  for (const ParamInfo& p : g.params()) {
+    if (p.name.size() < 7 || p.name.compare(p.name.size() - 7, 7, ".weight") != 0 || p.name.find("bn") != std::string::npos)
+      continue;
+    EXPECT_EQ(p.init.kind, Init::Kind::kHeNormal) << p.name;
+    ++weights;
+  }
+  EXPECT_EQ(weights, 7);  // conv1, two convolutions in each of the two blocks, the projection, fc
+  EXPECT_EQ(count_ops(g, "global_avg_pool"), 0);
+}
