@@ -6,6 +6,7 @@
 
 #include "kestrel/core/cuda_check_internal.h"
 #include "kestrel/core/error.h"
+#include "kestrel/core/number_text_internal.h"
 
 namespace kestrel {
 namespace {
@@ -70,9 +71,8 @@ std::string device_description(const Device& d) {
   require_device(d);
   cudaDeviceProp prop{};
   KESTREL_CUDA_CHECK(cudaGetDeviceProperties(&prop, d.index));
-  char mem[32];
-  std::snprintf(mem, sizeof mem, "%.1f GiB",
-                static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0));
+  const std::string mem =
+      detail::fixed_text(static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0), 1) + " GiB";
   return std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) +
          ", " + std::to_string(prop.multiProcessorCount) + " SMs, " + mem + ")";
 }

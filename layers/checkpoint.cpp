@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "kestrel/core/error.h"
+#include "kestrel/core/number_text_internal.h"
 #include "kestrel/core/tensor.h"
 
 namespace kestrel {
@@ -39,11 +40,6 @@ Tensor to_host(const Tensor& t, const Stream& stream) {
   return h;
 }
 
-std::string float_text(float v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));  // round-trips a float
-  return buf;
-}
 
 }  // namespace
 
@@ -97,7 +93,7 @@ SafetensorsFile checkpoint_from_store(const ParameterStore& store,
                 {"rng_offset", std::to_string(c.rng_offset)},
                 {"optimizer_step", std::to_string(c.step)},
                 {"optimizer", optimizer_kind_name(kind)},
-                {"lr", float_text(c.learning_rate)}};
+                {"lr", detail::shortest_float_text(c.learning_rate)}};
   for (const auto& [key, value] : metadata) {
     KESTREL_CHECK(f.metadata.count(key) == 0, "checkpoint metadata key '", key,
                   "' is written by the parameter store itself");
@@ -196,11 +192,10 @@ void load_checkpoint(const SafetensorsFile& file, ParameterStore& store,
                   ": __metadata__ \"optimizer_step\" is ", optimizer_step, ", beyond a step count");
     counters.step = static_cast<std::int64_t>(optimizer_step);
     const std::string lr = checkpoint_metadata(file, "lr", name);
-    char* end = nullptr;
-    counters.learning_rate = std::strtof(lr.c_str(), &end);
-    KESTREL_CHECK(!lr.empty() && end == lr.c_str() + lr.size() && std::isfinite(counters.learning_rate) &&
-                      counters.learning_rate >= 0.f,
+    float rate = -1.f;
+    KESTREL_CHECK(detail::parse_float(lr, &rate) && std::isfinite(rate) && rate >= 0.f,
                   name, ": __metadata__ \"lr\" is \"", lr, "\", not a finite non-negative number");
+    counters.learning_rate = rate;
   }
   // Everything is validated: write.
   for (const auto& [tname, host] : staged) {

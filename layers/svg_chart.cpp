@@ -7,6 +7,7 @@
 
 #include "kestrel/layers/file_io_internal.h"
 #include "kestrel/core/error.h"
+#include "kestrel/core/number_text_internal.h"
 
 namespace kestrel {
 namespace {
@@ -35,11 +36,7 @@ std::string escape(const std::string& s) {
   return out;
 }
 
-std::string num(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f", v);
-  return buf;
-}
+std::string num(double v) { return detail::fixed_text(v, 2); }
 
 bool drawable(double v, bool log_axis) { return std::isfinite(v) && (!log_axis || v > 0.0); }
 
@@ -127,21 +124,17 @@ std::vector<double> log_ticks(double lo, double hi, int max_labels) {
 }
 
 std::string tick_label(double v, double step, bool log_axis) {
-  char buf[32];
   if (log_axis) {
     const int k = static_cast<int>(std::lround(std::log10(v)));
-    if (k >= -3 && k <= 3) std::snprintf(buf, sizeof buf, "%g", std::pow(10.0, k));
-    else std::snprintf(buf, sizeof buf, "1e%d", k);
-    return buf;
+    if (k >= -3 && k <= 3) return detail::general_text(std::pow(10.0, k), 6);
+    return "1e" + std::to_string(k);
   }
   if (v == 0.0) return "0";
   if (step >= 1e-4 && std::fabs(v) < 1e6) {
     const int decimals = std::max(0, static_cast<int>(-std::floor(std::log10(step) + 1e-9)));
-    std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.3g", v);
+    return detail::fixed_text(v, decimals);
   }
-  return buf;
+  return detail::general_text(v, 3);
 }
 
 bool has_drawable_point(const LineChart& c) {

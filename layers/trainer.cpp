@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "kestrel/core/error.h"
+#include "kestrel/core/number_text_internal.h"
 #include "kestrel/core/nonfinite_internal.h"
 #include "kestrel/layers/checkpoint.h"
 #include "kestrel/layers/nn.h"
@@ -167,9 +168,7 @@ void Trainer::Impl::restore_position(const SafetensorsFile& f, const std::string
   images = count("epoch_images", (step % spe) * cfg.batch, "the images of the steps taken in its epoch");
   const std::int64_t correct = count("epoch_correct", images, "its \"epoch_images\"");
   const std::string sum = kestrel::checkpoint_metadata(f, "epoch_loss_sum", name);
-  char* end = nullptr;
-  loss_sum = std::strtod(sum.c_str(), &end);
-  KESTREL_CHECK(!sum.empty() && end == sum.c_str() + sum.size() && std::isfinite(loss_sum), name,
+  KESTREL_CHECK(detail::parse_double(sum, &loss_sum) && std::isfinite(loss_sum), name,
                 ": __metadata__ \"epoch_loss_sum\" is \"", sum, "\", not a finite number");
   td::write_int64(ctx, train_correct(), &correct, 1);
 }

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "kestrel/core/error.h"
+#include "kestrel/core/number_text_internal.h"
 #include "kestrel/layers/file_io_internal.h"
 #include "kestrel/layers/trainer_device_internal.h"
 #include "kestrel/layers/trainer_impl_internal.h"
@@ -16,12 +17,9 @@ namespace trainer_detail {
 
 // A float as the shortest decimal that reads back as the same float (for the JSON log).
 double json_float(float v) {
-  char buf[32];
-  for (int digits = 6; digits <= 9; ++digits) {
-    std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
-    if (std::strtof(buf, nullptr) == v) break;
-  }
-  return std::strtod(buf, nullptr);
+  double d = static_cast<double>(v);
+  detail::parse_double(detail::shortest_float_text(v), &d);  // NaN and infinities stay as they are
+  return d;
 }
 
 double seconds_since(Clock::time_point t) {
@@ -130,8 +128,7 @@ EpochResult Trainer::Impl::finish_epoch(int epoch) {
 std::map<std::string, std::string> Trainer::Impl::metadata() const {
   std::int64_t correct = 0;
   td::read_int64(ctx, train_correct(), &correct, 1);
-  char sum[40];
-  std::snprintf(sum, sizeof sum, "%.17g", loss_sum);  // round-trips a double
+  const std::string sum = detail::general_text(loss_sum, 17);  // round-trips a double
   return {{"step", std::to_string(step)},
           {"epoch", std::to_string(step / spe)},
           {"model", cfg.net.name},

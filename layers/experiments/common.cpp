@@ -9,6 +9,7 @@
 
 #include "kestrel/core/device_guard_internal.h"
 #include "kestrel/core/error.h"
+#include "kestrel/core/number_text_internal.h"
 #include "kestrel/kernels/cpu/gather.h"
 #include "kestrel/kernels/gather.h"
 #include "kestrel/layers/file_io_internal.h"
@@ -221,21 +222,13 @@ void CsvTable::add_row(const std::vector<std::string>& cells) {
 
 std::string float_text(float v) {
   if (!std::isfinite(v)) return CsvTable::cell(static_cast<double>(v));
-  char buf[40];
-  for (int digits = 6; digits < 9; ++digits) {
-    std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
-    if (std::strtof(buf, nullptr) == v) return buf;
-  }
-  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));  // 9 digits always read back
-  return buf;
+  return detail::shortest_float_text(v);
 }
 
 std::string CsvTable::cell(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.8g", v);
-  return buf;
+  return detail::general_text(v, 8);
 }
 
 std::string CsvTable::text() const {

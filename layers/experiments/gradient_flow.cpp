@@ -5,6 +5,7 @@
 
 #include "kestrel/core/error.h"
 #include "kestrel/core/executor.h"
+#include "kestrel/core/number_text_internal.h"
 #include "kestrel/kernels/philox.h"
 #include "kestrel/layers/experiments/common.h"
 #include "kestrel/layers/nn.h"
@@ -186,11 +187,7 @@ GradientFlowConfig GradientFlowConfig::full() {
   return c;
 }
 
-std::string DepthRun::label() const {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%s x%g", kind.c_str(), gain);
-  return buf;
-}
+std::string DepthRun::label() const { return kind + " x" + detail::general_text(gain, 6); }
 
 double TimeRun::at_distance(int distance) const {
   const int t = static_cast<int>(input_grad_norms.size()) - 1 - distance;
