@@ -12,7 +12,10 @@
 namespace kestrel {
 namespace {
 std::shared_ptr<Allocator> allocator_for(Device d) {
-  if (d.is_cpu()) return cpu_allocator();
+  // Each CPU context has its own (uncached) allocator, so its statistics - the trainer's peak
+  // memory - count its own tensors only, as a CUDA context's do; host tensors made without a
+  // context (Tensor::empty_cpu) use the process-wide cpu_allocator().
+  if (d.is_cpu()) return std::make_shared<CpuAllocator>();
   return make_cuda_allocator(d);  // checks that the device exists
 }
 }  // namespace
@@ -22,12 +25,14 @@ Context::Context(Device device)
 
 Context::~Context() {
   DeviceGuard guard(device_);
+  // A CPU context has no stream to wait for (a null handle would mean the GPU's legacy stream).
+  const bool cuda = device_.is_cuda();
   if (workspace_ != nullptr) {
-    (void)cudaStreamSynchronize(stream_.handle());
+    if (cuda) (void)cudaStreamSynchronize(stream_.handle());
     allocator_->deallocate(workspace_);
   }
   if (conv_plans_) {
-    (void)cudaStreamSynchronize(stream_.handle());  // no plan may still run when it goes
+    if (cuda) (void)cudaStreamSynchronize(stream_.handle());  // no plan may still run when it goes
     conv_plans_.reset();  // and plans go before the handle they were built with
   }
   if (cudnn_ != nullptr) (void)cudnnDestroy(cudnn_);

@@ -80,6 +80,9 @@ void Executor::compile() {
   if (opts_.training) {
     if (opts_.optimizer == OptimizerKind::kSgd) validate(opts_.sgd);
     if (opts_.optimizer == OptimizerKind::kAdamW) validate(opts_.adamw);
+    KESTREL_CHECK(opts_.optimizer == OptimizerKind::kNone || store_.optimizer_kind() == OptimizerKind::kNone ||
+                      store_.optimizer_kind() == opts_.optimizer,
+                  "this parameter store already holds state for another optimizer");
     KESTREL_CHECK(std::isfinite(opts_.max_grad_norm) && opts_.max_grad_norm >= 0.f,
                   "CompileOptions::max_grad_norm must be finite and >= 0 (0: no clipping), got ",
                   opts_.max_grad_norm);
@@ -88,7 +91,6 @@ void Executor::compile() {
     const AutodiffResult ad = append_backward(g_, wrt);
     param_grad = ad.param_grad;
     for (std::size_t i = 0; i < wrt.size(); ++i) input_grad_value_[opts_.input_gradients[i]] = ad.input_grad[i];
-    store_.ensure_optimizer_state(opts_.optimizer);
     if (opts_.recompute_bn_relu) stats_.recomputed = recompute_batchnorm_relu(g_);
   }
   // Re-check every node: passes rewrite nodes, and this is where type errors surface by name.
@@ -115,6 +117,9 @@ void Executor::compile() {
     grad_norm_scratch_.zero(ctx_.stream());
   }
   plan_arena();
+  // Last, so that a compile refused above leaves the store as it was (a store that had taken
+  // AdamW state for a refused executor then refused every SGD one).
+  if (opts_.training) store_.ensure_optimizer_state(opts_.optimizer);
   state_.seed = store_.seed();
   state_.rng_offset = store_.rng_offset_ptr();
   state_.learning_rate = store_.learning_rate_ptr();

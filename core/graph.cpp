@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <utility>
 
 #include "kestrel/core/error.h"
 #include "kestrel/core/op.h"
@@ -179,6 +180,33 @@ void Graph::push_scope(const std::string& part) {
   KESTREL_CHECK(!part.empty() && part.find('.') == std::string::npos && part.find(':') == std::string::npos,
                 "scope names are non-empty and contain no '.' or ':', got '", part, "'");
   scope_.push_back(part);
+}
+
+Graph::Graph(Graph&& o) noexcept { *this = std::move(o); }
+
+Graph& Graph::operator=(Graph&& o) noexcept {
+  if (this == &o) return *this;
+  options_ = o.options_;
+  values_ = std::move(o.values_);
+  nodes_ = std::move(o.nodes_);
+  params_ = std::move(o.params_);
+  scope_ = std::move(o.scope_);
+  value_by_name_ = std::move(o.value_by_name_);
+  node_names_ = std::move(o.node_names_);
+  node_name_set_ = std::move(o.node_name_set_);
+  outputs_ = std::move(o.outputs_);
+  loss_ = std::exchange(o.loss_, Value{});
+  rng_slots_ = std::exchange(o.rng_slots_, 0);
+  // Moved-from containers are valid but unspecified: make them empty.
+  o.values_.clear();
+  o.nodes_.clear();
+  o.params_.clear();
+  o.scope_.clear();
+  o.value_by_name_.clear();
+  o.node_names_.clear();
+  o.node_name_set_.clear();
+  o.outputs_.clear();
+  return *this;
 }
 
 void Graph::pop_scope() {

@@ -127,6 +127,12 @@ struct GraphOptions {
 class Graph {
  public:
   explicit Graph(GraphOptions options = {});
+  // Copies are independent graphs. A moved-from graph is empty (no values, nodes, loss or random
+  // slots), with the same options, as a new one.
+  Graph(const Graph&) = default;
+  Graph& operator=(const Graph&) = default;
+  Graph(Graph&& o) noexcept;
+  Graph& operator=(Graph&& o) noexcept;
 
   const GraphOptions& options() const noexcept { return options_; }
 
@@ -156,7 +162,11 @@ class Graph {
   class Scope {
    public:
     Scope(Graph& g, const std::string& part) : g_(g) { g_.push_scope(part); }
-    ~Scope() { g_.pop_scope(); }
+    // Pops its part, or nothing when the scope stack was emptied by hand inside it (a destructor
+    // must not throw: that would end the program).
+    ~Scope() {
+      if (!g_.scope_.empty()) g_.scope_.pop_back();
+    }
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "kestrel/core/cuda_check_internal.h"
 #include "kestrel/core/device_guard_internal.h"
@@ -123,6 +124,21 @@ Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape,
     }
   }
   return t;
+}
+
+Tensor::Tensor(Tensor&& o) noexcept { *this = std::move(o); }
+
+Tensor& Tensor::operator=(Tensor&& o) noexcept {
+  if (this == &o) return *this;
+  storage_ = std::move(o.storage_);
+  offset_bytes_ = std::exchange(o.offset_bytes_, 0);
+  shape_ = std::exchange(o.shape_, Shape{});
+  strides_ = std::move(o.strides_);
+  o.strides_.clear();
+  dtype_ = std::exchange(o.dtype_, DType::kFloat32);
+  layout_ = std::exchange(o.layout_, Layout::kNCHW);
+  device_ = std::exchange(o.device_, Device{});
+  return *this;
 }
 
 bool Tensor::is_contiguous() const noexcept {

@@ -50,6 +50,12 @@ class Storage {
 class Tensor {
  public:
   Tensor() = default;  // undefined: defined() is false
+  // Copies share the storage. A moved-from tensor is undefined, as a default-constructed one
+  // (shape and strides included, so every accessor stays safe).
+  Tensor(const Tensor&) = default;
+  Tensor& operator=(const Tensor&) = default;
+  Tensor(Tensor&& o) noexcept;
+  Tensor& operator=(Tensor&& o) noexcept;
 
   // Uninitialised memory for `shape` on ctx's device, allocated in order on ctx.stream().
   static Tensor empty(const Shape& shape, DType dtype, Context& ctx, Layout layout = Layout::kNCHW);

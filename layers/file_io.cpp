@@ -164,8 +164,17 @@ void check_output_file(const std::string& path, const std::string& what) {
   KESTREL_CHECK(!std::filesystem::is_directory(path, ec), what, " ", path, " is a folder, not a file");
   const std::string dir = detail::folder_of(path);
   KESTREL_CHECK(std::filesystem::is_directory(dir, ec), what, " ", path, ": folder ", dir, " does not exist");
-  const std::string why = probe_folder(dir);
-  KESTREL_CHECK(why.empty(), what, " ", path, ": cannot create files in folder ", dir, " (", why, ")");
+  // Probed with the name an atomic write's temporary file gets (longer than `path`'s own), so a
+  // name too long for it is found now and not when the checkpoint is written.
+  std::string probe;
+  int err = 0;
+  const int fd = detail::create_exclusive(path + ".tmp.", 0600, &probe, &err);
+  KESTREL_CHECK(fd >= 0 || err != ENAMETOOLONG, what, " ", path, ": the file name is too long (",
+                std::filesystem::path(path).filename().string().size(), " characters; writing it needs a temporary "
+                "file named <name>.tmp.<pid>.<n> beside it)");
+  KESTREL_CHECK(fd >= 0, what, " ", path, ": cannot create files in folder ", dir, " (", detail::errno_text(err), ")");
+  ::close(fd);
+  ::unlink(probe.c_str());
 }
 
 void check_output_folder(const std::string& dir, const std::string& what) {

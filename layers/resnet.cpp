@@ -28,6 +28,15 @@ std::string known_list() {
   return s;
 }
 
+// What every block checks before adding anything to the graph.
+void check_block_options(const ResNetConfig& cfg, const std::string& where) {
+  KESTREL_CHECK(cfg.version == 1 || cfg.version == 2, where, ": block version must be 1 or 2, got ", cfg.version);
+  KESTREL_CHECK(cfg.dropout >= 0.f && cfg.dropout < 1.f, where, ": dropout must be in [0, 1), got ", cfg.dropout);
+  // Without a shortcut around it a zeroed branch zeroes the whole signal, and its gradient with it.
+  KESTREL_CHECK(!cfg.zero_init_last_bn || cfg.shortcuts, where,
+                ": zero_init_last_bn needs residual shortcuts (a plain network would start, and stay, at zero)");
+}
+
 Value block_v1(Graph& g, Value x, std::int64_t out, int stride, const ResNetConfig& cfg) {
   Value h = nn::conv2d(g, "conv1", x, out, 3, conv3x3(stride));
   h = nn::relu(g, nn::batch_norm(g, "bn1", h));
@@ -118,16 +127,25 @@ ResNetConfig resnet_config(const std::string& model, int version) {
 
 Value residual_block(Graph& g, const std::string& name, Value x, std::int64_t out_channels, int stride,
                      const ResNetConfig& cfg, bool after_stem) {
-  // Without a shortcut around it a zeroed branch zeroes the whole signal, and its gradient with it.
-  KESTREL_CHECK(!cfg.zero_init_last_bn || cfg.shortcuts, "block '", g.scoped(name),
-                "': zero_init_last_bn needs residual shortcuts (a plain network would start, and stay, at zero)");
-  Graph::Scope s(g, name);
-  return cfg.version == 1 ? block_v1(g, x, out_channels, stride, cfg)
-                          : block_v2(g, x, out_channels, stride, cfg, after_stem);
+  check_block_options(cfg, g.scoped(name));
+  Graph::Transaction tx(g);  // a refused layer inside takes the block's earlier layers with it
+  Value y;
+  {
+    Graph::Scope s(g, name);
+    y = cfg.version == 1 ? block_v1(g, x, out_channels, stride, cfg)
+                         : block_v2(g, x, out_channels, stride, cfg, after_stem);
+  }
+  tx.commit();
+  return y;
 }
 
 Value build_resnet(Graph& g, Value images, const ResNetConfig& cfg) {
   KESTREL_CHECK(!cfg.widths.empty() && cfg.blocks_per_stage >= 1, "ResNet config needs stages and blocks");
+  KESTREL_CHECK(cfg.stem_width > 0 && cfg.classes > 0, "ResNet config: stem width and classes must be positive, got ",
+                cfg.stem_width, " and ", cfg.classes);
+  for (std::int64_t w : cfg.widths) KESTREL_CHECK(w > 0, "ResNet config: stage widths must be positive, got ", w);
+  check_block_options(cfg, cfg.name);
+  Graph::Transaction tx(g);  // refused part-way (a shape error), the graph is left as it was
   Value h = nn::conv2d(g, "conv1", images, cfg.stem_width, 3, conv3x3(1));
   if (cfg.version == 1) h = nn::relu(g, nn::batch_norm(g, "bn1", h));
   for (std::size_t stage = 0; stage < cfg.widths.size(); ++stage) {
@@ -144,7 +162,9 @@ Value build_resnet(Graph& g, Value images, const ResNetConfig& cfg) {
   h = cfg.flatten_head ? nn::flatten(g, h) : nn::global_avg_pool(g, h);
   nn::LinearOptions fc;
   if (cfg.flatten_head) fc.init = Init::he_normal(0);  // the seed net: He-normal throughout
-  return nn::linear(g, "fc", h, cfg.classes, fc);
+  const Value logits = nn::linear(g, "fc", h, cfg.classes, fc);
+  tx.commit();
+  return logits;
 }
 
 }  // namespace kestrel

@@ -57,7 +57,9 @@ SafetensorsFile read_safetensors(const std::string& path);
 std::vector<std::uint8_t> serialize_safetensors(const SafetensorsFile& file);
 
 // Serializes, writes a new file path + ".tmp.<pid>.<n>" (created exclusively), fsyncs it,
-// renames it over `path` and fsyncs the directory. On any failure `path` is untouched and the temporary file removed.
+// renames it over `path` and fsyncs the directory. On a failure before the rename `path` is
+// untouched and the temporary file removed; a failure to sync the directory after it raises too,
+// with `path` already holding the new contents.
 void write_safetensors_atomic(const SafetensorsFile& file, const std::string& path);
 
 // Kestrel DType <-> safetensors dtype: fp32 F32, bf16 BF16, fp16 F16, int32 I32, uint8 U8.
