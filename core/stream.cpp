@@ -24,12 +24,15 @@ Stream::~Stream() {
   }
 }
 
-Stream::Stream(Stream&& o) noexcept : device_(o.device_), handle_(std::exchange(o.handle_, nullptr)) {}
+// A moved-from stream is a CPU one (no handle), not a CUDA stream whose null handle would mean
+// the device's legacy default stream.
+Stream::Stream(Stream&& o) noexcept
+    : device_(std::exchange(o.device_, Device::cpu())), handle_(std::exchange(o.handle_, nullptr)) {}
 
 Stream& Stream::operator=(Stream&& o) noexcept {
   if (this != &o) {
     Stream tmp(std::move(*this));
-    device_ = o.device_;
+    device_ = std::exchange(o.device_, Device::cpu());
     handle_ = std::exchange(o.handle_, nullptr);
   }
   return *this;
