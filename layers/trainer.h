@@ -79,7 +79,13 @@ struct TrainerConfig {
   bool evaluate = true;          // test accuracy after each epoch
   std::string checkpoint_path;   // "": none; else written after each epoch and when stopping
   std::int64_t checkpoint_every = 0;  // > 0: also written every this many steps (mid-epoch)
-  std::string log_path;          // "": none; else JSON lines (appended to when resuming)
+  std::string log_path;          // "": none; else JSON lines (appended to when resuming):
+                                 // "start"/"resume", "step" every log_every steps (loss: the mean
+                                 // over the steps since the previous line, null when all were
+                                 // skipped; train_acc: the epoch's so far; lr, grad_norm,
+                                 // images_per_s, peak_mem_mb), "epoch" (loss and train_acc over the
+                                 // epoch, test_acc, lr, images_per_s, epoch_time_s, peak_mem_mb),
+                                 // "skip", "nonfinite"
   bool progress_bar = false;     // true: one \r-updated line (terminals); false: plain lines
   // Asked before every step and after each epoch but the last (after its evaluation and
   // checkpoint); when it returns true, train() stops there as it does at max_steps (the interval
