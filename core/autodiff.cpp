@@ -8,7 +8,9 @@
 
 namespace kestrel {
 
-Value sum_gradients(Graph& g, const std::vector<Value>& parts, const std::string& name) {
+// `name` by value: callers pass a value's name, a reference into the graph's values, which each
+// appended Add may reallocate.
+Value sum_gradients(Graph& g, const std::vector<Value>& parts, std::string name) {
   KESTREL_CHECK(!parts.empty(), "sum_gradients of nothing for '", name, "'");
   Value acc = parts[0];
   for (std::size_t i = 1; i < parts.size(); ++i) {
@@ -134,7 +136,7 @@ AutodiffResult append_backward(Graph& g, const std::vector<Value>& inputs) {
     r.param_grad[p] = grad.id;
   }
   for (Value v : inputs) {
-    const std::string& name = g.info(v).name;
+    const std::string name = g.info(v).name;  // a copy: sum_gradients appends nodes
     KESTREL_CHECK(!contrib[v.id].empty(), "a gradient was asked for input '", name,
                   "', but the loss does not depend on it");
     const Value grad = sum_gradients(g, contrib[v.id], name);

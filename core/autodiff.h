@@ -27,6 +27,6 @@ struct AutodiffResult {
 AutodiffResult append_backward(Graph& g, const std::vector<Value>& inputs = {});
 
 // Sums gradient contributions with a chain of Add nodes (returns parts[0] for one part).
-Value sum_gradients(Graph& g, const std::vector<Value>& parts, const std::string& name);
+Value sum_gradients(Graph& g, const std::vector<Value>& parts, std::string name);
 
 }  // namespace kestrel

@@ -22,7 +22,7 @@ Value label_input(Graph& g, const std::string& name) {
 
 Value conv2d(Graph& g, const std::string& name, Value x, std::int64_t out_channels, int kernel,
              const Conv2dOptions& o) {
-  const ValueInfo& xi = g.info(x);
+  const ValueInfo xi = g.info(x);  // a copy: adding parameters and nodes may move the values
   KESTREL_CHECK(xi.shape().rank() == 4, "conv2d '", g.scoped(name), "': input ", xi.describe(),
                 " is not [N, C, H, W]");
   KESTREL_CHECK(out_channels > 0 && kernel > 0, "conv2d '", g.scoped(name),
@@ -50,7 +50,7 @@ Value conv2d(Graph& g, const std::string& name, Value x, std::int64_t out_channe
 }
 
 Value batch_norm(Graph& g, const std::string& name, Value x, const BatchNormOptions& o) {
-  const ValueInfo& xi = g.info(x);
+  const ValueInfo xi = g.info(x);  // a copy: adding parameters and nodes may move the values
   KESTREL_CHECK(xi.shape().rank() == 4, "batch_norm '", g.scoped(name), "': input ", xi.describe(),
                 " is not [N, C, H, W]");
   const std::int64_t c = xi.shape()[1];
@@ -69,7 +69,7 @@ Value batch_norm(Graph& g, const std::string& name, Value x, const BatchNormOpti
 }
 
 Value linear(Graph& g, const std::string& name, Value x, std::int64_t out_features, const LinearOptions& o) {
-  const ValueInfo& xi = g.info(x);
+  const ValueInfo xi = g.info(x);  // a copy: adding parameters and nodes may move the values
   KESTREL_CHECK(xi.shape().rank() == 2, "linear '", g.scoped(name), "': input ", xi.describe(),
                 " is not [N, features] (flatten it first)");
   KESTREL_CHECK(out_features > 0, "linear '", g.scoped(name), "': out_features must be positive");
@@ -120,7 +120,7 @@ std::vector<Value> split(Graph& g, Value x, const std::vector<std::int64_t>& siz
 }
 
 std::vector<Value> unstack(Graph& g, Value x) {
-  const ValueInfo& xi = g.info(x);
+  const ValueInfo xi = g.info(x);  // a copy: adding parameters and nodes may move the values
   KESTREL_CHECK(xi.shape().rank() >= 2, "unstack: input ", xi.describe(), " has no axis 1 to unstack");
   return g.add_node(make_unstack_op(xi.shape()[1]), "unstack", {x});
 }

@@ -262,3 +262,22 @@ TEST(BindInput, CopiesAMatchingTensorAndNamesTheInputOtherwiseLeavingItUnchanged
   EXPECT_NE(view.find("bind_input('x'): got a non-contiguous view"), std::string::npos) << view;
   EXPECT_EQ(ex.input("x").to_float_vector(), values);  // no failed call wrote into the input
 }
+
+// Values with three and more consumers (x feeds linear, tanh and sigmoid; every h feeds mul and
+// tanh, the last also an add): autodiff sums their gradient parts with a chain of Adds. It read
+// the value's name through a reference into the graph's values while appending those Adds, which
+// may move them (use after free: bad_alloc, garbage node names, or a crash; ASan names it).
+TEST(InputGradients, FanOutOfThreeOrMoreSumsEveryPart) {
+  kestrel::testing::GradCheckOptions o;
+  o.inputs = {"x"};
+  EXPECT_TRUE(kestrel::testing::check_gradients(graph_options(2), [](Graph& g) {
+    const Value x = g.input("x", {Shape{2, 3}});
+    const Value labels = nn::label_input(g, "labels");
+    Value h = nn::linear(g, "fc", x, 3);
+    for (int k = 0; k < 3; ++k) h = nn::mul(g, h, nn::tanh(g, h));
+    nn::softmax_cross_entropy(g, nn::add(g, nn::add(g, nn::tanh(g, x), nn::sigmoid(g, x)), h), labels);
+  }, [](Executor& ex) {
+    kestrel::testing::feed_uniform(ex, "x", 3, -1.f, 1.f);
+    kestrel::testing::feed_labels(ex, "labels", 3);
+  }, o));
+}
