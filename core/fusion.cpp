@@ -28,6 +28,17 @@ bool sole_consumer(const ValueUses& u, int value, int* node) {
   *node = u.consumers[value][0];
   return true;
 }
+// Whether a node strictly between positions `from` and `to` reads a value the batch norm at `from`
+// updates in place (its running statistics, inputs 3 and 4): fusing moves that update to `to`,
+// past such a reader (another BN sharing the statistics, a Siamese layer), changing its result.
+bool statistics_read_between(const std::vector<Node>& nodes, std::size_t from, std::size_t to) {
+  const std::vector<int>& in = nodes[from].inputs;
+  for (std::size_t n = from + 1; n < to; ++n)
+    for (int v : nodes[n].inputs)
+      if (v == in[3] || v == in[4]) return true;
+  return false;
+}
+
 // Drops the nodes marked removed, keeping the order of the rest.
 void compact_nodes(Graph& g, const std::vector<bool>& removed) {
   std::vector<Node> kept;
@@ -52,6 +63,7 @@ int fuse_batchnorm_activations(Graph& g) {
     if (!sole_consumer(u, bn_y, &next) || removed[next]) continue;
     const Op* next_op = nodes[next].op.get();
     if (is_relu(next_op)) {
+      if (statistics_read_between(nodes, b, static_cast<std::size_t>(next))) continue;
       Node fusedn = nodes[b];
       fusedn.op = bn->with_activation(BnActivation::kRelu);
       fusedn.outputs[0] = nodes[next].outputs[0];
@@ -65,6 +77,7 @@ int fuse_batchnorm_activations(Graph& g) {
     int relu = -1;
     if (!sole_consumer(u, add_y, &relu) || removed[relu]) continue;
     if (!is_relu(nodes[relu].op.get())) continue;
+    if (statistics_read_between(nodes, b, static_cast<std::size_t>(relu))) continue;
     // bn_y has this Add as its sole consumer, so it is exactly one of the Add's two inputs (an
     // Add of bn_y with itself lists it twice), and Add checked both have the same type.
     const std::vector<int>& add_in = nodes[next].inputs;

@@ -9,6 +9,7 @@
 #include "grad_check.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
+#include "kestrel/core/ops/batchnorm_op.h"
 #include "kestrel/core/ops/elementwise_ops.h"
 #include "kestrel/core/ops/nn_ops.h"
 #include "kestrel/layers/nn.h"
@@ -262,6 +263,43 @@ TEST(GraphErrors, DtypeLayoutAndStoreMismatchesAreClearErrors) {
 // (a store built from the NCHW graph holds KCRS weights, the NHWC graph reads KRSC), whether a
 // value is trainable, and the bf16 copies a bf16 graph computes with must agree too. Before,
 // the NHWC executor silently read the NCHW store's weights in the wrong order.
+// One batch norm applied to two inputs (a Siamese layer: shared weights and running statistics),
+// its ReLUs in the other order: fusing moves each BN to its ReLU, which swapped the two in-place
+// updates of the statistics. Fusion now stays out of that, and both give the same statistics.
+TEST(GraphFusion, ABatchNormWhoseStatisticsAreReadBeforeItsReluIsNotMoved) {
+  GraphOptions o;
+  o.batch = 2;
+  Graph g(o);
+  const Value x1 = nn::image_input(g, "x1", 2, 3, 3), x2 = nn::image_input(g, "x2", 2, 3, 3);
+  const Value labels = nn::label_input(g, "labels");
+  const Value gamma = g.parameter("bn.weight", {Shape{2}}, Init::ones());
+  const Value beta = g.parameter("bn.bias", {Shape{2}}, Init::zeros());
+  const Value rm = g.state("bn.running_mean", {Shape{2}}, Init::zeros());
+  const Value rv = g.state("bn.running_var", {Shape{2}}, Init::ones());
+  const Value ya = g.add_node(make_batchnorm_op({1e-5f, 0.1f}), "bn_a", {x1, gamma, beta, rm, rv})[0];
+  const Value yb = g.add_node(make_batchnorm_op({1e-5f, 0.1f}), "bn_b", {x2, gamma, beta, rm, rv})[0];
+  const Value rb = nn::relu(g, yb), ra = nn::relu(g, ya);
+  const Value f = nn::add(g, nn::global_avg_pool(g, ra), nn::global_avg_pool(g, rb));
+  nn::softmax_cross_entropy(g, nn::linear(g, "fc", f, 2), labels);
+  std::vector<float> stats[2];
+  int fusions[2] = {0, 0};
+  for (int fuse = 0; fuse < 2; ++fuse) {
+    Context ctx;
+    ParameterStore store(g, ctx, 1);
+    CompileOptions co;
+    co.fuse = fuse == 1;
+    co.optimizer = OptimizerKind::kNone;
+    Executor ex(g, store, ctx, co);
+    ex.input("x1").fill_uniform(1, 0.f, 1.f, ctx.stream());
+    ex.input("x2").fill_uniform(2, 4.f, 5.f, ctx.stream());
+    ex.run();
+    stats[fuse] = store.value("bn.running_mean").to_float_vector();
+    fusions[fuse] = ex.stats().fusions;
+  }
+  EXPECT_TRUE(kestrel::testing::bit_equal(stats[0], stats[1]));
+  EXPECT_EQ(fusions[1], 1) << "bn_b's ReLU comes first, with no reader between: it still fuses";
+}
+
 TEST(GraphErrors, StoreOfTheSameModelInAnotherLayoutDtypeOrRoleIsRefused) {
   auto conv_net = [](Layout layout, DType dtype) {
     GraphOptions o;
