@@ -410,7 +410,7 @@ void Executor::check_numerics(const Step& s) {
   const Node& n = g_.nodes()[s.node];
   for (std::size_t o = 0; o < s.out.size(); ++o) {
     const Tensor& t = s.out[o];
-    if (!is_floating(t.dtype()) || t.numel() == 0) continue;
+    if (!is_floating(t.dtype()) || t.numel() == 0 || !n.op->writes_output(o, opts_.training)) continue;
     const std::int64_t bad = count_nonfinite(ctx_, t, numerics_scratch_);
     KESTREL_CHECK(bad == 0, "non-finite values first appear in output ", g_.info(n.outputs[o]).describe(),
                   " of ", n.op->type(), " '", n.name, "' (", bad, " of ", t.numel(), " elements)");

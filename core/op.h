@@ -72,6 +72,10 @@ class Op {
   // Whether backward() takes Value::seed() (d loss / d loss) as its first output's gradient: the
   // graph's loss must be the output of such an op (autodiff checks before the backward pass).
   virtual bool takes_loss_seed() const { return false; }
+  // Whether run() writes output `i` in this mode (some outputs are for backward only: batch
+  // norm's saved statistics, the loss's fused gradient). check_numerics skips those it does not:
+  // they hold whatever the arena held before.
+  virtual bool writes_output(std::size_t /*i*/, bool /*training*/) const { return true; }
 };
 
 // Builds the standard shape error: "<op> '<node>': <what>: expected <expected>, got <actual>".

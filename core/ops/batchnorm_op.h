@@ -22,6 +22,8 @@ class BatchNormOp final : public Op {
   BatchNormOp(BatchNormAttrs attrs, BnActivation act);
   std::string type() const override;
   std::vector<std::string> output_names() const override { return {"y", "mean", "invstd"}; }
+  // The saved mean and inverse std are written in training only.
+  bool writes_output(std::size_t i, bool training) const override { return i == 0 || training; }
   std::vector<TypeSpec> infer(const std::vector<const ValueInfo*>& in, const std::string& node) const override;
   void run(const OpRun& r) const override;
   std::size_t workspace_bytes(const PlanQuery& q) const override;

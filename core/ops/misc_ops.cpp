@@ -169,6 +169,8 @@ class SoftmaxCrossEntropyOp final : public Op {
     KESTREL_CHECK(smoothing >= 0.f && smoothing < 1.f, "label smoothing must be in [0, 1), got ", smoothing);
   }
   std::string type() const override { return "SoftmaxCrossEntropy"; }
+  // The fused gradient (output 1) is written in training only.
+  bool writes_output(std::size_t i, bool training) const override { return i == 0 || training; }
   std::vector<std::string> output_names() const override { return {"loss", "dlogits"}; }
   std::vector<TypeSpec> infer(const std::vector<const ValueInfo*>& in, const std::string& node) const override {
     expect_inputs(type(), node, in, 2);

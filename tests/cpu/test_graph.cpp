@@ -195,6 +195,32 @@ TEST(GraphNumerics, CheckNumericsNamesTheFirstNonFiniteNode) {
   EXPECT_NE(msg.find("Linear 'fc1'"), std::string::npos) << msg;
 }
 
+// An inference executor checks only the outputs its nodes write: batch norm's saved statistics
+// and the loss's fused gradient are written in training only, and held stale memory (NaN after
+// a diverged run) that check_numerics reported as the first non-finite values.
+TEST(GraphNumerics, InferenceSkipsOutputsWrittenOnlyInTraining) {
+  Graph g(graph_options(2));
+  const Value x = nn::image_input(g, "x", 2, 3, 3);
+  const Value labels = nn::label_input(g, "labels");
+  const Value h = nn::relu(g, nn::batch_norm(g, "bn", x));
+  nn::softmax_cross_entropy(g, nn::linear(g, "fc", nn::global_avg_pool(g, h), 3), labels);
+  g.mark_output(g.find_value("bn:invstd"), "invstd");  // pinned, so the test can reach it
+  g.mark_output(g.find_value("loss:dlogits"), "dlogits");
+  Context ctx;
+  ParameterStore store(g, ctx, 3);
+  CompileOptions co;
+  co.training = false;
+  co.fuse = false;
+  co.check_numerics = true;
+  Executor ex(g, store, ctx, co);
+  kestrel::testing::feed_uniform(ex, "x", 1);
+  kestrel::testing::feed_labels(ex, "labels", 3);
+  ex.output("invstd").fill(NAN, ctx.stream());
+  ex.output("dlogits").fill(NAN, ctx.stream());
+  ex.run();
+  EXPECT_TRUE(std::isfinite(ex.output("loss").to_float_vector()[0]));
+}
+
 TEST(GraphTraining, SmallCnnLossFallsWithSgd) {
   Graph g(graph_options(16));
   const Value x = nn::image_input(g, "x", 3, 8, 8);
