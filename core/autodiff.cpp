@@ -118,15 +118,20 @@ AutodiffResult append_backward(Graph& g, const std::vector<Value>& inputs) {
     const ParamInfo info = g.params()[p];
     if (!info.trainable) continue;
     const int consumed = info.shadow >= 0 ? info.shadow : info.value;
-    std::vector<Value> parts = contrib[consumed];
-    if (info.shadow >= 0) {
-      // The master fp32 value may also be consumed directly (rare); both contribute.
-      for (Value v : contrib[info.value]) parts.push_back(v);
+    Value grad;
+    if (!contrib[consumed].empty()) {
+      grad = sum_gradients(g, contrib[consumed], info.name);
+      if (g.info(grad).dtype() != DType::kFloat32)
+        grad = g.append_node(make_cast_op(DType::kFloat32), info.name + ".grad_cast", {grad}, true)[0];
     }
-    if (parts.empty()) continue;
-    Value grad = sum_gradients(g, parts, info.name);
-    if (g.info(grad).dtype() != DType::kFloat32)
-      grad = g.append_node(make_cast_op(DType::kFloat32), info.name + ".grad_cast", {grad}, true)[0];
+    if (info.shadow >= 0 && !contrib[info.value].empty()) {
+      // The fp32 master may also be consumed directly (rare): its fp32 parts join the shadow's
+      // sum after that is cast to fp32 (an Add takes one dtype).
+      std::vector<Value> parts = contrib[info.value];
+      if (grad.valid()) parts.insert(parts.begin(), grad);
+      grad = sum_gradients(g, parts, info.name);
+    }
+    if (!grad.valid()) continue;
     // Each parameter's gradient gets a value of its own (the executor binds it to the parameter's
     // slot in the store): an Add passes one upstream gradient to both of its inputs, so a + b of
     // two parameters would otherwise hand the second the first's value. A copy (x * 1, exact)

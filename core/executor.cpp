@@ -149,7 +149,13 @@ void Executor::bind_persistent(const std::vector<int>& param_grad) {
     inputs_[info.name] = static_cast<int>(v);
   }
   for (const auto& [name, id] : g_.outputs()) outputs_[name] = id;
-  if (g_.loss().valid()) outputs_.emplace("loss", g_.loss().id);
+  // output("loss") is the loss: an output of that name must be the loss itself, not hide it.
+  if (g_.loss().valid()) {
+    const auto [it, added] = outputs_.emplace("loss", g_.loss().id);
+    KESTREL_CHECK(added || it->second == g_.loss().id, "an output is named 'loss' but is ",
+                  g_.info(it->second).describe(), ", not the graph's loss ", g_.info(g_.loss()).describe(),
+                  ": output(\"loss\") names the loss; give the output another name");
+  }
 }
 
 void Executor::plan_arena() {

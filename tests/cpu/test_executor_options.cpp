@@ -3,12 +3,14 @@
 // an inference executor (CompileOptions::sample_dropout), and Init::with_range.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "error_text.h"
 #include "grad_check.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
+#include "kestrel/core/ops/elementwise_ops.h"
 #include "kestrel/core/ops/nn_ops.h"
 #include "kestrel/layers/nn.h"
 
@@ -280,4 +282,62 @@ TEST(InputGradients, FanOutOfThreeOrMoreSumsEveryPart) {
     kestrel::testing::feed_uniform(ex, "x", 3, -1.f, 1.f);
     kestrel::testing::feed_labels(ex, "labels", 3);
   }, o));
+}
+
+// A bf16 graph that uses a parameter through its bf16 shadow and also as its fp32 master: both
+// contribute to its gradient (the sum mixed a bf16 and an fp32 part in one Add and could not
+// compile). Checked against the same network with both uses in fp32 (bf16 rounding: 2e-2).
+TEST(ParameterGradients, ShadowAndMasterUsesOfOneParameterBothContribute) {
+  auto build = [](DType dt) {
+    GraphOptions o;
+    o.batch = 2;
+    o.dtype = dt;
+    Graph g(o);
+    const Value x = g.input("x", {Shape{2, 3}, dt});
+    const Value xf = g.input("xf", {Shape{2, 3}, DType::kFloat32});
+    const Value labels = nn::label_input(g, "labels");
+    const Value w_compute = g.parameter("w", {Shape{3, 3}}, Init::uniform(0.5f), true, dt);
+    const Value w_master = g.find_value("w");
+    const Value a = g.add_node1(make_linear_op(), "lin", {x, w_compute});
+    Value b = g.add_node1(make_linear_op(), "lin32", {xf, w_master});
+    if (dt != DType::kFloat32) b = g.add_node1(make_cast_op(dt), "cast", {b});
+    nn::softmax_cross_entropy(g, nn::add(g, a, b), labels);
+    return g;
+  };
+  std::vector<float> grads[2];
+  int k = 0;
+  for (DType dt : {DType::kFloat32, DType::kBFloat16}) {
+    const Graph g = build(dt);
+    Context ctx;
+    ParameterStore store(g, ctx, 1);
+    CompileOptions co;
+    co.optimizer = OptimizerKind::kNone;
+    Executor ex(g, store, ctx, co);
+    ex.input("x").copy_from(Tensor::from_vector({0.5f, -1.f, 0.25f, 1.f, 0.75f, -0.5f}, Shape{2, 3}, dt), ctx.stream());
+    ex.input("xf").copy_from(Tensor::from_vector({1.f, 0.5f, -0.25f, -1.f, 0.25f, 0.5f}, Shape{2, 3}), ctx.stream());
+    kestrel::testing::feed_labels(ex, "labels", 3);
+    ex.run();
+    grads[k++] = ex.gradient("w").to_float_vector();
+  }
+  ASSERT_EQ(grads[0].size(), 9u);
+  double largest = 0.0;
+  for (std::size_t i = 0; i < 9; ++i) {
+    EXPECT_NEAR(grads[1][i], grads[0][i], 2e-2) << i;
+    largest = std::max(largest, std::fabs(static_cast<double>(grads[0][i])));
+  }
+  EXPECT_GT(largest, 0.05) << "a gradient worth comparing";
+}
+
+// output("loss") is the graph's loss; an output marked "loss" that is another value was silently
+// hidden by it (output("loss") gave the logits). Now the executor says so.
+TEST(ParameterGradients, AnOutputNamedLossMustBeTheLoss) {
+  Graph g(graph_options(2));
+  const Value x = g.input("x", {Shape{2, 3}});
+  const Value z = nn::linear(g, "fc", x, 3);
+  g.mark_output(z, "loss");
+  nn::softmax_cross_entropy(g, z, nn::label_input(g, "labels"));
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  const std::string e = error_of([&] { Executor ex(g, store, ctx); });
+  EXPECT_NE(e.find("an output is named 'loss' but is 'fc:y'"), std::string::npos) << e;
 }
