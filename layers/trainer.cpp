@@ -161,6 +161,16 @@ void Trainer::Impl::restore_position(const SafetensorsFile& f, const std::string
   };
   step = count("step", cfg.schedule.total_steps, "this run's steps (epochs x steps an epoch)");
   skipped_total = count("skipped_steps", step, "its \"step\"");
+  // Checkpoints from before these keys resume as if there were no skips in a row and no norm yet.
+  const auto has = [&](const char* key) { return f.metadata.count(key) != 0; };
+  if (has("skips_in_a_row"))
+    skips_in_a_row = static_cast<int>(std::min<std::int64_t>(
+        count("skips_in_a_row", skipped_total, "its \"skipped_steps\""), std::numeric_limits<int>::max()));
+  if (has("grad_norm")) {
+    const std::string norm = kestrel::checkpoint_metadata(f, "grad_norm", name);
+    KESTREL_CHECK(detail::parse_float(norm, &resumed_grad_norm) && !(resumed_grad_norm < 0.f), name,
+                  ": __metadata__ \"grad_norm\" is \"", norm, "\", not a norm");
+  }
   if (step % spe == 0) return;
   // Mid-epoch: the epoch's accumulators continue from the checkpoint.
   skipped.assign(static_cast<std::size_t>(spe), 0);
@@ -171,6 +181,12 @@ void Trainer::Impl::restore_position(const SafetensorsFile& f, const std::string
   KESTREL_CHECK(detail::parse_double(sum, &loss_sum) && std::isfinite(loss_sum), name,
                 ": __metadata__ \"epoch_loss_sum\" is \"", sum, "\", not a finite number");
   td::write_int64(ctx, train_correct(), &correct, 1);
+  if (has("interval_steps")) {
+    interval_steps = count("interval_steps", loss_steps, "its \"epoch_loss_steps\"");
+    const std::string isum = kestrel::checkpoint_metadata(f, "interval_loss_sum", name);
+    KESTREL_CHECK(detail::parse_double(isum, &interval_loss) && std::isfinite(interval_loss), name,
+                  ": __metadata__ \"interval_loss_sum\" is \"", isum, "\", not a finite number");
+  }
 }
 
 void Trainer::Impl::start_epoch(int epoch, std::int64_t begin) {
@@ -189,10 +205,11 @@ void Trainer::Impl::start_epoch(int epoch, std::int64_t begin) {
     loss_steps = images = 0;
     const std::int64_t zero = 0;
     td::write_int64(ctx, train_correct(), &zero, 1);
+    interval_loss = 0.0;
+    interval_steps = 0;
   }
-  interval_start = Clock::now();
-  interval_loss = 0.0;
-  interval_steps = interval_images = 0;
+  interval_start = last_read = Clock::now();
+  interval_images = 0;
 }
 
 void Trainer::Impl::run_step(int epoch, std::int64_t s) {
@@ -271,7 +288,9 @@ bool Trainer::Impl::stop_requested() const {
 }
 
 void Trainer::Impl::stop_at(int epoch, std::int64_t s, bool requested, TrainResult& r) {
-  read_back(epoch, s, r, true);
+  // No log line: the interval goes on in the resumed run (or the next train() call), whose next
+  // line is then the uninterrupted run's.
+  read_back(epoch, s, r, false);
   if (!cfg.checkpoint_path.empty() && step > r.first_step) {
     kestrel::save_checkpoint(*store, cfg.checkpoint_path, metadata());
   }

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <ostream>
@@ -51,10 +52,16 @@ struct Trainer::Impl {
   std::vector<char> skipped;    // per step of the epoch (kSkip)
   std::int64_t skipped_total = 0;
   int skips_in_a_row = 0;
-  // Since the last host read.
-  Clock::time_point interval_start;
+  // Since the last log line (checkpointed, so a resumed run's next line covers the whole
+  // interval); its images and time only since this process took it up (for images/s).
+  Clock::time_point interval_start, last_read;
   double interval_loss = 0.0;
   std::int64_t interval_steps = 0, interval_images = 0;
+  // The last applied update's gradient norm: the executor's until this process has applied one,
+  // the checkpoint's before (NaN, null in the log: none yet).
+  bool updated = false;
+  float resumed_grad_norm = std::numeric_limits<float>::quiet_NaN();
+  float last_grad_norm() const { return updated ? train->grad_norm() : resumed_grad_norm; }
   std::ofstream log;
 
   std::int64_t* train_correct() const { return static_cast<std::int64_t*>(counters.data()); }

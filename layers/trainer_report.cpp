@@ -59,37 +59,40 @@ void Trainer::Impl::read_back(int epoch, std::int64_t done, TrainResult& r, bool
       KESTREL_FAIL("loss became NaN/Inf at step ", number, " (epoch ", epoch + 1, ")");
     }
     r.losses.push_back(v[j]);
+    updated = true;
     loss_sum += v[j];
     interval_loss += v[j];
     ++loss_steps;
     ++interval_steps;
   }
   read_upto = done;
+  epoch_seconds += seconds_since(last_read);
+  last_read = Clock::now();
+  // The interval (loss, steps) ends only with a log line: a read for a checkpoint or a stop
+  // leaves it running, so a line's loss covers every step since the previous line.
+  if (!log_line) return;
   const double secs = seconds_since(interval_start);
-  epoch_seconds += secs;
-  if (log_line) {
-    std::int64_t correct = 0;
-    td::read_int64(ctx, train_correct(), &correct, 1);
-    const double acc = images > 0 ? static_cast<double>(correct) / images : 0.0;
-    // An interval of skipped steps only has no loss (NaN; null in the JSON log), as an epoch's.
-    const double mean = interval_steps > 0 ? interval_loss / interval_steps : std::numeric_limits<double>::quiet_NaN();
-    const double ips = secs > 0 ? interval_images / secs : 0.0;
-    const float lr = lr_at(step - 1);
-    const std::string where = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(cfg.epochs);
-    std::string bar;
-    if (cfg.progress_bar) {
-      const int width = 20, filled = static_cast<int>(width * done / spe);
-      bar = " [" + std::string(filled, '#') + std::string(width - filled, '.') + "]";
-    }
-    say(where + bar + " step " + std::to_string(done) + "/" + std::to_string(spe) + " loss " +
-            printf_string("%.4f", mean) + " train acc " + printf_string("%.1f%%", 100 * acc) +
-            " lr " + printf_string("%.4g", lr) + " " + printf_string("%.0f img/s", ips),
-        cfg.progress_bar);
-    write_json(Json{{"event", "step"}, {"epoch", epoch + 1}, {"step", step}, {"loss", mean},
-                    {"train_acc", acc}, {"lr", json_float(lr)}, {"grad_norm", json_float(train->grad_norm())},
-                    {"images_per_s", ips},
-                    {"peak_mem_mb", td::peak_memory_mb(ctx)}});
+  std::int64_t correct = 0;
+  td::read_int64(ctx, train_correct(), &correct, 1);
+  const double acc = images > 0 ? static_cast<double>(correct) / images : 0.0;
+  // An interval of skipped steps only has no loss (NaN; null in the JSON log), as an epoch's.
+  const double mean = interval_steps > 0 ? interval_loss / interval_steps : std::numeric_limits<double>::quiet_NaN();
+  const double ips = secs > 0 ? interval_images / secs : 0.0;
+  const float lr = lr_at(step - 1);
+  const std::string where = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(cfg.epochs);
+  std::string bar;
+  if (cfg.progress_bar) {
+    const int width = 20, filled = static_cast<int>(width * done / spe);
+    bar = " [" + std::string(filled, '#') + std::string(width - filled, '.') + "]";
   }
+  say(where + bar + " step " + std::to_string(done) + "/" + std::to_string(spe) + " loss " +
+          printf_string("%.4f", mean) + " train acc " + printf_string("%.1f%%", 100 * acc) +
+          " lr " + printf_string("%.4g", lr) + " " + printf_string("%.0f img/s", ips),
+      cfg.progress_bar);
+  write_json(Json{{"event", "step"}, {"epoch", epoch + 1}, {"step", step}, {"loss", mean},
+                  {"train_acc", acc}, {"lr", json_float(lr)}, {"grad_norm", json_float(last_grad_norm())},
+                  {"images_per_s", ips},
+                  {"peak_mem_mb", td::peak_memory_mb(ctx)}});
   interval_start = Clock::now();
   interval_loss = 0.0;
   interval_steps = interval_images = 0;
@@ -130,6 +133,10 @@ std::map<std::string, std::string> Trainer::Impl::metadata() const {
   td::read_int64(ctx, train_correct(), &correct, 1);
   const std::string sum = detail::general_text(loss_sum, 17);  // round-trips a double
   return {{"step", std::to_string(step)},
+          {"interval_loss_sum", detail::general_text(interval_loss, 17)},
+          {"interval_steps", std::to_string(interval_steps)},
+          {"skips_in_a_row", std::to_string(skips_in_a_row)},
+          {"grad_norm", detail::shortest_float_text(last_grad_norm())},
           {"epoch", std::to_string(step / spe)},
           {"model", cfg.net.name},
           {"version", std::to_string(cfg.net.version)},

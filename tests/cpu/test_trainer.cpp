@@ -136,7 +136,9 @@ TEST(Trainer, ResumedRunReproducesTheUninterruptedRunExactly) {
     {
       Context ctx;
       std::ostringstream out;
-      Trainer t(c, small_data(), ctx, out);
+      TrainerConfig logged = c;
+      logged.log_path = dir / "whole.jsonl";
+      Trainer t(logged, small_data(), ctx, out);
       whole = t.train();
       whole_params = t.store().flat_params().to_float_vector();
       whole_states = t.store().flat_states().to_float_vector();
@@ -146,6 +148,7 @@ TEST(Trainer, ResumedRunReproducesTheUninterruptedRunExactly) {
     TrainerConfig stop = c;
     stop.max_steps = v.stop;
     stop.checkpoint_path = dir / "ck.safetensors";
+    stop.log_path = dir / "resumed.jsonl";
     {
       Context ctx;
       std::ostringstream out;
@@ -161,6 +164,7 @@ TEST(Trainer, ResumedRunReproducesTheUninterruptedRunExactly) {
       std::ostringstream out;
       TrainerConfig resume = c;
       resume.seed = 12345;  // the checkpoint's seed wins
+      resume.log_path = stop.log_path;
       Trainer t(resume, small_data(), ctx, out, &ck, "ck.safetensors");
       EXPECT_EQ(t.config().seed, 17u);
       EXPECT_EQ(t.global_step(), v.stop);
@@ -180,6 +184,75 @@ TEST(Trainer, ResumedRunReproducesTheUninterruptedRunExactly) {
     EXPECT_EQ(b.train_loss, a.train_loss);
     EXPECT_EQ(b.train_accuracy, a.train_accuracy);
     EXPECT_EQ(b.test_accuracy, a.test_accuracy);
+    // So do the log's step and epoch lines: a stop inside a log interval (step 7 of intervals of
+    // 4) wrote a line of its own and the resumed run's next line covered only the steps after it.
+    auto records = [](const std::string& path) {
+      std::vector<std::string> kept;
+      for (nlohmann::json j : read_json_lines(path)) {
+        if (j["event"] != "step" && j["event"] != "epoch") continue;
+        for (const char* timing : {"images_per_s", "peak_mem_mb", "epoch_time_s"}) j.erase(timing);
+        kept.push_back(j.dump());
+      }
+      return kept;
+    };
+    EXPECT_EQ(records(stop.log_path), records(dir / "whole.jsonl"));
+  }
+}
+
+// Skip mode across a resume: the count of skipped steps in a row and the last update's gradient
+// norm are part of the checkpoint (the resumed run restarted the count at 0 and went on two steps
+// past the uninterrupted run's stop, and logged grad_norm 0).
+TEST(Trainer, SkipCountAndGradNormSurviveAResume) {
+  TrainerConfig c = tiny_config();
+  c.nonfinite = NonFinitePolicy::kSkip;
+  c.max_skips_in_a_row = 3;
+  c.log_every = 1;
+  kestrel::testing::TempDir dir("trainer_skip_resume");
+  auto poisoned_after_two = [&](Trainer& t) {
+    t.set_max_steps(2);
+    t.train();
+    t.store().value("fc.bias").data_as<float>()[1] = INFINITY;
+  };
+  auto step_lines = [](const std::string& path) {
+    std::vector<nlohmann::json> lines;
+    for (const auto& j : read_json_lines(path))
+      if (j["event"] == "step") lines.push_back(j);
+    return lines;
+  };
+  std::string whole_error;
+  {
+    TrainerConfig w = c;
+    w.log_path = dir / "whole.jsonl";
+    Context ctx;
+    std::ostringstream out;
+    Trainer t(w, small_data(), ctx, out);
+    poisoned_after_two(t);
+    t.set_max_steps(0);
+    whole_error = error_of([&] { t.train(); });
+  }
+  EXPECT_NE(whole_error.find("at step 6 (epoch 1): 4 steps in a row skipped"), std::string::npos) << whole_error;
+  TrainerConfig s = c;
+  s.checkpoint_path = dir / "ck.safetensors";
+  s.log_path = dir / "resumed.jsonl";
+  {
+    Context ctx;
+    std::ostringstream out;
+    Trainer t(s, small_data(), ctx, out);
+    poisoned_after_two(t);
+    t.set_max_steps(4);
+    t.train();  // steps 3 and 4 skipped, then the checkpoint
+  }
+  const SafetensorsFile ck = read_safetensors(s.checkpoint_path);
+  EXPECT_EQ(checkpoint_metadata(ck, "skips_in_a_row"), "2");
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(s, small_data(), ctx, out, &ck, "ck.safetensors");
+  EXPECT_EQ(error_of([&] { t.train(); }), whole_error);
+  const auto whole = step_lines(dir / "whole.jsonl"), resumed = step_lines(s.log_path);
+  ASSERT_EQ(resumed.size(), whole.size());
+  for (std::size_t i = 0; i < whole.size(); ++i) {
+    EXPECT_EQ(resumed[i]["step"], whole[i]["step"]);
+    EXPECT_EQ(resumed[i]["grad_norm"], whole[i]["grad_norm"]) << "step " << whole[i]["step"];
   }
 }
 
@@ -268,8 +341,6 @@ TEST(Trainer, SkipModeSkipsTheUpdateAndRestoresTheStatistics) {
   c.nonfinite = NonFinitePolicy::kSkip;
   c.max_skips_in_a_row = 2;
   c.max_steps = 3;
-  kestrel::testing::TempDir dir("trainer_skip");
-  c.log_path = dir / "log.jsonl";
   Context ctx;
   std::ostringstream out;
   Trainer t(c, small_data(), ctx, out);
@@ -289,15 +360,6 @@ TEST(Trainer, SkipModeSkipsTheUpdateAndRestoresTheStatistics) {
   EXPECT_TRUE(kestrel::testing::bit_equal(t.store().flat_params().to_float_vector(), params));
   EXPECT_TRUE(kestrel::testing::bit_equal(t.store().flat_states().to_float_vector(), states));
   EXPECT_NE(out.str().find("step 4 (epoch 1): loss "), std::string::npos) << out.str();
-  // The log line of an interval whose steps were all skipped has no loss (null), not 0.
-  std::vector<nlohmann::json> steps;
-  for (const auto& j : read_json_lines(c.log_path))
-    if (j["event"] == "step") steps.push_back(j);
-  ASSERT_EQ(steps.size(), 2u);
-  EXPECT_EQ(steps[0]["step"], 3);
-  EXPECT_TRUE(steps[0]["loss"].is_number()) << "steps 1-3 had losses";
-  EXPECT_EQ(steps[1]["step"], 4);
-  EXPECT_TRUE(steps[1]["loss"].is_null()) << steps[1].dump();
   bias[1] = saved;  // the cause goes away: training continues
   t.set_max_steps(6);
   const TrainResult resumed = t.train();
@@ -308,6 +370,34 @@ TEST(Trainer, SkipModeSkipsTheUpdateAndRestoresTheStatistics) {
   t.set_max_steps(0);
   const std::string msg = error_of([&] { t.train(); });
   EXPECT_NE(msg.find("loss became NaN/Inf at step 9 (epoch 1): 3 steps in a row skipped"), std::string::npos) << msg;
+}
+
+// The log line of an interval whose steps were all skipped has no loss (null, not 0), and its
+// grad_norm is the last applied update's.
+TEST(Trainer, AnIntervalOfSkippedStepsOnlyLogsNoLoss) {
+  TrainerConfig c = tiny_config();  // log_every 4
+  c.nonfinite = NonFinitePolicy::kSkip;
+  c.max_skips_in_a_row = 10;
+  c.max_steps = 4;
+  kestrel::testing::TempDir dir("trainer_skip_log");
+  c.log_path = dir / "log.jsonl";
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  t.train();
+  float* bias = t.store().value("fc.bias").data_as<float>();
+  bias[1] = INFINITY;
+  t.set_max_steps(8);
+  EXPECT_EQ(t.train().skipped_steps, 4);
+  std::vector<nlohmann::json> steps;
+  for (const auto& j : read_json_lines(c.log_path))
+    if (j["event"] == "step") steps.push_back(j);
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0]["step"], 4);
+  EXPECT_TRUE(steps[0]["loss"].is_number());
+  EXPECT_EQ(steps[1]["step"], 8);
+  EXPECT_TRUE(steps[1]["loss"].is_null()) << steps[1].dump();
+  EXPECT_EQ(steps[1]["grad_norm"], steps[0]["grad_norm"]) << "no update since step 4";
 }
 
 // A batch-1 inference executor over every test image is the reference for evaluate(): with 40
