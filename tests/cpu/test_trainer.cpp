@@ -37,6 +37,14 @@ std::vector<nlohmann::json> read_json_lines(const std::string& path) {
   return lines;
 }
 
+// The "step" lines of a JSON-lines log.
+std::vector<nlohmann::json> step_lines(const std::string& path) {
+  std::vector<nlohmann::json> lines;
+  for (const auto& j : read_json_lines(path))
+    if (j["event"] == "step") lines.push_back(j);
+  return lines;
+}
+
 // The ten losses of one unevaluated epoch of `c` on small_data().
 std::vector<float> one_epoch_losses(TrainerConfig c) {
   c.epochs = 1;
@@ -213,12 +221,6 @@ TEST(Trainer, SkipCountAndGradNormSurviveAResume) {
     t.train();
     t.store().value("fc.bias").data_as<float>()[1] = INFINITY;
   };
-  auto step_lines = [](const std::string& path) {
-    std::vector<nlohmann::json> lines;
-    for (const auto& j : read_json_lines(path))
-      if (j["event"] == "step") lines.push_back(j);
-    return lines;
-  };
   std::string whole_error;
   {
     TrainerConfig w = c;
@@ -389,9 +391,7 @@ TEST(Trainer, AnIntervalOfSkippedStepsOnlyLogsNoLoss) {
   bias[1] = INFINITY;
   t.set_max_steps(8);
   EXPECT_EQ(t.train().skipped_steps, 4);
-  std::vector<nlohmann::json> steps;
-  for (const auto& j : read_json_lines(c.log_path))
-    if (j["event"] == "step") steps.push_back(j);
+  const std::vector<nlohmann::json> steps = step_lines(c.log_path);
   ASSERT_EQ(steps.size(), 2u);
   EXPECT_EQ(steps[0]["step"], 4);
   EXPECT_TRUE(steps[0]["loss"].is_number());
