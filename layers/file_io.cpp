@@ -163,7 +163,8 @@ void check_output_file(const std::string& path, const std::string& what) {
   std::error_code ec;
   KESTREL_CHECK(!std::filesystem::is_directory(path, ec), what, " ", path, " is a folder, not a file");
   const std::string dir = detail::folder_of(path);
-  KESTREL_CHECK(std::filesystem::is_directory(dir, ec), what, " ", path, ": folder ", dir, " does not exist");
+  KESTREL_CHECK(std::filesystem::is_directory(dir, ec), what, " ", path, ": ",
+                std::filesystem::exists(dir, ec) ? dir + " is not a folder" : "folder " + dir + " does not exist");
   // Probed with the name an atomic write's temporary file gets (longer than `path`'s own), so a
   // name too long for it is found now and not when the checkpoint is written.
   std::string probe;

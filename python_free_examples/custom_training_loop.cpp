@@ -28,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include "cli_checks.h"  // number checks whose messages name the rule
+
 using namespace kestrel;
 
 namespace {
@@ -233,10 +235,10 @@ int main(int argc, char** argv) {
   app.add_option("--data", o.data, "CIFAR-10 folder (cifar-10-batches-bin), or synthetic (default)");
   app.add_option("--dtype", o.dtype, "fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_option("--layout", o.layout, "nchw or nhwc")->check(CLI::IsMember({"nchw", "nhwc"}));
-  app.add_option("--steps", o.steps, "training steps (default 300)")->check(CLI::PositiveNumber);
+  app.add_option("--steps", o.steps, "training steps (default 300)")->check(kestrel::programs::above_zero());
   app.add_option("--batch", o.batch, "training batch (default 32)")->check(CLI::Range(1, 4096));
-  app.add_option("--lr", o.lr, "peak learning rate of the cosine schedule (default 0.05)")->check(CLI::PositiveNumber);
-  app.add_option("--seed", o.seed, "seed of initialisation, batch order and dropout masks")->check(CLI::NonNegativeNumber);
+  app.add_option("--lr", o.lr, "peak learning rate of the cosine schedule (default 0.05)")->check(kestrel::programs::above_zero());
+  app.add_option("--seed", o.seed, "seed of initialisation, batch order and dropout masks")->check(kestrel::programs::at_least_zero());
   app.add_option("--checkpoint", o.checkpoint, "where to write the checkpoint (default ./custom_training_loop.safetensors)");
   try {
     app.parse(argc, argv);

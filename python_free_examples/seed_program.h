@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_checks.h"
 #include "kestrel/core/context.h"
 #include "kestrel/core/device.h"
 #include "kestrel/layers/output_files.h"
@@ -64,9 +65,9 @@ inline int run_program(int argc, char** argv, const std::string& name, const std
   app.add_option("--device", o.device, "auto (cuda when there is one), cpu, cuda or cuda:N");
   app.add_option("--out", o.out, "folder for the SVG charts and CSV tables (created if missing)");
   app.add_option("--seed", o.seed, "seed of data, initialisation, batch order and dropout masks")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kestrel::programs::at_least_zero());
   app.add_option("--data", o.data, "CIFAR-10 folder (cifar-10-batches-bin); default: synthetic CIFAR-format data");
-  app.add_option(length.flag, o.length, length.help)->check(CLI::PositiveNumber);
+  app.add_option(length.flag, o.length, length.help)->check(kestrel::programs::above_zero());
   if (image_options) {
     app.add_option("--dtype", o.dtype, "fp32 or bf16: activations and weights the networks compute in (fp32 masters)")
         ->check(CLI::IsMember({"fp32", "bf16"}));

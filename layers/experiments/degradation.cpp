@@ -104,7 +104,7 @@ DegradationCurve train_model(const DegradationConfig& c, const DegradationModel&
     }
   }
   char buf[160];
-  std::snprintf(buf, sizeof buf, "%-13s after %d steps: train loss %.4f, test error %.3f", m.name.c_str(), c.steps,
+  std::snprintf(buf, sizeof buf, "%-13s after %d steps: train loss %.4f (its last two points), test error %.3f", m.name.c_str(), c.steps,
                 curve.final_train_loss(), curve.final_test_error());
   log_line(log, buf);
   return curve;
