@@ -80,9 +80,7 @@ void Executor::compile() {
   if (opts_.training) {
     if (opts_.optimizer == OptimizerKind::kSgd) validate(opts_.sgd);
     if (opts_.optimizer == OptimizerKind::kAdamW) validate(opts_.adamw);
-    KESTREL_CHECK(opts_.optimizer == OptimizerKind::kNone || store_.optimizer_kind() == OptimizerKind::kNone ||
-                      store_.optimizer_kind() == opts_.optimizer,
-                  "this parameter store already holds state for another optimizer");
+    store_.check_optimizer(opts_.optimizer);  // now: the state itself is made last
     KESTREL_CHECK(std::isfinite(opts_.max_grad_norm) && opts_.max_grad_norm >= 0.f,
                   "CompileOptions::max_grad_norm must be finite and >= 0 (0: no clipping), got ",
                   opts_.max_grad_norm);

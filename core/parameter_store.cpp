@@ -147,9 +147,14 @@ int ParameterStore::optimizer_buffers(OptimizerKind kind) noexcept {
   return 0;
 }
 
+void ParameterStore::check_optimizer(OptimizerKind kind) const {
+  KESTREL_CHECK(kind == OptimizerKind::kNone || opt_kind_ == OptimizerKind::kNone || opt_kind_ == kind,
+                "this parameter store already holds state for another optimizer");
+}
+
 void ParameterStore::ensure_optimizer_state(OptimizerKind kind) {
+  check_optimizer(kind);
   if (kind == OptimizerKind::kNone || kind == opt_kind_) return;
-  KESTREL_CHECK(opt_kind_ == OptimizerKind::kNone, "this parameter store already holds state for another optimizer");
   const int buffers = optimizer_buffers(kind);
   for (int k = 0; k < buffers; ++k) {
     opt_[k] = Tensor::empty(Shape{param_elems_}, DType::kFloat32, ctx_);

@@ -56,6 +56,9 @@ class ParameterStore {
   // Number of state buffers of `kind`: 0 (none), 1 (SGD), 2 (AdamW).
   static int optimizer_buffers(OptimizerKind kind) noexcept;
   void ensure_optimizer_state(OptimizerKind kind);
+  // Raises when the store already holds state for another optimizer than `kind` (kNone fits
+  // any): what ensure_optimizer_state refuses, asked before any work that depends on it.
+  void check_optimizer(OptimizerKind kind) const;
   OptimizerKind optimizer_kind() const noexcept { return opt_kind_; }
   std::int64_t trainable_elements() const noexcept { return param_elems_; }
   // Weight decay applies to parameters whose ParamInfo::decay is set; this also exempts every

@@ -146,15 +146,15 @@ void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::st
 
 namespace kestrel {
 namespace {
-// Creates and removes a file of our own in `dir` ("" on success, else the system's reason).
-std::string probe_folder(const std::string& dir) {
+// Creates and removes a file of our own named `prefix` + "<pid>.<n>": 0, or the system's error.
+int probe_create(const std::string& prefix) {
   std::string probe;
   int err = 0;
-  const int fd = detail::create_exclusive(dir + "/.kestrel-probe.", 0600, &probe, &err);
-  if (fd < 0) return detail::errno_text(err);
+  const int fd = detail::create_exclusive(prefix, 0600, &probe, &err);
+  if (fd < 0) return err;
   ::close(fd);
   ::unlink(probe.c_str());
-  return {};
+  return 0;
 }
 }  // namespace
 
@@ -167,15 +167,11 @@ void check_output_file(const std::string& path, const std::string& what) {
                 std::filesystem::exists(dir, ec) ? dir + " is not a folder" : "folder " + dir + " does not exist");
   // Probed with the name an atomic write's temporary file gets (longer than `path`'s own), so a
   // name too long for it is found now and not when the checkpoint is written.
-  std::string probe;
-  int err = 0;
-  const int fd = detail::create_exclusive(path + ".tmp.", 0600, &probe, &err);
-  KESTREL_CHECK(fd >= 0 || err != ENAMETOOLONG, what, " ", path, ": the file name is too long (",
+  const int err = probe_create(path + ".tmp.");
+  KESTREL_CHECK(err != ENAMETOOLONG, what, " ", path, ": the file name is too long (",
                 std::filesystem::path(path).filename().string().size(), " characters; writing it needs a temporary "
                 "file named <name>.tmp.<pid>.<n> beside it)");
-  KESTREL_CHECK(fd >= 0, what, " ", path, ": cannot create files in folder ", dir, " (", detail::errno_text(err), ")");
-  ::close(fd);
-  ::unlink(probe.c_str());
+  KESTREL_CHECK(err == 0, what, " ", path, ": cannot create files in folder ", dir, " (", detail::errno_text(err), ")");
 }
 
 void check_output_folder(const std::string& dir, const std::string& what) {
@@ -184,8 +180,8 @@ void check_output_folder(const std::string& dir, const std::string& what) {
   std::filesystem::create_directories(dir, ec);
   KESTREL_CHECK(!ec && std::filesystem::is_directory(dir), what, " ", dir, ": cannot create the folder",
                 ec ? " (" + ec.message() + ")" : std::string(" (a file of that name is there)"));
-  const std::string why = probe_folder(dir);
-  KESTREL_CHECK(why.empty(), what, " ", dir, ": cannot create files in the folder (", why, ")");
+  const int err = probe_create(dir + "/.kestrel-probe.");
+  KESTREL_CHECK(err == 0, what, " ", dir, ": cannot create files in the folder (", detail::errno_text(err), ")");
 }
 
 }  // namespace kestrel

@@ -141,11 +141,9 @@ Value residual_block(Graph& g, const std::string& name, Value x, std::int64_t ou
 
 Value build_resnet(Graph& g, Value images, const ResNetConfig& cfg) {
   KESTREL_CHECK(!cfg.widths.empty() && cfg.blocks_per_stage >= 1, "ResNet config needs stages and blocks");
-  KESTREL_CHECK(cfg.stem_width > 0 && cfg.classes > 0, "ResNet config: stem width and classes must be positive, got ",
-                cfg.stem_width, " and ", cfg.classes);
-  for (std::int64_t w : cfg.widths) KESTREL_CHECK(w > 0, "ResNet config: stage widths must be positive, got ", w);
-  check_block_options(cfg, cfg.name);
-  Graph::Transaction tx(g);  // refused part-way (a shape error), the graph is left as it was
+  // Widths, classes and block options are checked by the layers and blocks that use them; refused
+  // part-way, the network is rolled back.
+  Graph::Transaction tx(g);
   Value h = nn::conv2d(g, "conv1", images, cfg.stem_width, 3, conv3x3(1));
   if (cfg.version == 1) h = nn::relu(g, nn::batch_norm(g, "bn1", h));
   for (std::size_t stage = 0; stage < cfg.widths.size(); ++stage) {

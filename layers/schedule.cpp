@@ -14,8 +14,11 @@ double cosine_between(double from, double to, double t) { return to + (from - to
 void validate(const LrSchedule& s) {
   KESTREL_CHECK(s.total_steps >= 1, "schedule: total steps must be >= 1, got ", s.total_steps);
   KESTREL_CHECK(std::isfinite(s.base) && s.base >= 0.f, "schedule: learning rate must be finite and >= 0, got ", s.base);
-  KESTREL_CHECK(s.warmup_steps == 0 || (s.warmup_steps > 0 && s.warmup_steps < s.total_steps),
+  KESTREL_CHECK(s.warmup_steps >= 0, "schedule: warm-up steps must be >= 0, got ", s.warmup_steps);
+  KESTREL_CHECK(s.warmup_steps == 0 || s.warmup_steps < s.total_steps,
                 "schedule: warm-up steps (", s.warmup_steps, ") must be below the total (", s.total_steps, ")");
+  KESTREL_CHECK(s.kind != LrSchedule::Kind::kOneCycle || s.warmup_steps == 0,
+                "schedule: warm-up does not apply to the one-cycle schedule (its own warm-up is pct_start)");
   KESTREL_CHECK(s.warmup_div >= 1.f, "schedule: warm-up divisor must be >= 1, got ", s.warmup_div);
   KESTREL_CHECK(s.gamma > 0.f && s.gamma <= 1.f, "schedule: step gamma must be in (0, 1], got ", s.gamma);
   for (std::size_t i = 0; i < s.milestones.size(); ++i) {

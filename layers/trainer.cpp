@@ -69,18 +69,17 @@ void validate(const TrainerConfig& c) {
   KESTREL_CHECK(c.max_skips_in_a_row >= 0, "max skips in a row must be >= 0");
   KESTREL_CHECK(std::isfinite(c.warmup_epochs) && c.warmup_epochs >= 0.0 && c.warmup_epochs < c.epochs,
                 "warm-up must be in [0, ", c.epochs, ") epochs, got ", c.warmup_epochs);
-  KESTREL_CHECK(c.schedule.warmup_steps >= 0, "schedule warm-up steps must be >= 0, got ", c.schedule.warmup_steps);
   KESTREL_CHECK(c.optimizer == OptimizerKind::kSgd || c.optimizer == OptimizerKind::kAdamW,
                 "the trainer needs an optimizer (sgd or adamw)");
   if (c.optimizer == OptimizerKind::kSgd) validate(c.sgd);
   if (c.optimizer == OptimizerKind::kAdamW) validate(c.adamw);
-  // The total and the warm-up in steps are known once the data is (the constructor checks them).
+  // The total steps are known once the data is (the constructor checks the warm-up against them):
+  // here the schedule is checked as if the run were long enough.
   LrSchedule s = c.schedule;
-  s.total_steps = std::max<std::int64_t>(s.total_steps, 1);
-  s.warmup_steps = 0;
+  s.total_steps = std::max<std::int64_t>({s.total_steps, s.warmup_steps + 1, 1});
   validate(s);
-  KESTREL_CHECK(c.schedule.kind != LrSchedule::Kind::kOneCycle || (c.warmup_epochs == 0.0 && c.schedule.warmup_steps == 0),
-                "warm-up does not apply to the one-cycle schedule (its own warm-up is pct_start)");
+  KESTREL_CHECK(c.schedule.kind != LrSchedule::Kind::kOneCycle || c.warmup_epochs == 0.0,
+                "warm-up epochs do not apply to the one-cycle schedule (its own warm-up is pct_start)");
 }
 
 void Trainer::Impl::build(const SafetensorsFile* resume, const std::string& resume_name) {
@@ -161,6 +160,13 @@ void Trainer::Impl::restore_position(const SafetensorsFile& f, const std::string
   };
   step = count("step", cfg.schedule.total_steps, "this run's steps (epochs x steps an epoch)");
   skipped_total = count("skipped_steps", step, "its \"step\"");
+  auto finite_sum = [&](const char* key) {
+    const std::string text = kestrel::checkpoint_metadata(f, key, name);
+    double v = 0.0;
+    KESTREL_CHECK(detail::parse_double(text, &v) && std::isfinite(v), name, ": __metadata__ \"", key, "\" is \"",
+                  text, "\", not a finite number");
+    return v;
+  };
   // Checkpoints from before these keys resume as if there were no skips in a row and no norm yet.
   const auto has = [&](const char* key) { return f.metadata.count(key) != 0; };
   if (has("skips_in_a_row"))
@@ -177,15 +183,11 @@ void Trainer::Impl::restore_position(const SafetensorsFile& f, const std::string
   loss_steps = count("epoch_loss_steps", step % spe, "the steps taken in its epoch");
   images = count("epoch_images", (step % spe) * cfg.batch, "the images of the steps taken in its epoch");
   const std::int64_t correct = count("epoch_correct", images, "its \"epoch_images\"");
-  const std::string sum = kestrel::checkpoint_metadata(f, "epoch_loss_sum", name);
-  KESTREL_CHECK(detail::parse_double(sum, &loss_sum) && std::isfinite(loss_sum), name,
-                ": __metadata__ \"epoch_loss_sum\" is \"", sum, "\", not a finite number");
+  loss_sum = finite_sum("epoch_loss_sum");
   td::write_int64(ctx, train_correct(), &correct, 1);
   if (has("interval_steps")) {
     interval_steps = count("interval_steps", loss_steps, "its \"epoch_loss_steps\"");
-    const std::string isum = kestrel::checkpoint_metadata(f, "interval_loss_sum", name);
-    KESTREL_CHECK(detail::parse_double(isum, &interval_loss) && std::isfinite(interval_loss), name,
-                  ": __metadata__ \"interval_loss_sum\" is \"", isum, "\", not a finite number");
+    interval_loss = finite_sum("interval_loss_sum");
   }
 }
 

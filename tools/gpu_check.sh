@@ -119,9 +119,10 @@ else
   # A build made from other sources than these would measure the wrong code: tools/gpu_slim_build.sh
   # records the sources' checksums.
   if [ -f build-gpu/SOURCES.sha256 ]; then
-    stale=$(sha256sum --quiet -c build-gpu/SOURCES.sha256 2>&1 | grep -c -v '^sha256sum: WARNING')
+    differ=$(sha256sum --quiet -c build-gpu/SOURCES.sha256 2>&1)  # one line per differing file
+    stale=$(grep -c ': FAILED' <<< "$differ")
     if [ "$stale" -gt 0 ]; then
-      sha256sum --quiet -c build-gpu/SOURCES.sha256 >> "$OUT/build.log" 2>&1
+      echo "$differ" >> "$OUT/build.log"
       status "--no-build: the carried build-gpu is stale: $stale source file(s) differ from the ones it was built from (build.log); rebuild it and run tools/gpu_slim_build.sh"
       exit 1
     fi

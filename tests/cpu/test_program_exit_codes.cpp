@@ -45,9 +45,7 @@ TEST(ProgramExitCodes, UnknownFlagsAndBadValuesExit2WithTheUsage) {
   for (const char* lr : {"nan", "1e39", "1e-50"}) {
     const ProgramRun r = run_built_program("custom_training_loop", std::string("--lr ") + lr);
     EXPECT_EQ(r.code, 2) << lr << ":\n" << r.output;
-    const bool named = r.output.find("--lr must be a number in (0, 10]") != std::string::npos ||
-                       r.output.find("--lr: must be a finite number, got 'nan'") != std::string::npos;
-    EXPECT_TRUE(named) << r.output;
+    EXPECT_NE(r.output.find("--lr must be a number in (0, 10]"), std::string::npos) << r.output;
   }
   for (const char* p : {"cifar10_train", "custom_training_loop", "seed_dropout"})
     EXPECT_EQ(run_built_program(p, "--seed -1").code, 2) << p;

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
 
 #include "kestrel/core/error.h"
 #include "kestrel/layers/schedule.h"
@@ -97,6 +98,25 @@ TEST(Schedule, RejectsBadSettings) {
   EXPECT_THROW(learning_rate_at(s, 0), kestrel::Error);
   s.milestones = {-0.1};
   EXPECT_THROW(learning_rate_at(s, 0), kestrel::Error);
+  s.milestones = {0.5};
+  // Warm-up: not negative, shorter than the run, and none for one-cycle, which warms up on its
+  // own (learning_rate_at would ignore it).
+  const auto message = [&] {
+    try {
+      kestrel::validate(s);
+    } catch (const kestrel::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  s.warmup_steps = -3;
+  EXPECT_NE(message().find("warm-up steps must be >= 0, got -3"), std::string::npos) << message();
+  s.warmup_steps = 10;
+  EXPECT_NE(message().find("warm-up steps (10) must be below the total (10)"), std::string::npos) << message();
+  s.warmup_steps = 5;
+  kestrel::validate(s);
+  s.kind = LrSchedule::Kind::kOneCycle;
+  EXPECT_NE(message().find("warm-up does not apply to the one-cycle schedule"), std::string::npos) << message();
   EXPECT_THROW(kestrel::parse_schedule_kind("exp"), kestrel::Error);
   EXPECT_EQ(kestrel::parse_schedule_kind("cosine"), LrSchedule::Kind::kCosine);
 }
