@@ -64,7 +64,7 @@ cublasContext* Context::cublas() {
 }
 
 cuda::ConvPlanCache& Context::conv_plans() {
-  if (!conv_plans_) conv_plans_ = std::make_unique<cuda::ConvPlanCache>(conv_policy_);
+  if (!conv_plans_) conv_plans_ = std::make_unique<cuda::ConvPlanCache>(conv_policy_, allocator_.get());
   return *conv_plans_;
 }
 

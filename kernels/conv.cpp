@@ -38,8 +38,9 @@ void run(ConvPlanCache& cache, cudnnHandle_t handle, ConvOp op, const Conv2dDesc
 }
 }  // namespace
 
-ConvPlanCache::ConvPlanCache(ConvPolicy policy) : impl_(std::make_unique<Impl>()) {
+ConvPlanCache::ConvPlanCache(ConvPolicy policy, Allocator* scratch) : impl_(std::make_unique<Impl>()) {
   impl_->policy = policy;
+  impl_->scratch = scratch;
 }
 
 ConvPlanCache::~ConvPlanCache() = default;

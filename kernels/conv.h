@@ -23,11 +23,18 @@
 
 struct cudnnContext;
 
+namespace kestrel {
+class Allocator;
+}
+
 namespace kestrel::cuda {
 
 class ConvPlanCache {
  public:
-  explicit ConvPlanCache(ConvPolicy policy = {});
+  // `scratch` (may be null: cudaMalloc) provides autotuning's trial tensors and workspace, so
+  // they count in that allocator's statistics and reuse its cache (Context passes its own); it
+  // must outlive the cache.
+  explicit ConvPlanCache(ConvPolicy policy = {}, Allocator* scratch = nullptr);
   ~ConvPlanCache();
   ConvPlanCache(const ConvPlanCache&) = delete;
   ConvPlanCache& operator=(const ConvPlanCache&) = delete;

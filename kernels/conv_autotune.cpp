@@ -6,23 +6,39 @@
 #include <algorithm>
 #include <limits>
 
+#include "kestrel/core/allocator.h"
+#include "kestrel/core/error.h"
 #include "kestrel/kernels/conv_plan_internal.h"
 
 namespace kestrel::cudnn_detail {
 namespace {
 constexpr int kTimedRuns = 3;
 
+// One trial buffer: from `alloc` when given (in stream order on `stream`, counted in its
+// statistics), otherwise cudaMalloc. Failing to get it is not an error: autotuning is skipped.
 class Scratch {
  public:
-  explicit Scratch(std::size_t bytes) {
-    if (bytes > 0 && cudaMalloc(&p_, bytes) != cudaSuccess) {
+  Scratch(std::size_t bytes, Allocator* alloc, cudaStream_t stream) : alloc_(alloc) {
+    if (bytes == 0) return;
+    if (alloc_ != nullptr) {
+      try {
+        p_ = alloc_->allocate(bytes, stream);
+      } catch (const Error&) {  // OutOfMemoryError, or a failing driver call
+        (void)cudaGetLastError();
+        p_ = nullptr;
+      }
+    } else if (cudaMalloc(&p_, bytes) != cudaSuccess) {
       (void)cudaGetLastError();
       p_ = nullptr;
-      failed_ = true;
     }
+    failed_ = p_ == nullptr;
   }
   ~Scratch() {
-    if (p_ != nullptr) (void)cudaFree(p_);
+    if (p_ == nullptr) return;
+    if (alloc_ != nullptr)
+      alloc_->deallocate(p_);
+    else
+      (void)cudaFree(p_);
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
@@ -30,6 +46,7 @@ class Scratch {
   bool failed() const noexcept { return failed_; }
 
  private:
+  Allocator* alloc_;
   void* p_ = nullptr;
   bool failed_ = false;
 };
@@ -75,7 +92,7 @@ float time_run(cudnnHandle_t handle, const ConvPlan& plan, cudaStream_t stream, 
 }  // namespace
 
 std::size_t fastest_plan(cudnnHandle_t handle, const Conv2dDesc& d,
-                         const std::vector<std::unique_ptr<ConvPlan>>& plans) {
+                         const std::vector<std::unique_ptr<ConvPlan>>& plans, Allocator* scratch) {
   cudaStream_t stream = nullptr;
   if (cudnnGetStream(handle, &stream) != CUDNN_STATUS_SUCCESS) return 0;
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
@@ -90,7 +107,8 @@ std::size_t fastest_plan(cudnnHandle_t handle, const Conv2dDesc& d,
   const std::size_t x_bytes = static_cast<std::size_t>(d.x_elements()) * element;
   const std::size_t w_bytes = static_cast<std::size_t>(d.w_elements()) * element;
   const std::size_t y_bytes = static_cast<std::size_t>(d.y_elements()) * element;
-  Scratch x(x_bytes), w(w_bytes), y(y_bytes), ws(static_cast<std::size_t>(ws_bytes));
+  Scratch x(x_bytes, scratch, stream), w(w_bytes, scratch, stream), y(y_bytes, scratch, stream),
+      ws(static_cast<std::size_t>(ws_bytes), scratch, stream);
   Event start, stop;
   if (x.failed() || w.failed() || y.failed() || ws.failed() || start.get() == nullptr ||
       stop.get() == nullptr)

@@ -176,7 +176,8 @@ EngineRanking rank_engines(const std::vector<EngineInfo>& engines, DType dtype,
 }
 
 std::unique_ptr<ConvPlan> build_conv_plan(cudnnHandle_t handle, ConvOp op, const Conv2dDesc& d,
-                                          const ConvAlignment& align, const ConvPolicy& policy) {
+                                          const ConvAlignment& align, const ConvPolicy& policy,
+                                          Allocator* scratch) {
   KESTREL_CHECK(handle != nullptr, "conv2d ", conv_op_name(op), ": the cuDNN handle is null");
   const std::size_t version = cudnnGetVersion();
   KESTREL_CHECK(version >= 90200, "cuDNN ", version,
@@ -203,7 +204,7 @@ std::unique_ptr<ConvPlan> build_conv_plan(cudnnHandle_t handle, ConvOp op, const
   KESTREL_CHECK(!built.empty(), "cuDNN found no working engine for conv2d ", conv_op_name(op),
                 " of ", to_string(d), " (alignments x=", align.x, " w=", align.w, " y=", align.y,
                 "; policy ", policy_text(policy), "):", why.text.str());
-  const std::size_t best = built.size() > 1 ? fastest_plan(handle, d, built) : 0;
+  const std::size_t best = built.size() > 1 ? fastest_plan(handle, d, built, scratch) : 0;
   std::unique_ptr<ConvPlan> plan = std::move(built[best]);
   plan->graph = std::move(graph);
   return plan;
@@ -276,7 +277,7 @@ const cudnn_detail::ConvPlan& ConvPlanCache::Impl::get(cudnnHandle_t handle, Con
     return *it->second;
   }
   std::unique_ptr<cudnn_detail::ConvPlan> plan =
-      cudnn_detail::build_conv_plan(handle, op, d, align, policy);
+      cudnn_detail::build_conv_plan(handle, op, d, align, policy, scratch);
   const cudnn_detail::ConvPlan& ref = *plan;
   plans.emplace(key, std::move(plan));
   return ref;

@@ -53,13 +53,15 @@ struct ConvPlan {
 // to 8 under policy.autotune). Raises kestrel::Error naming the op, the desc and cuDNN's
 // messages when no engine builds.
 std::unique_ptr<ConvPlan> build_conv_plan(cudnnHandle_t handle, ConvOp op, const Conv2dDesc& d,
-                                          const ConvAlignment& align, const ConvPolicy& policy);
+                                          const ConvAlignment& align, const ConvPolicy& policy,
+                                          Allocator* scratch);
 
 // Index of the fastest plan, each run on zeroed scratch tensors (best of 3 timed runs after a
-// warm-up, on the handle's stream). Plans that fail to run are passed over; returns 0 when no
-// scratch memory can be had or the stream is being captured into a CUDA graph.
+// warm-up, on the handle's stream) taken from `scratch` (null: cudaMalloc). Plans that fail to
+// run are passed over; returns 0 when no scratch memory can be had or the stream is being
+// captured into a CUDA graph.
 std::size_t fastest_plan(cudnnHandle_t handle, const Conv2dDesc& d,
-                         const std::vector<std::unique_ptr<ConvPlan>>& plans);
+                         const std::vector<std::unique_ptr<ConvPlan>>& plans, Allocator* scratch);
 
 // The launchers' pointers (a, b, c) by slot: forward (x, w, y), backward-data (dy, w, dx),
 // backward-filter (x, dy, dw).
@@ -92,6 +94,7 @@ struct ConvPlanKeyHash {
 namespace kestrel::cuda {
 struct ConvPlanCache::Impl {
   ConvPolicy policy;
+  Allocator* scratch = nullptr;  // autotuning's trial memory (null: cudaMalloc)
   std::unordered_map<cudnn_detail::ConvPlanKey, std::unique_ptr<cudnn_detail::ConvPlan>,
                      cudnn_detail::ConvPlanKeyHash>
       plans;

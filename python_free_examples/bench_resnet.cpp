@@ -110,10 +110,11 @@ Measured measure(const Row& row, const bench::Options& o) {
   Tensor labels = Tensor::empty_cpu(Shape{row.batch}, DType::kInt32);
   for (std::int64_t i = 0; i < row.batch; ++i) labels.data_as<std::int32_t>()[i] = static_cast<std::int32_t>((i * 7) % 10);
   ex.input("labels").copy_from(labels, ctx.stream());
-  ex.run();  // eager: builds cuDNN plans (autotuned) and initialises the libraries
+  ex.run();  // eager: the first step initialises cuBLAS
   // The step's peak is measured from here, as tools/pytorch_reference.py measures PyTorch's after
   // its first step (whose cuDNN algorithm search only some of its rows pay for); the peak with the
-  // setup is reported beside it.
+  // setup is reported beside it: it includes the autotuning of every convolution plan, whose
+  // trial tensors and workspace come from the context's allocator while the executor compiles.
   const double setup_peak_mb = static_cast<double>(ctx.allocator()->stats().peak_bytes) / 1e6;
   ctx.allocator()->reset_peak();
   const int warmup = o.quick ? 3 : o.warmup;

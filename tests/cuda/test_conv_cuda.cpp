@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kestrel/core/allocator.h"
 #include "kestrel/core/context.h"
 #include "kestrel/core/error.h"
 #include "kestrel/kernels/conv.h"
@@ -204,6 +205,28 @@ TEST(CudaConv, AutotuneAndTf32PoliciesStillComputeTheConvolution) {
       compare_with_twin(ctx, op, d, 19, 1.6e-2);
     }
   }
+}
+
+// Autotuning's trial tensors come from the context's allocator (they count in its peak, as
+// PyTorch's algorithm search counts in its own) and go back to it; before, they were cudaMalloc'd
+// and bench_resnet's "peak with setup" left them out.
+TEST(CudaConv, AutotuneTakesItsTrialTensorsFromTheContextsAllocator) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  kestrel::Context ctx(kestrel::Device::cuda(0));
+  ConvPolicy p;
+  p.autotune = true;
+  ctx.set_conv_policy(p);
+  Conv2dDesc d = make(8, 16, 32, 16, 3, 1, 1, 1);
+  d.layout = Layout::kNHWC;
+  const auto before = ctx.allocator()->stats();
+  (void)ctx.conv_plans().workspace_bytes(ctx.cudnn(), ConvOp::kForward, d, ctx.stream().handle());
+  const auto after = ctx.allocator()->stats();
+  const std::size_t trial = static_cast<std::size_t>(d.x_elements() + d.w_elements() + d.y_elements()) * 4;
+  // A 3x3 fp32 convolution has several engines on any recent GPU, so
+  // autotuning runs and takes x, w, y (and a workspace when one is needed).
+  EXPECT_GE(after.allocations - before.allocations, 3u);
+  EXPECT_GE(after.peak_bytes, trial);
+  EXPECT_EQ(after.current_bytes, before.current_bytes);  // all handed back
 }
 
 TEST(CudaConv, UnalignedPointersGetTheirOwnPlan) {
