@@ -56,10 +56,26 @@ Executor::Executor(const Graph& graph, ParameterStore& store, Context& ctx, Comp
                   "': the graph computes with a bf16 copy but the store keeps none: build the store from the "
                   "same graph (same dtype)");
   }
-  // Compiling builds (and may autotune) cuDNN plans: the scratch cudaMalloc, events and timed
+  // Compiling builds (and may autotune) cuDNN plans: the scratch memory, events and timed
   // runs of the autotuner use the current device, which must be the context's (cuda:N, N > 0).
   DeviceGuard guard(ctx.device());
+  if (ctx.device().is_cuda() && &store.context() != &ctx) store_link_.emplace(ctx.device(), false);
   compile();
+}
+
+// Another context on the same device means another stream: without events nothing would order
+// the store's work (initial weights, optimizer state zeroed at compile, set_learning_rate, a
+// loaded checkpoint) before this executor's step, or the step before the store's next reads.
+void Executor::wait_for_store() {
+  if (!store_link_) return;
+  store_link_->record(store_.context().stream());
+  store_link_->wait_on(ctx_.stream());
+}
+
+void Executor::release_to_store() {
+  if (!store_link_) return;
+  store_link_->record(ctx_.stream());
+  store_link_->wait_on(store_.context().stream());
 }
 
 Executor::~Executor() {
@@ -306,25 +322,30 @@ Tensor Executor::value(const std::string& name) const {
 
 void Executor::run() {
   DeviceGuard guard(ctx_.device());
-  if (graph_exec_ != nullptr) {
+  wait_for_store();
+  if (graph_exec_ != nullptr)
     KESTREL_CUDA_CHECK(cudaGraphLaunch(graph_exec_, ctx_.stream().handle()));
-    return;
-  }
-  run_eager();
+  else
+    run_eager();
+  release_to_store();
 }
 
 void Executor::run_forward_backward() {
   KESTREL_CHECK(opts_.training, "run_forward_backward needs a training executor");
   KESTREL_CHECK(graph_exec_ == nullptr, "run_forward_backward runs eagerly; this executor replays a CUDA Graph");
   DeviceGuard guard(ctx_.device());
+  wait_for_store();
   run_eager(false);
+  release_to_store();
 }
 
 void Executor::apply_update() {
   KESTREL_CHECK(opts_.training, "apply_update needs a training executor");
   KESTREL_CHECK(graph_exec_ == nullptr, "apply_update runs eagerly; this executor replays a CUDA Graph");
   DeviceGuard guard(ctx_.device());
+  wait_for_store();
   if (opts_.optimizer != OptimizerKind::kNone) optimizer_update();
+  release_to_store();
 }
 
 void Executor::run_eager(bool update) {
@@ -348,6 +369,7 @@ void Executor::run_eager(bool update) {
     if (opts_.check_numerics) check_numerics(s);
   }
   if (update && opts_.training && opts_.optimizer != OptimizerKind::kNone) optimizer_update();
+  ran_eagerly_ = true;
 }
 
 void Executor::optimizer_update() {
@@ -425,6 +447,8 @@ void Executor::capture_cuda_graph() {
   KESTREL_CHECK(ctx_.device().is_cuda(), "CUDA Graph capture needs a CUDA context");
   KESTREL_CHECK(!opts_.check_numerics, "check_numerics synchronises after every node and cannot be captured");
   if (graph_exec_ != nullptr) return;
+  KESTREL_CHECK(ran_eagerly_, "capture_cuda_graph: run() this executor eagerly once first (it initialises "
+                "cuBLAS and builds what a capture may not allocate)");
   DeviceGuard guard(ctx_.device());
   cudaStream_t stream = ctx_.stream().handle();
   KESTREL_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,7 @@
 #include "kestrel/core/graph.h"
 #include "kestrel/core/op.h"
 #include "kestrel/core/parameter_store.h"
+#include "kestrel/core/stream.h"
 #include "kestrel/core/tensor.h"
 #include "kestrel/kernels/optimizer.h"
 
@@ -112,7 +114,7 @@ class Executor {
   // gradients. Eager only: raises once a CUDA Graph has been captured. Training executors.
   void run_forward_backward();
   void apply_update();
-  // Captures one step as a CUDA Graph; later run() calls replay it. Call after one eager run()
+  // Captures one step as a CUDA Graph; later run() calls replay it. Raises before one eager run()
   // (lazy library initialisation must not happen during capture). CUDA contexts only.
   void capture_cuda_graph();
   bool uses_cuda_graph() const noexcept { return graph_exec_ != nullptr; }
@@ -127,7 +129,10 @@ class Executor {
   bool training() const noexcept { return opts_.training; }
   ParameterStore& store() const noexcept { return store_; }
   // The context (device and stream) the executor runs on; feed inputs and read outputs on its
-  // stream (the store's context may be another one on the same device).
+  // stream. The store's context may be another one on the same device: on CUDA each run()
+  // (run_forward_backward(), apply_update()) then waits for the work queued on the store's
+  // stream so far, and the store's stream waits for the run, so set_learning_rate and
+  // checkpoints on the store's context need no synchronisation of their own.
   Context& context() const noexcept { return ctx_; }
   // One line per node: type, name, output types, arena offsets.
   std::string describe() const;
@@ -144,6 +149,8 @@ class Executor {
   void plan_arena();
   void run_eager(bool update = true);
   void check_numerics(const Step& s);
+  void wait_for_store();
+  void release_to_store();
   void optimizer_update();
   bool tracks_grad_norm() const noexcept;
 
@@ -163,6 +170,8 @@ class Executor {
   StepState state_;
   PlanStats stats_;
   struct CUgraphExec_st* graph_exec_ = nullptr;
+  std::optional<Event> store_link_;  // CUDA, when the store's context is another one
+  bool ran_eagerly_ = false;         // capture_cuda_graph needs one eager run first
 };
 
 }  // namespace kestrel

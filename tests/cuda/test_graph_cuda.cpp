@@ -160,6 +160,65 @@ TEST_P(GraphCuda, ArenaWorkspacesGiveTheBitsOfAnExecutorWithoutMemoryReuse) {
       << "parameters differ with workspaces in the arena";
 }
 
+// An executor on another context than its store's (another stream on the same device): each run
+// waits for the store's stream (its initial weights, and a learning rate set there behind a
+// long fill), and the store's stream waits for the run (the parameters read there at the end),
+// eager and replayed: the bits of a one-context run. Without the ordering the runs read a stale
+// learning rate or the reads race the last update.
+TEST(GraphCudaContexts, AnExecutorOnAnotherContextIsOrderedWithItsStoresStream) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  Graph g = small_resnet(Layout::kNCHW);
+  Context one(Device::cuda(0)), store_ctx(Device::cuda(0)), run_ctx(Device::cuda(0));
+  for (Context* c : {&one, &store_ctx, &run_ctx}) c->set_conv_policy(exact_policy());
+  ParameterStore s1(g, one, 21), s2(g, store_ctx, 21);
+  CompileOptions co;
+  co.sgd.momentum = 0.9f;
+  Executor e1(g, s1, one, co), e2(g, s2, run_ctx, co);
+  feed(e1, one, 4);
+  feed(e2, run_ctx, 4);
+  Tensor busy = Tensor::empty(Shape{std::int64_t{1} << 26}, DType::kFloat32, store_ctx);
+  std::vector<float> l1, l2;
+  for (int step = 0; step < 5; ++step) {
+    const float lr = 0.2f / static_cast<float>(1 + step);
+    s1.set_learning_rate(lr);
+    busy.fill_uniform(static_cast<std::uint64_t>(step), -1.f, 1.f, store_ctx.stream());
+    s2.set_learning_rate(lr);
+    if (step == 2) e2.capture_cuda_graph();
+    e1.run();
+    e2.run();
+    l1.push_back(host_floats(e1.output("loss"), one)[0]);
+    l2.push_back(host_floats(e2.output("loss"), run_ctx)[0]);
+  }
+  EXPECT_TRUE(e2.uses_cuda_graph());
+  EXPECT_NE(l1.front(), l1.back()) << "the steps did not train";
+  EXPECT_TRUE(kestrel::testing::bit_equal(l2, l1)) << "losses differ across contexts";
+  EXPECT_TRUE(kestrel::testing::bit_equal(host_floats(s2.flat_params(), store_ctx), host_floats(s1.flat_params(), one)))
+      << "parameters read on the store's stream differ";
+}
+
+// Capturing before any eager run would initialise cuBLAS inside the capture (whose allocation
+// the capture refuses, with a confusing message): refused up front, and fine after one run.
+TEST(GraphCudaContexts, CaptureBeforeAnEagerRunIsRefused) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  Graph g = small_resnet(Layout::kNCHW);
+  Context ctx(Device::cuda(0));
+  ParameterStore store(g, ctx, 5);
+  Executor ex(g, store, ctx, CompileOptions{});
+  feed(ex, ctx, 2);
+  try {
+    ex.capture_cuda_graph();
+    ADD_FAILURE() << "captured before an eager run";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("eagerly once first"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(ex.uses_cuda_graph());
+  ex.run();
+  ex.capture_cuda_graph();
+  ex.run();
+  EXPECT_TRUE(ex.uses_cuda_graph());
+  EXPECT_TRUE(std::isfinite(host_floats(ex.output("loss"), ctx)[0]));
+}
+
 // Batch norm asks for scratch (its per-block partial statistics) only when it reduces them, in
 // training; inference normalises with the running statistics and plans none.
 TEST(GraphCudaWorkspace, BatchNormPlansScratchForTrainingOnly) {
