@@ -14,6 +14,19 @@
 #include "kestrel/kernels/fill.h"
 
 namespace kestrel {
+namespace {
+// Page-locked host memory (cudaHostAlloc, cudaHostRegister): an async copy from it returns at
+// once and reads it later, so copy_from waits to keep its promise that the source may be
+// reused on return. A copy from pageable memory returns once the driver has staged it.
+bool is_pinned(const void* host) {
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, host) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return attr.type == cudaMemoryTypeHost;
+}
+}  // namespace
 
 Storage::Storage(std::size_t bytes, std::shared_ptr<Allocator> allocator, StreamHandle stream)
     : bytes_(bytes), device_(allocator->device()), allocator_(std::move(allocator)) {
@@ -209,12 +222,14 @@ void Tensor::copy_from(const Tensor& src, const Stream& stream) {
     return;
   }
   const Device gpu = device_.is_cuda() ? device_ : src.device_;
-  KESTREL_CHECK(stream.device() == gpu || (device_.is_cuda() && src.device_.is_cuda()),
+  // A CPU stream has no handle: the copy would go to the legacy default stream, unordered with
+  // the contexts' non-blocking streams.
+  KESTREL_CHECK(stream.device() == gpu || (src.device_.is_cuda() && stream.device() == src.device_),
                 "copy_from: stream is on ", stream.device().to_string(), " but the copy involves ",
                 gpu.to_string());
   DeviceGuard guard(gpu);
   KESTREL_CUDA_CHECK(cudaMemcpyAsync(data(), src.data(), nbytes(), cudaMemcpyDefault, stream.handle()));
-  if (device_.is_cpu()) stream.synchronize();
+  if (device_.is_cpu() || (src.device_.is_cpu() && is_pinned(src.data()))) stream.synchronize();
 }
 
 Tensor Tensor::to(Context& ctx, const Stream& stream) const {
@@ -223,20 +238,24 @@ Tensor Tensor::to(Context& ctx, const Stream& stream) const {
   return t;
 }
 
-void Tensor::check_fillable(const char* what) const {
+void Tensor::check_fillable(const char* what, const Stream& stream) const {
   KESTREL_CHECK(defined(), what, " of an undefined tensor");
   KESTREL_CHECK(is_contiguous(), what, " needs a contiguous tensor, got ", to_string());
+  // As in copy_from: a CPU stream (or another device's) would not order the work with this
+  // tensor's users.
+  KESTREL_CHECK(device_.is_cpu() || stream.device() == device_, what, ": stream is on ",
+                stream.device().to_string(), " but the tensor is on ", device_.to_string());
 }
 
 void Tensor::fill(float value, const Stream& stream) {
-  check_fillable("fill");
+  check_fillable("fill", stream);
   if (device_.is_cpu()) return cpu::fill_constant(data(), dtype_, numel(), value);
   DeviceGuard guard(device_);
   cuda::fill_constant(data(), dtype_, numel(), value, stream.handle());
 }
 
 void Tensor::zero(const Stream& stream) {
-  check_fillable("zero");
+  check_fillable("zero", stream);
   if (nbytes() == 0) return;
   if (device_.is_cpu()) {
     std::memset(data(), 0, nbytes());
@@ -248,7 +267,7 @@ void Tensor::zero(const Stream& stream) {
 
 void Tensor::fill_uniform(std::uint64_t seed, float lo, float hi, const Stream& stream,
                           std::uint64_t offset) {
-  check_fillable("fill_uniform");
+  check_fillable("fill_uniform", stream);
   if (device_.is_cpu()) return cpu::fill_uniform(data(), dtype_, numel(), seed, offset, lo, hi);
   DeviceGuard guard(device_);
   cuda::fill_uniform(data(), dtype_, numel(), seed, offset, lo, hi, stream.handle());
@@ -256,7 +275,7 @@ void Tensor::fill_uniform(std::uint64_t seed, float lo, float hi, const Stream& 
 
 void Tensor::fill_normal(std::uint64_t seed, float mean, float stddev, const Stream& stream,
                          std::uint64_t offset) {
-  check_fillable("fill_normal");
+  check_fillable("fill_normal", stream);
   if (device_.is_cpu()) return cpu::fill_normal(data(), dtype_, numel(), seed, offset, mean, stddev);
   DeviceGuard guard(device_);
   cuda::fill_normal(data(), dtype_, numel(), seed, offset, mean, stddev, stream.handle());

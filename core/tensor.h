@@ -101,7 +101,8 @@ class Tensor {
 
   // Copies src (same shape, dtype and layout; both contiguous) into this tensor on `stream`.
   // A copy into host memory has finished when copy_from returns; a copy from host memory may
-  // reuse the host buffer as soon as copy_from returns.
+  // reuse the host buffer as soon as copy_from returns (from page-locked memory it waits for the
+  // copy). On CUDA `stream` must be on the tensors' device (either one's for a copy between two).
   void copy_from(const Tensor& src, const Stream& stream);
   // A new tensor on ctx's device holding the same values (copied on `stream`). Its memory is
   // allocated in the order of ctx.stream(): with another `stream`, make ctx.stream() wait for
@@ -125,7 +126,7 @@ class Tensor {
  private:
   Tensor(std::shared_ptr<Storage> storage, std::size_t offset_bytes, const Shape& shape,
          DType dtype, Layout layout, Device device);
-  void check_fillable(const char* what) const;
+  void check_fillable(const char* what, const Stream& stream) const;
 
   std::shared_ptr<Storage> storage_;
   std::size_t offset_bytes_ = 0;

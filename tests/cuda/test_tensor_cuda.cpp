@@ -2,9 +2,15 @@
 // a real device (reuse, statistics, out-of-memory), handles and events.
 #include <gtest/gtest.h>
 
+#include <cuda_runtime.h>
+
+#include <functional>
 #include <numeric>
+#include <string>
+#include <vector>
 
 #include "kestrel/core/context.h"
+#include "kestrel/core/stream.h"
 #include "kestrel/core/tensor.h"
 #include "test_support.h"
 
@@ -73,6 +79,46 @@ TEST(CudaTensor, NormalFillMatchesTheCpuTwinToLibmRounding) {
   back.copy_from(d, gpu.stream());
   // Device logf/cosf are within 2 ulp of the host's; the product stays within ~1e-5 absolute.
   EXPECT_TRUE(kestrel::testing::all_close(back.to_float_vector(), h.to_float_vector(), 1e-5, 1e-5));
+}
+
+// A CPU stream has no handle: CUDA work on it would go to the legacy default stream, unordered
+// with the contexts' non-blocking streams. Fills and device copies refuse it.
+TEST(CudaTensor, FillsAndDeviceCopiesRefuseAStreamOfAnotherDevice) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  kestrel::Context gpu(kestrel::Device::cuda(0));
+  kestrel::Stream cpu;
+  Tensor a = Tensor::empty(Shape{64}, DType::kFloat32, gpu), b = Tensor::empty(Shape{64}, DType::kFloat32, gpu);
+  for (const auto& f : std::vector<std::function<void()>>{
+           [&] { a.zero(cpu); }, [&] { a.fill(1.f, cpu); }, [&] { a.fill_uniform(1, 0.f, 1.f, cpu); },
+           [&] { a.fill_normal(1, 0.f, 1.f, cpu); }, [&] { a.copy_from(b, cpu); }}) {
+    try {
+      f();
+      ADD_FAILURE() << "a CPU stream was accepted for device work";
+    } catch (const kestrel::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("stream is on cpu"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// copy_from's promise that a host source may be reused on return holds for page-locked memory
+// too, where the asynchronous copy would otherwise read it later.
+TEST(CudaTensor, ACopyFromPinnedMemoryHasReadItWhenCopyFromReturns) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  kestrel::Context gpu(kestrel::Device::cuda(0));
+  const std::int64_t n = std::int64_t{1} << 24;  // 64 MB: the DMA takes milliseconds
+  float* pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost(&pinned, static_cast<std::size_t>(n) * sizeof(float)), cudaSuccess);
+  for (std::int64_t i = 0; i < n; ++i) pinned[i] = static_cast<float>(i % 1000);
+  Tensor d = Tensor::empty(Shape{n}, DType::kFloat32, gpu);
+  d.copy_from(Tensor::wrap(pinned, Shape{n}, DType::kFloat32, kestrel::Device::cpu()), gpu.stream());
+  for (std::int64_t i = 0; i < n; ++i) pinned[i] = -1.f;  // reused at once, as promised
+  Tensor back = Tensor::empty_cpu(Shape{n}, DType::kFloat32);
+  back.copy_from(d, gpu.stream());
+  const float* v = back.data_as<float>();
+  std::int64_t wrong = 0;
+  for (std::int64_t i = 0; i < n; ++i) wrong += v[i] != static_cast<float>(i % 1000);
+  EXPECT_EQ(wrong, 0) << "the copy read the host buffer after copy_from returned";
+  EXPECT_EQ(cudaFreeHost(pinned), cudaSuccess);
 }
 
 TEST(CudaAllocator, ReusesMemoryAndReportsStatistics) {
