@@ -50,7 +50,9 @@ class Allocator {
 class RawMemory {
  public:
   virtual ~RawMemory() = default;
-  virtual void* raw_allocate(std::size_t bytes) noexcept = 0;  // nullptr on failure
+  // nullptr when the device is out of memory; raises for any other failure (e.g. a sticky error
+  // of an earlier kernel), which must not be reported as out of memory.
+  virtual void* raw_allocate(std::size_t bytes) = 0;
   virtual void raw_free(void* p) noexcept = 0;
   virtual std::size_t free_bytes() const noexcept = 0;  // as reported by the device
   virtual void synchronize() noexcept = 0;              // wait until all streams are idle

@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #include "kestrel/core/allocator.h"
+#include "kestrel/core/cuda_check_internal.h"
 #include "kestrel/core/device_guard_internal.h"
 
 namespace kestrel {
@@ -9,13 +10,15 @@ namespace {
 class CudaRawMemory final : public RawMemory {
  public:
   explicit CudaRawMemory(Device d) : device_(d) {}
-  void* raw_allocate(std::size_t bytes) noexcept override {
+  void* raw_allocate(std::size_t bytes) override {
     DeviceGuard guard(device_);
     void* p = nullptr;
-    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+    const cudaError_t e = cudaMalloc(&p, bytes);
+    if (e == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();  // an allocation failure is not sticky: clear it
       return nullptr;
     }
+    KESTREL_CUDA_CHECK(e);  // anything else (a sticky fault of an earlier launch) is no OOM
     return p;
   }
   void raw_free(void* p) noexcept override {

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <string>
 
 #include "kestrel/core/allocator.h"
 #include "kestrel/core/error.h"
@@ -17,7 +18,8 @@ class FakeRawMemory final : public kestrel::RawMemory {
  public:
   explicit FakeRawMemory(std::size_t capacity, int* allocs, int* frees, int* syncs)
       : capacity_(capacity), allocs_(allocs), frees_(frees), syncs_(syncs) {}
-  void* raw_allocate(std::size_t bytes) noexcept override {
+  void* raw_allocate(std::size_t bytes) override {
+    if (fault) throw kestrel::Error("sticky fault of an earlier kernel");
     if (used_ + bytes > capacity_) return nullptr;
     void* p = std::malloc(bytes);
     sizes_[p] = bytes;
@@ -34,6 +36,7 @@ class FakeRawMemory final : public kestrel::RawMemory {
   std::size_t free_bytes() const noexcept override { return capacity_ - used_; }
   void synchronize() noexcept override { ++*syncs_; }
   kestrel::Device device() const noexcept override { return kestrel::Device::cuda(0); }
+  bool fault = false;  // raw_allocate raises, as the CUDA backend does for a non-OOM failure
 
  private:
   std::size_t capacity_, used_ = 0;
@@ -148,6 +151,32 @@ TEST(CachingAllocator, ReleasesTheCacheAndRetriesBeforeGivingUp) {
   EXPECT_NE(q, nullptr);
   EXPECT_EQ(f.frees, 1);
   a.deallocate(q);
+}
+
+// A backend failure that is not out of memory (CUDA: a sticky fault of an earlier kernel that
+// cudaMalloc reports) reaches the caller as itself, not as OutOfMemoryError, and costs no
+// release of the cache; the allocator stays usable.
+TEST(CachingAllocator, ABackendFaultIsReportedAsItselfNotAsOutOfMemory) {
+  int allocs = 0, frees = 0, syncs = 0;
+  auto raw = std::make_unique<FakeRawMemory>(1 << 20, &allocs, &frees, &syncs);
+  FakeRawMemory* fake = raw.get();
+  kestrel::CachingAllocator a(std::move(raw));
+  a.deallocate(a.allocate(4096, stream_id(1)));  // one cached block
+  fake->fault = true;
+  try {
+    (void)a.allocate(8192, stream_id(1));
+    ADD_FAILURE() << "the fault was swallowed";
+  } catch (const kestrel::OutOfMemoryError& e) {
+    ADD_FAILURE() << "reported as out of memory: " << e.what();
+  } catch (const kestrel::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sticky fault"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(a.stats().ooms, 0u);
+  EXPECT_EQ(frees, 0) << "the cache was released for a failure that is not out of memory";
+  fake->fault = false;
+  void* p = a.allocate(8192, stream_id(1));
+  EXPECT_NE(p, nullptr);
+  a.deallocate(p);
 }
 
 TEST(CpuAllocator, AlignsTo64BytesAndCounts) {
