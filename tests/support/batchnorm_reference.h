@@ -141,7 +141,7 @@ inline Grads backward(const BatchNormDims& d, const std::vector<float>& dy,
            std::vector<double>(x.size()), std::vector<double>(d.c),
            std::vector<double>(d.c)};
   auto g_at = [&](std::int64_t i) {
-    return (act == BnActivation::kNone || y[i] > 0.f) ? static_cast<double>(dy[i]) : 0.0;
+    return (act != BnActivation::kNone && y[i] <= 0.f) ? 0.0 : static_cast<double>(dy[i]);  // a NaN y passes, as PyTorch
   };
   for (std::int64_t ch = 0; ch < d.c; ++ch) {
     const double sigma = std::sqrt(s.var[ch] + eps);

@@ -55,7 +55,7 @@ inline const std::vector<ElementwiseCase>& elementwise_cases() {
        [](In i, Out o, std::int64_t n, DType t, S s) {
          cuda::add_relu_backward(i[0], i[1], o[0], n, t, s);
        },
-       [](const double* x, double* y) { y[0] = x[1] > 0 ? x[0] : 0.0; }, 0, false},
+       [](const double* x, double* y) { y[0] = x[1] <= 0 ? 0.0 : x[0]; }, 0, false},
       {"relu", 1, 1, {{-2.f, 2.f}, {}, {}},
        [](In i, Out o, std::int64_t n, DType t) { cpu::relu(i[0], o[0], n, t); },
        [](In i, Out o, std::int64_t n, DType t, S s) { cuda::relu(i[0], o[0], n, t, s); },
@@ -65,7 +65,7 @@ inline const std::vector<ElementwiseCase>& elementwise_cases() {
        [](In i, Out o, std::int64_t n, DType t, S s) {
          cuda::relu_backward(i[0], i[1], o[0], n, t, s);
        },
-       [](const double* x, double* y) { y[0] = x[1] > 0 ? x[0] : 0.0; }, 0, false},
+       [](const double* x, double* y) { y[0] = x[1] <= 0 ? 0.0 : x[0]; }, 0, false},
       {"scale", 1, 1, {{-2.f, 2.f}, {}, {}},
        [](In i, Out o, std::int64_t n, DType t) { cpu::scale(i[0], o[0], n, t, -1.7f); },
        [](In i, Out o, std::int64_t n, DType t, S s) { cuda::scale(i[0], o[0], n, t, -1.7f, s); },
