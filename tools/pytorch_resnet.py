@@ -21,15 +21,20 @@ RECORD = 1 + 3 * 32 * 32
 
 
 def exact_fp32(torch):
-    """Exact fp32 convolutions and matrix products (no TF32), as Kestrel's fp32. PyTorch 2.9+ has a
-    new switch and warns about (or refuses) mixing it with the old one: use whichever this version
-    has."""
-    try:
+    """Exact fp32 convolutions and matrix products (no TF32), as Kestrel's fp32. Through the legacy
+    switches while this PyTorch has them: on 2.9-2.11 setting the new ones (fp32_precision =
+    "ieee") makes torch.compile's Inductor, which still reads the legacy ones, fail with "mix of
+    the legacy and new APIs" (pytorch/pytorch#166387), so the compiled ResNet rows were lost. The
+    new switches only where the legacy ones are gone."""
+    import warnings
+    if hasattr(torch.backends.cudnn, "allow_tf32") and hasattr(torch.backends.cuda.matmul, "allow_tf32"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy switches' deprecation notice
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+    else:
         torch.backends.cudnn.conv.fp32_precision = "ieee"
         torch.backends.cuda.matmul.fp32_precision = "ieee"
-    except AttributeError:
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def depth_blocks(model):
