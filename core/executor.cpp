@@ -237,6 +237,7 @@ void Executor::plan_arena() {
   if (opts_.validate_plan)
     KESTREL_CHECK(plan_is_valid(requests, plan), "internal error: the memory plan overlaps live values");
   stats_.arena_bytes = plan.arena_bytes;
+  stats_.values_arena_bytes = values_only.arena_bytes;
   stats_.activation_bytes = values_only.total_bytes;
   stats_.live_peak_bytes = plan.live_peak_bytes;
   stats_.workspace_bytes = max_ws;

@@ -72,7 +72,9 @@ struct CompileOptions {
 };
 
 struct PlanStats {
-  std::size_t arena_bytes = 0;       // planned peak of activations and gradients
+  std::size_t arena_bytes = 0;       // planned peak of activations and gradients (and workspaces
+                                     // when workspace_in_arena)
+  std::size_t values_arena_bytes = 0;  // the arena the activations and gradients alone would need
   std::size_t activation_bytes = 0;  // sum of the sizes of every planned value (no reuse)
   std::size_t live_peak_bytes = 0;   // most bytes alive at any one step: a lower bound for the arena
   std::size_t workspace_bytes = 0;   // the largest node's scratch
