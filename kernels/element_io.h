@@ -7,8 +7,9 @@
 // - dispatch_floating(dtype, what, f): host only; calls f(T{}) with T the storage type of
 //   `dtype` (float, bfloat16, float16) and raises kestrel::Error for any other dtype.
 // - check_buffers(what, n, {pointers}): host only; raises for n < 0 or a null pointer (n > 0).
-// - check_cast_buffers(what, x, from, y, to, n): host only; raises when a cast between dtypes of
-//   different sizes would write over its own source.
+// - check_cast_buffers(what, x, from, y, to, n): host only; raises when a cast would write over
+//   its own source: any overlap between dtypes of different sizes, a partial one between equal
+//   sizes (exactly in place is fine: each element is read before it is written).
 // - load_float(p, dtype, i) / store_float(p, dtype, i, v): runtime-dtype forms.
 // - offset4 / coords4: physical offset of a logical (n, c, y, x) element in NCHW or NHWC, and back.
 // - check_storage_dtype(dtype, op): host only; fp32, bf16 or fp16.
@@ -73,12 +74,16 @@ inline void check_buffers(const char* what, std::int64_t n,
 // elements of `from`) and of y (n of `to`) must not overlap. Same-size casts may be in place.
 inline void check_cast_buffers(const char* what, const void* x, DType from, const void* y, DType to,
                                std::int64_t n) {
-  if (n <= 0 || dtype_size(from) == dtype_size(to)) return;
+  if (n <= 0) return;
+  const bool same_size = dtype_size(from) == dtype_size(to);
+  if (same_size && x == y) return;
   const auto xa = reinterpret_cast<std::uintptr_t>(x), ya = reinterpret_cast<std::uintptr_t>(y);
   const std::uintptr_t xe = xa + static_cast<std::uintptr_t>(n) * dtype_size(from);
   const std::uintptr_t ye = ya + static_cast<std::uintptr_t>(n) * dtype_size(to);
   KESTREL_CHECK(xe <= ya || ye <= xa, what, ": source (", n, " ", dtype_name(from), " at ", x, ") and destination (",
-                dtype_name(to), " at ", y, ") overlap; a cast between dtypes of different sizes cannot run in place");
+                dtype_name(to), " at ", y, ") overlap; ",
+                same_size ? "a cast runs in place only at the same address"
+                          : "a cast between dtypes of different sizes cannot run in place");
 }
 
 // Element i of `p` (fp32, bf16 or fp16 storage) as a float; exact.

@@ -7,7 +7,8 @@
 // destination row is filled with 0xFF bytes (NaN in fp32, bf16 and fp16; -1 in int32, which the
 // loss kernels treat as a bad label; 255 in uint8, which is not detectable), so the loss turns
 // NaN and the caller's non-finite check sees it. The CPU twin raises kestrel::Error
-// naming the position instead. n, rows, row_bytes >= 0 and the pointers are checked here.
+// naming the position instead. n, rows, row_bytes >= 0, the pointers and that the destination
+// overlaps neither the source nor the indices are checked here.
 // 16-byte copies when row_bytes and both pointers allow them, else 4-byte, else single bytes.
 #pragma once
 

@@ -32,6 +32,17 @@ inline void check_gather(const void* src, std::int64_t rows, std::int64_t row_by
                 ", row_bytes ", row_bytes, ")");
   if (n == 0 || row_bytes == 0) return;
   KESTREL_CHECK(src != nullptr && indices != nullptr && dst != nullptr, "gather_rows: null pointer");
+  // The rows are copied in parallel on the GPU: a destination overlapping the source (or the
+  // indices) would read rows already overwritten, in no defined order.
+  const auto overlap = [](const void* a, std::int64_t a_bytes, const void* b, std::int64_t b_bytes) {
+    const auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
+    return pa < pb + static_cast<std::uintptr_t>(b_bytes) && pb < pa + static_cast<std::uintptr_t>(a_bytes);
+  };
+  const std::int64_t dst_bytes = n * row_bytes;
+  KESTREL_CHECK(!overlap(dst, dst_bytes, src, rows * row_bytes), "gather_rows: the destination (", n, " rows at ",
+                dst, ") overlaps the source (", rows, " rows at ", src, "); gather into another buffer");
+  KESTREL_CHECK(!overlap(dst, dst_bytes, indices, n * static_cast<std::int64_t>(sizeof(std::int32_t))),
+                "gather_rows: the destination overlaps the indices");
 }
 
 }  // namespace kestrel::gather_detail

@@ -304,6 +304,13 @@ TEST(Elementwise, CastBetweenSizesRefusesOverlapAndSameSizeRunsInPlace) {
   EXPECT_EQ(kestrel::float16{h[7]}.bits, kestrel::to_fp16(4.f).bits);
   kestrel::cpu::cast(h.data(), DType::kFloat16, h.data(), DType::kBFloat16, 8);
   EXPECT_EQ(h, h0);
+  // Same size but shifted by one element: partly in place, which the GPU would race on.
+  const std::string shifted = kestrel::testing::error_of(
+      [&] { kestrel::cpu::cast(h.data(), DType::kBFloat16, h.data() + 1, DType::kFloat16, 4); });
+  EXPECT_NE(shifted.find("only at the same address"), std::string::npos) << shifted;
+  EXPECT_THROW(kestrel::cuda::cast(h.data(), DType::kBFloat16, h.data() + 1, DType::kFloat16, 4, nullptr),
+               kestrel::Error);
+  EXPECT_EQ(h, h0);
 }
 
 TEST(Elementwise, InvalidArgumentsRaiseBeforeTouchingData) {

@@ -9,6 +9,7 @@
 
 #include "error_text.h"
 #include "kestrel/kernels/cpu/gather.h"
+#include "kestrel/kernels/gather.h"
 #include "kestrel/kernels/gather_math.h"
 #include "storage_buffer.h"
 #include "test_support.h"
@@ -75,4 +76,29 @@ TEST(CpuGather, BadIndicesAndSizesRaiseAndWriteNothing) {
   EXPECT_NE(error_of([&] { kestrel::cpu::gather_rows(nullptr, 3, 8, idx.data(), 2, dst.data()); }).find("null"),
             std::string::npos);
   EXPECT_NO_THROW(kestrel::cpu::gather_rows(nullptr, 0, 8, nullptr, 0, nullptr)) << "nothing to gather";
+}
+
+// A destination overlapping the source or the indices is refused by both twins (the CUDA
+// launcher checks on the host, before any CUDA call: this runs without a GPU); the GPU copies
+// rows in parallel and would read rows already overwritten. Adjacent buffers are fine.
+TEST(CpuGather, ADestinationOverlappingTheSourceOrTheIndicesIsRefused) {
+  std::vector<float> buf = {1, 2, 3, 4, 5, 6, 7, 8};
+  const std::vector<float> before = buf;
+  const std::vector<std::int32_t> idx = {2, 0};
+  // Rows of 2 floats: the source is buf[0..6), the destination buf[4..8) (shares row 2) or buf
+  // itself (in place).
+  for (float* dst : {buf.data() + 4, buf.data()}) {
+    const std::string cpu = error_of([&] { kestrel::cpu::gather_rows(buf.data(), 3, 8, idx.data(), 2, dst); });
+    EXPECT_NE(cpu.find("overlaps the source"), std::string::npos) << cpu;
+    EXPECT_THROW(kestrel::cuda::gather_rows(buf.data(), 3, 8, idx.data(), 2, dst, nullptr), kestrel::Error);
+  }
+  std::vector<std::int32_t> words = {1, 0, 0, 0};  // indices in words[0..2), destination words[1..3) as bytes
+  const std::string into_idx = error_of([&] {
+    kestrel::cpu::gather_rows(buf.data(), 2, 4, words.data(), 2, words.data() + 1);
+  });
+  EXPECT_NE(into_idx.find("overlaps the indices"), std::string::npos) << into_idx;
+  EXPECT_EQ(buf, before) << "a refused gather wrote";
+  // Adjacent: source buf[0..4) (2 rows), destination buf[4..8).
+  kestrel::cpu::gather_rows(buf.data(), 2, 8, std::vector<std::int32_t>{1, 0}.data(), 2, buf.data() + 4);
+  EXPECT_EQ(buf, (std::vector<float>{1, 2, 3, 4, 3, 4, 1, 2}));
 }
