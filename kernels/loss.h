@@ -27,7 +27,8 @@ namespace kestrel::cuda {
 std::size_t softmax_cross_entropy_workspace_bytes(std::int64_t n, std::int64_t k);
 
 // *loss = mean over the n rows of -sum_j t_ij log softmax(z_i)_j, t = (1 - eps) onehot(label_i)
-// + eps / k, eps = label_smoothing in [0, 1). loss is one float in device memory (overwritten).
+// + eps / k, eps = label_smoothing in [0, 1) (PyTorch also takes 1, which ignores the labels).
+// loss is one float in device memory (overwritten).
 // dlogits (may be null; same dtype as logits): (softmax - t) * (scale / n), scale = *dloss_scale
 // (device memory, read when the kernel runs) or 1 when dloss_scale is null. n, k >= 1.
 // workspace: at least softmax_cross_entropy_workspace_bytes(n, k) device bytes.

@@ -23,7 +23,7 @@
 namespace kestrel {
 
 // torch.optim.SGD(momentum, dampening, weight_decay, nesterov); the learning rate is read from
-// memory at run time (see kernels/optimizer.h).
+// memory at run time (see kernels/optimizer.h). The default momentum is 0.9 (PyTorch's is 0).
 struct SgdConfig {
   float momentum = 0.9f;
   float dampening = 0.f;

@@ -21,7 +21,9 @@ KESTREL_HD float avg_pool_dx(const void* dy, DType dtype, Layout layout, std::in
 }
 
 // The 2x2 window of output (oy, ox): window position q = 2 * dy + dx (row-major) of its maximum
-// (first one on ties; NaN beats every number, so it propagates) and the value there.
+// (first one on ties; a NaN beats every number, so it propagates, and each later NaN replaces an
+// earlier one: PyTorch's `val > max || isnan(val)`, so the gradient goes to the last NaN) and the
+// value there.
 struct WindowMax {
   int q;
   float value;
@@ -34,8 +36,7 @@ KESTREL_HD WindowMax window_max(const void* x, DType dtype, Layout layout, std::
   for (int q = 1; q < 4; ++q) {
     const float v = element_io::load_float(
         x, dtype, element_io::offset4(layout, n, c, 2 * oy + q / 2, 2 * ox + q % 2, C, H, W));
-    const bool v_nan = v != v, best_nan = best.value != best.value;
-    if ((v_nan && !best_nan) || v > best.value) best = WindowMax{q, v};
+    if (v > best.value || v != v) best = WindowMax{q, v};
   }
   return best;
 }

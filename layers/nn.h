@@ -19,6 +19,11 @@ namespace kestrel::nn {
 Value image_input(Graph& g, const std::string& name, std::int64_t c, std::int64_t h, std::int64_t w);
 Value label_input(Graph& g, const std::string& name);
 
+// Default initialisers, against PyTorch's layers: a convolution's weight is He normal with
+// fan_in (kaiming_normal_() defaults; nn.Conv2d's own default is kaiming_uniform_(a=sqrt(5)),
+// about 2.4x narrower), its optional bias 0 (nn.Conv2d: U(+-1/sqrt(fan_in))); a dense layer's
+// weight is Xavier uniform (nn.Linear: kaiming_uniform_(a=sqrt(5)), i.e. U(+-1/sqrt(fan_in))), its
+// bias U(+-1/sqrt(fan_in)) as nn.Linear's. Pass `init` for another.
 struct Conv2dOptions {
   int stride = 1;
   int padding = 0;

@@ -3,8 +3,13 @@
 // Block v1 (He et al. 2015, post-activation): conv3x3-BN-ReLU-conv3x3-BN, + shortcut, ReLU.
 // Block v2 (He et al. 2016, pre-activation):  BN-ReLU-conv3x3-BN-ReLU-conv3x3, + shortcut.
 // Shortcut: identity when shapes match, else a strided 1x1 convolution (followed by BN in v1;
-// in v2 it reads the block's pre-activated input). Optional dropout between the two
-// convolutions (Wide-ResNet style). Plain networks are the same stacks without shortcuts.
+// in v2 it reads the block's pre-activated input): He et al. 2015's option B. Their CIFAR
+// networks used option A (identity with zero-padded channels, no parameters): ResNet-20 has
+// 272,474 parameters here against 269,722 with option A; torchvision-style CIFAR code also uses
+// B. Optional dropout between the two convolutions (Wide-ResNet style: BN-ReLU-conv-BN-ReLU-
+// dropout-conv, as the authors' code; for width factor 1 the first block's identity shortcut
+// takes the pre-activated input, where their code takes the raw one). Plain networks are the
+// same stacks without shortcuts.
 //
 // CIFAR ResNet-(6n+2): conv3x3(16) -> 3 stages of n blocks (16, 32, 64 channels, stride 2 at the
 // start of stages 2 and 3) -> global average pooling -> dense(classes). v1 puts BN-ReLU after

@@ -7,6 +7,19 @@
 // base/div_factor up to base over pct_start of the steps, then down to base/(div*final_div).
 // A linear warm-up over warmup_steps (from base/warmup_div) applies before step, cosine and
 // constant schedules (one-cycle has its own).
+//
+// Against PyTorch's schedulers stepped once per batch (what each schedule equals, and where it
+// differs):
+// - kStep: MultiStepLR with milestones at those fractions; a warm-up does not shift them
+//   (milestones count from step 0, warm-up included: LinearLR chained with MultiStepLR).
+// - kCosine: CosineAnnealingLR(T_max = total_steps - 1 - warmup_steps, eta_min = base *
+//   min_fraction), so the last step's rate is exactly eta_min (0 by default: the last step does
+//   not move); CosineAnnealingLR(T_max = total_steps) would stop one step short of it.
+// - kOneCycle: the learning rate of OneCycleLR(max_lr = base, anneal_strategy='cos',
+//   three_phase=False), to fp32 rounding; momentum is not cycled (PyTorch's default cycle_momentum=True
+//   also moves SGD's momentum / Adam's beta1 between 0.95 and 0.85): OneCycleLR with
+//   cycle_momentum=False. Under 2 / pct_start steps the rise takes at least one step, where
+//   PyTorch's formula would divide by (almost) zero.
 #pragma once
 
 #include <cstdint>

@@ -119,6 +119,12 @@ TEST(CpuMaxPool2x2, NanPropagatesAndWinsTheGradient) {
                                      Layout::kNCHW);
   EXPECT_TRUE(std::isnan(y[0]));
   EXPECT_EQ(dx, (std::vector<float>{0.f, 0.f, 3.f, 0.f}));
+  // Two NaNs: PyTorch's kernels replace the maximum on every NaN (`val > max || isnan(val)`), so
+  // the last NaN in scan order takes the gradient.
+  const std::vector<float> two = {nan, 0.f, nan, 1.f};
+  kestrel::cpu::max_pool2x2_backward(dy.data(), two.data(), dx.data(), DType::kFloat32, 1, 1, 2, 2,
+                                     Layout::kNCHW);
+  EXPECT_EQ(dx, (std::vector<float>{0.f, 0.f, 3.f, 0.f}));
 }
 
 TEST(CpuPooling, RejectsBadArguments) {
