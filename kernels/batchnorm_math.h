@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 
 #include "kestrel/core/dtype.h"
@@ -50,25 +51,52 @@ KESTREL_HD Welford shifted_to_welford(const ShiftedSums& s, float n) {
   return {n, s.shift + mean_d, m2 < 0.f ? 0.f : m2};  // rounding may dip below 0; NaN stays
 }
 
+// Pairwise merging of a stream of partials, for the CPU twins (host only): partials are merged
+// in a balanced binary tree (a binary counter of merged levels), as the GPU's block reductions
+// merge, so rounding grows with log(count), not count. A serial chain of 65,536 merges (a
+// channel of 2^22 values in runs of 64) left the mean tens of ulps off and the variance 3e-5.
+template <typename T>
+class PairwiseMerge {
+ public:
+  using Combine = T (*)(const T&, const T&);
+  PairwiseMerge(T zero, Combine combine) : combine_(combine) { level_.fill(zero); }
+  void push(T v) {
+    std::size_t k = 0;
+    for (; used_ >> k & 1u; ++k) v = combine_(level_[k], v);  // merge equal-sized subtrees
+    used_ = (used_ >> k << k) | (std::uint64_t{1} << k);       // levels below k are now empty
+    level_[k] = v;
+  }
+  // Everything pushed, with `last` (the open partial) merged in; the smallest subtrees first.
+  T result(T last) const {
+    for (std::size_t k = 0; k < level_.size(); ++k)
+      if (used_ >> k & 1u) last = combine_(level_[k], last);
+    return last;
+  }
+
+ private:
+  std::array<T, 64> level_;
+  std::uint64_t used_ = 0;  // bit k: level_[k] holds a merge of 2^k partials
+  Combine combine_;
+};
+
 // Statistics of a stream of values taken in runs of kRun (each run's shifted sums become one
-// triple), as one GPU thread's share would be: the CPU twins' accumulator.
+// triple, as one GPU thread's share would be), the triples merged pairwise: the CPU twins'
+// accumulator.
 struct RunStats {
   static constexpr float kRun = 64.f;
-  Welford total{0.f, 0.f, 0.f};
+  PairwiseMerge<Welford> runs{Welford{0.f, 0.f, 0.f}, welford_combine};
   ShiftedSums run{0.f, 0.f, 0.f};
   float count = 0.f;
 
-  KESTREL_HD void add(float v) {
+  void add(float v) {
     if (count == 0.f) run = {v, 0.f, 0.f};
     shifted_add(run, v);
     if (++count == kRun) {
-      total = welford_combine(total, shifted_to_welford(run, count));
+      runs.push(shifted_to_welford(run, count));
       count = 0.f;
     }
   }
-  KESTREL_HD Welford result() const {
-    return welford_combine(total, shifted_to_welford(run, count));
-  }
+  Welford result() const { return runs.result(shifted_to_welford(run, count)); }
 };
 
 KESTREL_HD float bn_invstd(float var, float eps) { return 1.f / sqrtf(var + eps); }

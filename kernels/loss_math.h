@@ -26,6 +26,7 @@ struct RowStats {
 KESTREL_HD float cross_entropy_row(const RowStats& s, float z_label, float eps, std::int64_t k) {
   const float log_s = logf(s.sum_exp);
   const float nll = (s.max - z_label) + log_s;
+  if (eps == 0.f) return nll;  // a -Inf logit (a masked class) makes `smooth` +Inf, and 0 * Inf NaN
   const float smooth = log_s - s.sum_shifted / static_cast<float>(k);
   return fmaf(1.f - eps, nll, eps * smooth);  // explicit fma: no contraction differences
 }

@@ -140,6 +140,26 @@ TEST(CpuSoftmaxCrossEntropy, LogitsOfMagnitude1e4StayFinite) {
   EXPECT_TRUE(all_close(dz.values(), ref.dlogits, 1e-8, 1e-6));
 }
 
+// A masked class (logit -Inf) or a row spanning more than fp32's range leaves the unsmoothed
+// loss finite, as in PyTorch: 0 * Inf of the absent smoothing term made it NaN and stopped
+// training (the non-finite check) on a good step. With smoothing, a -Inf logit gives +Inf (the
+// smoothing term's -log p of that class), as PyTorch's. Reference: long-double log-sum-exp.
+TEST(CpuSoftmaxCrossEntropy, AMaskedClassLeavesTheUnsmoothedLossFinite) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> z = {2.f, 1.f, -inf, 3e38f, -3e38f, 0.f};
+  const std::vector<std::int32_t> labels = {0, 0};
+  float loss = 0.f;
+  std::vector<float> dz(6);
+  kestrel::cpu::softmax_cross_entropy(z.data(), DType::kFloat32, labels.data(), 2, 3, 0.f, &loss, dz.data(),
+                                      nullptr, nullptr);
+  const long double row0 = std::log(1.0L + std::exp(-1.0L));  // -log softmax(z)_0 of [2, 1, -inf]
+  EXPECT_NEAR(loss, static_cast<double>(row0 / 2), 1e-7);       // row 1's loss is 0
+  for (float g : dz) EXPECT_TRUE(std::isfinite(g)) << g;
+  kestrel::cpu::softmax_cross_entropy(z.data(), DType::kFloat32, labels.data(), 2, 3, 0.1f, &loss, dz.data(),
+                                      nullptr, nullptr);
+  EXPECT_EQ(loss, inf);
+}
+
 TEST(CpuSoftmaxCrossEntropy, LabelOutsideRangeRaisesNamingTheRow) {
   const std::int64_t n = 4, k = 5;
   const StorageBuffer z = random_buffer(DType::kFloat32, n * k, 41, -1.f, 1.f);
