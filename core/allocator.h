@@ -32,8 +32,9 @@ struct AllocatorStats {
 
 // Contract: allocate() returns memory for `bytes` (aligned to at least 256 bytes on CUDA and 64
 // on the CPU) usable in stream order on `stream`, or raises OutOfMemoryError stating the
-// requested and free bytes; the allocator stays usable after the error. deallocate() never
-// throws. A zero-byte request returns nullptr.
+// requested and free bytes (or, on CUDA, the CudaError of a failure that is not one of memory);
+// the allocator stays usable after the error. deallocate() never throws. A zero-byte request
+// returns nullptr.
 class Allocator {
  public:
   virtual ~Allocator() = default;
@@ -66,9 +67,9 @@ std::size_t allocation_size_class(std::size_t bytes) noexcept;
 // Caching allocator: freed blocks go to a free list keyed by (stream, size class) and are
 // reused by later requests of the same class on the same stream without synchronisation
 // (stream order makes that safe). Blocks used on another stream than the one they were
-// allocated on must be synchronised by the caller before being freed. When the backend fails,
-// the cache is released (after synchronising) and the request retried once before
-// OutOfMemoryError is raised.
+// allocated on must be synchronised by the caller before being freed. When the backend is out of
+// memory, the cache is released (after synchronising) and the request retried once before
+// OutOfMemoryError is raised; any other backend failure propagates as itself.
 class CachingAllocator final : public Allocator {
  public:
   explicit CachingAllocator(std::unique_ptr<RawMemory> raw);

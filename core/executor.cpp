@@ -78,6 +78,24 @@ void Executor::release_to_store() {
   store_link_->wait_on(store_.context().stream());
 }
 
+// A public entry's turn on the store's buffers: waits for the store's stream now and hands back
+// on every exit, also when the step throws (what it queued before still runs).
+class Executor::StoreTurn {
+ public:
+  explicit StoreTurn(Executor& e) : e_(e) { e_.wait_for_store(); }
+  ~StoreTurn() {
+    try {
+      e_.release_to_store();
+    } catch (...) {  // a failing event call leaves a sticky CUDA error the next call reports
+    }
+  }
+  StoreTurn(const StoreTurn&) = delete;
+  StoreTurn& operator=(const StoreTurn&) = delete;
+
+ private:
+  Executor& e_;
+};
+
 Executor::~Executor() {
   if (graph_exec_ != nullptr) (void)cudaGraphExecDestroy(graph_exec_);
 }
@@ -323,30 +341,27 @@ Tensor Executor::value(const std::string& name) const {
 
 void Executor::run() {
   DeviceGuard guard(ctx_.device());
-  wait_for_store();
+  StoreTurn turn(*this);
   if (graph_exec_ != nullptr)
     KESTREL_CUDA_CHECK(cudaGraphLaunch(graph_exec_, ctx_.stream().handle()));
   else
     run_eager();
-  release_to_store();
 }
 
 void Executor::run_forward_backward() {
   KESTREL_CHECK(opts_.training, "run_forward_backward needs a training executor");
   KESTREL_CHECK(graph_exec_ == nullptr, "run_forward_backward runs eagerly; this executor replays a CUDA Graph");
   DeviceGuard guard(ctx_.device());
-  wait_for_store();
+  StoreTurn turn(*this);
   run_eager(false);
-  release_to_store();
 }
 
 void Executor::apply_update() {
   KESTREL_CHECK(opts_.training, "apply_update needs a training executor");
   KESTREL_CHECK(graph_exec_ == nullptr, "apply_update runs eagerly; this executor replays a CUDA Graph");
   DeviceGuard guard(ctx_.device());
-  wait_for_store();
+  StoreTurn turn(*this);
   if (opts_.optimizer != OptimizerKind::kNone) optimizer_update();
-  release_to_store();
 }
 
 void Executor::run_eager(bool update) {
@@ -370,10 +385,11 @@ void Executor::run_eager(bool update) {
     if (opts_.check_numerics) check_numerics(s);
   }
   if (update && opts_.training && opts_.optimizer != OptimizerKind::kNone) optimizer_update();
-  ran_eagerly_ = true;
+  forward_ran_ = true;
 }
 
 void Executor::optimizer_update() {
+  update_ran_ = true;
   const std::int64_t n = store_.trainable_elements();
   if (n == 0) return;
   float* p = store_.flat_params().data_as<float>();
@@ -448,8 +464,9 @@ void Executor::capture_cuda_graph() {
   KESTREL_CHECK(ctx_.device().is_cuda(), "CUDA Graph capture needs a CUDA context");
   KESTREL_CHECK(!opts_.check_numerics, "check_numerics synchronises after every node and cannot be captured");
   if (graph_exec_ != nullptr) return;
-  KESTREL_CHECK(ran_eagerly_, "capture_cuda_graph: run() this executor eagerly once first (it initialises "
-                "cuBLAS and builds what a capture may not allocate)");
+  const bool updates = opts_.training && opts_.optimizer != OptimizerKind::kNone;
+  KESTREL_CHECK(forward_ran_ && (!updates || update_ran_), "capture_cuda_graph: run() this executor eagerly once "
+                "first (it initialises cuBLAS and builds what a capture may not allocate)");
   DeviceGuard guard(ctx_.device());
   cudaStream_t stream = ctx_.stream().handle();
   KESTREL_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));

@@ -153,6 +153,7 @@ class Executor {
   void check_numerics(const Step& s);
   void wait_for_store();
   void release_to_store();
+  class StoreTurn;
   void optimizer_update();
   bool tracks_grad_norm() const noexcept;
 
@@ -173,7 +174,7 @@ class Executor {
   PlanStats stats_;
   struct CUgraphExec_st* graph_exec_ = nullptr;
   std::optional<Event> store_link_;  // CUDA, when the store's context is another one
-  bool ran_eagerly_ = false;         // capture_cuda_graph needs one eager run first
+  bool forward_ran_ = false, update_ran_ = false;  // capture_cuda_graph needs one eager step first
 };
 
 }  // namespace kestrel

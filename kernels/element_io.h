@@ -15,6 +15,7 @@
 // - check_storage_dtype(dtype, op): host only; fp32, bf16 or fp16.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 
@@ -72,15 +73,19 @@ inline void check_buffers(const char* what, std::int64_t n,
 // A cast between dtypes of different sizes cannot run in place (on the GPU, the thread writing
 // one unit of y would overwrite bytes of x another thread has still to read): the bytes of x (n
 // elements of `from`) and of y (n of `to`) must not overlap. Same-size casts may be in place.
+// Whether the byte ranges [a, a + a_bytes) and [b, b + b_bytes) overlap (host only).
+inline bool ranges_overlap(const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) {
+  const auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
+  return pa < pb + b_bytes && pb < pa + a_bytes;
+}
+
 inline void check_cast_buffers(const char* what, const void* x, DType from, const void* y, DType to,
                                std::int64_t n) {
   if (n <= 0) return;
   const bool same_size = dtype_size(from) == dtype_size(to);
   if (same_size && x == y) return;
-  const auto xa = reinterpret_cast<std::uintptr_t>(x), ya = reinterpret_cast<std::uintptr_t>(y);
-  const std::uintptr_t xe = xa + static_cast<std::uintptr_t>(n) * dtype_size(from);
-  const std::uintptr_t ye = ya + static_cast<std::uintptr_t>(n) * dtype_size(to);
-  KESTREL_CHECK(xe <= ya || ye <= xa, what, ": source (", n, " ", dtype_name(from), " at ", x, ") and destination (",
+  const auto count = static_cast<std::size_t>(n);
+  KESTREL_CHECK(!ranges_overlap(x, count * dtype_size(from), y, count * dtype_size(to)), what, ": source (", n, " ", dtype_name(from), " at ", x, ") and destination (",
                 dtype_name(to), " at ", y, ") overlap; ",
                 same_size ? "a cast runs in place only at the same address"
                           : "a cast between dtypes of different sizes cannot run in place");

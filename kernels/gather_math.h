@@ -5,6 +5,7 @@
 
 #include "kestrel/core/error.h"
 #include "kestrel/core/hd.h"
+#include "kestrel/kernels/element_io.h"
 
 namespace kestrel::gather_detail {
 
@@ -34,14 +35,11 @@ inline void check_gather(const void* src, std::int64_t rows, std::int64_t row_by
   KESTREL_CHECK(src != nullptr && indices != nullptr && dst != nullptr, "gather_rows: null pointer");
   // The rows are copied in parallel on the GPU: a destination overlapping the source (or the
   // indices) would read rows already overwritten, in no defined order.
-  const auto overlap = [](const void* a, std::int64_t a_bytes, const void* b, std::int64_t b_bytes) {
-    const auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
-    return pa < pb + static_cast<std::uintptr_t>(b_bytes) && pb < pa + static_cast<std::uintptr_t>(a_bytes);
-  };
-  const std::int64_t dst_bytes = n * row_bytes;
-  KESTREL_CHECK(!overlap(dst, dst_bytes, src, rows * row_bytes), "gather_rows: the destination (", n, " rows at ",
-                dst, ") overlaps the source (", rows, " rows at ", src, "); gather into another buffer");
-  KESTREL_CHECK(!overlap(dst, dst_bytes, indices, n * static_cast<std::int64_t>(sizeof(std::int32_t))),
+  const auto dst_bytes = static_cast<std::size_t>(n * row_bytes);
+  KESTREL_CHECK(!element_io::ranges_overlap(dst, dst_bytes, src, static_cast<std::size_t>(rows * row_bytes)),
+                "gather_rows: the destination (", n, " rows at ", dst, ") overlaps the source (", rows, " rows at ",
+                src, "); gather into another buffer");
+  KESTREL_CHECK(!element_io::ranges_overlap(dst, dst_bytes, indices, static_cast<std::size_t>(n) * sizeof(std::int32_t)),
                 "gather_rows: the destination overlaps the indices");
 }
 

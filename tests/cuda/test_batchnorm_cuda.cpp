@@ -98,8 +98,7 @@ void check_gpu_step(const BatchNormDims& d, DType t, BnActivation act, std::uint
 
 }  // namespace
 
-// The full grid, one test per (N, dtype) so ctest can spread them over cores. (The suite name
-// avoids "BatchNorm" so the racecheck pass of tools/gpu_check.sh runs the small tests only.)
+// The full grid, one test per (N, dtype) so ctest can spread them over cores.
 class BnCudaSweep : public ::testing::TestWithParam<std::tuple<std::int64_t, DType>> {};
 
 TEST_P(BnCudaSweep, TrainingStepMatchesDoubleReference) {

@@ -196,8 +196,8 @@ TEST(GraphCudaContexts, AnExecutorOnAnotherContextIsOrderedWithItsStoresStream) 
       << "parameters read on the store's stream differ";
 }
 
-// Capturing before any eager run would initialise cuBLAS inside the capture (whose allocation
-// the capture refuses, with a confusing message): refused up front, and fine after one run.
+// Capturing before an eager step would initialise cuBLAS inside the capture (whose allocation
+// the capture refuses, with a confusing message): refused up front, and fine after one step.
 TEST(GraphCudaContexts, CaptureBeforeAnEagerRunIsRefused) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
   Graph g = small_resnet(Layout::kNCHW);
@@ -212,6 +212,11 @@ TEST(GraphCudaContexts, CaptureBeforeAnEagerRunIsRefused) {
     EXPECT_NE(std::string(e.what()).find("eagerly once first"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(ex.uses_cuda_graph());
+  // Forward and backward alone are not enough: the first update (CUB's gradient norm, the fused
+  // optimizer's launch settings) must not happen inside the capture either.
+  ex.run_forward_backward();
+  EXPECT_THROW(ex.capture_cuda_graph(), Error);
+  ex.apply_update();
   ex.run();
   ex.capture_cuda_graph();
   ex.run();
