@@ -63,29 +63,23 @@ Executor::Executor(const Graph& graph, ParameterStore& store, Context& ctx, Comp
   compile();
 }
 
-// Another context on the same device means another stream: without events nothing would order
-// the store's work (initial weights, optimizer state zeroed at compile, set_learning_rate, a
-// loaded checkpoint) before this executor's step, or the step before the store's next reads.
-void Executor::wait_for_store() {
-  if (!store_link_) return;
-  store_link_->record(store_.context().stream());
-  store_link_->wait_on(ctx_.stream());
-}
-
-void Executor::release_to_store() {
-  if (!store_link_) return;
-  store_link_->record(ctx_.stream());
-  store_link_->wait_on(store_.context().stream());
-}
-
-// A public entry's turn on the store's buffers: waits for the store's stream now and hands back
-// on every exit, also when the step throws (what it queued before still runs).
+// A public entry's turn on the store's buffers. Another context on the same device means another
+// stream: without the event nothing would order the store's work (initial weights, optimizer
+// state zeroed at compile, set_learning_rate, a loaded checkpoint) before this executor's step,
+// or the step before the store's next reads. Waits for the store's stream now and hands back on
+// every exit, also when the step throws (what it queued before still runs).
 class Executor::StoreTurn {
  public:
-  explicit StoreTurn(Executor& e) : e_(e) { e_.wait_for_store(); }
+  explicit StoreTurn(Executor& e) : e_(e) {
+    if (!e_.store_link_) return;
+    e_.store_link_->record(e_.store_.context().stream());
+    e_.store_link_->wait_on(e_.ctx_.stream());
+  }
   ~StoreTurn() {
+    if (!e_.store_link_) return;
     try {
-      e_.release_to_store();
+      e_.store_link_->record(e_.ctx_.stream());
+      e_.store_link_->wait_on(e_.store_.context().stream());
     } catch (...) {  // a failing event call leaves a sticky CUDA error the next call reports
     }
   }

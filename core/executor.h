@@ -151,9 +151,7 @@ class Executor {
   void plan_arena();
   void run_eager(bool update = true);
   void check_numerics(const Step& s);
-  void wait_for_store();
-  void release_to_store();
-  class StoreTurn;
+  class StoreTurn;  // orders a run with the store's stream
   void optimizer_update();
   bool tracks_grad_norm() const noexcept;
 

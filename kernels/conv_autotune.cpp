@@ -23,8 +23,7 @@ class Scratch {
     if (alloc_ != nullptr) {
       try {
         p_ = alloc_->allocate(bytes, stream);
-      } catch (const Error&) {  // OutOfMemoryError, or a failing driver call
-        (void)cudaGetLastError();
+      } catch (const Error&) {  // OutOfMemoryError (the allocator cleared it), or a sticky fault
         p_ = nullptr;
       }
     } else if (cudaMalloc(&p_, bytes) != cudaSuccess) {

@@ -70,23 +70,24 @@ inline void check_buffers(const char* what, std::int64_t n,
   check_buffers<std::initializer_list<const void*>>(what, n, pointers);
 }
 
-// A cast between dtypes of different sizes cannot run in place (on the GPU, the thread writing
-// one unit of y would overwrite bytes of x another thread has still to read): the bytes of x (n
-// elements of `from`) and of y (n of `to`) must not overlap. Same-size casts may be in place.
 // Whether the byte ranges [a, a + a_bytes) and [b, b + b_bytes) overlap (host only).
 inline bool ranges_overlap(const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) {
   const auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
   return pa < pb + b_bytes && pb < pa + a_bytes;
 }
 
+// A cast cannot run over its own source (on the GPU, the thread writing one unit of y would
+// overwrite bytes of x another thread has still to read): the bytes of x (n elements of `from`)
+// and of y (n of `to`) must not overlap, except exactly in place between same-size dtypes (each
+// element read before it is written).
 inline void check_cast_buffers(const char* what, const void* x, DType from, const void* y, DType to,
                                std::int64_t n) {
   if (n <= 0) return;
   const bool same_size = dtype_size(from) == dtype_size(to);
   if (same_size && x == y) return;
   const auto count = static_cast<std::size_t>(n);
-  KESTREL_CHECK(!ranges_overlap(x, count * dtype_size(from), y, count * dtype_size(to)), what, ": source (", n, " ", dtype_name(from), " at ", x, ") and destination (",
-                dtype_name(to), " at ", y, ") overlap; ",
+  KESTREL_CHECK(!ranges_overlap(x, count * dtype_size(from), y, count * dtype_size(to)), what, ": source (", n,
+                " ", dtype_name(from), " at ", x, ") and destination (", dtype_name(to), " at ", y, ") overlap; ",
                 same_size ? "a cast runs in place only at the same address"
                           : "a cast between dtypes of different sizes cannot run in place");
 }

@@ -40,7 +40,6 @@ Tensor to_host(const Tensor& t, const Stream& stream) {
   return h;
 }
 
-
 }  // namespace
 
 const char* optimizer_kind_name(OptimizerKind kind) noexcept {

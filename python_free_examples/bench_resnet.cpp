@@ -4,10 +4,10 @@
 // NHWC), each step eager and replayed as one CUDA Graph: images/s from the median of the timed
 // training steps (forward, backward, SGD Nesterov update; CUDA events) after warm-up, and the
 // allocator's peak bytes over the timed steps (parameters, gradients, optimizer state,
-// activations, workspace: what torch.cuda.max_memory_allocated counts; "peak_with_setup_mb" adds
-// the first step's autotuning). Each model/batch/dtype/layout gets a fresh Context (peaks and
-// cuDNN choices do not leak between rows), timed eagerly and then as a CUDA Graph. A fixed random
-// batch: no data pipeline, as in
+// activations, workspace: what torch.cuda.max_memory_allocated counts; "peak_with_setup_mb" also
+// counts the executor's compile, with its convolution autotuning, and the first step). Each
+// model/batch/dtype/layout gets a fresh Context (peaks and cuDNN choices do not leak between
+// rows), timed eagerly and then as a CUDA Graph. A fixed random batch: no data pipeline, as in
 // tools/pytorch_reference.py's "resnet" section, whose bench/config strings are the same:
 // bench "resnet_train", config "resnet20 b512 bf16 nhwc graph" (with --recompute-bn off:
 // "resnet20 b512 bf16 nhwc keep graph", BN+ReLU outputs kept for backward, not rebuilt).

@@ -161,10 +161,11 @@ TEST_P(GraphCuda, ArenaWorkspacesGiveTheBitsOfAnExecutorWithoutMemoryReuse) {
 }
 
 // An executor on another context than its store's (another stream on the same device): each run
-// waits for the store's stream (its initial weights, and a learning rate set there behind a
-// long fill), and the store's stream waits for the run (the parameters read there at the end),
-// eager and replayed: the bits of a one-context run. Without the ordering the runs read a stale
-// learning rate or the reads race the last update.
+// waits for the store's stream, and the store's stream for the run, eager and replayed: the bits
+// of a one-context run. So that a missing wait shows, every step first rewrites the stem's weights
+// with a kernel queued on the store's stream behind a 1 GiB fill (a few hundred microseconds):
+// unordered, the step's first convolution would read the previous weights. The parameters are
+// read back on the store's stream at the end (unordered, they would race the last update).
 TEST(GraphCudaContexts, AnExecutorOnAnotherContextIsOrderedWithItsStoresStream) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
   Graph g = small_resnet(Layout::kNCHW);
@@ -176,12 +177,15 @@ TEST(GraphCudaContexts, AnExecutorOnAnotherContextIsOrderedWithItsStoresStream) 
   Executor e1(g, s1, one, co), e2(g, s2, run_ctx, co);
   feed(e1, one, 4);
   feed(e2, run_ctx, 4);
-  Tensor busy = Tensor::empty(Shape{std::int64_t{1} << 26}, DType::kFloat32, store_ctx);
+  Tensor busy = Tensor::empty(Shape{std::int64_t{1} << 28}, DType::kFloat32, store_ctx);
   std::vector<float> l1, l2;
   for (int step = 0; step < 5; ++step) {
+    const auto seed = static_cast<std::uint64_t>(100 + step);
     const float lr = 0.2f / static_cast<float>(1 + step);
+    s1.value("conv1.weight").fill_uniform(seed, -0.3f, 0.3f, one.stream());
     s1.set_learning_rate(lr);
-    busy.fill_uniform(static_cast<std::uint64_t>(step), -1.f, 1.f, store_ctx.stream());
+    busy.fill_uniform(seed, -1.f, 1.f, store_ctx.stream());
+    s2.value("conv1.weight").fill_uniform(seed, -0.3f, 0.3f, store_ctx.stream());
     s2.set_learning_rate(lr);
     if (step == 2) e2.capture_cuda_graph();
     e1.run();
