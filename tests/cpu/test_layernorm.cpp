@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "batchnorm_reference.h"
@@ -116,6 +117,47 @@ TEST(LayerNormCpu, GradientMatchesFiniteDifferences) {
 }
 
 // std == 0: y = beta, gradients finite, dx = rstd * (h - mean h) (the second term's limit is 0).
+// Long sums in backward: dgamma / dbeta over 2^20 rows, and one row of 2^20 features whose
+// mean(h) cancels against h in dx (dy has mean 1). The twin sums a row in runs of 64 merged
+// pairwise and the columns in the GPU's 256 groups; one serial chain over rows or features
+// drifts with their count. Reference: the double derivation. Relative errors (of |expected| +
+// the terms' size), measured: column sums 1.5e-7 (one serial chain: 1.0e-5), the long row's dx
+// 7.8e-8 (serial: 7.4e-6); bound 1e-6 on both.
+TEST(LayerNormCpu, LongRowsAndColumnsStayAccurate) {
+  const std::int64_t big = std::int64_t{1} << 20;
+  const auto worst = [](const std::vector<float>& got, const std::vector<double>& want,
+                        const std::vector<double>& scale) {
+    double w = 0;
+    for (std::size_t i = 0; i < got.size(); ++i)
+      w = std::fmax(w, std::fabs(got[i] - want[i]) / (std::fabs(want[i]) + scale[i]));
+    return w;
+  };
+  for (const auto& [rows, cols] : {std::pair{big, std::int64_t{4}}, std::pair{std::int64_t{1}, big}}) {
+    SCOPED_TRACE(::testing::Message() << rows << "x" << cols);
+    const auto x = bnref::uniform_data(rows * cols, -2.f, 2.f, DType::kFloat32, 7);
+    const auto dy = bnref::uniform_data(rows * cols, 0.5f, 1.5f, DType::kFloat32, 8);
+    const std::vector<float> gamma(static_cast<std::size_t>(cols), 1.f);
+    std::vector<float> mean(static_cast<std::size_t>(rows)), rstd(mean), dx(x.size());
+    std::vector<float> dg(static_cast<std::size_t>(cols)), db(dg);
+    kestrel::cpu::layernorm_forward(x.data(), dx.data(), DType::kFloat32, rows, cols, gamma.data(),
+                                    nullptr, kEps, mean.data(), rstd.data());
+    kestrel::cpu::layernorm_backward(dy.data(), x.data(), DType::kFloat32, rows, cols, gamma.data(),
+                                     mean.data(), rstd.data(), dx.data(), dg.data(), db.data(),
+                                     nullptr);
+    const lnref::Grads g = lnref::backward(dy, x, rows, cols, gamma, kEps);
+    if (rows > 1) {
+      const double sums =
+          std::fmax(worst(dg, g.dgamma, g.dgamma_scale), worst(db, g.dbeta, g.dbeta_scale));
+      EXPECT_LE(sums, 1e-6) << "dgamma / dbeta";
+      RecordProperty("worst_column_sum_rel_error", ::testing::PrintToString(sums));
+    } else {
+      const double dxe = worst(dx, g.dx, g.dx_scale);
+      EXPECT_LE(dxe, 1e-6) << "dx";
+      RecordProperty("worst_long_row_dx_rel_error", ::testing::PrintToString(dxe));
+    }
+  }
+}
+
 TEST(LayerNormCpu, ConstantRowsStayFinite) {
   const std::int64_t rows = 3, cols = 7;
   std::vector<float> x(rows * cols);
