@@ -19,10 +19,10 @@ int main(int argc, char** argv) {
                              if (o.length > 0) cfg.steps = o.length;
                              cfg.dtype = kestrel::parse_dtype(o.dtype);
                              cfg.layout = o.layout == "nhwc" ? kestrel::Layout::kNHWC : kestrel::Layout::kNCHW;
-                             // The report is rewritten after each network, so a run stopped early
-                             // (a GPU call's time limit) keeps the curves it finished; an earlier
-                             // run's files go first, so they never pass for this run's.
-                             kestrel::experiments::write_degradation_report(kestrel::experiments::DegradationResult{}, o.out);
+                             // The report is rewritten as the run goes, so a run stopped early (a GPU
+                             // call's time limit) keeps the parts it finished; an earlier run's files go
+                             // once the data has loaded (a bad --data loses nothing), so they never pass
+                             // for this run's.
                              const auto r = kestrel::experiments::run_degradation(
                                  cfg, ctx, &std::cout, [&](const kestrel::experiments::DegradationResult& so_far) {
                                    kestrel::experiments::write_degradation_report(so_far, o.out);

@@ -17,10 +17,10 @@ int main(int argc, char** argv) {
                              cfg.seed = o.seed;
                              cfg.data_dir = o.data;
                              if (o.length > 0) cfg.epochs = o.length;
-                             // The report is rewritten after each part, so a run stopped early
-                             // (a GPU call's time limit) keeps the parts it finished; an earlier
-                             // run's files go first, so they never pass for this run's.
-                             kestrel::experiments::write_dropout_report(kestrel::experiments::DropoutResult{}, o.out);
+                             // The report is rewritten as the run goes, so a run stopped early (a GPU
+                             // call's time limit) keeps the parts it finished; an earlier run's files go
+                             // once the data has loaded (a bad --data loses nothing), so they never pass
+                             // for this run's.
                              const auto r = kestrel::experiments::run_dropout_experiment(
                                  cfg, ctx, &std::cout, [&](const kestrel::experiments::DropoutResult& so_far) {
                                    kestrel::experiments::write_dropout_report(so_far, o.out);

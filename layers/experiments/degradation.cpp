@@ -170,6 +170,7 @@ DegradationResult run_degradation(const DegradationConfig& c, Context& ctx, std:
                     std::to_string(c.test_images) + " test images of " + std::to_string(data.train.side) + "x" +
                     std::to_string(data.train.side) + "; networks compute in " + dtype_name(c.dtype) + " " +
                     layout_name(c.layout));
+  if (after_each) after_each(res);  // the data is good: nothing trained yet
   const DeviceData on_device{upload_images(data.train, c.dtype, c.layout, ctx),
                              upload_images(data.test, c.dtype, c.layout, ctx), data.train.side};
   for (const DegradationModel& m : c.models) {

@@ -70,8 +70,9 @@ struct DegradationResult {
   const DegradationCurve& curve(const std::string& name) const;  // raises when missing
 };
 
-// `after_each` (may be empty) sees the result so far after every model, e.g. to write the report
-// as it grows, so that a run cut short (a device call's time limit) keeps the finished curves.
+// `after_each` (may be empty) sees the result so far once the data has loaded (nothing trained
+// yet: the moment to clear an earlier run's report) and after every model, e.g. to write the
+// report as it grows, so that a run cut short (a device call's time limit) keeps the finished curves.
 DegradationResult run_degradation(const DegradationConfig& cfg, Context& ctx, std::ostream* log,
                                   const std::function<void(const DegradationResult&)>& after_each = {});
 

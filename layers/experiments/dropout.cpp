@@ -227,6 +227,7 @@ DropoutResult run_dropout_experiment(const DropoutConfig& c, Context& ctx, std::
   log_line(log, "data: " + data.source + ", " + std::to_string(c.train_images) + " training and " +
                     std::to_string(c.test_images) + " test images, " + std::to_string(data.train.features()) +
                     " features");
+  if (after_each) after_each(res);  // the data is good: nothing trained yet
   for (float p : c.rates) {
     res.curves.push_back(train_curve(c, data, p, ctx, res, log));
     if (after_each) after_each(res);

@@ -77,8 +77,10 @@ struct DropoutResult {
   const DropoutCurve& curve(float p) const;  // raises when missing
 };
 
-// after_each (when given) sees the result so far after each trained curve and after the
-// expectation check, so a caller can rewrite its report as the run goes.
+// after_each (when given) sees the result so far once the data has loaded (nothing trained yet:
+// the moment to clear an earlier run's report, which a bad data folder must not lose), after each
+// trained curve and after the expectation check, so a caller can rewrite its report as the run
+// goes.
 DropoutResult run_dropout_experiment(const DropoutConfig& cfg, Context& ctx, std::ostream* log,
                                      const std::function<void(const DropoutResult&)>& after_each = {});
 

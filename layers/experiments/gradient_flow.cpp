@@ -219,6 +219,7 @@ GradientFlowResult run_gradient_flow(const GradientFlowConfig& c, Context& ctx, 
   const FloatDataset data = to_float_dataset(raw, std::min(c.train_images, raw.train.count), 1, c.crop, c.pool);
   KESTREL_CHECK(data.train.count >= c.batch, "gradient flow: ", data.train.count, " images for batch ", c.batch);
   res.data_source = data.source;
+  if (after_each) after_each(res);  // the data is good: nothing trained yet
   for (const char* kind : {"sigmoid", "relu", "residual"})
     for (double gain : c.gains) {
       res.depth_runs.push_back(run_depth(c, data.train, kind, gain, ctx));

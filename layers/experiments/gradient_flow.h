@@ -74,8 +74,9 @@ struct GradientFlowResult {
   const TimeRun& time_run(const std::string& name) const;
 };
 
-// after_each (when given) sees the result so far after each deep MLP and each recurrent run, so a
-// caller can rewrite its report as the run goes.
+// after_each (when given) sees the result so far once the data has loaded (nothing computed yet:
+// the moment to clear an earlier run's report) and after each deep MLP and each recurrent run, so
+// a caller can rewrite its report as the run goes.
 GradientFlowResult run_gradient_flow(const GradientFlowConfig& cfg, Context& ctx, std::ostream* log,
                                      const std::function<void(const GradientFlowResult&)>& after_each = {});
 

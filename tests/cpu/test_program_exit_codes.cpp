@@ -2,9 +2,13 @@
 // exits 0 (cifar10_train has its own, fuller test in test_train_program.cpp).
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
+#include <utility>
 
 #include "program_paths.h"
+#include "temp_dir.h"
 
 using kestrel::testing::ProgramRun;
 using kestrel::testing::run_built_program;
@@ -77,6 +81,26 @@ TEST(ProgramExitCodes, UnwritableOutputsFailBeforeTheWork) {
     EXPECT_EQ(r.code, 1) << c.program << " " << c.args << ":\n" << r.output;
     EXPECT_NE(r.output.find(c.error), std::string::npos) << c.program << " " << c.args << ":\n" << r.output;
     EXPECT_EQ(r.output.find("epoch 1/"), std::string::npos) << "trained before failing:\n" << r.output;
+  }
+}
+
+// A seed program given a bad --data fails before it clears the --out folder: an earlier run's
+// charts (perhaps a GPU session's) survive a mistyped data path.
+TEST(ProgramExitCodes, ABadDataFolderLeavesAnEarlierSeedReportAlone) {
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
+  const std::pair<const char*, const char*> programs[] = {{"seed_dropout", "dropout_accuracy.csv"},
+                                                          {"seed_degradation", "degradation.csv"},
+                                                          {"seed_gradient_flow", "gradient_flow_time.csv"}};
+  for (const auto& [program, file] : programs) {
+    kestrel::testing::TempDir dir(program);
+    const std::filesystem::path earlier = dir.path() / file;
+    std::ofstream(earlier) << "an earlier run's table\n";
+    const std::string missing = (dir.path() / "no-such-data").string();
+    const ProgramRun r = run_built_program(program, "--quick --device cpu --out " + dir.path().string() +
+                                                        " --data " + missing);
+    EXPECT_EQ(r.code, 1) << program << ":\n" << r.output;
+    EXPECT_NE(r.output.find("no-such-data"), std::string::npos) << program << ":\n" << r.output;
+    EXPECT_TRUE(std::filesystem::exists(earlier)) << program << " removed an earlier run's " << file;
   }
 }
 
