@@ -1,4 +1,6 @@
 // Reading and writing CIFAR-10 binary batches.
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -83,6 +85,29 @@ CifarSplit parse_cifar10_batch(const std::uint8_t* bytes, std::size_t size, cons
     std::memcpy(split.images.data() + i * kCifarImageBytes, rec + 1, kCifarImageBytes);
   }
   return split;
+}
+
+std::string cifar10_fingerprint(const CifarSplit& split) {
+  constexpr std::uint64_t kPrime = 0x100000001b3ull;
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&](const std::uint8_t* bytes, std::size_t size) {
+    std::size_t i = 0;
+    for (; i + 8 <= size; i += 8) {
+      std::uint64_t word = 0;
+      for (int b = 7; b >= 0; --b) word = word << 8 | bytes[i + static_cast<std::size_t>(b)];
+      h = (h ^ word) * kPrime;
+    }
+    for (; i < size; ++i) h = (h ^ bytes[i]) * kPrime;
+  };
+  const auto count = static_cast<std::uint64_t>(split.count);
+  std::uint8_t count_bytes[8];
+  for (int b = 0; b < 8; ++b) count_bytes[b] = static_cast<std::uint8_t>(count >> (8 * b));
+  mix(count_bytes, sizeof count_bytes);
+  mix(split.labels.data(), split.labels.size());
+  mix(split.images.data(), split.images.size());
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+  return text;
 }
 
 bool cifar10_present(const std::string& dir) { return !find_batches_folder(dir).empty(); }

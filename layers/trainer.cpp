@@ -94,6 +94,15 @@ void Trainer::Impl::build(const SafetensorsFile* resume, const std::string& resu
     expect("version", std::to_string(cfg.net.version));
     expect("batch", std::to_string(cfg.batch));
     expect("train_images", std::to_string(n_train));
+    // The same images, not only as many: a run that fell back to synthetic data (no ./data in
+    // this folder) or found another copy or subset must not continue a checkpoint, and a later
+    // save would overwrite it.
+    const std::string trained_on = kestrel::checkpoint_metadata(*resume, "train_data", resume_name);
+    if (trained_on != train_fingerprint) {
+      const std::string source = resume->metadata.count("data") ? resume->metadata.at("data") : "?";
+      KESTREL_FAIL(resume_name, " was trained on other data (", source, ", training-set fingerprint ",
+                   trained_on, ") than this run's (", data_source, ", fingerprint ", train_fingerprint, ")");
+    }
     seed = checkpoint_metadata_u64(*resume, "seed", resume_name);
     cfg.seed = seed;
   }
@@ -371,6 +380,7 @@ Trainer::Trainer(const TrainerConfig& cfg, const CifarDataset& data, Context& ct
                 " training steps");
   validate(m.cfg.schedule);
   m.data_source = data.source;
+  m.train_fingerprint = cifar10_fingerprint(data.train);
   m.device_name = device_description(ctx.device());
   for (AugmentParams* p : {&m.train_aug, &m.eval_aug}) {
     std::copy(kCifarMean, kCifarMean + 3, p->mean);

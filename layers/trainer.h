@@ -124,7 +124,8 @@ class Trainer {
   // Builds the graph, store and executors on ctx and copies the dataset to the device once.
   // `out` receives the progress lines. With `resume`, parameters, BN statistics, optimizer state,
   // counters and the position in training come from that checkpoint; its seed replaces
-  // cfg.seed, and its model, version, batch and training-set size must match.
+  // cfg.seed, and its model, version, batch and training set (its size and a fingerprint of its
+  // images and labels, cifar10_fingerprint) must match.
   Trainer(const TrainerConfig& cfg, const CifarDataset& data, Context& ctx, std::ostream& out,
           const SafetensorsFile* resume = nullptr, const std::string& resume_name = "checkpoint");
   ~Trainer();

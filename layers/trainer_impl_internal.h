@@ -40,6 +40,7 @@ struct Trainer::Impl {
   std::int64_t spe = 0, eval_batch = 0, eval_batches = 0, n_train = 0, n_test = 0;
   std::int64_t step = 0;  // steps done in all
   std::string data_source, device_name;
+  std::string train_fingerprint;  // cifar10_fingerprint of the training split, kept in checkpoints
   AugmentParams train_aug, eval_aug;
   // Device memory: datasets (uint8), the epoch permutation, evaluation indices, the schedule,
   // the epoch's per-step losses, two int64 counters (train and eval correct), scratch.

@@ -145,6 +145,8 @@ std::map<std::string, std::string> Trainer::Impl::metadata() const {
           {"batch", std::to_string(cfg.batch)},
           {"epochs", std::to_string(cfg.epochs)},
           {"train_images", std::to_string(n_train)},
+          {"train_data", train_fingerprint},
+          {"data", data_source},
           {"skipped_steps", std::to_string(skipped_total)},
           {"epoch_correct", std::to_string(correct)},
           {"epoch_images", std::to_string(images)},

@@ -278,6 +278,36 @@ TEST(Trainer, ResumeRefusesACheckpointOfAnotherModelOrBatch) {
             std::string::npos);
 }
 
+// The same number of training images is not the same data: a run that fell back to synthetic
+// data with CIFAR-10's 50,000 images, or another seed's or copy's images, is refused, naming
+// both sources (before: it trained on and then overwrote the checkpoint).
+TEST(Trainer, ResumeRefusesACheckpointOfOtherTrainingData) {
+  TrainerConfig c = tiny_config();
+  c.max_steps = 1;
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  t.train();
+  const SafetensorsFile ck = checkpoint_from_store(t.store(), t.checkpoint_metadata());
+  EXPECT_EQ(checkpoint_metadata(ck, "train_data"), cifar10_fingerprint(small_data().train));
+  EXPECT_EQ(checkpoint_metadata(ck, "data"), small_data().source);
+  const CifarDataset other_seed = synthetic_cifar10(160, 40, 2);
+  const std::string e = error_of([&] { Trainer u(c, other_seed, ctx, out, &ck, "a.safetensors"); });
+  EXPECT_NE(e.find("a.safetensors was trained on other data (synthetic (seed 1)"), std::string::npos) << e;
+  EXPECT_NE(e.find("than this run's (synthetic (seed 2)"), std::string::npos) << e;
+  CifarDataset one_label = small_data();
+  one_label.train.labels[77] = static_cast<std::uint8_t>((one_label.train.labels[77] + 1) % 10);
+  EXPECT_NE(error_of([&] { Trainer u(c, one_label, ctx, out, &ck); }).find("trained on other data"),
+            std::string::npos);
+  CifarDataset one_pixel = small_data();
+  one_pixel.train.images[12345] ^= 1;
+  EXPECT_NE(error_of([&] { Trainer u(c, one_pixel, ctx, out, &ck); }).find("trained on other data"),
+            std::string::npos);
+  CifarDataset other_test = small_data();  // the test split is not part of the fingerprint
+  other_test.test = synthetic_cifar10(160, 40, 3).test;
+  EXPECT_EQ(error_of([&] { Trainer u(c, other_test, ctx, out, &ck); }), "(no error)");
+}
+
 // A checkpoint's position is checked against this run before it is used as an index (a crafted
 // "step" of " -1" once parsed as 2^64 - 1 and became step -1: reads before the epoch's
 // permutation, writes before its loss buffer).
