@@ -174,6 +174,16 @@ void check_output_file(const std::string& path, const std::string& what) {
   KESTREL_CHECK(err == 0, what, " ", path, ": cannot create files in folder ", dir, " (", detail::errno_text(err), ")");
 }
 
+bool same_file(const std::string& a, const std::string& b) {
+  if (a.empty() || b.empty()) return false;
+  std::error_code ec;
+  if (std::filesystem::exists(a, ec) && std::filesystem::exists(b, ec))
+    return std::filesystem::equivalent(a, b, ec) && !ec;
+  const std::filesystem::path pa = std::filesystem::weakly_canonical(std::filesystem::absolute(a, ec), ec);
+  const std::filesystem::path pb = std::filesystem::weakly_canonical(std::filesystem::absolute(b, ec), ec);
+  return !ec && pa == pb;
+}
+
 void check_output_folder(const std::string& dir, const std::string& what) {
   KESTREL_CHECK(!dir.empty(), what, ": empty folder name");
   std::error_code ec;

@@ -14,6 +14,11 @@ namespace kestrel {
 // naming `what` (e.g. "--checkpoint"), the path and the system's reason.
 void check_output_file(const std::string& path, const std::string& what);
 
+// Whether `a` and `b` name the same file: the same existing file (hard and symbolic links
+// included), or the same absolute normalised path where either does not exist yet. An empty
+// path names no file.
+bool same_file(const std::string& a, const std::string& b);
+
 // `dir` exists, created with its parents when missing, and accepts new files (probed as above).
 void check_output_folder(const std::string& dir, const std::string& what);
 

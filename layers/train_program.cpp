@@ -1,10 +1,12 @@
 #include "kestrel/layers/train_program.h"
 
 #include <cmath>
+#include <filesystem>
 #include <ostream>
 
 #include "kestrel/core/error.h"
 #include "kestrel/layers/checkpoint.h"
+#include "kestrel/layers/output_files.h"
 
 namespace kestrel {
 namespace {
@@ -134,6 +136,7 @@ TrainPlan plan_training(const TrainOptions& o, const std::string& cuda_reason, b
   t.checkpoint_path = o.checkpoint;
   t.log_path = o.log;
   plan.resume = o.resume;
+  plan.overwrite = o.overwrite;
 
   // Data.
   KESTREL_CHECK(o.train_images >= 0 && o.test_images >= 0, "--train-images and --test-images must be >= 0");
@@ -189,6 +192,22 @@ TrainPlan plan_training(const TrainOptions& o, const std::string& cuda_reason, b
       plan.notes.push_back("no random flips on synthetic data: its classes include mirror images of each other");
   }
   return plan;
+}
+
+void check_training_outputs(const TrainPlan& plan) {
+  const std::string& ck = plan.trainer.checkpoint_path;
+  const std::string& log = plan.trainer.log_path;
+  check_output_file(ck, "--checkpoint");
+  check_output_file(log, "--log");
+  KESTREL_CHECK(!same_file(log, ck), "--log ", log, " is the --checkpoint file: give the log another name");
+  KESTREL_CHECK(!same_file(log, plan.resume), "--log ", log, " is the --resume file: give the log another name");
+  if (plan.overwrite) return;
+  std::error_code ec;
+  KESTREL_CHECK(ck.empty() || !std::filesystem::exists(ck, ec) || same_file(ck, plan.resume), "--checkpoint ", ck,
+                " exists (an earlier run's): continue it with --resume ", ck,
+                ", or pass --overwrite to replace it");
+  KESTREL_CHECK(log.empty() || !plan.resume.empty() || !std::filesystem::exists(log, ec), "--log ", log,
+                " exists (an earlier run's): pass --overwrite to start it again, or give another name");
 }
 
 CifarDataset load_plan_data(const TrainPlan& plan, std::ostream& log) {

@@ -57,6 +57,7 @@ struct TrainOptions {
   std::int64_t train_images = 0;  // 0: all (synthetic: kSyntheticTrainImages)
   std::int64_t test_images = 0;
   std::string checkpoint, resume, log;
+  bool overwrite = false;  // --overwrite: replace an earlier run's --checkpoint / --log
   std::uint64_t seed = 0;
   std::string optimizer = "sgd";  // sgd, adamw
   double momentum = 0.9;
@@ -90,6 +91,7 @@ struct TrainPlan {
   std::int64_t test_images = 0;
   bool download = false;
   std::string resume;              // checkpoint to resume from ("" = none)
+  bool overwrite = false;          // an earlier run's --checkpoint / --log may be replaced
   bool small_cpu_config = false;
   double time_limit_s = 0.0;       // > 0: stop at the first step boundary after this many seconds
   std::vector<std::string> notes;  // what was decided and why, printed before training
@@ -100,6 +102,14 @@ struct TrainPlan {
 // says whether kDefaultDataDir holds CIFAR-10.
 TrainPlan plan_training(const TrainOptions& options, const std::string& cuda_unavailable_reason,
                         bool default_data_present);
+
+// The run's output files, checked before the data loads: each can be written
+// (check_output_file), the log is neither the checkpoint nor the resumed file (its lines would
+// corrupt them, or go to a file the checkpoint's rename replaces), and an earlier run's files
+// are not replaced unless plan.overwrite: a --checkpoint that exists (other than the --resume
+// file) or, for a run that does not resume, a --log that exists (it would be truncated; a
+// resumed run appends). Raises kestrel::Error naming the option and the way out.
+void check_training_outputs(const TrainPlan& plan);
 
 // The data the plan names: CIFAR-10 from plan.data_dir (downloaded first with plan.download),
 // cut to the caps, or synthetic_cifar10(train_images, test_images, kSyntheticDataSeed).

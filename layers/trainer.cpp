@@ -9,6 +9,7 @@
 #include "kestrel/core/nonfinite_internal.h"
 #include "kestrel/layers/checkpoint.h"
 #include "kestrel/layers/nn.h"
+#include "kestrel/layers/output_files.h"
 #include "kestrel/layers/trainer_device_internal.h"
 #include "kestrel/layers/trainer_impl_internal.h"
 
@@ -358,6 +359,10 @@ Trainer::Trainer(const TrainerConfig& cfg, const CifarDataset& data, Context& ct
                  const SafetensorsFile* resume, const std::string& resume_name)
     : impl_(std::make_unique<Impl>(cfg, ctx, out)) {
   validate(cfg);
+  // The checkpoint is first written after an epoch: a path that cannot take it is refused now.
+  check_output_file(cfg.checkpoint_path, "checkpoint_path");
+  KESTREL_CHECK(!same_file(cfg.log_path, cfg.checkpoint_path), "log_path ", cfg.log_path,
+                " is the checkpoint file: the log needs a file of its own");
   Impl& m = *impl_;
   m.n_train = data.train.count;
   m.n_test = data.test.count;

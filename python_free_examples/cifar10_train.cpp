@@ -24,7 +24,6 @@
 #include "cli_checks.h"
 #include "kestrel/core/context.h"
 #include "kestrel/core/device.h"
-#include "kestrel/layers/output_files.h"
 #include "kestrel/layers/safetensors.h"
 #include "kestrel/layers/train_program.h"
 #include "kestrel/layers/trainer.h"
@@ -90,6 +89,8 @@ void add_options(CLI::App& app, kestrel::TrainOptions& o) {
   app.add_option("--flip", o.flip, "random horizontal flip: on, off or auto (off for synthetic data)");
   app.add_option("--checkpoint", o.checkpoint, "write a safetensors checkpoint here after each epoch");
   app.add_option("--resume", o.resume, "continue from this checkpoint");
+  app.add_flag("--overwrite", o.overwrite,
+               "replace an existing --checkpoint (other than the --resume file) or, without --resume, --log");
   app.add_option("--log", o.log, "write JSON lines (one per log interval and per epoch) to this file");
   app.add_option("--log-every", o.log_every, "steps between progress lines (and host reads of the loss)");
   app.add_option("--seed", o.seed, "seed of initialisation, shuffling, augmentation and dropout")
@@ -141,8 +142,7 @@ int main(int argc, char** argv) {
   try {
     kestrel::Context ctx(plan.device);  // raises "no CUDA device: ..." for --device cuda without one
     // Outputs are checked before the data loads and training starts, not when first written.
-    kestrel::check_output_file(plan.trainer.checkpoint_path, "--checkpoint");
-    kestrel::check_output_file(plan.trainer.log_path, "--log");
+    kestrel::check_training_outputs(plan);
     for (const std::string& note : plan.notes) std::printf("cifar10_train: %s\n", note.c_str());
     if (ctx.device().is_cuda()) ctx.set_conv_policy(plan.conv_policy);
     kestrel::SafetensorsFile checkpoint;

@@ -259,6 +259,10 @@ int main(int argc, char** argv) {
                  app.help().c_str());
     return 2;
   }
+  if (o.checkpoint.empty()) {  // this program always writes one: an empty name would fail after training
+    std::fprintf(stderr, "custom_training_loop: --checkpoint needs a file name\n\n%s", app.help().c_str());
+    return 2;
+  }
   if (o.device == "auto" && device.is_cpu())
     std::printf("custom_training_loop: no CUDA device (%s): running on the CPU backend\n",
                 cuda_unavailable_reason().c_str());

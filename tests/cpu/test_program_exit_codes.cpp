@@ -43,6 +43,10 @@ TEST(ProgramExitCodes, UnknownFlagsAndBadValuesExit2WithTheUsage) {
   }
   EXPECT_EQ(run_built_program("custom_training_loop", "--dtype fp64").code, 2);
   EXPECT_EQ(run_built_program("custom_training_loop", "--device tpu").code, 2);
+  // It always writes its checkpoint: an empty name is a usage error, not a failure after training.
+  const ProgramRun no_name = run_built_program("custom_training_loop", "--checkpoint ''");
+  EXPECT_EQ(no_name.code, 2) << no_name.output;
+  EXPECT_NE(no_name.output.find("--checkpoint needs a file name"), std::string::npos) << no_name.output;
   // Values CLI11's checks let through once: a NaN or out-of-float-range learning rate (the check
   // compares doubles, the option is a float), a negative seed (wrapped to 2^64 - 1), a device
   // index beyond int (std::stoi threw std::out_of_range and cifar10_train aborted).

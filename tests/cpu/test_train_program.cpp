@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -281,6 +282,48 @@ TEST(TrainProgram, ATinyRunWritesLogAndCheckpointAndResumes) {
   EXPECT_EQ(checkpoint_metadata(read_safetensors(dir / "ck.safetensors"), "step"), "4");
 }
 
+// An earlier run's files are not lost to a repeated or mistyped command: a fresh run refuses an
+// existing --checkpoint or --log (before: the log was truncated at start and the checkpoint
+// replaced after the first epoch) unless --overwrite; a --log naming the checkpoint or the
+// resumed file (directly or through a link) is refused (its lines corrupted the checkpoint).
+// Every refusal comes before the data loads and leaves the files as they were.
+TEST(TrainProgram, AnEarlierRunsCheckpointAndLogAreNotReplacedWithoutOverwrite) {
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
+  kestrel::testing::TempDir dir("train_overwrite");
+  const std::string base = "--device cpu --train-images 64 --test-images 20 --batch 32 --epochs 2 ";
+  const std::string tiny = base + "--max-steps 1 ";
+  const Ran first = run_program(tiny + "--checkpoint ck.safetensors --log log.jsonl", dir);
+  ASSERT_EQ(first.code, 0) << first.err;
+  const std::string ck_bytes = read_text(dir, "ck.safetensors"), log_text = read_text(dir, "log.jsonl");
+  std::filesystem::create_symlink("ck.safetensors", dir / "link.safetensors");
+  struct Case {
+    std::string args, error;
+  };
+  const Case cases[] = {
+      {"--checkpoint ck.safetensors", "--checkpoint ck.safetensors exists (an earlier run's): continue it with --resume ck.safetensors, or pass --overwrite"},
+      {"--log log.jsonl", "--log log.jsonl exists (an earlier run's): pass --overwrite"},
+      {"--resume ck.safetensors --checkpoint other.safetensors --log ck.safetensors", "--log ck.safetensors is the --resume file"},
+      {"--resume ck.safetensors --log link.safetensors", "--log link.safetensors is the --resume file"},
+      {"--checkpoint new.safetensors --log ./new.safetensors --overwrite", "--log ./new.safetensors is the --checkpoint file"},
+  };
+  for (const Case& c : cases) {
+    const Ran r = run_program(tiny + c.args, dir);
+    EXPECT_EQ(r.code, 1) << c.args << "\n" << r.out << r.err;
+    EXPECT_NE(r.err.find(c.error), std::string::npos) << c.args << "\n" << r.err;
+    EXPECT_EQ(r.out.find("data:"), std::string::npos) << c.args << ": refused after the data loaded\n" << r.out;
+    EXPECT_EQ(read_text(dir, "ck.safetensors"), ck_bytes) << c.args;
+    EXPECT_EQ(read_text(dir, "log.jsonl"), log_text) << c.args;
+  }
+  // Resuming in place appends to the log; --overwrite starts a fresh run over both files.
+  const Ran resumed = run_program(base + "--max-steps 2 --resume ck.safetensors --checkpoint ck.safetensors --log log.jsonl", dir);
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  EXPECT_EQ(read_text(dir, "log.jsonl").rfind(log_text, 0), 0u) << "the resumed run appends";
+  EXPECT_EQ(checkpoint_metadata(read_safetensors(dir / "ck.safetensors"), "step"), "2");
+  const Ran again = run_program(tiny + "--checkpoint ck.safetensors --log log.jsonl --overwrite", dir);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(checkpoint_metadata(read_safetensors(dir / "ck.safetensors"), "step"), "1");
+  EXPECT_EQ(read_text(dir, "log.jsonl").find("\"resume\""), std::string::npos) << "a fresh log";
+}
 
 TEST(TrainProgram, SigtermStopsAtTheNextStepWritesTheCheckpointAndExitsWith143) {
   // What a scheduler does before pre-empting a job. The run is started in the background, the

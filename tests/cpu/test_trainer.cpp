@@ -278,6 +278,22 @@ TEST(Trainer, ResumeRefusesACheckpointOfAnotherModelOrBatch) {
             std::string::npos);
 }
 
+// A checkpoint path that cannot be written, or the log's own file, is refused by the
+// constructor, not after the first epoch's training (the first save).
+TEST(Trainer, AnUnwritableCheckpointPathIsRefusedBeforeTraining) {
+  Context ctx;
+  std::ostringstream out;
+  kestrel::testing::TempDir dir("trainer_paths");
+  TrainerConfig c = tiny_config();
+  c.checkpoint_path = (dir.path() / "no-such-folder" / "run.safetensors").string();
+  EXPECT_NE(error_of([&] { Trainer t(c, small_data(), ctx, out); }).find("checkpoint_path"), std::string::npos);
+  c.checkpoint_path = (dir.path() / "run.safetensors").string();
+  c.log_path = c.checkpoint_path;
+  EXPECT_NE(error_of([&] { Trainer t(c, small_data(), ctx, out); }).find("is the checkpoint file"),
+            std::string::npos);
+  EXPECT_TRUE(dir.entries().empty()) << "nothing written";
+}
+
 // The same number of training images is not the same data: a run that fell back to synthetic
 // data with CIFAR-10's 50,000 images, or another seed's or copy's images, is refused, naming
 // both sources (before: it trained on and then overwrote the checkpoint).
