@@ -132,6 +132,15 @@ void load_checkpoint(const SafetensorsFile& file, ParameterStore& store,
                      const CheckpointLoadOptions& options, const std::string& name) {
   const Stream& stream = store.context().stream();
   const OptimizerKind kind = options.optimizer ? store.optimizer_kind() : OptimizerKind::kNone;
+  if (options.optimizer && kind == OptimizerKind::kNone) {
+    const auto with_state = std::find_if(file.tensors.begin(), file.tensors.end(), [](const auto& t) {
+      return t.first.rfind(kOptimizerPrefix, 0) == 0;
+    });
+    KESTREL_CHECK(with_state == file.tensors.end(), name, " holds optimizer state (\"", with_state->first,
+                  "\") but the parameter store has none yet: compile the training Executor on the store "
+                  "first (it creates the state), or load with CheckpointLoadOptions::optimizer = false "
+                  "for the weights alone");
+  }
   const int buffers = ParameterStore::optimizer_buffers(kind);
   std::map<std::string, Tensor> expected;  // name -> destination in the store
   for (std::size_t i = 0; i < store.count(); ++i) {

@@ -45,9 +45,11 @@ void save_checkpoint(const ParameterStore& store, const std::string& path,
                      const std::map<std::string, std::string>& metadata = {});
 
 struct CheckpointLoadOptions {
-  // Load the optimizer state of the store's optimizer kind (required to be in the file). Off, or
-  // when the store has no optimizer state, every "optimizer.*" tensor is ignored (weights-only
-  // loads, e.g. a PyTorch state_dict).
+  // Load the optimizer state of the store's optimizer kind (required to be in the file). Off,
+  // every "optimizer.*" tensor is ignored (weights-only loads). On, a file with optimizer state
+  // and a store without any yet (no training Executor compiled on it) is an error: the state
+  // would be dropped while the step count (bias correction) is restored. A file without
+  // optimizer state (e.g. a PyTorch state_dict) loads into such a store.
   bool optimizer = true;
   // Restore the RNG offset, optimizer step and learning rate from __metadata__ (required then);
   // the store must have been built with the checkpoint's "seed".

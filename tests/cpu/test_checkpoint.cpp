@@ -103,6 +103,32 @@ TEST(Checkpoint, RoundTripIsBitExactForEveryBufferAndCounter) {
   }
 }
 
+// Loading before the training Executor exists (the natural order in a custom loop: store, load,
+// executor) once dropped the optimizer state silently while restoring the step count, so
+// AdamW's bias correction and SGD's momentum resumed wrong. Now an error that says what to do;
+// the store is untouched, and a weights-only load still works.
+TEST(Checkpoint, OptimizerStateIntoAStoreWithoutAnyIsRefused) {
+  Context ctx;
+  const Graph g = tiny_resnet(Layout::kNCHW);
+  ParameterStore a(g, ctx, 11);
+  CompileOptions co;
+  co.optimizer = OptimizerKind::kAdamW;
+  Executor ex(g, a, ctx, co);
+  train_steps(ex, 2);
+  const SafetensorsFile file = checkpoint_from_store(a, {});
+  ParameterStore b(g, ctx, 11);
+  const std::vector<float> before = floats(b.flat_params());
+  const std::string e = error_of([&] { load_checkpoint(file, b, {}, "run.safetensors"); });
+  EXPECT_NE(e.find("run.safetensors holds optimizer state (\"optimizer."), std::string::npos) << e;
+  EXPECT_NE(e.find("compile the training Executor on the store first"), std::string::npos) << e;
+  EXPECT_TRUE(kestrel::testing::bit_equal(floats(b.flat_params()), before));
+  EXPECT_EQ(b.read_counters().step, 0);
+  CheckpointLoadOptions weights;
+  weights.optimizer = false;
+  load_checkpoint(file, b, weights, "run.safetensors");
+  EXPECT_TRUE(kestrel::testing::bit_equal(floats(b.flat_params()), floats(a.flat_params())));
+}
+
 TEST(Checkpoint, Bf16ShadowsAreRefreshedAfterLoading) {
   Context ctx;
   const Graph g = tiny_resnet(Layout::kNHWC, DType::kBFloat16);
