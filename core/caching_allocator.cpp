@@ -42,7 +42,8 @@ void* CachingAllocator::allocate(std::size_t bytes, StreamHandle stream) {
   std::lock_guard<std::mutex> lock(mutex_);
   void* p = nullptr;
   auto it = free_.find({stream, size});
-  if (it != free_.end() && !it->second.empty()) {
+  const bool from_cache = it != free_.end() && !it->second.empty();
+  if (from_cache) {
     p = it->second.back();
     it->second.pop_back();
     ++stats_.cache_hits;
@@ -66,7 +67,19 @@ void* CachingAllocator::allocate(std::size_t bytes, StreamHandle stream) {
     stats_.reserved_bytes += size;
     stats_.peak_reserved_bytes = std::max(stats_.peak_reserved_bytes, stats_.reserved_bytes);
   }
-  in_use_.emplace(p, Block{size, stream});
+  try {
+    in_use_.emplace(p, Block{size, stream});
+  } catch (...) {
+    // The bookkeeping could not allocate (std::bad_alloc): the block goes back where it came
+    // from. The cache's list has room (the block was just taken from it).
+    if (from_cache) {
+      it->second.push_back(p);
+    } else {
+      raw_->raw_free(p);  // never handed out: nothing can still use it
+      stats_.reserved_bytes -= size;
+    }
+    throw;
+  }
   ++stats_.allocations;
   stats_.current_bytes += size;
   stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.current_bytes);

@@ -20,7 +20,12 @@ void* CpuAllocator::allocate(std::size_t bytes, StreamHandle) {
                                           " bytes in use"),
                            bytes, 0, detail::short_file(__FILE__), __LINE__);
   }
-  sizes_.emplace(p, rounded);
+  try {
+    sizes_.emplace(p, rounded);
+  } catch (...) {  // the bookkeeping could not allocate: the block is not handed out
+    std::free(p);
+    throw;
+  }
   ++stats_.allocations;
   ++stats_.backend_allocations;
   stats_.current_bytes += rounded;

@@ -1,0 +1,108 @@
+// The allocators when their own bookkeeping cannot allocate host memory (std::bad_alloc from the
+// in-use map): the block they had just taken is given back where it came from, not leaked.
+// Before: a new backend block was never freed (not even by the allocator's destructor) and a
+// block taken from the cache was lost to it. This executable replaces the global operator new
+// with one that can be told to fail once (on this thread), which is why it is a suite of its
+// own and not part of kestrel_cpu_tests.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+#include "kestrel/core/allocator.h"
+
+namespace {
+thread_local bool fail_next_new = false;
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (fail_next_new) {
+    fail_next_new = false;
+    throw std::bad_alloc();
+  }
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace {
+
+using kestrel::CachingAllocator;
+using kestrel::Device;
+
+// Host memory standing in for a device, counting the blocks it has handed out.
+struct CountingRaw final : kestrel::RawMemory {
+  explicit CountingRaw(long* outstanding) : outstanding_(outstanding) {}
+  void* raw_allocate(std::size_t bytes) override {
+    ++*outstanding_;
+    return std::malloc(bytes);
+  }
+  void raw_free(void* p) noexcept override {
+    --*outstanding_;
+    std::free(p);
+  }
+  std::size_t free_bytes() const noexcept override { return std::size_t{1} << 30; }
+  void synchronize() noexcept override {}
+  Device device() const noexcept override { return Device::cpu(); }
+
+ private:
+  long* outstanding_;
+};
+
+// Calls allocate with the next operator new failing; true when it raised std::bad_alloc.
+template <typename A>
+bool allocate_failing_bookkeeping(A& a, std::size_t bytes) {
+  fail_next_new = true;
+  bool raised = false;
+  try {
+    a.allocate(bytes, nullptr);
+  } catch (const std::bad_alloc&) {
+    raised = true;
+  }
+  fail_next_new = false;
+  return raised;
+}
+
+}  // namespace
+
+TEST(AllocatorBookkeeping, ANewBackendBlockIsFreedWhenItCannotBeRecorded) {
+  long outstanding = 0;
+  {
+    CachingAllocator a(std::make_unique<CountingRaw>(&outstanding));
+    ASSERT_TRUE(allocate_failing_bookkeeping(a, 4096));
+    EXPECT_EQ(outstanding, 0) << "the backend block was not given back";
+    EXPECT_EQ(a.stats().reserved_bytes, 0u);
+    EXPECT_EQ(a.stats().current_bytes, 0u);
+    void* p = a.allocate(4096, nullptr);  // the allocator still works
+    EXPECT_NE(p, nullptr);
+    a.deallocate(p);
+  }
+  EXPECT_EQ(outstanding, 0);
+}
+
+TEST(AllocatorBookkeeping, ACachedBlockGoesBackToTheCacheWhenItCannotBeRecorded) {
+  long outstanding = 0;
+  {
+    CachingAllocator a(std::make_unique<CountingRaw>(&outstanding));
+    void* p = a.allocate(8192, nullptr);
+    a.deallocate(p);  // cached
+    ASSERT_TRUE(allocate_failing_bookkeeping(a, 8192));
+    void* q = a.allocate(8192, nullptr);
+    EXPECT_EQ(q, p) << "the cached block was lost to the cache";
+    EXPECT_EQ(a.stats().backend_allocations, 1u);
+    EXPECT_EQ(a.stats().cache_hits, 2u) << "the failed request's hit and the retry's";
+    a.deallocate(q);
+  }
+  EXPECT_EQ(outstanding, 0);
+}
+
+TEST(AllocatorBookkeeping, TheCpuAllocatorFreesTheBlockWhenItCannotBeRecorded) {
+  kestrel::CpuAllocator a;
+  ASSERT_TRUE(allocate_failing_bookkeeping(a, 1000));
+  EXPECT_EQ(a.stats().current_bytes, 0u);
+  EXPECT_EQ(a.stats().reserved_bytes, 0u);
+  EXPECT_EQ(a.stats().allocations, 0u);
+  // (That the block itself was freed is LeakSanitizer's to see in the asan preset.)
+}
