@@ -56,6 +56,7 @@ Value Graph::parameter(const std::string& local_name, const TypeSpec& type, cons
                        bool decay, DType compute_dtype) {
   KESTREL_CHECK(compute_dtype == DType::kFloat32 || compute_dtype == DType::kBFloat16,
                 "parameter '", scoped(local_name), "': compute dtype must be fp32 or bf16");
+  Transaction tx(*this);  // a refused bf16 copy takes its master back
   ParamInfo& p = add_param(scoped(local_name), type, init, ValueKind::kParameter);
   p.decay = decay;
   if (compute_dtype == DType::kBFloat16) {
@@ -63,6 +64,7 @@ Value Graph::parameter(const std::string& local_name, const TypeSpec& type, cons
     t.dtype = DType::kBFloat16;
     p.shadow = new_value(p.name + "@bf16", t, ValueKind::kParameterShadow, static_cast<int>(params_.size()) - 1).id;
   }
+  tx.commit();
   return Value{p.shadow >= 0 ? p.shadow : p.value};
 }
 

@@ -395,4 +395,12 @@ TEST(GraphErrors, NamesStayUniqueAndRefusedCallsChangeNothing) {
   EXPECT_EQ(sizes(), before_fc);
   EXPECT_NO_THROW(nn::linear(g, "fc", flat, 10));
   EXPECT_EQ(g.params().back().name, "fc.bias");
+  // A bf16-computed parameter whose copy's name ("w@bf16") is taken: refused whole (before: the
+  // fp32 master stayed, without its copy, and a retry as "w" was refused).
+  g.input("w@bf16", {Shape{4}, DType::kFloat32});
+  const auto before_w = sizes();
+  const TypeSpec w{Shape{4}, DType::kFloat32};
+  EXPECT_THROW(g.parameter("w", w, Init::ones(), true, DType::kBFloat16), Error);
+  EXPECT_EQ(sizes(), before_w);
+  EXPECT_NO_THROW(g.parameter("w", w, Init::ones(), true, DType::kFloat32));
 }
