@@ -359,10 +359,27 @@ void Executor::apply_update() {
 }
 
 void Executor::run_eager(bool update) {
-  const bool cpu = ctx_.device().is_cpu();
   const bool sample_dropout = opts_.training || opts_.sample_dropout;
+  // A node can refuse its data part-way through a run (on the CPU a label or index out of range;
+  // check_numerics anywhere) after the nodes before it have updated BN running statistics and
+  // the dropout offset has advanced: both are put back, so that a refused run changes nothing
+  // in the store and a retry with good data continues the same run. (On the GPU bad labels give
+  // a NaN loss instead of an error.)
+  const bool may_refuse = ctx_.device().is_cpu() || opts_.check_numerics;
+  if (may_refuse) save_for_rollback();
+  try {
+    run_nodes(sample_dropout);
+  } catch (...) {
+    if (may_refuse) roll_back();
+    throw;
+  }
+  if (update && opts_.training && opts_.optimizer != OptimizerKind::kNone) optimizer_update();
+  forward_ran_ = true;
+}
+
+void Executor::run_nodes(bool sample_dropout) {
   if (sample_dropout && g_.rng_slots() > 0) {
-    if (cpu)
+    if (ctx_.device().is_cpu())
       cpu::advance_offset(store_.rng_offset_ptr(), static_cast<std::uint64_t>(g_.rng_slots()));
     else
       cuda::advance_offset(store_.rng_offset_ptr(), static_cast<std::uint64_t>(g_.rng_slots()),
@@ -378,8 +395,38 @@ void Executor::run_eager(bool update) {
     }
     if (opts_.check_numerics) check_numerics(s);
   }
-  if (update && opts_.training && opts_.optimizer != OptimizerKind::kNone) optimizer_update();
-  forward_ran_ = true;
+}
+
+void Executor::save_for_rollback() {
+  const Tensor& states = store_.flat_states();
+  if (states.numel() > 0) {
+    if (!states_before_.defined()) states_before_ = Tensor::empty(states.shape(), DType::kFloat32, ctx_);
+    states_before_.copy_from(states, ctx_.stream());
+  }
+  if (ctx_.device().is_cpu())
+    offset_before_ = *store_.rng_offset_ptr();
+  else
+    KESTREL_CUDA_CHECK(cudaMemcpyAsync(&offset_before_, store_.rng_offset_ptr(), sizeof offset_before_,
+                                       cudaMemcpyDeviceToHost, ctx_.stream().handle()));
+}
+
+void Executor::roll_back() noexcept {
+  try {
+    if (states_before_.defined()) {
+      Tensor states = store_.flat_states();  // a handle on the store's buffer
+      states.copy_from(states_before_, ctx_.stream());
+    }
+    if (ctx_.device().is_cpu()) {
+      *store_.rng_offset_ptr() = offset_before_;
+    } else {
+      // offset_before_ was read in stream order; this write follows the refused run's work.
+      KESTREL_CUDA_CHECK(cudaMemcpyAsync(store_.rng_offset_ptr(), &offset_before_, sizeof offset_before_,
+                                         cudaMemcpyHostToDevice, ctx_.stream().handle()));
+      KESTREL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream().handle()));
+    }
+  } catch (...) {
+    // A device fault while putting things back: the run's own error is the one to report.
+  }
 }
 
 void Executor::optimizer_update() {

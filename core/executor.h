@@ -150,6 +150,9 @@ class Executor {
   void bind_persistent(const std::vector<int>& param_grad);
   void plan_arena();
   void run_eager(bool update = true);
+  void run_nodes(bool sample_dropout);
+  void save_for_rollback();
+  void roll_back() noexcept;
   void check_numerics(const Step& s);
   class StoreTurn;  // orders a run with the store's stream
   void optimizer_update();
@@ -173,6 +176,10 @@ class Executor {
   struct CUgraphExec_st* graph_exec_ = nullptr;
   std::optional<Event> store_link_;  // CUDA, when the store's context is another one
   bool forward_ran_ = false, update_ran_ = false;  // capture_cuda_graph needs one eager step first
+  // What a run refused part-way restores (CPU, or check_numerics): BN running statistics and the
+  // dropout offset as they were before the run.
+  Tensor states_before_;
+  std::uint64_t offset_before_ = 0;
 };
 
 }  // namespace kestrel

@@ -341,3 +341,52 @@ TEST(ParameterGradients, AnOutputNamedLossMustBeTheLoss) {
   const std::string e = error_of([&] { Executor ex(g, store, ctx); });
   EXPECT_NE(e.find("an output is named 'loss' but is 'fc:y'"), std::string::npos) << e;
 }
+
+// A run refused part-way (a label out of range, found by the loss after batch norm has updated
+// its running statistics and dropout has taken its offset; or check_numerics on a NaN) changes
+// nothing in the store, and a retry with good data continues the same run: bit for bit the run
+// that never saw the bad batch (before: the statistics had absorbed the refused batch and the
+// dropout stream had moved on).
+TEST(RefusedRun, ChangesNothingInTheStoreAndTheRetryContinuesTheSameRun) {
+  const std::int64_t n = 4;
+  Graph g(graph_options(n));
+  const Value x = nn::image_input(g, "images", 3, 6, 6);
+  const Value labels = nn::label_input(g, "labels");
+  Value h = nn::relu(g, nn::batch_norm(g, "bn1", nn::conv2d(g, "conv1", x, 4, 3, {1, 1})));
+  h = nn::dropout(g, "drop", h, 0.5f);
+  nn::softmax_cross_entropy(g, nn::linear(g, "fc", nn::global_avg_pool(g, h), 10), labels);
+  for (const bool numerics : {false, true}) {
+    SCOPED_TRACE(numerics ? "check_numerics, a NaN image" : "a label out of range");
+    Context ctx;
+    ParameterStore a(g, ctx, 3), b(g, ctx, 3);
+    CompileOptions co;
+    co.check_numerics = numerics;
+    Executor ea(g, a, ctx, co), eb(g, b, ctx, co);
+    for (Executor* e : {&ea, &eb}) {
+      e->store().set_learning_rate(0.1f);
+      kestrel::testing::feed_uniform(*e, "images", 5);
+      kestrel::testing::feed_labels(*e, "labels", 10);
+      e->run();
+    }
+    const std::vector<float> states = a.flat_states().to_float_vector();
+    const auto counters = a.read_counters();
+    if (numerics) {
+      std::vector<float> img(static_cast<std::size_t>(n * 3 * 6 * 6), 0.25f);
+      img[7] = std::nanf("");
+      ea.bind_input("images", Tensor::from_vector(img, Shape{n, 3, 6, 6}));
+    } else {
+      ea.bind_input("labels", Tensor::from_vector({0.f, 1.f, 2.f, 42.f}, Shape{n}, DType::kInt32));
+    }
+    EXPECT_THROW(ea.run(), Error);
+    EXPECT_TRUE(kestrel::testing::bit_equal(a.flat_states().to_float_vector(), states));
+    EXPECT_EQ(a.read_counters().rng_offset, counters.rng_offset);
+    EXPECT_EQ(a.read_counters().step, counters.step);
+    kestrel::testing::feed_uniform(ea, "images", 5);
+    kestrel::testing::feed_labels(ea, "labels", 10);
+    ea.run();
+    eb.run();
+    EXPECT_TRUE(kestrel::testing::bit_equal(a.flat_params().to_float_vector(), b.flat_params().to_float_vector()));
+    EXPECT_TRUE(kestrel::testing::bit_equal(a.flat_states().to_float_vector(), b.flat_states().to_float_vector()));
+    EXPECT_EQ(a.read_counters().rng_offset, b.read_counters().rng_offset);
+  }
+}
