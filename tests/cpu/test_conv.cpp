@@ -4,6 +4,7 @@
 // identity on larger shapes, and validate()'s errors.
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -230,6 +231,10 @@ TEST(ConvCpu, ValidateNamesTheBadField) {
   d = ok; d.dil_w = 0; expect_invalid(d, "dil_w");
   d = ok; d.r = 11; expect_invalid(d, "output height");
   d = ok; d.s = 5; d.dil_w = 3; expect_invalid(d, "output width");
+  // Paddings and dilations near INT_MAX: the message's sizes are computed in 64 bits (an int
+  // product overflowed there, undefined behaviour the asan preset's UBSan reports).
+  d = ok; d.pad_h = (1 << 30) + 1; d.dil_h = INT_MAX; expect_invalid(d, "exceeds the padded input height 2147483658");
+  d = ok; d.pad_w = (1 << 30) + 1; d.dil_w = INT_MAX; expect_invalid(d, "the dilated filter width 4294967295");
   d = ok; d.dtype = DType::kFloat16; expect_invalid(d, "fp32 or bf16");
   d = ok; d.dtype = DType::kInt32; expect_invalid(d, "fp32 or bf16");
   d = ok; d.h = std::int64_t(1) << 40; expect_invalid(d, "too large");
