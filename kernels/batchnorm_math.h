@@ -66,6 +66,7 @@ class PairwiseMerge {
     used_ = (used_ >> k << k) | (std::uint64_t{1} << k);       // levels below k are now empty
     level_[k] = v;
   }
+  void clear() { used_ = 0; }  // forget everything pushed (the levels are not read again)
   // Everything pushed, with `last` (the open partial) merged in; the smallest subtrees first.
   T result(T last) const {
     for (std::size_t k = 0; k < level_.size(); ++k)

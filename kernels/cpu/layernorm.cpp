@@ -1,5 +1,6 @@
 #include "kestrel/kernels/cpu/layernorm.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "kestrel/kernels/batchnorm_math.h"
@@ -47,46 +48,49 @@ void layernorm_backward(const void* dy, const void* x, DType dtype, std::int64_t
                         const float* save_rstd, void* dx, float* dgamma, float* dbeta,
                         void* /*workspace*/) {
   ln_detail::check_backward(dy, x, dtype, rows, cols, save_mean, save_rstd, dx);
-  // Column sums in the GPU's order: group k sums rows k, k + groups, ... and the groups are
-  // added at the end (a serial chain over every row drifts with the row count).
+  // Column sums in the GPU's order: group k sums rows k, k + groups, ... into one partial, and
+  // the groups are added in order (a serial chain over every row drifts with the row count).
   const std::int64_t groups = rows < ln_detail::kGroups ? rows : ln_detail::kGroups;
   const auto width = static_cast<std::size_t>(cols);
-  std::vector<float> part_g(static_cast<std::size_t>(groups) * width, 0.f), part_b(part_g);
-  for (std::int64_t row = 0; row < rows; ++row) {
-    const float mean = save_mean[row], rstd = save_rstd[row];
-    // The row's sums in runs of 64 merged pairwise, as the GPU's block reduction merges.
-    bn_detail::PairwiseMerge<ln_detail::RowSums> runs{ln_detail::RowSums{0.f, 0.f, 0.f},
-                                                      ln_detail::row_sums_combine};
-    ln_detail::RowSums s{0.f, 0.f, 0.f};
-    for (std::int64_t j = 0; j < cols; ++j) {
-      const std::int64_t i = row * cols + j;
-      ln_detail::row_sums_add(s, element_io::load_float(dy, dtype, i),
-                              element_io::load_float(x, dtype, i), mean, gamma, j);
-      if ((j + 1) % kRun == 0) {
-        runs.push(s);
-        s = {0.f, 0.f, 0.f};
+  std::vector<float> part_g(width), part_b(width), sum_g(width, 0.f), sum_b(width, 0.f);
+  // A row's sums in runs of 64 merged pairwise, as the GPU's block reduction merges.
+  bn_detail::PairwiseMerge<ln_detail::RowSums> runs{ln_detail::RowSums{0.f, 0.f, 0.f},
+                                                    ln_detail::row_sums_combine};
+  for (std::int64_t group = 0; group < groups; ++group) {
+    std::fill(part_g.begin(), part_g.end(), 0.f);
+    std::fill(part_b.begin(), part_b.end(), 0.f);
+    for (std::int64_t row = group; row < rows; row += groups) {
+      const float mean = save_mean[row], rstd = save_rstd[row];
+      runs.clear();
+      ln_detail::RowSums s{0.f, 0.f, 0.f};
+      for (std::int64_t j = 0; j < cols; ++j) {
+        const std::int64_t i = row * cols + j;
+        ln_detail::row_sums_add(s, element_io::load_float(dy, dtype, i),
+                                element_io::load_float(x, dtype, i), mean, gamma, j);
+        if ((j + 1) % kRun == 0) {
+          runs.push(s);
+          s = {0.f, 0.f, 0.f};
+        }
+      }
+      const ln_detail::BackwardCoeffs k =
+          ln_detail::backward_coeffs(runs.result(s), mean, rstd, static_cast<float>(cols));
+      for (std::int64_t j = 0; j < cols; ++j) {
+        const std::int64_t i = row * cols + j;
+        const float dyv = element_io::load_float(dy, dtype, i), xv = element_io::load_float(x, dtype, i);
+        part_g[static_cast<std::size_t>(j)] =
+            ln_detail::accumulate_dgamma(part_g[static_cast<std::size_t>(j)], dyv, xv, mean, rstd);
+        part_b[static_cast<std::size_t>(j)] += dyv;
+        element_io::store_float(dx, dtype, i, ln_detail::backward_element(dyv, xv, gamma, j, k));
       }
     }
-    const ln_detail::BackwardCoeffs k =
-        ln_detail::backward_coeffs(runs.result(s), mean, rstd, static_cast<float>(cols));
-    float* pg = part_g.data() + static_cast<std::size_t>(row % groups) * width;
-    float* pb = part_b.data() + static_cast<std::size_t>(row % groups) * width;
-    for (std::int64_t j = 0; j < cols; ++j) {
-      const std::int64_t i = row * cols + j;
-      const float dyv = element_io::load_float(dy, dtype, i), xv = element_io::load_float(x, dtype, i);
-      pg[j] = ln_detail::accumulate_dgamma(pg[j], dyv, xv, mean, rstd);
-      pb[j] += dyv;
-      element_io::store_float(dx, dtype, i, ln_detail::backward_element(dyv, xv, gamma, j, k));
+    for (std::size_t j = 0; j < width; ++j) {
+      sum_g[j] += part_g[j];
+      sum_b[j] += part_b[j];
     }
   }
-  for (std::int64_t j = 0; j < cols; ++j) {
-    float g = 0.f, b = 0.f;
-    for (std::int64_t group = 0; group < groups; ++group) {
-      g += part_g[static_cast<std::size_t>(group) * width + static_cast<std::size_t>(j)];
-      b += part_b[static_cast<std::size_t>(group) * width + static_cast<std::size_t>(j)];
-    }
-    if (dgamma != nullptr) dgamma[j] = g;
-    if (dbeta != nullptr) dbeta[j] = b;
+  for (std::size_t j = 0; j < width; ++j) {
+    if (dgamma != nullptr) dgamma[j] = sum_g[j];
+    if (dbeta != nullptr) dbeta[j] = sum_b[j];
   }
 }
 

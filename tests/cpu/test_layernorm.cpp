@@ -116,7 +116,6 @@ TEST(LayerNormCpu, GradientMatchesFiniteDifferences) {
   }
 }
 
-// std == 0: y = beta, gradients finite, dx = rstd * (h - mean h) (the second term's limit is 0).
 // Long sums in backward: dgamma / dbeta over 2^20 rows, and one row of 2^20 features whose
 // mean(h) cancels against h in dx (dy has mean 1). The twin sums a row in runs of 64 merged
 // pairwise and the columns in the GPU's 256 groups; one serial chain over rows or features
@@ -158,6 +157,7 @@ TEST(LayerNormCpu, LongRowsAndColumnsStayAccurate) {
   }
 }
 
+// std == 0: y = beta, gradients finite, dx = rstd * (h - mean h) (the second term's limit is 0).
 TEST(LayerNormCpu, ConstantRowsStayFinite) {
   const std::int64_t rows = 3, cols = 7;
   std::vector<float> x(rows * cols);
