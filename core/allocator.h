@@ -32,8 +32,9 @@ struct AllocatorStats {
 
 // Contract: allocate() returns memory for `bytes` (aligned to at least 256 bytes on CUDA and 64
 // on the CPU) usable in stream order on `stream`, or raises OutOfMemoryError stating the
-// requested and free bytes (or, on CUDA, the CudaError of a failure that is not one of memory);
-// the allocator stays usable after the error. deallocate() never throws. A zero-byte request
+// requested and free bytes (or, on CUDA, the CudaError of a failure that is not one of memory;
+// or std::bad_alloc when its own bookkeeping cannot grow, the block then given back); the
+// allocator stays usable after the error. deallocate() never throws. A zero-byte request
 // returns nullptr.
 class Allocator {
  public:

@@ -45,11 +45,11 @@ void validate(const Conv2dDesc& d) {
   check_count(dbl(d.n) * dbl(d.c) * dbl(d.h) * dbl(d.w), "the input x", d);
   check_count(dbl(d.k) * dbl(d.c) * dbl(d.r) * dbl(d.s), "the filter w", d);
   KESTREL_CHECK(d.out_h() > 0, "conv2d: output height is empty: the dilated filter height ",
-                std::int64_t{d.dil_h} * (d.r - 1) + 1, " exceeds the padded input height ",
+                d.dil_h * (d.r - 1) + 1, " exceeds the padded input height ",
                 d.h + 2 * std::int64_t{d.pad_h},
                 " (", to_string(d), ")");
   KESTREL_CHECK(d.out_w() > 0, "conv2d: output width is empty: the dilated filter width ",
-                std::int64_t{d.dil_w} * (d.s - 1) + 1, " exceeds the padded input width ",
+                d.dil_w * (d.s - 1) + 1, " exceeds the padded input width ",
                 d.w + 2 * std::int64_t{d.pad_w},
                 " (", to_string(d), ")");
   check_count(dbl(d.n) * dbl(d.k) * dbl(d.out_h()) * dbl(d.out_w()), "the output y", d);

@@ -87,17 +87,27 @@ CifarSplit parse_cifar10_batch(const std::uint8_t* bytes, std::size_t size, cons
   return split;
 }
 
+namespace {
+// splitmix64's finaliser: a bijection whose every output bit depends on every input bit.
+std::uint64_t avalanche(std::uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
 std::string cifar10_fingerprint(const CifarSplit& split) {
+  // FNV-1a's step over words, each word mixed first: a multiply only carries bits upwards, so
+  // unmixed, flips of a word's top bit passed to the end and an even number of them cancelled.
   constexpr std::uint64_t kPrime = 0x100000001b3ull;
   std::uint64_t h = 0xcbf29ce484222325ull;
   auto mix = [&](const std::uint8_t* bytes, std::size_t size) {
-    std::size_t i = 0;
-    for (; i + 8 <= size; i += 8) {
+    for (std::size_t i = 0; i < size; i += 8) {
       std::uint64_t word = 0;
-      for (int b = 7; b >= 0; --b) word = word << 8 | bytes[i + static_cast<std::size_t>(b)];
-      h = (h ^ word) * kPrime;
+      const std::size_t n = size - i < 8 ? size - i : 8;
+      for (std::size_t b = n; b-- > 0;) word = word << 8 | bytes[i + b];
+      h = (h ^ avalanche(word ^ (std::uint64_t{n} << 60))) * kPrime;
     }
-    for (; i < size; ++i) h = (h ^ bytes[i]) * kPrime;
   };
   const auto count = static_cast<std::uint64_t>(split.count);
   std::uint8_t count_bytes[8];
@@ -106,7 +116,7 @@ std::string cifar10_fingerprint(const CifarSplit& split) {
   mix(split.labels.data(), split.labels.size());
   mix(split.images.data(), split.images.size());
   char text[17];
-  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(avalanche(h)));
   return text;
 }
 

@@ -97,12 +97,17 @@ void Trainer::Impl::build(const SafetensorsFile* resume, const std::string& resu
     expect("train_images", std::to_string(n_train));
     // The same images, not only as many: a run that fell back to synthetic data (no ./data in
     // this folder) or found another copy or subset must not continue a checkpoint, and a later
-    // save would overwrite it.
-    const std::string trained_on = kestrel::checkpoint_metadata(*resume, "train_data", resume_name);
-    if (trained_on != train_fingerprint) {
-      const std::string source = resume->metadata.count("data") ? resume->metadata.at("data") : "?";
-      KESTREL_FAIL(resume_name, " was trained on other data (", source, ", training-set fingerprint ",
-                   trained_on, ") than this run's (", data_source, ", fingerprint ", train_fingerprint, ")");
+    // save would overwrite it. Checkpoints of Kestrel before 2026-11-27 carry no fingerprint.
+    const auto fp = resume->metadata.find("train_fingerprint");
+    if (fp == resume->metadata.end()) {
+      out << "note: " << resume_name << " records no training-set fingerprint (an older Kestrel's): "
+          << "its data cannot be checked against this run's (" << data_source << ")\n";
+    } else if (fp->second != train_fingerprint) {
+      const auto source = resume->metadata.find("train_source");
+      KESTREL_FAIL(resume_name, " was trained on other data (",
+                   source != resume->metadata.end() ? source->second : std::string("source not recorded"),
+                   ", training-set fingerprint ", fp->second, ") than this run's (", data_source,
+                   ", fingerprint ", train_fingerprint, ")");
     }
     seed = checkpoint_metadata_u64(*resume, "seed", resume_name);
     cfg.seed = seed;

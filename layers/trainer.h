@@ -125,7 +125,9 @@ class Trainer {
   // `out` receives the progress lines. With `resume`, parameters, BN statistics, optimizer state,
   // counters and the position in training come from that checkpoint; its seed replaces
   // cfg.seed, and its model, version, batch and training set (its size and a fingerprint of its
-  // images and labels, cifar10_fingerprint) must match.
+  // images and labels, cifar10_fingerprint; an older checkpoint without one is noted on `out`)
+  // must match. Refuses a cfg.checkpoint_path that cannot be written, or that is cfg.log_path,
+  // here rather than at the first save.
   Trainer(const TrainerConfig& cfg, const CifarDataset& data, Context& ctx, std::ostream& out,
           const SafetensorsFile* resume = nullptr, const std::string& resume_name = "checkpoint");
   ~Trainer();

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <map>
 #include <numeric>
+#include <set>
+#include <string>
 
 #include "kestrel/core/error.h"
 #include "kestrel/layers/cifar10.h"
@@ -216,6 +218,38 @@ TEST(Cifar10, WriteRejectsInconsistentSplits) {
 }
 
 // ---- synthetic data ----
+
+// The training-set fingerprint a checkpoint records: the same for the same contents, different
+// for any change of count, label or pixel, including changes that cancelled in plain FNV-1a over
+// words (the top bit of two bytes 8 apart: a multiply carries bits upwards only).
+TEST(Cifar10, FingerprintChangesWithAnyByte) {
+  const kestrel::CifarSplit base = kestrel::synthetic_cifar10(30, 1, 4).train;
+  const std::string fp = kestrel::cifar10_fingerprint(base);
+  EXPECT_EQ(fp.size(), 16u);
+  EXPECT_EQ(kestrel::cifar10_fingerprint(kestrel::synthetic_cifar10(30, 1, 4).train), fp);
+  std::set<std::string> seen{fp};
+  auto differs = [&](const kestrel::CifarSplit& s, const char* what) {
+    EXPECT_TRUE(seen.insert(kestrel::cifar10_fingerprint(s)).second) << what;
+  };
+  kestrel::CifarSplit s = base;
+  s.labels[3] ^= 1;
+  differs(s, "a label");
+  s = base;
+  s.images.back() ^= 0x80;
+  differs(s, "the last byte (a partial word)");
+  s = base;
+  s.images[7] ^= 0x80;
+  s.images[15] ^= 0x80;
+  differs(s, "top bits of two bytes 8 apart");
+  s = base;
+  for (std::size_t i : {7, 15, 23, 31}) s.images[i] ^= 0x80;
+  differs(s, "top bits of four bytes 8 apart");
+  s = base;
+  s.images.resize(s.images.size() - kestrel::kCifarImageBytes);
+  s.labels.pop_back();
+  s.count -= 1;
+  differs(s, "one image fewer");
+}
 
 TEST(Cifar10Synthetic, DeterministicBalancedAndSeedDependent) {
   const CifarDataset a = synthetic_cifar10(1003, 250, 7);

@@ -305,8 +305,8 @@ TEST(Trainer, ResumeRefusesACheckpointOfOtherTrainingData) {
   Trainer t(c, small_data(), ctx, out);
   t.train();
   const SafetensorsFile ck = checkpoint_from_store(t.store(), t.checkpoint_metadata());
-  EXPECT_EQ(checkpoint_metadata(ck, "train_data"), cifar10_fingerprint(small_data().train));
-  EXPECT_EQ(checkpoint_metadata(ck, "data"), small_data().source);
+  EXPECT_EQ(checkpoint_metadata(ck, "train_fingerprint"), cifar10_fingerprint(small_data().train));
+  EXPECT_EQ(checkpoint_metadata(ck, "train_source"), small_data().source);
   const CifarDataset other_seed = synthetic_cifar10(160, 40, 2);
   const std::string e = error_of([&] { Trainer u(c, other_seed, ctx, out, &ck, "a.safetensors"); });
   EXPECT_NE(e.find("a.safetensors was trained on other data (synthetic (seed 1)"), std::string::npos) << e;
@@ -322,6 +322,14 @@ TEST(Trainer, ResumeRefusesACheckpointOfOtherTrainingData) {
   CifarDataset other_test = small_data();  // the test split is not part of the fingerprint
   other_test.test = synthetic_cifar10(160, 40, 3).test;
   EXPECT_EQ(error_of([&] { Trainer u(c, other_test, ctx, out, &ck); }), "(no error)");
+  // An older Kestrel's checkpoint (no fingerprint) still resumes, saying its data is unchecked.
+  SafetensorsFile older = ck;
+  older.metadata.erase("train_fingerprint");
+  older.metadata.erase("train_source");
+  std::ostringstream said;
+  EXPECT_EQ(error_of([&] { Trainer u(c, other_seed, ctx, said, &older, "old.safetensors"); }), "(no error)");
+  EXPECT_NE(said.str().find("note: old.safetensors records no training-set fingerprint"), std::string::npos)
+      << said.str();
 }
 
 // A checkpoint's position is checked against this run before it is used as an index (a crafted
