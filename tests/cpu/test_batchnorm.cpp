@@ -11,6 +11,7 @@
 #include <limits>
 #include <string>
 #include <vector>
+#include <cmath>
 
 #include "batchnorm_step.h"
 #include "kestrel/core/error.h"
@@ -198,4 +199,34 @@ TEST(BatchNormCpu, WorkspaceSizes) {
                kestrel::Error);
   EXPECT_THROW(kestrel::cpu::batchnorm_workspace_bytes({2, -1, 1, Layout::kNHWC}),
                kestrel::Error);
+}
+
+// Fused BN + ReLU (and + Add + ReLU) keeps NaN as relu() does (bn_activate: "relu that keeps
+// NaN"): a NaN in x or in the residual reaches y, not 0, and nothing else becomes NaN.
+TEST(BatchNormCpu, FusedReluKeepsNaNFromTheInputAndTheResidual) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (Layout l : {Layout::kNCHW, Layout::kNHWC}) {
+    const BatchNormDims d{2, 3, 4, l};
+    std::vector<float> x(24), r(24, 0.25f), y(24);
+    for (int i = 0; i < 24; ++i) x[i] = 0.1f * static_cast<float>(i % 7) - 0.3f;
+    x[5] = nan;
+    r[9] = nan;
+    const std::vector<float> gamma{1.f, 0.5f, 2.f}, beta{0.f, 0.1f, -0.2f}, rm{0.f, 0.1f, -0.1f},
+        rv{1.f, 2.f, 0.5f};
+    for (BnActivation act : {BnActivation::kRelu, BnActivation::kAddRelu}) {
+      const bool add = act == BnActivation::kAddRelu;
+      kestrel::cpu::batchnorm_forward_inference(x.data(), add ? r.data() : nullptr, y.data(),
+                                                DType::kFloat32, d, gamma.data(), beta.data(),
+                                                rm.data(), rv.data(), 1e-5f, act);
+      EXPECT_TRUE(std::isnan(y[5])) << "x NaN, act " << static_cast<int>(act);
+      if (add) {
+        EXPECT_TRUE(std::isnan(y[9])) << "residual NaN";
+      }
+      for (int i = 0; i < 24; ++i) {
+        if (i != 5 && !(add && i == 9)) {
+          EXPECT_FALSE(std::isnan(y[i])) << i;
+        }
+      }
+    }
+  }
 }

@@ -120,3 +120,20 @@ TEST(Schedule, RejectsBadSettings) {
   EXPECT_THROW(kestrel::parse_schedule_kind("exp"), kestrel::Error);
   EXPECT_EQ(kestrel::parse_schedule_kind("cosine"), LrSchedule::Kind::kCosine);
 }
+
+// Past the last step every schedule holds its final value (learning_rate_at clamps the step to
+// total_steps - 1): the cosine must not come back up after reaching base * min_fraction.
+TEST(Schedule, EveryKindHoldsItsLastValuePastTheEnd) {
+  using kestrel::LrSchedule;
+  for (LrSchedule::Kind k : {LrSchedule::Kind::kStep, LrSchedule::Kind::kCosine,
+                             LrSchedule::Kind::kOneCycle, LrSchedule::Kind::kConstant}) {
+    LrSchedule s;
+    s.kind = k;
+    s.base = 0.4f;
+    s.total_steps = 101;
+    s.min_fraction = 0.1f;
+    const float last = kestrel::learning_rate_at(s, 100);
+    EXPECT_EQ(kestrel::learning_rate_at(s, 101), last) << kestrel::schedule_kind_name(k);
+    EXPECT_EQ(kestrel::learning_rate_at(s, 1000000), last) << kestrel::schedule_kind_name(k);
+  }
+}
