@@ -174,13 +174,28 @@ void check_output_file(const std::string& path, const std::string& what) {
   KESTREL_CHECK(err == 0, what, " ", path, ": cannot create files in folder ", dir, " (", detail::errno_text(err), ")");
 }
 
+namespace {
+// Where writing to `path` lands: its absolute form with symbolic links followed, including a
+// last component that links to a file not created yet (weakly_canonical stops at it).
+std::filesystem::path write_target(const std::string& path, std::error_code& ec) {
+  namespace fs = std::filesystem;
+  fs::path p = fs::absolute(path, ec);
+  for (int hops = 0; hops < 40 && !ec; ++hops) {
+    std::error_code missing;  // a path that does not exist is no link (and no error here)
+    if (!fs::is_symlink(fs::symlink_status(p, missing))) break;
+    const fs::path target = fs::read_symlink(p, ec);
+    p = target.is_absolute() ? target : p.parent_path() / target;
+  }
+  return ec ? p : fs::weakly_canonical(p, ec);
+}
+}  // namespace
+
 bool same_file(const std::string& a, const std::string& b) {
   if (a.empty() || b.empty()) return false;
   std::error_code ec;
   if (std::filesystem::exists(a, ec) && std::filesystem::exists(b, ec))
     return std::filesystem::equivalent(a, b, ec) && !ec;
-  const std::filesystem::path pa = std::filesystem::weakly_canonical(std::filesystem::absolute(a, ec), ec);
-  const std::filesystem::path pb = std::filesystem::weakly_canonical(std::filesystem::absolute(b, ec), ec);
+  const std::filesystem::path pa = write_target(a, ec), pb = write_target(b, ec);
   return !ec && pa == pb;
 }
 

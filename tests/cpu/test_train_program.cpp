@@ -296,6 +296,7 @@ TEST(TrainProgram, AnEarlierRunsCheckpointAndLogAreNotReplacedWithoutOverwrite) 
   ASSERT_EQ(first.code, 0) << first.err;
   const std::string ck_bytes = read_text(dir, "ck.safetensors"), log_text = read_text(dir, "log.jsonl");
   std::filesystem::create_symlink("ck.safetensors", dir / "link.safetensors");
+  std::filesystem::create_symlink("new.safetensors", dir / "dangling.jsonl");  // to a file not made yet
   struct Case {
     std::string args, error;
   };
@@ -305,6 +306,7 @@ TEST(TrainProgram, AnEarlierRunsCheckpointAndLogAreNotReplacedWithoutOverwrite) 
       {"--resume ck.safetensors --checkpoint other.safetensors --log ck.safetensors", "--log ck.safetensors is the --resume file"},
       {"--resume ck.safetensors --log link.safetensors", "--log link.safetensors is the --resume file"},
       {"--checkpoint new.safetensors --log ./new.safetensors --overwrite", "--log ./new.safetensors is the --checkpoint file"},
+      {"--checkpoint new.safetensors --log dangling.jsonl --overwrite", "--log dangling.jsonl is the --checkpoint file"},
   };
   for (const Case& c : cases) {
     const Ran r = run_program(tiny + c.args, dir);
