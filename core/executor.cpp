@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <sstream>
 
@@ -359,13 +360,14 @@ void Executor::apply_update() {
 }
 
 void Executor::run_eager(bool update) {
-  const bool sample_dropout = opts_.training || opts_.sample_dropout;
+  const bool sample_dropout = opts_.training || opts_.sample_dropout;  // and BN updates its statistics
   // A node can refuse its data part-way through a run (on the CPU a label or index out of range;
   // check_numerics anywhere) after the nodes before it have updated BN running statistics and
   // the dropout offset has advanced: both are put back, so that a refused run changes nothing
   // in the store and a retry with good data continues the same run. (On the GPU bad labels give
   // a NaN loss instead of an error.)
-  const bool may_refuse = ctx_.device().is_cpu() || opts_.check_numerics;
+  // (An inference run without sampled dropout changes neither.)
+  const bool may_refuse = (ctx_.device().is_cpu() || opts_.check_numerics) && sample_dropout;
   if (may_refuse) save_for_rollback();
   try {
     run_nodes(sample_dropout);
@@ -403,11 +405,13 @@ void Executor::save_for_rollback() {
     if (!states_before_.defined()) states_before_ = Tensor::empty(states.shape(), DType::kFloat32, ctx_);
     states_before_.copy_from(states, ctx_.stream());
   }
+  constexpr std::size_t kOffsetBytes = sizeof(std::uint64_t);
+  if (!offset_before_.defined()) offset_before_ = Tensor::empty(Shape{2}, DType::kInt32, ctx_);
   if (ctx_.device().is_cpu())
-    offset_before_ = *store_.rng_offset_ptr();
-  else
-    KESTREL_CUDA_CHECK(cudaMemcpyAsync(&offset_before_, store_.rng_offset_ptr(), sizeof offset_before_,
-                                       cudaMemcpyDeviceToHost, ctx_.stream().handle()));
+    std::memcpy(offset_before_.data(), store_.rng_offset_ptr(), kOffsetBytes);
+  else  // in stream order, device to device
+    KESTREL_CUDA_CHECK(cudaMemcpyAsync(offset_before_.data(), store_.rng_offset_ptr(), kOffsetBytes,
+                                       cudaMemcpyDeviceToDevice, ctx_.stream().handle()));
 }
 
 void Executor::roll_back() noexcept {
@@ -416,12 +420,12 @@ void Executor::roll_back() noexcept {
       Tensor states = store_.flat_states();  // a handle on the store's buffer
       states.copy_from(states_before_, ctx_.stream());
     }
+    constexpr std::size_t kOffsetBytes = sizeof(std::uint64_t);
     if (ctx_.device().is_cpu()) {
-      *store_.rng_offset_ptr() = offset_before_;
-    } else {
-      // offset_before_ was read in stream order; this write follows the refused run's work.
-      KESTREL_CUDA_CHECK(cudaMemcpyAsync(store_.rng_offset_ptr(), &offset_before_, sizeof offset_before_,
-                                         cudaMemcpyHostToDevice, ctx_.stream().handle()));
+      std::memcpy(store_.rng_offset_ptr(), offset_before_.data(), kOffsetBytes);
+    } else {  // after the refused run's work, in stream order
+      KESTREL_CUDA_CHECK(cudaMemcpyAsync(store_.rng_offset_ptr(), offset_before_.data(), kOffsetBytes,
+                                         cudaMemcpyDeviceToDevice, ctx_.stream().handle()));
       KESTREL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream().handle()));
     }
   } catch (...) {

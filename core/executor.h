@@ -179,7 +179,7 @@ class Executor {
   // What a run refused part-way restores (CPU, or check_numerics): BN running statistics and the
   // dropout offset as they were before the run.
   Tensor states_before_;
-  std::uint64_t offset_before_ = 0;
+  Tensor offset_before_;  // 8 bytes on the executor's device
 };
 
 }  // namespace kestrel
