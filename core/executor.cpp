@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <sstream>
 
@@ -360,13 +359,12 @@ void Executor::apply_update() {
 }
 
 void Executor::run_eager(bool update) {
-  const bool sample_dropout = opts_.training || opts_.sample_dropout;  // and BN updates its statistics
+  const bool sample_dropout = opts_.training || opts_.sample_dropout;
   // A node can refuse its data part-way through a run (on the CPU a label or index out of range;
-  // check_numerics anywhere) after the nodes before it have updated BN running statistics and
-  // the dropout offset has advanced: both are put back, so that a refused run changes nothing
-  // in the store and a retry with good data continues the same run. (On the GPU bad labels give
-  // a NaN loss instead of an error.)
-  // (An inference run without sampled dropout changes neither.)
+  // check_numerics anywhere; on the GPU bad labels give a NaN loss instead) after the nodes
+  // before it have updated BN running statistics and the dropout offset has advanced: both are
+  // put back, so that a refused run changes nothing in the store and a retry with good data
+  // continues the same run. An inference run without sampled dropout changes neither.
   const bool may_refuse = (ctx_.device().is_cpu() || opts_.check_numerics) && sample_dropout;
   if (may_refuse) save_for_rollback();
   try {
@@ -399,35 +397,29 @@ void Executor::run_nodes(bool sample_dropout) {
   }
 }
 
+// The store's dropout offset (one uint64) as a tensor, copied like the statistics: a memcpy on
+// the CPU, a device-to-device copy in stream order on the GPU.
+Tensor Executor::offset_view() const {
+  return Tensor::wrap(store_.rng_offset_ptr(), Shape{2}, DType::kInt32, ctx_.device());
+}
+
 void Executor::save_for_rollback() {
   const Tensor& states = store_.flat_states();
-  if (states.numel() > 0) {
-    if (!states_before_.defined()) states_before_ = Tensor::empty(states.shape(), DType::kFloat32, ctx_);
-    states_before_.copy_from(states, ctx_.stream());
+  if (!offset_before_.defined()) {
+    offset_before_ = Tensor::empty(Shape{2}, DType::kInt32, ctx_);
+    if (states.numel() > 0) states_before_ = Tensor::empty(states.shape(), DType::kFloat32, ctx_);
   }
-  constexpr std::size_t kOffsetBytes = sizeof(std::uint64_t);
-  if (!offset_before_.defined()) offset_before_ = Tensor::empty(Shape{2}, DType::kInt32, ctx_);
-  if (ctx_.device().is_cpu())
-    std::memcpy(offset_before_.data(), store_.rng_offset_ptr(), kOffsetBytes);
-  else  // in stream order, device to device
-    KESTREL_CUDA_CHECK(cudaMemcpyAsync(offset_before_.data(), store_.rng_offset_ptr(), kOffsetBytes,
-                                       cudaMemcpyDeviceToDevice, ctx_.stream().handle()));
+  if (states_before_.defined()) states_before_.copy_from(states, ctx_.stream());
+  offset_before_.copy_from(offset_view(), ctx_.stream());
 }
 
 void Executor::roll_back() noexcept {
-  try {
+  try {  // queued after the refused run's work
     if (states_before_.defined()) {
       Tensor states = store_.flat_states();  // a handle on the store's buffer
       states.copy_from(states_before_, ctx_.stream());
     }
-    constexpr std::size_t kOffsetBytes = sizeof(std::uint64_t);
-    if (ctx_.device().is_cpu()) {
-      std::memcpy(store_.rng_offset_ptr(), offset_before_.data(), kOffsetBytes);
-    } else {  // after the refused run's work, in stream order
-      KESTREL_CUDA_CHECK(cudaMemcpyAsync(store_.rng_offset_ptr(), offset_before_.data(), kOffsetBytes,
-                                         cudaMemcpyDeviceToDevice, ctx_.stream().handle()));
-      KESTREL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream().handle()));
-    }
+    offset_view().copy_from(offset_before_, ctx_.stream());
   } catch (...) {
     // A device fault while putting things back: the run's own error is the one to report.
   }

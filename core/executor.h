@@ -151,6 +151,7 @@ class Executor {
   void plan_arena();
   void run_eager(bool update = true);
   void run_nodes(bool sample_dropout);
+  Tensor offset_view() const;
   void save_for_rollback();
   void roll_back() noexcept;
   void check_numerics(const Step& s);
@@ -179,7 +180,7 @@ class Executor {
   // What a run refused part-way restores (CPU, or check_numerics): BN running statistics and the
   // dropout offset as they were before the run.
   Tensor states_before_;
-  Tensor offset_before_;  // 8 bytes on the executor's device
+  Tensor offset_before_;  // the uint64 offset as 2 x int32, on the executor's device
 };
 
 }  // namespace kestrel

@@ -100,6 +100,36 @@ struct RunStats {
   Welford result() const { return runs.result(shifted_to_welford(run, count)); }
 };
 
+// Plain sums (T starting from `zero`) over a stream of values in runs of RunStats::kRun, the runs
+// merged pairwise: the CPU twins' backward accumulators (batch norm's GradSums, layer norm's
+// RowSums). add(f) lets f add the next value to the open run.
+template <typename T>
+class RunSums {
+ public:
+  RunSums(T zero, typename PairwiseMerge<T>::Combine combine)
+      : runs_(zero, combine), zero_(zero), run_(zero) {}
+  template <typename Add>
+  void add(Add&& f) {
+    f(run_);
+    if (++count_ == static_cast<int>(RunStats::kRun)) {
+      runs_.push(run_);
+      run_ = zero_;
+      count_ = 0;
+    }
+  }
+  T result() const { return runs_.result(run_); }
+  void clear() {
+    runs_.clear();
+    run_ = zero_;
+    count_ = 0;
+  }
+
+ private:
+  PairwiseMerge<T> runs_;
+  T zero_, run_;
+  int count_ = 0;
+};
+
 KESTREL_HD float bn_invstd(float var, float eps) { return 1.f / sqrtf(var + eps); }
 
 // Turns a channel's merged statistics over m values into save_mean / save_invstd and updates the

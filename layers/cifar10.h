@@ -70,9 +70,9 @@ void write_cifar10_dir(const CifarDataset& data, const std::string& dir);
 CifarDataset synthetic_cifar10(std::int64_t n_train, std::int64_t n_test, std::uint64_t seed);
 
 // A fingerprint of a split's contents (count, labels and image bytes; FNV-1a's step over 8-byte
-// little-endian words, each mixed by splitmix64's finaliser) as 16 hex digits: what a checkpoint records of the data it was trained
-// on, so that a resume on other data (synthetic instead of CIFAR-10, another copy or subset) is
-// refused. Not a cryptographic hash.
+// little-endian words, each mixed by splitmix64's finaliser) as 16 hex digits: what a checkpoint
+// records of the data it was trained on, so that a resume on other data (synthetic instead of
+// CIFAR-10, another copy or subset) is refused. Not a cryptographic hash.
 std::string cifar10_fingerprint(const CifarSplit& split);
 
 // A uniformly random permutation of 0..count-1 (Fisher-Yates), drawn from Philox stream

@@ -1,4 +1,5 @@
 // Reading and writing CIFAR-10 binary batches.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -101,12 +102,12 @@ std::string cifar10_fingerprint(const CifarSplit& split) {
   // unmixed, flips of a word's top bit passed to the end and an even number of them cancelled.
   constexpr std::uint64_t kPrime = 0x100000001b3ull;
   std::uint64_t h = 0xcbf29ce484222325ull;
+  // The count comes first and fixes both lengths, so a short last word needs no length tag.
   auto mix = [&](const std::uint8_t* bytes, std::size_t size) {
     for (std::size_t i = 0; i < size; i += 8) {
       std::uint64_t word = 0;
-      const std::size_t n = size - i < 8 ? size - i : 8;
-      for (std::size_t b = n; b-- > 0;) word = word << 8 | bytes[i + b];
-      h = (h ^ avalanche(word ^ (std::uint64_t{n} << 60))) * kPrime;
+      for (std::size_t b = std::min<std::size_t>(8, size - i); b-- > 0;) word = word << 8 | bytes[i + b];
+      h = (h ^ avalanche(word)) * kPrime;
     }
   };
   const auto count = static_cast<std::uint64_t>(split.count);

@@ -15,8 +15,9 @@ namespace kestrel {
 void check_output_file(const std::string& path, const std::string& what);
 
 // Whether `a` and `b` name the same file: the same existing file (hard and symbolic links
-// included), or the same absolute normalised path where either does not exist yet. An empty
-// path names no file.
+// included), or, where either does not exist yet, the same absolute normalised path once
+// symbolic links are followed (a link to a file not created yet included). An empty path names
+// no file.
 bool same_file(const std::string& a, const std::string& b);
 
 // `dir` exists, created with its parents when missing, and accepts new files (probed as above).

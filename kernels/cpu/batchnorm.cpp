@@ -97,18 +97,13 @@ void batchnorm_backward(const void* dy, const void* x, const void* y, DType dtyp
   for (std::int64_t ch = 0; ch < d.c; ++ch) {
     // Sums in runs, like the GPU's per-thread partials, merged pairwise as its reductions are, so
     // neither twin sums 10^6 terms serially.
-    PairwiseMerge<GradSums> runs(GradSums{0.f, 0.f}, grad_sums_combine);
-    GradSums run{0.f, 0.f};
-    float count = 0.f;
+    RunSums<GradSums> sums(GradSums{0.f, 0.f}, grad_sums_combine);
     for_channel(d, ch, [&](std::int64_t off) {
-      grad_sums_add(run, masked(off), element_io::load_float(x, dtype, off), save_mean[ch]);
-      if (++count == RunStats::kRun) {
-        runs.push(run);
-        run = {0.f, 0.f};
-        count = 0.f;
-      }
+      sums.add([&](GradSums& run) {
+        grad_sums_add(run, masked(off), element_io::load_float(x, dtype, off), save_mean[ch]);
+      });
     });
-    const GradSums total = runs.result(run);
+    const GradSums total = sums.result();
     const float dgamma_c = total.gd * save_invstd[ch];
     if (dbeta != nullptr) dbeta[ch] = total.g;
     if (dgamma != nullptr) dgamma[ch] = dgamma_c;

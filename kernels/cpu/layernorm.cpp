@@ -10,8 +10,6 @@
 namespace kestrel::cpu {
 namespace {
 
-constexpr std::int64_t kRun = 64;  // values summed serially before a pairwise merge
-
 bn_detail::Welford row_stats(const void* x, DType dtype, std::int64_t row, std::int64_t cols) {
   bn_detail::RunStats stats;
   for (std::int64_t j = 0; j < cols; ++j) stats.add(element_io::load_float(x, dtype, row * cols + j));
@@ -53,27 +51,23 @@ void layernorm_backward(const void* dy, const void* x, DType dtype, std::int64_t
   const std::int64_t groups = rows < ln_detail::kGroups ? rows : ln_detail::kGroups;
   const auto width = static_cast<std::size_t>(cols);
   std::vector<float> part_g(width), part_b(width), sum_g(width, 0.f), sum_b(width, 0.f);
-  // A row's sums in runs of 64 merged pairwise, as the GPU's block reduction merges.
-  bn_detail::PairwiseMerge<ln_detail::RowSums> runs{ln_detail::RowSums{0.f, 0.f, 0.f},
-                                                    ln_detail::row_sums_combine};
+  // A row's sums in runs merged pairwise, as the GPU's block reduction merges.
+  bn_detail::RunSums<ln_detail::RowSums> sums{ln_detail::RowSums{0.f, 0.f, 0.f}, ln_detail::row_sums_combine};
   for (std::int64_t group = 0; group < groups; ++group) {
     std::fill(part_g.begin(), part_g.end(), 0.f);
     std::fill(part_b.begin(), part_b.end(), 0.f);
     for (std::int64_t row = group; row < rows; row += groups) {
       const float mean = save_mean[row], rstd = save_rstd[row];
-      runs.clear();
-      ln_detail::RowSums s{0.f, 0.f, 0.f};
+      sums.clear();
       for (std::int64_t j = 0; j < cols; ++j) {
         const std::int64_t i = row * cols + j;
-        ln_detail::row_sums_add(s, element_io::load_float(dy, dtype, i),
-                                element_io::load_float(x, dtype, i), mean, gamma, j);
-        if ((j + 1) % kRun == 0) {
-          runs.push(s);
-          s = {0.f, 0.f, 0.f};
-        }
+        sums.add([&](ln_detail::RowSums& run) {
+          ln_detail::row_sums_add(run, element_io::load_float(dy, dtype, i),
+                                  element_io::load_float(x, dtype, i), mean, gamma, j);
+        });
       }
       const ln_detail::BackwardCoeffs k =
-          ln_detail::backward_coeffs(runs.result(s), mean, rstd, static_cast<float>(cols));
+          ln_detail::backward_coeffs(sums.result(), mean, rstd, static_cast<float>(cols));
       for (std::int64_t j = 0; j < cols; ++j) {
         const std::int64_t i = row * cols + j;
         const float dyv = element_io::load_float(dy, dtype, i), xv = element_io::load_float(x, dtype, i);

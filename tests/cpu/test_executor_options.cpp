@@ -8,7 +8,7 @@
 
 #include "error_text.h"
 #include "grad_check.h"
-#include "refusable_net.h"
+#include "refused_run.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
 #include "kestrel/core/ops/elementwise_ops.h"
@@ -343,48 +343,13 @@ TEST(ParameterGradients, AnOutputNamedLossMustBeTheLoss) {
   EXPECT_NE(e.find("an output is named 'loss' but is 'fc:y'"), std::string::npos) << e;
 }
 
-// A run refused part-way (a label out of range, found by the loss after batch norm has updated
-// its running statistics and dropout has taken its offset; or check_numerics on a NaN, found in
-// the output of the first batch norm after it has updated its statistics) changes nothing in the
-// store, and a retry with good data continues the same run: bit for bit the run that never saw
-// the bad batch (before: the statistics had absorbed the refused batch and the dropout stream
-// had moved on). tests/cuda/test_executor_rollback_cuda.cpp: the same on the GPU.
+// A run refused part-way changes nothing in the store, and a retry with good data continues the
+// same run bit for bit (before: the BN statistics had absorbed the refused batch and the dropout
+// stream had moved on); tests/support/refused_run.h has the protocol, the CUDA suite runs it too.
 TEST(RefusedRun, ChangesNothingInTheStoreAndTheRetryContinuesTheSameRun) {
-  const std::int64_t n = 4;
-  const Graph g = kestrel::testing::refusable_net(n);
-  for (const bool numerics : {false, true}) {
-    SCOPED_TRACE(numerics ? "check_numerics, a NaN image" : "a label out of range");
+  for (const auto refusal : {kestrel::testing::Refusal::kBadLabel, kestrel::testing::Refusal::kNaNImage}) {
+    SCOPED_TRACE(refusal == kestrel::testing::Refusal::kBadLabel ? "a label out of range" : "check_numerics, a NaN image");
     Context ctx;
-    ParameterStore a(g, ctx, 3), b(g, ctx, 3);
-    CompileOptions co;
-    co.check_numerics = numerics;
-    Executor ea(g, a, ctx, co), eb(g, b, ctx, co);
-    for (Executor* e : {&ea, &eb}) {
-      e->store().set_learning_rate(0.1f);
-      kestrel::testing::feed_uniform(*e, "images", 5);
-      kestrel::testing::feed_labels(*e, "labels", 10);
-      e->run();
-    }
-    const std::vector<float> states = a.flat_states().to_float_vector();
-    const auto counters = a.read_counters();
-    if (numerics) {
-      std::vector<float> img(static_cast<std::size_t>(n * 3 * 6 * 6), 0.25f);
-      img[7] = std::nanf("");
-      ea.bind_input("images", Tensor::from_vector(img, Shape{n, 3, 6, 6}));
-    } else {
-      ea.bind_input("labels", Tensor::from_vector({0.f, 1.f, 2.f, 42.f}, Shape{n}, DType::kInt32));
-    }
-    const std::string refused = error_of([&] { ea.run(); });
-    EXPECT_NE(refused.find(numerics ? "bn0" : "label 42"), std::string::npos) << refused;
-    EXPECT_TRUE(kestrel::testing::bit_equal(a.flat_states().to_float_vector(), states));
-    EXPECT_EQ(a.read_counters().rng_offset, counters.rng_offset);
-    EXPECT_EQ(a.read_counters().step, counters.step);
-    kestrel::testing::feed_uniform(ea, "images", 5);
-    kestrel::testing::feed_labels(ea, "labels", 10);
-    ea.run();
-    eb.run();
-    EXPECT_TRUE(kestrel::testing::bit_equal(a.flat_params().to_float_vector(), b.flat_params().to_float_vector()));
-    EXPECT_TRUE(kestrel::testing::bit_equal(a.flat_states().to_float_vector(), b.flat_states().to_float_vector()));
-    EXPECT_EQ(a.read_counters().rng_offset, b.read_counters().rng_offset);
+    kestrel::testing::check_refused_run_changes_nothing(ctx, refusal);
   }
 }

@@ -46,6 +46,15 @@ std::vector<nlohmann::json> step_lines(const std::string& path) {
 }
 
 // The ten losses of one unevaluated epoch of `c` on small_data().
+// The checkpoint of a run of `c` on small_data() after one step.
+SafetensorsFile one_step_checkpoint(TrainerConfig c, Context& ctx) {
+  c.max_steps = 1;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  t.train();
+  return checkpoint_from_store(t.store(), t.checkpoint_metadata());
+}
+
 std::vector<float> one_epoch_losses(TrainerConfig c) {
   c.epochs = 1;
   c.evaluate = false;
@@ -259,13 +268,10 @@ TEST(Trainer, SkipCountAndGradNormSurviveAResume) {
 }
 
 TEST(Trainer, ResumeRefusesACheckpointOfAnotherModelOrBatch) {
-  TrainerConfig c = tiny_config();
-  c.max_steps = 1;
+  const TrainerConfig c = tiny_config();
   Context ctx;
   std::ostringstream out;
-  Trainer t(c, small_data(), ctx, out);
-  t.train();
-  const SafetensorsFile ck = checkpoint_from_store(t.store(), t.checkpoint_metadata());
+  const SafetensorsFile ck = one_step_checkpoint(c, ctx);
   TrainerConfig other = c;
   other.batch = 8;
   EXPECT_NE(error_of([&] { Trainer u(other, small_data(), ctx, out, &ck, "a.safetensors"); })
@@ -298,13 +304,10 @@ TEST(Trainer, AnUnwritableCheckpointPathIsRefusedBeforeTraining) {
 // data with CIFAR-10's 50,000 images, or another seed's or copy's images, is refused, naming
 // both sources (before: it trained on and then overwrote the checkpoint).
 TEST(Trainer, ResumeRefusesACheckpointOfOtherTrainingData) {
-  TrainerConfig c = tiny_config();
-  c.max_steps = 1;
+  const TrainerConfig c = tiny_config();
   Context ctx;
   std::ostringstream out;
-  Trainer t(c, small_data(), ctx, out);
-  t.train();
-  const SafetensorsFile ck = checkpoint_from_store(t.store(), t.checkpoint_metadata());
+  const SafetensorsFile ck = one_step_checkpoint(c, ctx);
   EXPECT_EQ(checkpoint_metadata(ck, "train_fingerprint"), cifar10_fingerprint(small_data().train));
   EXPECT_EQ(checkpoint_metadata(ck, "train_source"), small_data().source);
   const CifarDataset other_seed = synthetic_cifar10(160, 40, 2);
