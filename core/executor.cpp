@@ -369,11 +369,11 @@ void Executor::run_eager(bool update) {
   if (may_refuse) save_for_rollback();
   try {
     run_nodes(sample_dropout);
-  } catch (...) {
+    if (update && opts_.training && opts_.optimizer != OptimizerKind::kNone) optimizer_update();
+  } catch (...) {  // the update raises, if at all, before it changes anything
     if (may_refuse) roll_back();
     throw;
   }
-  if (update && opts_.training && opts_.optimizer != OptimizerKind::kNone) optimizer_update();
   forward_ran_ = true;
 }
 
@@ -435,6 +435,9 @@ void Executor::optimizer_update() {
   auto* shadow = store_.flat_shadow().numel() > 0
                      ? static_cast<std::uint16_t*>(store_.flat_shadow().data())
                      : nullptr;
+  // Every pointer before the first change (the step count): what could raise does so first.
+  float* m = store_.opt_state(0).data_as<float>();
+  float* v = opts_.optimizer == OptimizerKind::kAdamW ? store_.opt_state(1).data_as<float>() : nullptr;
   const bool cpu = ctx_.device().is_cpu();
   if (cpu) {
     cpu::increment_step(store_.step_ptr());
@@ -453,7 +456,6 @@ void Executor::optimizer_update() {
     if (opts_.max_grad_norm > 0.f) clip = GradClip{sum_sq, opts_.max_grad_norm};
   }
   if (opts_.optimizer == OptimizerKind::kSgd) {
-    float* m = store_.opt_state(0).data_as<float>();
     if (cpu)
       cpu::sgd_update(p, g, m, n, opts_.sgd, store_.learning_rate_ptr(), store_.step_ptr(), mask, shadow,
                       clip);
@@ -461,8 +463,6 @@ void Executor::optimizer_update() {
       cuda::sgd_update(p, g, m, n, opts_.sgd, store_.learning_rate_ptr(), store_.step_ptr(), mask,
                        shadow, ctx_.stream().handle(), clip);
   } else {
-    float* m = store_.opt_state(0).data_as<float>();
-    float* v = store_.opt_state(1).data_as<float>();
     if (cpu)
       cpu::adamw_update(p, g, m, v, n, opts_.adamw, store_.learning_rate_ptr(), store_.step_ptr(),
                         mask, shadow, clip);

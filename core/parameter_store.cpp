@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "kestrel/core/cuda_check_internal.h"
 #include "kestrel/core/device_guard_internal.h"
@@ -126,7 +127,7 @@ Tensor ParameterStore::shadow(std::size_t i) const {
   return flat_view(shadow_, s.shadow_offset, s.type, DType::kBFloat16);
 }
 
-Tensor ParameterStore::opt_state(int k) const {
+const Tensor& ParameterStore::opt_state(int k) const {
   KESTREL_CHECK(k >= 0 && k < 2 && opt_[k].defined(), "optimizer state ", k,
                 " does not exist (optimizer: ", static_cast<int>(opt_kind_), ")");
   return opt_[k];
@@ -155,11 +156,13 @@ void ParameterStore::check_optimizer(OptimizerKind kind) const {
 void ParameterStore::ensure_optimizer_state(OptimizerKind kind) {
   check_optimizer(kind);
   if (kind == OptimizerKind::kNone || kind == opt_kind_) return;
-  const int buffers = optimizer_buffers(kind);
-  for (int k = 0; k < buffers; ++k) {
-    opt_[k] = Tensor::empty(Shape{param_elems_}, DType::kFloat32, ctx_);
-    opt_[k].zero(ctx_.stream());
+  // Every buffer is made before any is kept: a failed allocation leaves the store as it was.
+  Tensor fresh[2];
+  for (int k = 0; k < optimizer_buffers(kind); ++k) {
+    fresh[k] = Tensor::empty(Shape{param_elems_}, DType::kFloat32, ctx_);
+    fresh[k].zero(ctx_.stream());
   }
+  for (int k = 0; k < 2; ++k) opt_[k] = std::move(fresh[k]);
   opt_kind_ = kind;
 }
 

@@ -50,7 +50,7 @@ class ParameterStore {
   // bf16 copies, parallel to flat_params() (same offsets); empty when no parameter has one.
   const Tensor& flat_shadow() const noexcept { return shadow_; }
   const Tensor& decay_mask() const noexcept { return decay_mask_; }  // uint8 per element
-  Tensor opt_state(int k) const;
+  const Tensor& opt_state(int k) const;
   // Parameter i's part of opt_state(k), in the parameter's shape and layout (trainable only).
   Tensor opt_state(int k, std::size_t i) const;
   // Number of state buffers of `kind`: 0 (none), 1 (SGD), 2 (AdamW).

@@ -2,6 +2,7 @@
 
 #include <cuda_runtime.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -45,12 +46,27 @@ Storage::~Storage() {
   if (allocator_) allocator_->deallocate(data_);
 }
 
-std::vector<std::int64_t> layout_strides(const Shape& shape, Layout layout) {
+namespace {
+// layout_strides into `out` (shape.rank() elements), without allocating: is_contiguous is
+// noexcept and a std::bad_alloc there ended the program.
+void dense_strides(const Shape& shape, Layout layout, std::int64_t* out) noexcept {
   if (layout == Layout::kNHWC && shape.rank() == 4) {
     const std::int64_t c = shape[1], h = shape[2], w = shape[3];
-    return {h * w * c, 1, w * c, c};
+    out[0] = h * w * c, out[1] = 1, out[2] = w * c, out[3] = c;
+    return;
   }
-  return shape.contiguous_strides();
+  std::int64_t acc = 1;
+  for (int i = shape.rank() - 1; i >= 0; --i) {
+    out[i] = acc;
+    acc *= shape[i];
+  }
+}
+}  // namespace
+
+std::vector<std::int64_t> layout_strides(const Shape& shape, Layout layout) {
+  std::vector<std::int64_t> s(static_cast<std::size_t>(shape.rank()));
+  dense_strides(shape, layout, s.data());
+  return s;
 }
 
 namespace {
@@ -155,7 +171,8 @@ Tensor& Tensor::operator=(Tensor&& o) noexcept {
 }
 
 bool Tensor::is_contiguous() const noexcept {
-  const std::vector<std::int64_t> dense = layout_strides(shape_, layout_);
+  std::array<std::int64_t, Shape::kMaxRank> dense;
+  dense_strides(shape_, layout_, dense.data());
   for (int d = 0; d < shape_.rank(); ++d)
     if (shape_[d] > 1 && strides_[d] != dense[d]) return false;
   return true;

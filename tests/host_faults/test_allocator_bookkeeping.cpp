@@ -2,8 +2,8 @@
 // in-use map): the block they had just taken is given back where it came from, not leaked.
 // Before: a new backend block was never freed (not even by the allocator's destructor) and a
 // block taken from the cache was lost to it. This executable replaces the global operator new
-// with one that can be told to fail once (on this thread), which is why it is a suite of its
-// own and not part of kestrel_cpu_tests.
+// with one that can be told to fail (failing_new.h), which is why it is a suite of its own and
+// not part of kestrel_cpu_tests.
 #include <gtest/gtest.h>
 
 #include <malloc.h>
@@ -12,30 +12,8 @@
 #include <memory>
 #include <new>
 
+#include "failing_new.h"
 #include "kestrel/core/allocator.h"
-
-namespace {
-thread_local bool fail_next_new = false;
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (fail_next_new) {
-    fail_next_new = false;
-    throw std::bad_alloc();
-  }
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-// GCC cannot see that operator new above is malloc too once it inlines the pair (asan preset).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 namespace {
 
@@ -70,14 +48,14 @@ std::size_t host_bytes_in_use() {
 // Calls allocate with the next operator new failing; true when it raised std::bad_alloc.
 template <typename A>
 bool allocate_failing_bookkeeping(A& a, std::size_t bytes) {
-  fail_next_new = true;
+  kestrel_test::fail_new_after(0);
   bool raised = false;
   try {
     a.allocate(bytes, nullptr);
   } catch (const std::bad_alloc&) {
     raised = true;
   }
-  fail_next_new = false;
+  kestrel_test::fail_new_after(-1);
   return raised;
 }
 
