@@ -154,6 +154,7 @@ void Executor::compile() {
 
 void Executor::bind_persistent(const std::vector<int>& param_grad) {
   bound_.assign(g_.values().size(), Tensor());
+  input_filled_.assign(g_.values().size(), 0);
   for (std::size_t p = 0; p < g_.params().size(); ++p) {
     const ParamInfo& info = g_.params()[p];
     bound_[info.value] = store_.value(p);
@@ -299,10 +300,21 @@ int lookup(const std::map<std::string, int>& names, const std::string& name, con
 }
 }  // namespace
 
-Tensor Executor::input(const std::string& name) const { return bound_[lookup(inputs_, name, "input")]; }
+Tensor Executor::input(const std::string& name) const {
+  const int v = lookup(inputs_, name, "input");
+  input_filled_[v] = 1;
+  return bound_[v];
+}
+
+void Executor::check_inputs_filled() const {
+  for (const auto& [name, v] : inputs_)
+    KESTREL_CHECK(input_filled_[v] || g_.info(Value{v}).zeros_until_filled, "input '", name, "' was never given data: call bind_input(\"", name,
+                  "\", ...) or fill input(\"", name, "\") before running");
+}
 
 void Executor::bind_input(const std::string& name, const Tensor& src) {
-  Tensor dst = input(name);
+  const int v = lookup(inputs_, name, "input");
+  Tensor dst = bound_[v];
   KESTREL_CHECK(src.defined(), "bind_input('", name, "'): the source tensor is undefined");
   KESTREL_CHECK(src.shape() == dst.shape() && src.dtype() == dst.dtype() && src.layout() == dst.layout(),
                 "bind_input('", name, "'): got ", src.to_string(), ", but the input is ", dst.to_string(),
@@ -310,7 +322,10 @@ void Executor::bind_input(const std::string& name, const Tensor& src) {
                 "dtype and layout)");
   KESTREL_CHECK(src.is_contiguous(), "bind_input('", name, "'): got a non-contiguous view ", src.to_string(),
                 "; copy it into a contiguous tensor first");
+  KESTREL_CHECK(!(ctx_.device().is_cpu() && src.device().is_cuda()), "bind_input('", name, "'): the source is on ",
+                src.device().to_string(), " but this executor runs on the CPU; copy it to host memory first");
   dst.copy_from(src, ctx_.stream());
+  input_filled_[v] = 1;
 }
 
 Tensor Executor::output(const std::string& name) const { return bound_[lookup(outputs_, name, "output")]; }
@@ -319,7 +334,9 @@ Tensor Executor::gradient(const std::string& param_name) const {
   KESTREL_CHECK(opts_.training, "gradients exist only in a training executor");
   auto it = param_grad_value_.find(param_name);
   if (it != param_grad_value_.end()) return bound_[it->second];
-  (void)store_.index_of(param_name);  // raises with the known names when the name is wrong
+  const int i = store_.index_of(param_name);  // raises with the known names when the name is wrong
+  KESTREL_CHECK(store_.trainable(static_cast<std::size_t>(i)), "'", param_name,
+                "' is a state (not trained, e.g. a BN running statistic): it has no gradient");
   KESTREL_FAIL("the loss does not depend on parameter '", param_name, "'");
 }
 
@@ -334,8 +351,10 @@ Tensor Executor::value(const std::string& name) const {
 }
 
 void Executor::run() {
+  check_inputs_filled();
   DeviceGuard guard(ctx_.device());
   StoreTurn turn(*this);
+  gradients_pending_ = false;
   if (graph_exec_ != nullptr)
     KESTREL_CUDA_CHECK(cudaGraphLaunch(graph_exec_, ctx_.stream().handle()));
   else
@@ -345,17 +364,25 @@ void Executor::run() {
 void Executor::run_forward_backward() {
   KESTREL_CHECK(opts_.training, "run_forward_backward needs a training executor");
   KESTREL_CHECK(graph_exec_ == nullptr, "run_forward_backward runs eagerly; this executor replays a CUDA Graph");
+  check_inputs_filled();
   DeviceGuard guard(ctx_.device());
   StoreTurn turn(*this);
+  gradients_pending_ = false;
   run_eager(false);
+  gradients_pending_ = true;
 }
 
 void Executor::apply_update() {
   KESTREL_CHECK(opts_.training, "apply_update needs a training executor");
   KESTREL_CHECK(graph_exec_ == nullptr, "apply_update runs eagerly; this executor replays a CUDA Graph");
+  // Twice would apply one step's gradients twice; after a refused run_forward_backward there are
+  // none (and AdamW's step count would still move).
+  KESTREL_CHECK(gradients_pending_, "apply_update needs gradients not applied yet: call run_forward_backward() "
+                "first (each step's gradients are applied once; a refused run_forward_backward leaves none)");
   DeviceGuard guard(ctx_.device());
   StoreTurn turn(*this);
   if (opts_.optimizer != OptimizerKind::kNone) optimizer_update();
+  gradients_pending_ = false;
 }
 
 void Executor::run_eager(bool update) {

@@ -91,13 +91,17 @@ class Executor {
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  // The persistent buffer of an input: fill it (copy_from, or a kernel) before run().
+  // The persistent buffer of an input: fill it (copy_from, or a kernel) before run(). Asking for
+  // it counts as filling it: run() raises, naming the input, while an input has been neither
+  // handed out by input() nor given to bind_input() (its buffer would hold no data).
   Tensor input(const std::string& name) const;
   // Copies `src` (host or device memory; the input's shape, dtype and layout, else a
   // kestrel::Error naming the input, and the buffer is unchanged) into the input's buffer on the
   // context's stream. A host source may be reused as soon as this returns.
   void bind_input(const std::string& name, const Tensor& src);
   // A value marked with Graph::mark_output, or "loss"; valid after run() until the next run().
+  // The handle may be taken before the first run (its buffer is persistent); it reads zeros until
+  // then.
   Tensor output(const std::string& name) const;
   // d loss / d parameter (a view into the store's gradient buffer; unclipped: max_grad_norm
   // scales gradients inside the update, not in this buffer); training only.
@@ -113,7 +117,9 @@ class Executor {
   // The same step split in two, for callers that decide on the update after seeing the loss
   // (skip a step whose loss or gradients are not finite): run_forward_backward() runs the RNG
   // advance, forward and backward; apply_update() then applies the optimizer update to those
-  // gradients. Eager only: raises once a CUDA Graph has been captured. Training executors.
+  // gradients, once: it raises unless the last run_forward_backward() succeeded and its
+  // gradients have not been applied yet (run() in between applies its own). Eager only: raises
+  // once a CUDA Graph has been captured. Training executors.
   void run_forward_backward();
   void apply_update();
   // Captures one step as a CUDA Graph; later run() calls replay it. Raises before one eager run()
@@ -177,6 +183,9 @@ class Executor {
   struct CUgraphExec_st* graph_exec_ = nullptr;
   std::optional<Event> store_link_;  // CUDA, when the store's context is another one
   bool forward_ran_ = false, update_ran_ = false;  // capture_cuda_graph needs one eager step first
+  bool gradients_pending_ = false;  // run_forward_backward's gradients, not applied yet
+  mutable std::vector<char> input_filled_;  // per value id: handed out by input() or bound
+  void check_inputs_filled() const;
   // What a run refused part-way restores (CPU, or check_numerics): BN running statistics and the
   // dropout offset as they were before the run.
   Tensor states_before_;

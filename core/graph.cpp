@@ -1,6 +1,7 @@
 #include "kestrel/core/graph.h"
 
 #include <algorithm>
+#include <atomic>
 #include <sstream>
 #include <utility>
 
@@ -27,7 +28,16 @@ std::string ValueInfo::describe() const {
   return s;
 }
 
-Graph::Graph(GraphOptions options) : options_(options) {
+namespace {
+std::uint32_t new_graph_identity() noexcept {
+  static std::atomic<std::uint32_t> next{1};
+  std::uint32_t id = next.fetch_add(1, std::memory_order_relaxed);
+  if (id == 0) id = next.fetch_add(1, std::memory_order_relaxed);  // 0 is "unchecked"; after 2^32 graphs
+  return id;
+}
+}  // namespace
+
+Graph::Graph(GraphOptions options) : options_(options), identity_(new_graph_identity()) {
   KESTREL_CHECK(options.batch > 0, "graph batch size must be positive, got ", options.batch);
   KESTREL_CHECK(options.dtype == DType::kFloat32 || options.dtype == DType::kBFloat16,
                 "graph activation dtype must be fp32 or bf16, got ", dtype_name(options.dtype));
@@ -45,11 +55,17 @@ Value Graph::new_value(const std::string& name, const TypeSpec& type, ValueKind 
   values_.push_back(std::move(v));
   const int id = static_cast<int>(values_.size()) - 1;
   value_by_name_[name] = id;
-  return Value{id};
+  return handle(id);
 }
 
 Value Graph::input(const std::string& name, const TypeSpec& type) {
   return new_value(scoped(name), type, ValueKind::kInput, -1);
+}
+
+Value Graph::zero_input(const std::string& name, const TypeSpec& type) {
+  const Value v = input(name, type);
+  values_[static_cast<std::size_t>(v.id)].zeros_until_filled = true;
+  return v;
 }
 
 Value Graph::parameter(const std::string& local_name, const TypeSpec& type, const Init& init,
@@ -65,14 +81,14 @@ Value Graph::parameter(const std::string& local_name, const TypeSpec& type, cons
     p.shadow = new_value(p.name + "@bf16", t, ValueKind::kParameterShadow, static_cast<int>(params_.size()) - 1).id;
   }
   tx.commit();
-  return Value{p.shadow >= 0 ? p.shadow : p.value};
+  return handle(p.shadow >= 0 ? p.shadow : p.value);
 }
 
 Value Graph::state(const std::string& local_name, const TypeSpec& type, const Init& init) {
   ParamInfo& p = add_param(scoped(local_name), type, init, ValueKind::kState);
   p.trainable = false;
   p.decay = false;
-  return Value{p.value};
+  return handle(p.value);
 }
 
 ParamInfo& Graph::add_param(const std::string& name, const TypeSpec& type, const Init& init, ValueKind kind) {
@@ -101,6 +117,8 @@ std::string Graph::unique_node_name(const std::string& base, const std::vector<s
 }
 
 void Graph::check_value(Value v, const std::string& where) const {
+  KESTREL_CHECK(v.graph == 0 || v.graph == identity_, where, ": the value (id ", v.id,
+                ") belongs to another graph (values are handed out by one graph and its copies)");
   KESTREL_CHECK(v.valid() && v.id < static_cast<int>(values_.size()), where,
                 ": input is not a value of this graph (id ", v.id, ")");
 }
@@ -184,7 +202,7 @@ void Graph::push_scope(const std::string& part) {
   scope_.push_back(part);
 }
 
-Graph::Graph(Graph&& o) noexcept { *this = std::move(o); }
+Graph::Graph(Graph&& o) noexcept : identity_(0) { *this = std::move(o); }
 
 Graph& Graph::operator=(Graph&& o) noexcept {
   if (this == &o) return *this;
@@ -198,6 +216,7 @@ Graph& Graph::operator=(Graph&& o) noexcept {
   node_name_set_ = std::move(o.node_name_set_);
   outputs_ = std::move(o.outputs_);
   loss_ = std::exchange(o.loss_, Value{});
+  identity_ = std::exchange(o.identity_, new_graph_identity());  // the empty graph is a new one
   rng_slots_ = std::exchange(o.rng_slots_, 0);
   // Moved-from containers are valid but unspecified: make them empty.
   o.values_.clear();
@@ -233,7 +252,8 @@ void Graph::set_loss(Value v) {
   check_value(v, "set_loss");
   const ValueInfo& i = values_[v.id];
   KESTREL_CHECK(i.type.shape.numel() == 1 && i.type.dtype == DType::kFloat32,
-                "the loss must be a single fp32 value, got ", i.describe());
+                "the loss must be a single fp32 value (the output of nn::softmax_cross_entropy, the one loss "
+                "Kestrel has), got ", i.describe());
   loss_ = v;
 }
 
@@ -244,7 +264,7 @@ const ValueInfo& Graph::info(Value v) const {
 
 Value Graph::find_value(const std::string& name) const {
   auto it = value_by_name_.find(name);
-  if (it != value_by_name_.end()) return Value{it->second};
+  if (it != value_by_name_.end()) return handle(it->second);
   std::vector<std::string> close;
   for (const auto& [n, id] : value_by_name_)
     if (n.find(name) != std::string::npos || name.find(n) != std::string::npos) close.push_back(n);

@@ -47,6 +47,7 @@ struct ValueInfo {
   TypeSpec type;
   ValueKind kind = ValueKind::kActivation;
   int param = -1;     // kParameter / kParameterShadow / kState: index into Graph::params()
+  bool zeros_until_filled = false;  // kInput made by Graph::zero_input
   const Shape& shape() const noexcept { return type.shape; }
   DType dtype() const noexcept { return type.dtype; }
   Layout layout() const noexcept { return type.layout; }
@@ -54,10 +55,14 @@ struct ValueInfo {
   std::string describe() const;
 };
 
-// A handle to a value of one graph (an index). Value::seed() stands for "d loss / d loss = 1"
+// A handle to a value of one graph: its index, and the identity of the graph that handed it out
+// (shared by that graph's copies), so that a value of another graph is refused instead of meaning
+// whatever has the same index there. Values rebuilt from a node's indices inside the library
+// carry identity 0, which every graph accepts. Value::seed() stands for "d loss / d loss = 1"
 // during autodiff.
 struct Value {
   int id = -1;
+  std::uint32_t graph = 0;
   bool valid() const noexcept { return id >= 0; }
   bool is_seed() const noexcept { return id == -2; }
   static Value seed() noexcept { return Value{-2}; }
@@ -137,7 +142,11 @@ class Graph {
   const GraphOptions& options() const noexcept { return options_; }
 
   // Leaves.
+  // An input: an executor's run() raises until it has been given data (Executor::bind_input, or
+  // its buffer handed out by Executor::input).
   Value input(const std::string& name, const TypeSpec& type);
+  // An input that holds zeros until something fills it (initial states, additive probes).
+  Value zero_input(const std::string& name, const TypeSpec& type);
   // A trainable fp32 parameter named scope + "." + local_name. With compute_dtype bf16 the
   // returned value is the bf16 shadow that nodes consume.
   Value parameter(const std::string& local_name, const TypeSpec& type, const Init& init,
@@ -237,6 +246,8 @@ class Graph {
   std::vector<std::pair<std::string, int>> outputs_;
   Value loss_;
   int rng_slots_ = 0;
+  std::uint32_t identity_;  // Value::graph of the values this graph and its copies hand out
+  Value handle(int id) const noexcept { return Value{id, identity_}; }
 };
 
 }  // namespace kestrel

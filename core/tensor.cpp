@@ -250,6 +250,11 @@ void Tensor::copy_from(const Tensor& src, const Stream& stream) {
 }
 
 Tensor Tensor::to(Context& ctx, const Stream& stream) const {
+  // The caching allocator hands the new block out for use on ctx's stream: a copy on another
+  // stream could run before work still queued there on the block's last user.
+  KESTREL_CHECK(!ctx.device().is_cuda() || stream.handle() == ctx.stream().handle(),
+                "Tensor::to: a tensor made on ", ctx.device().to_string(),
+                " is written on that context's stream; pass ctx.stream()");
   Tensor t = empty(shape_, dtype_, ctx, layout_);
   t.copy_from(*this, stream);
   return t;
@@ -298,10 +303,17 @@ void Tensor::fill_normal(std::uint64_t seed, float mean, float stddev, const Str
   cuda::fill_normal(data(), dtype_, numel(), seed, offset, mean, stddev, stream.handle());
 }
 
+std::vector<float> Tensor::to_float_vector(const Stream& stream) const {
+  if (!defined() || device_.is_cpu()) return to_float_vector();
+  Tensor host = empty_cpu(shape_, dtype_, layout_);
+  host.copy_from(*this, stream);  // device to host: synchronises the stream
+  return host.to_float_vector();
+}
+
 std::vector<float> Tensor::to_float_vector() const {
   KESTREL_CHECK(defined(), "to_float_vector of an undefined tensor");
-  KESTREL_CHECK(device_.is_cpu(), "to_float_vector reads host memory; copy ", to_string(),
-                " to the CPU first (Tensor::to)");
+  KESTREL_CHECK(device_.is_cpu(), "to_float_vector() reads host memory; for ", to_string(),
+                " pass the stream that orders its writes: to_float_vector(stream)");
   std::vector<float> out(static_cast<std::size_t>(numel()));
   const std::vector<std::int64_t> logical = shape_.contiguous_strides();
   const int rank = shape_.rank();

@@ -105,8 +105,9 @@ class Tensor {
   // copy). On CUDA `stream` must be on the tensors' device (either one's for a copy between two).
   void copy_from(const Tensor& src, const Stream& stream);
   // A new tensor on ctx's device holding the same values (copied on `stream`). Its memory is
-  // allocated in the order of ctx.stream(): with another `stream`, make ctx.stream() wait for
-  // `stream` (or synchronise it) before the new tensor is used or released there.
+  // allocated in the order of ctx.stream(), so for a CUDA ctx `stream` must be ctx.stream() (else
+  // a kestrel::Error: the copy could overwrite a reused block before the work queued on it there
+  // has run). For a CPU ctx, `stream` is the one ordering the source's writes (any device).
   Tensor to(Context& ctx, const Stream& stream) const;
 
   // Fills (floating dtypes; contiguous tensors). Random fills use Philox stream (seed, offset)
@@ -120,6 +121,10 @@ class Tensor {
 
   // Values of a host tensor as floats in logical row-major order (any layout, any dtype).
   std::vector<float> to_float_vector() const;
+  // The same for a tensor on any device: a device tensor (contiguous) is first copied to host
+  // memory on `stream`, which this synchronises; code that reads results this way runs unchanged
+  // on the CPU and on a GPU (executor.output("loss").to_float_vector(ctx.stream())).
+  std::vector<float> to_float_vector(const Stream& stream) const;
   // "Tensor([2, 3, 4, 4], fp32, nchw, cuda:0)"
   std::string to_string() const;
 

@@ -61,7 +61,7 @@ Weights make_weights(Graph& g, std::int64_t features, std::int64_t hidden, std::
 // The given initial state, or a zero-holding graph input named `name` [N, H].
 Value initial_state(Graph& g, const std::string& name, Value given, const ValueInfo& step, std::int64_t hidden) {
   if (given.valid()) return given;
-  return g.input(name, {Shape{step.shape()[0], hidden}, step.dtype(), Layout::kNCHW});
+  return g.zero_input(name, {Shape{step.shape()[0], hidden}, step.dtype(), Layout::kNCHW});
 }
 
 // x_t W_ih^T + b_ih + h W_hh^T + b_hh

@@ -25,7 +25,7 @@ namespace kestrel::nn {
 struct RecurrentOptions {
   std::int64_t hidden = 0;  // H, required
   // Initial states [N, H]. Left invalid, the layer makes graph inputs "<name>.h0" (and
-  // "<name>.c0" for the LSTM); an executor holds zeros in inputs nobody fills.
+  // "<name>.c0" for the LSTM) with Graph::zero_input: zeros unless filled.
   Value h0, c0;
   // LSTM: when set, the forget-gate quarter of bias_ih starts at this value and that of bias_hh
   // at 0 (Gers et al. 2000; Jozefowicz et al. 2015 recommend 1).

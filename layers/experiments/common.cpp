@@ -89,12 +89,7 @@ CifarDataset load_or_synthesise(const std::string& dir, std::int64_t n_train, st
   return load_cifar10(dir);
 }
 
-std::vector<float> to_host(const Tensor& t, Context& ctx) {
-  if (t.device().is_cpu()) return t.to_float_vector();
-  Tensor host = Tensor::empty_cpu(t.shape(), t.dtype(), t.layout());
-  host.copy_from(t, ctx.stream());
-  return host.to_float_vector();
-}
+std::vector<float> to_host(const Tensor& t, Context& ctx) { return t.to_float_vector(ctx.stream()); }
 
 void from_host(Tensor& t, const std::vector<float>& values, Context& ctx) {
   KESTREL_CHECK(static_cast<std::int64_t>(values.size()) == t.numel(), "from_host: ", values.size(),

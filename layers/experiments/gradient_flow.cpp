@@ -20,7 +20,7 @@ std::string probe_name(int l) { return "probe" + std::to_string(l); }
 
 // h + a zero-valued graph input: its input gradient (CompileOptions::input_gradients) is
 // d loss / d h, the backward signal at this layer's output.
-Value probed(Graph& g, Value h, int l) { return nn::add(g, h, g.input(probe_name(l), g.info(h).type)); }
+Value probed(Graph& g, Value h, int l) { return nn::add(g, h, g.zero_input(probe_name(l), g.info(h).type)); }
 
 // Linear without bias whose weights are U(-b, b), b = gain * (Xavier or He uniform bound).
 Value scaled_linear(Graph& g, const std::string& name, Value x, std::int64_t out, double gain, bool xavier) {

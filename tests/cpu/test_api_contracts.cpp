@@ -132,3 +132,67 @@ TEST(ApiContracts, AnOutputNameTooLongForItsTemporaryFileIsRefusedFirst) {
   check_output_file(dir / std::string(200, 'c'), "--checkpoint");
   EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "the probe leaves nothing behind";
 }
+
+// An input nobody gave data is refused by run() with its name (it ran on zero-filled buffers and
+// reported a plausible loss); a refused bind_input does not count as data; a zero_input (RNN
+// initial states, probes) needs none; handing out input()'s buffer counts, as the trainer fills
+// it in place.
+TEST(ApiContracts, AnInputNeverGivenDataIsRefusedByRun) {
+  Graph g = linear_graph(2);
+  (void)g.zero_input("probe", {Shape{2, 4}});
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  Executor ex(g, store, ctx);
+  const std::string unbound = error_of([&] { ex.run(); });
+  EXPECT_NE(unbound.find("input 'labels' was never given data"), std::string::npos) << unbound;
+  EXPECT_NE(error_of([&] { ex.bind_input("x", Tensor::empty_cpu(Shape{2, 4}, DType::kFloat32)); }), "(no error)");
+  ex.bind_input("labels", Tensor::from_vector({1.f, 3.f}, Shape{2}, DType::kInt32));
+  const std::string x_missing = error_of([&] { ex.run(); });
+  EXPECT_NE(x_missing.find("input 'x' was never given data"), std::string::npos) << x_missing;
+  ex.input("x").fill_uniform(3, -1.f, 1.f, ctx.stream());
+  EXPECT_EQ(error_of([&] { ex.run(); }), "(no error)") << "the zero_input needs no data";
+}
+
+// Misuse messages that named the wrong thing: a state's gradient ("the loss does not depend on
+// parameter") and a device tensor bound on the CPU ("copy_from: stream is on cpu").
+TEST(ApiContracts, MisuseMessagesNameTheRealProblem) {
+  GraphOptions o;
+  o.batch = 4;
+  Graph g(o);
+  const Value x = nn::image_input(g, "images", 3, 4, 4);
+  nn::softmax_cross_entropy(g, nn::linear(g, "fc", nn::flatten(g, nn::batch_norm(g, "bn", x)), 4),
+                            nn::label_input(g, "labels"));
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  Executor ex(g, store, ctx);
+  const std::string state = error_of([&] { (void)ex.gradient("bn.running_mean"); });
+  EXPECT_NE(state.find("'bn.running_mean' is a state"), std::string::npos) << state;
+  float fake = 0.f;  // never read: the bind is refused before any copy
+  const Tensor on_gpu = Tensor::wrap(&fake, Shape{4}, DType::kInt32, Device::cuda(0));
+  const std::string device = error_of([&] { ex.bind_input("labels", on_gpu); });
+  EXPECT_NE(device.find("bind_input('labels'): the source is on cuda:0 but this executor runs on the CPU"),
+            std::string::npos)
+      << device;
+}
+
+// A value of one graph given to another is refused, even where its index exists there (it was
+// taken as whatever value had that index); a copy of the graph accepts it, and the refused call
+// adds nothing.
+TEST(ApiContracts, AValueOfAnotherGraphIsRefused) {
+  Graph a;
+  const Value x = a.input("x", {Shape{2, 7}});
+  const Value hx = nn::relu(a, x);
+  Graph b;
+  const Value y = b.input("y", {Shape{2, 3}});
+  (void)nn::relu(b, y);
+  const std::size_t nodes = b.nodes().size();
+  const std::string refused = error_of([&] { (void)nn::relu(b, hx); });
+  EXPECT_NE(refused.find("belongs to another graph"), std::string::npos) << refused;
+  EXPECT_EQ(b.nodes().size(), nodes);
+  EXPECT_NE(error_of([&] { b.mark_output(x, "out"); }).find("belongs to another graph"), std::string::npos);
+  Graph copy = a;
+  EXPECT_EQ(copy.info(nn::relu(copy, hx)).shape(), (Shape{2, 7}));
+  Graph moved = std::move(a);
+  EXPECT_EQ(moved.info(hx).name, copy.info(hx).name) << "a moved graph keeps its values";
+  EXPECT_NE(error_of([&] { (void)a.info(x); }), "(no error)");  // NOLINT(bugprone-use-after-move)
+}

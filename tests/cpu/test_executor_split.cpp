@@ -77,3 +77,44 @@ TEST(ExecutorSplit, InferenceExecutorsRefuse) {
   EXPECT_NE(error_of([&] { e.run_forward_backward(); }).find("needs a training executor"), std::string::npos);
   EXPECT_NE(error_of([&] { e.apply_update(); }).find("needs a training executor"), std::string::npos);
 }
+
+// apply_update applies a run_forward_backward's gradients once: a second call, one after run()
+// (which applied its own), or one after a refused run_forward_backward is refused and changes
+// nothing (a second call applied the same gradients again; after a refused one the step count
+// moved, shifting AdamW's bias correction).
+TEST(ExecutorSplit, EachStepsGradientsAreAppliedOnce) {
+  const Graph g = small_net();
+  Context ctx;
+  ParameterStore s(g, ctx, 3);
+  CompileOptions co;
+  co.optimizer = OptimizerKind::kAdamW;
+  Executor e(g, s, ctx, co);
+  kestrel::testing::feed_uniform(e, "x", 4);
+  kestrel::testing::feed_labels(e, "labels", 4);
+  s.set_learning_rate(0.1f);
+  const auto refused = [&] {
+    const std::vector<float> params = s.flat_params().to_float_vector();
+    const std::int64_t step = s.read_counters().step;
+    EXPECT_NE(error_of([&] { e.apply_update(); }).find("call run_forward_backward() first"), std::string::npos);
+    EXPECT_EQ(s.flat_params().to_float_vector(), params);
+    EXPECT_EQ(s.read_counters().step, step);
+  };
+  refused();  // nothing ran yet
+  e.run_forward_backward();
+  e.apply_update();
+  EXPECT_EQ(s.read_counters().step, 1);
+  refused();  // twice
+  e.run_forward_backward();
+  e.run();
+  refused();  // run() applied its own update (and the pending gradients are gone)
+  EXPECT_EQ(s.read_counters().step, 2);
+  Tensor labels = Tensor::from_vector(std::vector<float>(6, 1.f), Shape{6}, DType::kInt32);
+  labels.data_as<std::int32_t>()[5] = 42;  // the CPU loss refuses it
+  e.bind_input("labels", labels);
+  EXPECT_NE(error_of([&] { e.run_forward_backward(); }).find("label 42"), std::string::npos);
+  refused();
+  kestrel::testing::feed_labels(e, "labels", 4);
+  e.run_forward_backward();
+  e.apply_update();
+  EXPECT_EQ(s.read_counters().step, 3);
+}

@@ -318,6 +318,7 @@ TEST(GraphFusion, ABatchNormWhoseStatisticsAreReadBeforeItsReluIsNotMoved) {
     Executor ex(g, store, ctx, co);
     ex.input("x1").fill_uniform(1, 0.f, 1.f, ctx.stream());
     ex.input("x2").fill_uniform(2, 4.f, 5.f, ctx.stream());
+    ex.input("labels").zero(ctx.stream());  // class 0 throughout
     ex.run();
     stats[fuse] = store.value("bn.running_mean").to_float_vector();
     fusions[fuse] = ex.stats().fusions;

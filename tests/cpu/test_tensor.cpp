@@ -6,6 +6,7 @@
 #include <limits>
 #include <numeric>
 
+#include "error_text.h"
 #include "kestrel/core/context.h"
 #include "kestrel/core/device.h"
 #include "kestrel/core/tensor.h"
@@ -220,4 +221,20 @@ TEST(Tensor, CpuCopiesAndContextStats) {
   EXPECT_EQ(b.to_string(), "Tensor([2, 3], fp32, nchw, cpu)");
   EXPECT_GE(ctx.allocator()->stats().current_bytes, 24u);
   EXPECT_THROW((void)ctx.cudnn(), kestrel::Error);
+}
+
+// to_float_vector(stream) reads a tensor on any device: host tensors directly (any layout and
+// dtype), device ones through a host copy on the stream; the host-only form names the other.
+TEST(Tensor, ToFloatVectorWithAStreamReadsAnyDevice) {
+  const Tensor t = Tensor::from_vector({1.f, -2.5f, 3.f, 0.25f, 5.f, 6.f, -7.f, 8.f}, Shape{1, 2, 2, 2},
+                                       DType::kBFloat16, Layout::kNHWC);
+  const kestrel::Stream cpu;
+  EXPECT_EQ(t.to_float_vector(cpu), t.to_float_vector());
+  EXPECT_EQ(t.to_float_vector(cpu), (std::vector<float>{1.f, -2.5f, 3.f, 0.25f, 5.f, 6.f, -7.f, 8.f}));
+  float fake[2] = {0.f, 0.f};  // never read: both reads are refused before touching it
+  const Tensor on_gpu = Tensor::wrap(fake, Shape{2}, DType::kFloat32, kestrel::Device::cuda(0));
+  EXPECT_NE(kestrel::testing::error_of([&] { (void)on_gpu.to_float_vector(); }).find("to_float_vector(stream)"),
+            std::string::npos);
+  EXPECT_NE(kestrel::testing::error_of([&] { (void)on_gpu.to_float_vector(cpu); }).find("stream is on cpu"),
+            std::string::npos);
 }

@@ -36,6 +36,19 @@ TEST(CudaTensor, HostToDeviceToHostRoundTripsEveryDtype) {
   }
 }
 
+// Tensor::to a CUDA context takes that context's stream (the new block is handed out in its
+// order); to_float_vector(stream) reads a device tensor through a host copy.
+TEST(CudaTensor, ToTakesTheContextsStreamAndToFloatVectorReadsTheDevice) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  kestrel::Context gpu(kestrel::Device::cuda(0));
+  const kestrel::Stream other(kestrel::Device::cuda(0));
+  const Tensor h = Tensor::from_vector({1.f, -2.f, 3.5f}, Shape{3}, DType::kBFloat16);
+  EXPECT_THROW((void)h.to(gpu, other), kestrel::Error);
+  const Tensor d = h.to(gpu, gpu.stream());
+  EXPECT_EQ(d.to_float_vector(gpu.stream()), (std::vector<float>{1.f, -2.f, 3.5f}));
+  EXPECT_THROW((void)d.to_float_vector(), kestrel::Error);
+}
+
 TEST(CudaTensor, NarrowedBatchCopiesOnlyItsRows) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
   kestrel::Context gpu(kestrel::Device::cuda(0));
