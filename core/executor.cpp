@@ -462,15 +462,10 @@ void Executor::optimizer_update() {
   auto* shadow = store_.flat_shadow().numel() > 0
                      ? static_cast<std::uint16_t*>(store_.flat_shadow().data())
                      : nullptr;
-  // Every pointer before the first change (the step count): what could raise does so first.
+  // Every pointer before the first change: what could raise does so first.
   float* m = store_.opt_state(0).data_as<float>();
   float* v = opts_.optimizer == OptimizerKind::kAdamW ? store_.opt_state(1).data_as<float>() : nullptr;
   const bool cpu = ctx_.device().is_cpu();
-  if (cpu) {
-    cpu::increment_step(store_.step_ptr());
-  } else {
-    cuda::increment_step(store_.step_ptr(), ctx_.stream().handle());
-  }
   GradClip clip;
   if (tracks_grad_norm()) {
     auto* base = static_cast<std::uint8_t*>(grad_norm_scratch_.data());
@@ -482,6 +477,12 @@ void Executor::optimizer_update() {
                         grad_norm_scratch_.nbytes() - kGradNormResultBytes, ctx_.stream().handle());
     if (opts_.max_grad_norm > 0.f) clip = GradClip{sum_sq, opts_.max_grad_norm};
   }
+  // The step count moves last before the update (which reads it, and whose arguments were checked
+  // at compile): a refusal above leaves it where it was (the run's rollback does not restore it).
+  if (cpu)
+    cpu::increment_step(store_.step_ptr());
+  else
+    cuda::increment_step(store_.step_ptr(), ctx_.stream().handle());
   if (opts_.optimizer == OptimizerKind::kSgd) {
     if (cpu)
       cpu::sgd_update(p, g, m, n, opts_.sgd, store_.learning_rate_ptr(), store_.step_ptr(), mask, shadow,
