@@ -80,20 +80,22 @@ stage_budget() {
   [ "$b" -lt 30 ] && b=0
   echo "$b"
 }
-# Runs "$@" (a stage named $1) under timeout with stage_budget 20 $2; when under 30 s would
-# remain it says so and returns 125 without running. A stage cut off at its limit returns 124.
+# Runs "$@" (a stage named $1) under timeout with stage_budget 30 $2; when under 30 s would
+# remain it says so and returns 125 without running. A stage cut off at its limit returns 124, or
+# 137 when it ignored SIGTERM and was killed 10 s later (cut_off tells both).
 run_limited() {
   local name=$1 cap=$2 b
   shift 2
-  b=$(stage_budget 20 "$cap")
+  b=$(stage_budget 30 "$cap")
   if [ "$b" -eq 0 ]; then
-    status "$name: skipped, under 30 s left before the deadline (--deadline=$deadline)"
+    status "$name: skipped, under 60 s left before the deadline (--deadline=$deadline: 30 s for the stage, 30 s kept for the rest)"
     return 125
   fi
-  timeout "$b" "$@"
+  timeout -k 10 "$b" "$@"
 }
+cut_off() { [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; }
 : > "$OUT/summary.txt"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu_check: device: /' | tee -a "$OUT/summary.txt"
+timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu_check: device: /' | tee -a "$OUT/summary.txt"
 
 t0=$(date +%s)
 if [ $build = 1 ]; then
@@ -103,13 +105,14 @@ if [ $build = 1 ]; then
   status "build ok in $(( $(date +%s) - t0 )) s"
 else
   # A slim tree from tools/gpu_slim_build.sh, carried as .gpu-build/build-gpu, takes the place of
-  # build-gpu; CTest's files name the checkout's absolute path, rewritten here when it differs.
+  # build-gpu; it must have been built at this checkout's absolute path (checked below).
   if [ -d .gpu-build/build-gpu ]; then rm -rf build-gpu && mv .gpu-build/build-gpu build-gpu; fi
   [ -x build-gpu/bin/kestrel_cuda_tests ] || { status "--no-build but build-gpu/bin is missing"; exit 1; }
   # The binaries' library path, the test programs' compiled-in paths and the include links name
   # the checkout's absolute path: a tree moved elsewhere would run the original's files, or none.
+  [ -f build-gpu/CMakeCache.txt ] || { status "--no-build: build-gpu has no CMakeCache.txt (not a tree from tools/gpu_slim_build.sh)"; exit 1; }
   old_root=$(grep -m1 '^CMAKE_HOME_DIRECTORY' build-gpu/CMakeCache.txt | cut -d= -f2)
-  echo "carried build-gpu from $old_root" > "$OUT/build.log"
+  echo "carried build-gpu from $old_root" > "$OUT/build.log"  # folded into summary.txt at the end
   if [ "$old_root" != "$PWD" ]; then
     status "--no-build: build-gpu was built in '$old_root' but this checkout is $PWD; carried builds work only at the same path (build here instead: drop --no-build)"
     exit 1
@@ -136,7 +139,13 @@ fi
 cifar_dir() {
   local data=${KESTREL_CIFAR_DIR:-.gpu-cache/cifar10}
   if [ ! -f "$data/test_batch.bin" ] && [ -f .gpu-data/cifar10-jpeg.pack.gz ] && [ -f .gpu-data/to_cifar_bin.py ]; then
-    python3 .gpu-data/to_cifar_bin.py .gpu-data/cifar10-jpeg.pack.gz "$data" >> "$1" 2>&1
+    # Into a temporary folder first: a conversion cut off leaves no half-written test_batch.bin.
+    if run_limited "CIFAR-10 conversion" 300 python3 .gpu-data/to_cifar_bin.py .gpu-data/cifar10-jpeg.pack.gz "$data.tmp" >> "$1" 2>&1 \
+       && [ -f "$data.tmp/test_batch.bin" ]; then
+      rm -rf "$data" && mv "$data.tmp" "$data"
+    else
+      status "CIFAR-10: converting .gpu-data/cifar10-jpeg.pack.gz failed or was cut off (see $(basename "$1"))"
+    fi
   fi
   [ -f "$data/test_batch.bin" ] && echo "$data"
 }
@@ -151,7 +160,8 @@ if [ $tests = 1 ]; then
   run_limited tests 600 env KESTREL_REQUIRE_GPU=1 ctest --preset gpu -j 8 --timeout 180 -LE 'docs|install' > "$OUT/tests.log" 2>&1
   test_rc=$?
   summary_line=$(grep -E 'tests passed|tests failed' "$OUT/tests.log" | tail -1)
-  [ $test_rc -eq 124 ] && summary_line="stopped at the deadline, unfinished"
+  [ -z "$summary_line" ] && summary_line="no CTest summary: $(tail -1 "$OUT/tests.log")"
+  cut_off $test_rc && summary_line="stopped at the deadline, unfinished"
   [ $test_rc -ne 125 ] && status "tests: $summary_line rc=$test_rc ($(( $(date +%s) - t0 )) s)"
   # Every test CTest lists as failed, whatever its status (Failed, Timeout, SEGFAULT, Subprocess
   # killed - an out-of-memory kill -, ILLEGAL, Bus error, Not Run, ...).
@@ -190,7 +200,7 @@ elif [ $sanitizer = 1 ]; then
     rc=$?; [ $rc -ne 0 ] && san_rc=$rc
     # This run's own summary (memcheck: ERROR SUMMARY; racecheck: RACECHECK SUMMARY).
     summary=$(tail -n +"$(( start + 1 ))" "$OUT/sanitizer.log" | grep -E '(ERROR|RACECHECK) SUMMARY' | tail -1)
-    [ $rc -eq 124 ] && summary="stopped at the deadline, unfinished"
+    cut_off $rc && summary="stopped at the deadline, unfinished"
     [ $rc -ne 125 ] && status "compute-sanitizer $run: ${summary:-no summary (see sanitizer.log)} rc=$rc"
   done
   status "sanitizer done in $(( $(date +%s) - t0 )) s"
@@ -239,6 +249,7 @@ if [ $bench = 1 ]; then
   fi
 fi
 
+train_rc=0
 if [ "$train_epochs" -gt 0 ]; then
   t0=$(date +%s)
   : > "$OUT/train.log"
@@ -265,19 +276,22 @@ if [ "$train_epochs" -gt 0 ]; then
       status "cifar10_train: skipped: its share of the $left s left before the deadline (--deadline=$deadline) is under 60 s; PyTorch's run skipped too"
     else
       echo "=== cifar10_train ${recipe[*]} --layout nhwc --deterministic off (time limit $b s)" >> "$OUT/train.log"
-      timeout "$b" build-gpu/bin/cifar10_train "${recipe[@]}" --layout nhwc --deterministic off --log-every 1000 \
+      timeout -k 10 "$b" build-gpu/bin/cifar10_train "${recipe[@]}" --layout nhwc --deterministic off --log-every 1000 \
         --time-limit "$(awk -v s="$b" 'BEGIN { printf "%.2f", (s - 40) / 60 }')" >> "$OUT/train.log" 2>&1
-      status "cifar10_train: rc=$? $(grep -E '^epoch [0-9]+/[0-9]+:' "$OUT/train.log" | tail -1)"
+      rc=$?; [ $rc -ne 0 ] && train_rc=$rc
+      status "cifar10_train: rc=$rc $(grep -E '^epoch [0-9]+/[0-9]+:' "$OUT/train.log" | tail -1)"
       kestrel_trained=1
     fi
-    b=$(stage_budget 30 600)
+    b=$(stage_budget 40 600)
     if [ $pytorch = 1 ] && [ $kestrel_trained = 1 ] && [ "$b" -gt 0 ]; then
       echo "=== pytorch_train_reference ${recipe[*]}" >> "$OUT/train.log"
-      PYTHONUNBUFFERED=1 timeout "$b" python3 tools/pytorch_train_reference.py "${recipe[@]}" >> "$OUT/train.log" 2>&1
-      status "pytorch_train_reference: rc=$? $(grep -E '^epoch [0-9]+/[0-9]+:' "$OUT/train.log" | tail -1)"
+      PYTHONUNBUFFERED=1 timeout -k 10 "$b" python3 tools/pytorch_train_reference.py "${recipe[@]}" >> "$OUT/train.log" 2>&1
+      rc=$?; [ $rc -ne 0 ] && train_rc=$rc
+      last=$(sed -n '/^=== pytorch_train_reference/,$p' "$OUT/train.log" | grep -E '^epoch [0-9]+/[0-9]+:' | tail -1)
+      status "pytorch_train_reference: rc=$rc ${last:-no epoch finished}"
     fi
   else
-    status "training comparison skipped: no CIFAR-10 at ${KESTREL_CIFAR_DIR:-.gpu-cache/cifar10} (nor .gpu-data/cifar10-jpeg.pack.gz to make it from)"
+    train_rc=3; status "training comparison skipped: no CIFAR-10 at ${KESTREL_CIFAR_DIR:-.gpu-cache/cifar10}$([ -f .gpu-data/cifar10-jpeg.pack.gz ] || echo ' (nor .gpu-data/cifar10-jpeg.pack.gz to make it from)')"
   fi
   status "training done in $(( $(date +%s) - t0 )) s"
 fi
@@ -289,8 +303,16 @@ if [ -n "$experiments" ]; then
   log="$exp_dir/experiments.log"
   data=$(cifar_dir "$log")
   data_args=(); [ -n "$data" ] && data_args=(--data "$data")
-  [ -z "$data" ] && status "experiments: no CIFAR-10 found, running on synthetic data"
-  for e in ${experiments//,/ }; do
+  IFS=, read -ra chosen <<< "$experiments"
+  if [ -z "$data" ] && [ -f .gpu-data/cifar10-jpeg.pack.gz ]; then
+    # The data was carried but did not convert: synthetic runs would spend the call on nothing.
+    status "experiments: skipped, CIFAR-10 was carried but not converted (see experiments.log in experiments.tar.gz)"
+    exp_rc=3; chosen=()
+    tar -czf "$OUT/experiments.tar.gz" -C "$exp_dir" .
+  elif [ -z "$data" ]; then
+    status "experiments: no CIFAR-10 carried, running on synthetic data"
+  fi
+  for e in "${chosen[@]}"; do
     case "$e" in
       dropout|degradation|gradient_flow) ;;
       *) status "experiments: unknown experiment '$e' (dropout, degradation, gradient_flow)"; exp_rc=2; continue ;;
@@ -298,15 +320,15 @@ if [ -n "$experiments" ]; then
     len=(); [ "$e" = degradation ] && [ "$experiment_steps" -gt 0 ] && len=(--steps "$experiment_steps")
     num=(); [ "$e" = degradation ] && [ "$experiment_fp32" -eq 0 ] && num=(--dtype bf16 --layout nhwc)
     cmd=("build-gpu/bin/seed_$e" --device cuda --out "$exp_dir/$e" "${data_args[@]}" "${len[@]}" "${num[@]}")
-    b=$(stage_budget 20 540)
+    b=$(stage_budget 30 540)
     if [ "$b" -eq 0 ]; then
-      status "seed_$e: skipped, under 30 s left before the deadline (--deadline=$deadline)"; exp_rc=3; continue
+      status "seed_$e: skipped, under 60 s left before the deadline (--deadline=$deadline)"; exp_rc=3; continue
     fi
     echo "=== ${cmd[*]} (time limit $b s)" >> "$log"
     e0=$(date +%s)
-    timeout "$b" "${cmd[@]}" >> "$log" 2>&1
+    timeout -k 10 "$b" "${cmd[@]}" >> "$log" 2>&1
     rc=$?; [ $rc -ne 0 ] && exp_rc=$rc
-    [ $rc -eq 124 ] && status "seed_$e: stopped at its time limit; its report holds the parts it finished"
+    cut_off $rc && status "seed_$e: stopped at its time limit; its report holds the parts it finished"
     status "seed_$e: rc=$rc ($(( $(date +%s) - e0 )) s)"
     # Packed after each experiment, so a call cut off later still returns what finished.
     nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$exp_dir/device.txt" 2>&1
@@ -316,5 +338,8 @@ if [ -n "$experiments" ]; then
   status "experiments done in $(( $(date +%s) - t0 )) s $packed"
 fi
 
+if [ $build = 0 ] && [ -f "$OUT/build.log" ]; then sed 's/^/build.log: /' "$OUT/build.log" >> "$OUT/summary.txt"; rm -f "$OUT/build.log"; fi
 python3 tools/gpu_summary.py "$OUT" | tee -a "$OUT/summary.txt"
-[ $test_rc -eq 0 ] && [ $san_rc -eq 0 ] && [ $bench_rc -eq 0 ] && [ $exp_rc -eq 0 ]
+# The device tool's output_tail keeps the last 12,000 characters: the table alone can fill them.
+status "result: tests rc=$test_rc sanitizer rc=$san_rc bench rc=$bench_rc training rc=$train_rc experiments rc=$exp_rc ($(( $(date +%s) - script_t0 )) s; $(find "$OUT" -type f | wc -l) files under \$OUT)"
+[ $test_rc -eq 0 ] && [ $san_rc -eq 0 ] && [ $bench_rc -eq 0 ] && [ $train_rc -eq 0 ] && [ $exp_rc -eq 0 ]

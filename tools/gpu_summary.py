@@ -18,17 +18,34 @@ import os
 import sys
 
 
+NOTES = []  # what is missing or unreadable, printed under the tables
+
+
 def load(path):
-    rows = []
-    if os.path.exists(path):
-        for line in open(path):
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
+    rows, bad = [], 0
+    if not os.path.exists(path):
+        NOTES.append("%s: missing" % os.path.basename(path))
+        return rows
+    for line in open(path, errors="replace"):
+        line = line.strip()
+        try:
+            r = json.loads(line) if line else None
+        except json.JSONDecodeError:
+            r = None
+        if isinstance(r, dict):
+            rows.append(r)
+        elif line:
+            bad += 1
+    if bad:
+        NOTES.append("%s: %d unreadable line(s) skipped" % (os.path.basename(path), bad))
+    if not rows:
+        NOTES.append("%s: no rows" % os.path.basename(path))
     return rows
+
+
+def num(v):
+    """A number to print, or None (absent, null, text, NaN)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else None
 
 
 KESTREL_SUFFIXES = (" graph", " nograph", " keep")
@@ -64,8 +81,10 @@ def throughput_table(ours, compiled, ref):
         "resnet_train config", "kestrel", "pytorch", "ratio", "compile", "ratio", "MB", "torch MB", "ratio"))
     for r in rows:
         p, c = lookup(ref, r), lookup(compiled, r)
-        k, pv, cv = r["images_per_s"], p.get("images_per_s"), c.get("images_per_s")
-        km, pm = r.get("peak_mem_mb"), p.get("peak_mem_mb")
+        k, pv, cv = num(r.get("images_per_s")), num(p.get("images_per_s")), num(c.get("images_per_s"))
+        km, pm = num(r.get("peak_mem_mb")), num(p.get("peak_mem_mb"))
+        if not k:
+            continue
         print("%-44s %11.0f %11s %7s %11s %7s %9s %9s %7s" % (
             str(r.get("config", ""))[:44], k, "%.0f" % pv if pv else "-", "%.2fx" % (k / pv) if pv else "-",
             "%.0f" % cv if cv else "-", "%.2fx" % (k / cv) if cv else "-",
@@ -81,24 +100,38 @@ def main(out):
     ref = {(r.get("bench"), r.get("config")): r for r in theirs if r.get("impl", "pytorch") == "pytorch"}
     compiled = {(r.get("bench"), r.get("config")): r for r in theirs if r.get("impl") == "pytorch_compile"}
     if not ours:
-        print("gpu_summary: no benchmark lines")
+        print("gpu_summary: no benchmark lines" + "".join("\n  " + n for n in NOTES))
         return
     print("\n%-28s %-44s %11s %9s %7s %11s %8s" % ("bench", "config", "kestrel", "GB/s", "%copy", "pytorch", "ratio"))
     for r in ours:
         if "images_per_s" in r:
             continue  # throughput rows have their own table below
         p = lookup(ref, r)
-        k, pv = r.get("median_us"), p.get("median_us")
+        k, pv = num(r.get("median_us")), num(p.get("median_us"))
         ratio = pv / k if (pv and k) else None
         kv, pvs = ("%.1f us" % k if k else "-"), ("%.1f us" % pv if pv else "-")
         print("%-28s %-44s %11s %9s %7s %11s %8s" % (
-            r.get("bench", "?")[:28], str(r.get("config", ""))[:44], kv,
-            "%.0f" % r["gbps"] if r.get("gbps") else "-",
-            "%.0f%%" % r["pct_copy"] if r.get("pct_copy") else "-", pvs,
+            str(r.get("bench") or "?")[:28], str(r.get("config", ""))[:44], kv,
+            "%.0f" % num(r.get("gbps")) if num(r.get("gbps")) else "-",
+            "%.0f%%" % num(r.get("pct_copy")) if num(r.get("pct_copy")) else "-", pvs,
             "%.2fx" % ratio if ratio else "-"))
     throughput_table(ours, compiled, ref)
+    # Rows on one side only (no PyTorch twin by design: bn_relu_apply, ResNet fp32 NHWC / bf16 NCHW).
+    def twin_expected(r):
+        base = base_config(r.get("config"))
+        return r.get("bench") != "bn_relu_apply" and not base.endswith((" fp32 nhwc", " bf16 nchw"))
+    no_ref = [r for r in ours if twin_expected(r) and not lookup(ref, r)]
+    if theirs and no_ref:
+        NOTES.append("%d Kestrel row(s) without a PyTorch row, e.g. %s %s" % (
+            len(no_ref), no_ref[0].get("bench"), no_ref[0].get("config")))
+    mine = {(r.get("bench"), base_config(r.get("config"))) for r in ours}
+    lost = sorted({k for k in list(ref) + list(compiled) if k not in mine and (k[0], base_config(k[1])) not in mine})
+    if lost:
+        NOTES.append("%d PyTorch row(s) without a Kestrel row, e.g. %s %s" % (len(lost), lost[0][0], lost[0][1]))
     dev = ours[0].get("device", "?")
     print("device: %s" % dev)
+    for n in NOTES:
+        print("missing: %s" % n)
 
 
 if __name__ == "__main__":

@@ -280,10 +280,18 @@ def main(argv=None):
     b = Bench(torch, args.quick, args.json)
     print("pytorch_reference: PyTorch %s on %s%s" % (torch.__version__, b.device, " (quick)" if args.quick else ""))
     print("%-16s %-22s %-28s %12s %10s %7s" % ("impl", "bench", "config", "median us", "GB/s", "% copy"))
+    failed = []
     for name in args.sections:
-        SECTIONS[name](b)
+        # One section's failure (new code never run on a GPU) does not lose the others' rows.
+        try:
+            SECTIONS[name](b)
+        except Exception as e:  # noqa: BLE001 - report it, go on with the next section
+            print("pytorch_reference: section %s failed: %s: %s" % (name, type(e).__name__, e), file=sys.stderr)
+            failed.append(name)
         torch.cuda.empty_cache()
-    return 0
+    if failed:
+        print("pytorch_reference: failed sections: %s" % ", ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
