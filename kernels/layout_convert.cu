@@ -27,7 +27,7 @@ __global__ void permute_kernel(const T* x, T* y, std::int64_t total, std::int64_
 template <bool kToNhwc>
 void launch(const void* x, void* y, DType dtype, std::int64_t n, std::int64_t c, std::int64_t h,
             std::int64_t w, cudaStream_t stream) {
-  layout_detail::check_dims(n, c, h, w);
+  layout_detail::check_args(x, y, dtype, n, c, h, w);
   const std::int64_t total = n * c * h * w;
   if (total == 0) return;
   const unsigned grid = cuda_detail::grid_for(total, kThreads);

@@ -172,7 +172,9 @@ void softmax_cross_entropy(const void* logits, DType dtype, const std::int32_t* 
                            void* dlogits, const float* dloss_scale, void* workspace,
                            cudaStream_t stream) {
   loss_detail::check_cross_entropy(dtype, n, k, label_smoothing);
-  KESTREL_CHECK(workspace != nullptr, "softmax_cross_entropy: workspace is null");
+  cuda_detail::check_workspace(workspace, "softmax_cross_entropy", "softmax_cross_entropy_workspace_bytes");
+  KESTREL_CHECK(labels != nullptr && loss != nullptr && logits != nullptr,
+                "softmax_cross_entropy: null logits, labels or loss pointer");
   float* row_loss = static_cast<float*>(workspace);
   void* cub_temp = static_cast<char*>(workspace) + row_loss_bytes(n);
   cross_entropy_rows_kernel<<<row_blocks(n), kThreads, 0, stream>>>(

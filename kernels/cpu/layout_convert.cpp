@@ -8,7 +8,7 @@ namespace kestrel::cpu {
 namespace {
 void permute(const void* x, void* y, DType dtype, std::int64_t n, std::int64_t c, std::int64_t h,
              std::int64_t w, bool to_nhwc) {
-  layout_detail::check_dims(n, c, h, w);
+  layout_detail::check_args(x, y, dtype, n, c, h, w);
   const std::size_t es = dtype_size(dtype);
   const std::int64_t total = n * c * h * w;
   const auto* src = static_cast<const char*>(x);

@@ -6,7 +6,10 @@
 // inference and a large-mean channel.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -14,6 +17,7 @@
 #include "batchnorm_step.h"
 #include "storage_test_util.h"
 #include "kestrel/kernels/batchnorm.h"
+#include "kestrel/kernels/cpu/batchnorm.h"
 #include "test_support.h"
 
 namespace ref = kestrel::testing::bnref;
@@ -325,6 +329,45 @@ TEST(BatchNormCuda, LargeMeanSmallSpread) {
     for (std::int64_t ch = 0; ch < d.c; ++ch) {
       const double var = 1.0 / (static_cast<double>(si[ch]) * si[ch]) - kEps;
       EXPECT_NEAR(var, st.var[ch], 1e-4 * st.var[ch]) << kestrel::layout_name(l) << " ch " << ch;
+    }
+  }
+}
+
+// The NaN rule of the fused activations on the device (the CPU twin's test:
+// BatchNormCpu.FusedReluKeepsNaNFromTheInputAndTheResidual): a NaN in x or in the residual reaches
+// y as NaN, not 0 (an fmaxf-based ReLU would drop it), and no other element is NaN (each within
+// fp32 rounding of the CPU twin's).
+TEST(BatchNormCuda, FusedReluKeepsNaNFromTheInputAndTheResidual) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (Layout l : {Layout::kNCHW, Layout::kNHWC}) {
+    const BatchNormDims d{2, 3, 4, l};
+    std::vector<float> x(24), r(24, 0.25f);
+    for (int i = 0; i < 24; ++i) x[static_cast<std::size_t>(i)] = 0.1f * static_cast<float>(i % 7) - 0.3f;
+    x[5] = nan;
+    r[9] = nan;
+    const std::vector<float> gamma{1.f, 0.5f, 2.f}, beta{0.f, 0.1f, -0.2f}, rm{0.f, 0.1f, -0.1f},
+        rv{1.f, 2.f, 0.5f};
+    const DeviceBuffer dx(x), dr(r), dgamma(gamma), dbeta(beta), drm(rm), drv(rv);
+    for (BnActivation act : {BnActivation::kRelu, BnActivation::kAddRelu}) {
+      const bool add = act == BnActivation::kAddRelu;
+      DeviceBuffer dy(24 * sizeof(float));
+      dy.fill_bytes(0);
+      kestrel::cuda::batchnorm_forward_inference(dx.get(), add ? dr.get() : nullptr, dy.get(), DType::kFloat32, d,
+                                                 dgamma.f32(), dbeta.f32(), drm.f32(), drv.f32(), kEps, act,
+                                                 nullptr);
+      std::vector<float> want(24);
+      kestrel::cpu::batchnorm_forward_inference(x.data(), add ? r.data() : nullptr, want.data(), DType::kFloat32,
+                                                d, gamma.data(), beta.data(), rm.data(), rv.data(), kEps, act);
+      const std::vector<float> got = dy.download<float>();
+      for (std::size_t i = 0; i < 24; ++i) {
+        const bool nan_expected = i == 5 || (add && i == 9);
+        EXPECT_EQ(std::isnan(got[i]), nan_expected) << "element " << i << ", act " << static_cast<int>(act);
+        if (!nan_expected) {  // the NaN rule is the point; the values to fp32 rounding
+          EXPECT_NEAR(got[i], want[i], 1e-6f * std::max(1.f, std::fabs(want[i])))
+              << "element " << i << ", act " << static_cast<int>(act);
+        }
+      }
     }
   }
 }

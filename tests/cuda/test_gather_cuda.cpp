@@ -21,7 +21,9 @@ using kestrel::testing::to_host;
 TEST(CudaGather, BitIdenticalToTheCpuTwinForEveryCopyWidth) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
   kestrel::Context gpu(kestrel::Device::cuda(0));
-  const std::int64_t rows = 301, n = 260;
+  // 1000 rows of 6144 bytes are 384,000 16-byte words: more than a resident grid's threads on a
+  // 132-SM card (132 x 8 x 256 = 270,336), so the grid-stride loop takes a second trip.
+  const std::int64_t rows = 301, n = 1000;
   for (std::int64_t row_bytes : {6144, 48, 12, 3}) {
     for (int shift : {0, 4, 1}) {
       const std::vector<std::uint8_t> src = random_bytes(rows * row_bytes + 16, 21);

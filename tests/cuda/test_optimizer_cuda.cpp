@@ -105,6 +105,42 @@ TEST(CudaOptimizer, SgdIsBitIdenticalToTheCpuTwin) {
   }
 }
 
+// Each buffer's alignment is checked on its own: the gradients, the decay mask or the bf16 copy
+// one element in while every other buffer is aligned must take the scalar path (a 16-, 4- or
+// 8-byte vector access through it would fault as misaligned), with the twin's bits.
+TEST(CudaOptimizer, OneMisalignedBufferAmongAlignedOnesGivesTheTwinsBits) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  kestrel::Context gpu(kestrel::Device::cuda(0));
+  const std::int64_t n = 4099;
+  const std::size_t un = static_cast<std::size_t>(n);
+  const AdamWConfig c;
+  const float lr = 0.05f;
+  const std::int64_t t = 1;
+  for (int odd = 0; odd < 3; ++odd) {  // one element in: 0 the gradients, 1 the mask, 2 the bf16 copy
+    const int og = odd == 0 ? 1 : 0, om = odd == 1 ? 1 : 0, ob = odd == 2 ? 1 : 0;
+    std::vector<float> p = floats(n, 731), s0(un, 0.f), s1(un, 0.f);
+    const std::vector<float> g = floats(n + og, 732);
+    const auto r = random_ints(n + om, 733, 0, 1);
+    const std::vector<std::uint8_t> mask(r.begin(), r.end());
+    std::vector<std::uint16_t> p16(un + static_cast<std::size_t>(ob), 0);
+    Tensor dp = to_device(p, gpu), ds0 = to_device(s0, gpu), ds1 = to_device(s1, gpu);
+    const Tensor dg = to_device(g, gpu), dmask = to_device(mask, gpu);
+    Tensor dp16 = to_device(p16, gpu);
+    const Tensor dlr = to_device(std::vector<float>{lr}, gpu);
+    const Tensor dstep = to_device(std::vector<std::int64_t>{t}, gpu);
+    kestrel::cuda::adamw_update(device_ptr<float>(dp), device_ptr<float>(dg, og), device_ptr<float>(ds0),
+                                device_ptr<float>(ds1), n, c, device_ptr<float>(dlr),
+                                device_ptr<std::int64_t>(dstep), device_ptr<std::uint8_t>(dmask, om),
+                                device_ptr<std::uint16_t>(dp16, ob), gpu.stream().handle());
+    kestrel::cpu::adamw_update(p.data(), g.data() + og, s0.data(), s1.data(), n, c, &lr, &t, mask.data() + om,
+                               p16.data() + ob);
+    EXPECT_TRUE(bit_equal(to_host<float>(dp, n, gpu), p)) << "params, odd buffer " << odd;
+    EXPECT_TRUE(bit_equal(to_host<float>(ds0, n, gpu), s0)) << "exp_avg, odd buffer " << odd;
+    EXPECT_TRUE(bit_equal(to_host<float>(ds1, n, gpu), s1)) << "exp_avg_sq, odd buffer " << odd;
+    EXPECT_TRUE(bit_equal(to_host<std::uint16_t>(dp16, n + ob, gpu), p16)) << "bf16 copy, odd buffer " << odd;
+  }
+}
+
 TEST(CudaOptimizer, AdamWIsBitIdenticalToTheCpuTwin) {
   KESTREL_REQUIRE_CUDA_OR_SKIP();
   kestrel::Context gpu(kestrel::Device::cuda(0));
