@@ -101,7 +101,7 @@ template <typename I>
 I integral_from_float(float v, std::int64_t i) {
   KESTREL_CHECK(std::isfinite(v) && std::trunc(v) == v && v >= static_cast<float>(std::numeric_limits<I>::min()) &&
                     static_cast<double>(v) <= static_cast<double>(std::numeric_limits<I>::max()),
-                "from_vector: value ", i, " (", v, ") is not a whole number in ", +std::numeric_limits<I>::min(), "..",
+                "from_vector: element ", i, " (", v, ") is not a whole number in ", +std::numeric_limits<I>::min(), "..",
                 +std::numeric_limits<I>::max());
   return static_cast<I>(v);
 }
@@ -125,6 +125,14 @@ Tensor Tensor::wrap(void* data, const Shape& shape, DType dtype, Device device, 
   check_layout(shape, layout);
   const std::size_t bytes = byte_size(shape, dtype);
   return Tensor(Storage::wrap(data, bytes, device), 0, shape, dtype, layout, device);
+}
+
+Tensor Tensor::from_int32_vector(const std::vector<std::int32_t>& values, const Shape& shape) {
+  KESTREL_CHECK(static_cast<std::int64_t>(values.size()) == shape.numel(), "from_int32_vector: ",
+                values.size(), " values for shape ", shape.to_string(), " (", shape.numel(), " elements)");
+  Tensor t = empty_cpu(shape, DType::kInt32);
+  if (!values.empty()) std::memcpy(t.data(), values.data(), values.size() * sizeof(std::int32_t));
+  return t;
 }
 
 Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape, DType dtype,

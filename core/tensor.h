@@ -67,6 +67,8 @@ class Tensor {
   // A host tensor holding `values` (given in logical row-major order), stored as `dtype`.
   static Tensor from_vector(const std::vector<float>& values, const Shape& shape,
                             DType dtype = DType::kFloat32, Layout layout = Layout::kNCHW);
+  // A host int32 tensor holding `values` (class labels, indices) in row-major order.
+  static Tensor from_int32_vector(const std::vector<std::int32_t>& values, const Shape& shape);
 
   bool defined() const noexcept { return storage_ != nullptr; }
   const Shape& shape() const noexcept { return shape_; }

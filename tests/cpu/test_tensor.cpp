@@ -238,3 +238,16 @@ TEST(Tensor, ToFloatVectorWithAStreamReadsAnyDevice) {
   EXPECT_NE(kestrel::testing::error_of([&] { (void)on_gpu.to_float_vector(cpu); }).find("stream is on cpu"),
             std::string::npos);
 }
+
+// from_int32_vector stores labels without a trip through float (exact beyond 2^24, where floats
+// are not); from_vector's error names the element's index as such.
+TEST(Tensor, FromInt32VectorKeepsEveryValue) {
+  const std::vector<std::int32_t> v{0, 9, -3, 16777217, std::numeric_limits<std::int32_t>::max()};
+  const Tensor t = Tensor::from_int32_vector(v, Shape{5});
+  EXPECT_EQ(t.dtype(), DType::kInt32);
+  EXPECT_EQ(std::vector<std::int32_t>(t.data_as<std::int32_t>(), t.data_as<std::int32_t>() + 5), v);
+  EXPECT_THROW(Tensor::from_int32_vector(v, Shape{2, 2}), kestrel::Error);
+  const std::string e = kestrel::testing::error_of(
+      [] { (void)Tensor::from_vector({1.f, 1.5f}, Shape{2}, DType::kInt32); });
+  EXPECT_NE(e.find("element 1 (1.5) is not a whole number"), std::string::npos) << e;
+}
