@@ -14,10 +14,13 @@
 
 #include "failing_new.h"
 #include "refused_run.h"
+#include "temp_dir.h"
 #include "kestrel/core/executor.h"
 #include "kestrel/core/parameter_store.h"
 #include "kestrel/layers/checkpoint.h"
 #include "kestrel/layers/nn.h"
+#include "kestrel/layers/resnet.h"
+#include "kestrel/layers/safetensors.h"
 
 using namespace kestrel;
 
@@ -84,7 +87,7 @@ long sweep(const std::function<std::unique_ptr<Subject>()>& make,
       EXPECT_FALSE(raised) << "the call raised without an allocation failing";
       return k;
     }
-    if (raised) after_failure(*subject, k);
+    if (raised) after_failure(*subject, k);  // (a call may also absorb a failure and succeed)
   }
   ADD_FAILURE() << "the call never completed without a failure";
   return 0;
@@ -212,3 +215,82 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, AllocationSweepsRun, ::testing::Values(fals
                          [](const ::testing::TestParamInfo<bool>& i) {
                            return i.param ? "AdamWClippedChecked" : "Sgd";
                          });
+
+namespace {
+struct GraphSubject {
+  Graph g;
+  Value images;
+  std::size_t values = 0, nodes = 0, params = 0;
+};
+}  // namespace
+
+// LIBRARY.md: a network refused part-way leaves the graph as it was (Graph::Transaction), so the
+// call can be retried under the same name; with a host allocation failing anywhere in
+// build_resnet too.
+TEST(AllocationSweeps, AFailedNetworkBuildLeavesTheGraphAsItWas) {
+  const long failures = sweep<GraphSubject>(
+      [] {
+        auto s = std::make_unique<GraphSubject>();
+        GraphOptions o;
+        o.batch = 2;
+        s->g = Graph(o);
+        s->images = nn::image_input(s->g, "images", 3, 8, 8);
+        s->values = s->g.values().size();
+        s->nodes = s->g.nodes().size();
+        s->params = s->g.params().size();
+        return s;
+      },
+      [](GraphSubject& s) { build_resnet(s.g, s.images, resnet_config("resnet8", 2)); },
+      [](GraphSubject& s, long k) {
+        EXPECT_EQ(s.g.values().size(), s.values) << "failure " << k;
+        EXPECT_EQ(s.g.nodes().size(), s.nodes) << "failure " << k;
+        EXPECT_EQ(s.g.params().size(), s.params) << "failure " << k;
+        build_resnet(s.g, s.images, resnet_config("resnet8", 2));  // the retry works, same names
+      });
+  EXPECT_GE(failures, 100);
+}
+
+// An Executor refused while compiling leaves its store as it was (no optimizer state taken),
+// with a host allocation failing anywhere in the compile.
+TEST(AllocationSweeps, AFailedCompileLeavesTheStoreAsItWas) {
+  Snapshot before;
+  const long failures = sweep<RunSubject>(
+      [&before] {
+        auto s = std::make_unique<RunSubject>();
+        s->store = std::make_unique<ParameterStore>(s->graph, s->ctx, 3);
+        before = snapshot(*s->store);
+        return s;
+      },
+      [](RunSubject& s) { s.ex = std::make_unique<Executor>(s.graph, *s.store, s.ctx); },
+      [&](RunSubject& s, long k) {
+        EXPECT_TRUE(snapshot(*s.store) == before) << "failure " << k << " left the store changed";
+        s.ex = std::make_unique<Executor>(s.graph, *s.store, s.ctx);  // the retry works
+        EXPECT_EQ(s.store->optimizer_kind(), OptimizerKind::kSgd);
+      });
+  EXPECT_GE(failures, 100);
+}
+
+// save_checkpoint writes a temporary file and renames it: with a host allocation failing anywhere
+// in it, the earlier checkpoint stays whole and no temporary file is left.
+TEST(AllocationSweeps, AFailedCheckpointSaveKeepsTheEarlierFile) {
+  kestrel::testing::TempDir dir("sweep_save");
+  const std::string path = dir / "ckpt.safetensors";
+  std::size_t tensors = 0;
+  const long failures = sweep<StoreSubject>(
+      [&] {  // the earlier checkpoint, written anew: a call that absorbed its failure replaced it
+        auto s = std::make_unique<StoreSubject>();
+        s->store = std::make_unique<ParameterStore>(s->graph, s->ctx, 2);
+        save_checkpoint(*s->store, path, {{"run", "earlier"}});
+        tensors = read_safetensors(path).tensors.size();
+        return s;
+      },
+      [&path](StoreSubject& s) { save_checkpoint(*s.store, path, {{"run", "later"}}); },
+      [&](StoreSubject&, long k) {
+        const SafetensorsFile now = read_safetensors(path);
+        EXPECT_EQ(now.metadata.at("run"), "earlier") << "failure " << k;
+        EXPECT_EQ(now.tensors.size(), tensors) << "failure " << k;
+        EXPECT_EQ(dir.entries(), std::vector<std::string>{"ckpt.safetensors"}) << "failure " << k;
+      });
+  EXPECT_GE(failures, 10);
+  EXPECT_EQ(read_safetensors(path).metadata.at("run"), "later");
+}
