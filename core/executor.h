@@ -32,7 +32,9 @@
 #include "kestrel/core/parameter_store.h"
 #include "kestrel/core/stream.h"
 #include "kestrel/core/tensor.h"
-#include "kestrel/kernels/optimizer.h"
+#include "kestrel/kernels/optimizer_math.h"
+
+struct CUgraphExec_st;  // cudaGraphExec_t, without the CUDA runtime headers
 
 namespace kestrel {
 
@@ -180,7 +182,7 @@ class Executor {
   Tensor grad_norm_scratch_; // sum of squared gradients (first 256 bytes), then its CUB workspace
   StepState state_;
   PlanStats stats_;
-  struct CUgraphExec_st* graph_exec_ = nullptr;
+  CUgraphExec_st* graph_exec_ = nullptr;
   std::optional<Event> store_link_;  // CUDA, when the store's context is another one
   bool forward_ran_ = false, update_ran_ = false;  // capture_cuda_graph needs one eager step first
   bool gradients_pending_ = false;  // run_forward_backward's gradients, not applied yet
