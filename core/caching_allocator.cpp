@@ -29,8 +29,12 @@ CachingAllocator::~CachingAllocator() {
   // Blocks still in use belong to tensors that outlive the allocator: a caller bug. Free them
   // anyway so the device memory is not leaked, and say so.
   if (!in_use_.empty()) {
-    std::fprintf(stderr, "kestrel: allocator for %s destroyed with %zu block(s) still in use\n",
-                 raw_->device().to_string().c_str(), in_use_.size());
+    const Device d = raw_->device();  // printed without building a string (no allocation here)
+    if (d.is_cpu())
+      std::fprintf(stderr, "kestrel: allocator for cpu destroyed with %zu block(s) still in use\n", in_use_.size());
+    else
+      std::fprintf(stderr, "kestrel: allocator for cuda:%d destroyed with %zu block(s) still in use\n", d.index,
+                   in_use_.size());
     raw_->synchronize();
     for (auto& [p, b] : in_use_) raw_->raw_free(p);
   }

@@ -48,7 +48,9 @@ class Context {
   const ConvPolicy& conv_policy() const noexcept { return conv_policy_; }
 
   // Scratch memory of at least `bytes`, valid for work ordered on stream() until the next call
-  // that grows it. Raises kestrel::Error above workspace_limit().
+  // that grows it (growing frees the old buffer: a captured CUDA Graph that baked in the old
+  // pointer must not be replayed after that). Raises kestrel::Error above workspace_limit().
+  // The executor plans its own workspaces and does not use this one.
   void* workspace(std::size_t bytes);
   std::size_t workspace_bytes() const noexcept { return workspace_bytes_; }
   std::size_t workspace_limit() const noexcept { return workspace_limit_; }

@@ -19,13 +19,14 @@ Probe probe_cuda() noexcept {
   Probe p;
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    p.reason = std::string(cudaGetErrorString(e)) + " (" + cudaGetErrorName(e) + ")";
-    (void)cudaGetLastError();
-    return p;
+  if (e != cudaSuccess) (void)cudaGetLastError();
+  else p.count = n;
+  try {  // the reason is text (allocates); without memory for it, the count still holds
+    if (e != cudaSuccess) p.reason = std::string(cudaGetErrorString(e)) + " (" + cudaGetErrorName(e) + ")";
+    else if (n == 0) p.reason = "the CUDA runtime reports 0 devices";
+  } catch (...) {
+    p.reason.clear();
   }
-  p.count = n;
-  if (n == 0) p.reason = "the CUDA runtime reports 0 devices";
   return p;
 }
 

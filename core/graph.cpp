@@ -175,6 +175,7 @@ std::vector<Value> Graph::append_node(std::shared_ptr<const Op> op, const std::s
 
 Graph::Transaction::Transaction(Graph& g)
     : g_(g),
+      identity_(g.identity_),
       values_(g.values_.size()),
       nodes_(g.nodes_.size()),
       params_(g.params_.size()),
@@ -184,7 +185,11 @@ Graph::Transaction::Transaction(Graph& g)
       rng_slots_(g.rng_slots_) {}
 
 Graph::Transaction::~Transaction() {
-  if (committed_) return;
+  // A graph moved from or assigned to inside the transaction is another graph now: putting the
+  // sizes back would grow its vectors with empty values and nodes (and allocate in a destructor).
+  if (committed_ || g_.identity_ != identity_ || g_.values_.size() < values_ || g_.nodes_.size() < nodes_ ||
+      g_.params_.size() < params_ || g_.outputs_.size() < outputs_)
+    return;
   for (std::size_t v = values_; v < g_.values_.size(); ++v) g_.value_by_name_.erase(g_.values_[v].name);
   for (std::size_t n = nodes_; n < g_.nodes_.size(); ++n) g_.node_name_set_.erase(g_.nodes_[n].name);
   g_.values_.resize(values_);

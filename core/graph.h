@@ -197,6 +197,7 @@ class Graph {
 
    private:
     Graph& g_;
+    std::uint32_t identity_;  // a graph moved from or assigned to since is not rolled back
     std::size_t values_, nodes_, params_, outputs_;
     std::unordered_map<std::string, int> node_names_;
     Value loss_;

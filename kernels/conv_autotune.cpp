@@ -23,7 +23,7 @@ class Scratch {
     if (alloc_ != nullptr) {
       try {
         p_ = alloc_->allocate(bytes, stream);
-      } catch (const Error&) {  // OutOfMemoryError (the allocator cleared it), or a sticky fault
+      } catch (...) {  // OutOfMemoryError (the allocator cleared it), a sticky fault, bad_alloc
         p_ = nullptr;
       }
     } else if (cudaMalloc(&p_, bytes) != cudaSuccess) {

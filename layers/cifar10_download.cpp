@@ -32,7 +32,10 @@ struct RemoveOnExit {
   fs::path path;
   ~RemoveOnExit() {
     std::error_code ec;
-    if (!path.empty()) fs::remove_all(path, ec);
+    try {  // remove_all's error_code form can still raise std::bad_alloc
+      if (!path.empty()) fs::remove_all(path, ec);
+    } catch (...) {
+    }
   }
 };
 

@@ -405,3 +405,27 @@ TEST(GraphErrors, NamesStayUniqueAndRefusedCallsChangeNothing) {
   EXPECT_EQ(sizes(), before_w);
   EXPECT_NO_THROW(g.parameter("w", w, Init::ones(), true, DType::kFloat32));
 }
+
+// A graph moved from (or assigned to) inside a Transaction is not "rolled back" into shape: the
+// destructor grew the moved-from graph's vectors back to the old sizes, leaving a value with an
+// empty name and a node without an op (and allocated in a destructor).
+TEST(GraphTransaction, AGraphMovedAwayInsideATransactionIsLeftAlone) {
+  Graph g;
+  (void)g.input("x", {Shape{2, 3}});
+  Graph moved;
+  {
+    Graph::Transaction tx(g);
+    (void)nn::relu(g, g.find_value("x"));
+    moved = std::move(g);
+  }
+  EXPECT_TRUE(g.values().empty() && g.nodes().empty());  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(moved.values().size(), 2u) << "the moved-to graph keeps what it was given";
+  Graph h;
+  (void)h.input("y", {Shape{2, 3}});
+  {
+    Graph::Transaction tx(h);
+    (void)nn::relu(h, h.find_value("y"));
+    h = Graph();  // assigned to: another graph now
+  }
+  EXPECT_TRUE(h.values().empty());
+}
