@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace kestrel {
@@ -78,10 +79,21 @@ class OutOfMemoryError : public Error {
 };
 
 namespace detail {
+// A float in a message: the shortest text that reads back as it (p = 1.0000001f prints as
+// "1.0000001", where the stream's six digits gave "1" in "must lie in [0, 1], got 1").
+std::string message_float(float v);
+template <typename T>
+decltype(auto) message_arg(const T& v) {
+  if constexpr (std::is_same_v<T, float>) {
+    return message_float(v);
+  } else {
+    return (v);
+  }
+}
 template <typename... Args>
 std::string concat(Args&&... args) {
   std::ostringstream os;
-  (os << ... << std::forward<Args>(args));
+  (os << ... << message_arg(args));
   return os.str();
 }
 // Shortens an absolute __FILE__ to the part from the project's top-level folders on.

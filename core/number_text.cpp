@@ -3,6 +3,8 @@
 #include <charconv>
 #include <system_error>
 
+#include "kestrel/core/error.h"
+
 namespace kestrel::detail {
 namespace {
 std::string to_text(double v, std::chars_format format, int digits) {
@@ -38,6 +40,8 @@ std::string shortest_float_text(float v) {
   }
   return general_text(static_cast<double>(v), 9);  // 9 significant digits always read back
 }
+
+std::string message_float(float v) { return shortest_float_text(v); }
 
 bool parse_float(const std::string& s, float* out) { return parse(s, out); }
 bool parse_double(const std::string& s, double* out) { return parse(s, out); }

@@ -7,14 +7,18 @@
 //   running_mean = (1 - momentum) * running_mean + momentum * mean,
 //   running_var  = (1 - momentum) * running_var  + momentum * var * m / (m - 1)   (unbiased).
 // Inference uses running_mean / running_var in place of the batch statistics.
-// Backward: g = dy * (y > 0) for the ReLU variants (dy otherwise); dresidual = g (kAddRelu);
+// Backward: g = (y <= 0) ? 0 : dy for the ReLU variants (dy otherwise: a NaN output passes its
+//   gradient, as PyTorch's relu backward does); dresidual = g (kAddRelu);
 //   dbeta = sum g, dgamma = sum g * xhat, dx = gamma * invstd * (g - dbeta/m - xhat * dgamma/m),
 //   xhat = (x - save_mean) * save_invstd. dgamma and dbeta are overwritten, not accumulated.
 //
 // Storage: x, residual, y, dy, dx, dresidual are fp32 or bf16 (`dtype`, all the same), dense in
 // d.layout; gamma, beta, statistics and running statistics are fp32 [c]. Arithmetic is fp32;
 // the variance is accumulated as shifted sums per thread combined with Chan's formula, so a
-// channel with mean 1e4 and std 1 still gets its variance to about 2e-5 relative.
+// channel with mean 1e4 and std 1 still gets its variance to about 2e-5 relative (mean 1e6: about
+// 3e-4; 1e7: 1e-2; docs/ARCHITECTURE.md has the error model). The sums of squared deviations are
+// fp32: a channel whose std exceeds about 1e17 (or bf16 values near bf16's largest) overflows them
+// and its statistics are NaN.
 //
 // Pointers: gamma / beta may be null (affine-free: 1 and 0); dgamma / dbeta may be null (not
 //   written). running_mean / running_var are both null (no update) or both set. residual is set

@@ -12,7 +12,8 @@ namespace kestrel {
 //   kNone     y = bn(x)
 //   kRelu     y = relu(bn(x))
 //   kAddRelu  y = relu(bn(x) + residual)
-// relu keeps NaN (as PyTorch does); backward takes the ReLU mask from the output (y > 0).
+// relu keeps NaN (as PyTorch does); backward takes the ReLU mask from the output: the gradient is
+// 0 where y <= 0 and passes elsewhere (a NaN y included, as PyTorch's threshold_backward).
 enum class BnActivation : std::uint8_t { kNone, kRelu, kAddRelu };
 
 // x is logically [n, c, h, w] with hw = h * w, stored densely in `layout` (kNCHW or kNHWC).

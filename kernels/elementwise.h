@@ -7,7 +7,8 @@
 // (in place), except for a cast between dtypes of different sizes, which raises when its source
 // and destination overlap at all; partial overlap is not allowed. Any alignment works (16-byte vector accesses where
 // all pointers are 16-byte aligned). GPU and CPU results are bit-identical except sigmoid and
-// tanh, where device and host libm may differ in the last bits. Raises kestrel::Error (before
+// tanh, where device and host libm may differ in the last bits, and NaN payloads (both NaN: the
+// GPU's arithmetic returns the canonical NaN). Raises kestrel::Error (before
 // launching) for other dtypes, n < 0 or null data.
 #pragma once
 

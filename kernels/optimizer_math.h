@@ -31,7 +31,10 @@ struct SgdConfig {
   bool nesterov = false;
 };
 
-// torch.optim.AdamW(betas=(beta1, beta2), eps, weight_decay), amsgrad off.
+// torch.optim.AdamW(betas=(beta1, beta2), eps, weight_decay), amsgrad off. fp32 state, as
+// PyTorch's: a gradient above about 5.8e20 in magnitude (beta2 0.999) makes exp_avg_sq infinite
+// for good (that parameter stops moving), and one below about 1e-21 makes it underflow to 0, so
+// with a tiny eps (1e-30) the step lr * exp_avg / eps is far too large.
 struct AdamWConfig {
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 1e-2f;
 };
@@ -49,7 +52,9 @@ void validate(const AdamWConfig& cfg);
 // for the CPU twin), so a captured CUDA Graph clips each replay by that step's norm; the
 // gradient buffer itself is left unscaled (PyTorch scales .grad in place). A NaN norm makes coef
 // NaN and an infinite one makes it 0, as in PyTorch, so non-finite gradients still poison the
-// step: detect them first (the trainer's --nonfinite policy). Default: no clipping.
+// step: detect them first (the trainer's --nonfinite policy). The sum of squares is an fp32 value:
+// a finite norm above about 1.8e19 overflows it and counts as infinite (coef 0, the step makes no
+// gradient move), as PyTorch's fp32 norm does on the GPU. Default: no clipping.
 struct GradClip {
   const float* sum_squares = nullptr;  // null: no clipping
   float max_norm = 0.f;                // > 0 and finite when sum_squares is set

@@ -54,6 +54,9 @@ Value tanh(Graph& g, Value x);
 Value add(Graph& g, Value a, Value b);
 Value mul(Graph& g, Value a, Value b);
 Value scale(Graph& g, Value x, float alpha);
+// p in [0, 1] is applied in steps of 1/65536 (a 16-bit threshold; kernels/dropout_math.h): p below
+// 2^-16 drops nothing, p in (1 - 2^-16, 1) keeps 2^-16 of the elements; the scaling uses the
+// quantised p, so the expectation is kept. A dropped element is 0 even when x is NaN.
 Value dropout(Graph& g, const std::string& name, Value x, float p,
               DropoutMode mode = DropoutMode::kInverted);
 Value max_pool2x2(Graph& g, Value x);

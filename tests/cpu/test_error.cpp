@@ -45,3 +45,20 @@ TEST(Error, FailAlwaysThrowsKestrelError) {
   EXPECT_THROW(KESTREL_FAIL("boom ", 1), kestrel::Error);
   EXPECT_THROW(KESTREL_FAIL("boom"), std::runtime_error);
 }
+
+// Floats in messages read back as the value checked: 1.0000001f printed as "1" (six digits) made
+// "p must lie in [0, 1], got 1" look like a bug in the check.
+TEST(Error, FloatsInMessagesKeepTheirDigits) {
+  const auto message = [](auto v) {
+    try {
+      KESTREL_CHECK(false, "got ", v);
+    } catch (const kestrel::Error& e) {
+      return std::string(e.message());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(message(1.0000001f), "got 1.0000001");
+  EXPECT_EQ(message(0.1f), "got 0.1");
+  EXPECT_EQ(message(3), "got 3");
+  EXPECT_EQ(message(std::string("text")), "got text");
+}
