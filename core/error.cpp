@@ -1,5 +1,6 @@
 #include "kestrel/core/error.h"
 
+#include <charconv>
 #include <cstring>
 
 namespace kestrel {
@@ -21,6 +22,18 @@ Error::Error(std::string message, std::string call, const char* file, int line)
       line_(line) {}
 
 namespace detail {
+namespace {
+template <typename F>
+std::string shortest_text(F v) {
+  char buf[64];
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof buf, v);  // shortest round trip
+  return r.ec == std::errc() ? std::string(buf, r.ptr) : std::string("?");
+}
+}  // namespace
+
+std::string message_float(float v) { return shortest_text(v); }
+std::string message_float(double v) { return shortest_text(v); }
+
 const char* short_file(const char* file) noexcept {
   if (file == nullptr) return nullptr;
   static const char* const kRoots[] = {"/core/", "/kernels/", "/layers/", "/python_free_examples/",

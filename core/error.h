@@ -79,12 +79,13 @@ class OutOfMemoryError : public Error {
 };
 
 namespace detail {
-// A float in a message: the shortest text that reads back as it (p = 1.0000001f prints as
-// "1.0000001", where the stream's six digits gave "1" in "must lie in [0, 1], got 1").
+// A float or double in a message: the shortest text that reads back as it (p = 1.0000001f
+// prints as "1.0000001", where the stream's six digits gave "1" in "must lie in [0, 1], got 1").
 std::string message_float(float v);
+std::string message_float(double v);
 template <typename T>
 decltype(auto) message_arg(const T& v) {
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
     return message_float(v);
   } else {
     return (v);

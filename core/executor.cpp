@@ -155,6 +155,7 @@ void Executor::compile() {
 void Executor::bind_persistent(const std::vector<int>& param_grad) {
   bound_.assign(g_.values().size(), Tensor());
   input_filled_.assign(g_.values().size(), 0);
+  input_read_.assign(g_.values().size(), 0);
   for (std::size_t p = 0; p < g_.params().size(); ++p) {
     const ParamInfo& info = g_.params()[p];
     bound_[info.value] = store_.value(p);
@@ -283,6 +284,7 @@ void Executor::plan_arena() {
       KESTREL_CHECK(bound_[i].defined(), n.op->type(), " '", n.name, "' reads ", g_.info(i).describe(),
                     ", which nothing produces before it");
       st.in.push_back(bound_[i]);
+      input_read_[static_cast<std::size_t>(i)] = 1;
     }
     for (int o : n.outputs) st.out.push_back(bound_[o]);
     steps_.push_back(std::move(st));
@@ -308,7 +310,7 @@ Tensor Executor::input(const std::string& name) const {
 
 void Executor::check_inputs_filled() const {
   for (const auto& [name, v] : inputs_)
-    KESTREL_CHECK(input_filled_[v] || g_.info(Value{v}).zeros_until_filled, "input '", name, "' was never given data: call bind_input(\"", name,
+    KESTREL_CHECK(input_filled_[v] || !input_read_[v] || g_.info(Value{v}).zeros_until_filled, "input '", name, "' was never given data: call bind_input(\"", name,
                   "\", ...) or fill input(\"", name, "\") before running");
 }
 
@@ -347,6 +349,7 @@ Tensor Executor::input_gradient(const std::string& input_name) const {
 Tensor Executor::value(const std::string& name) const {
   const Value v = g_.find_value(name);
   KESTREL_CHECK(bound_[v.id].defined(), "value '", name, "' is not computed by this executor");
+  if (g_.info(v).kind == ValueKind::kInput) input_filled_[v.id] = 1;  // handed out, as by input()
   return bound_[v.id];
 }
 
@@ -431,22 +434,26 @@ Tensor Executor::offset_view() const {
 }
 
 void Executor::save_for_rollback() {
-  const Tensor& states = store_.flat_states();
-  if (!offset_before_.defined()) {
-    offset_before_ = Tensor::empty(Shape{2}, DType::kInt32, ctx_);
-    if (states.numel() > 0) states_before_ = Tensor::empty(states.shape(), DType::kFloat32, ctx_);
+  if (!offset_before_.defined()) {  // the first time: copies and handles, kept for every run
+    const Tensor& states = store_.flat_states();
+    Tensor offset = offset_view(), offset_copy = Tensor::empty(Shape{2}, DType::kInt32, ctx_);
+    if (states.numel() > 0) {
+      states_before_ = Tensor::empty(states.shape(), DType::kFloat32, ctx_);
+      states_ = states;
+    }
+    offset_ = std::move(offset);
+    offset_before_ = std::move(offset_copy);
   }
-  if (states_before_.defined()) states_before_.copy_from(states, ctx_.stream());
-  offset_before_.copy_from(offset_view(), ctx_.stream());
+  if (states_before_.defined()) states_before_.copy_from(states_, ctx_.stream());
+  offset_before_.copy_from(offset_, ctx_.stream());
 }
 
 void Executor::roll_back() noexcept {
+  // Nothing here allocates (the handles were made by save_for_rollback), so memory that stays
+  // exhausted after the failure does not stop the put-back.
   try {  // queued after the refused run's work
-    if (states_before_.defined()) {
-      Tensor states = store_.flat_states();  // a handle on the store's buffer
-      states.copy_from(states_before_, ctx_.stream());
-    }
-    offset_view().copy_from(offset_before_, ctx_.stream());
+    if (states_before_.defined()) states_.copy_from(states_before_, ctx_.stream());
+    offset_.copy_from(offset_before_, ctx_.stream());
   } catch (...) {
     // A device fault while putting things back: the run's own error is the one to report.
   }

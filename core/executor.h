@@ -94,16 +94,17 @@ class Executor {
   Executor& operator=(const Executor&) = delete;
 
   // The persistent buffer of an input: fill it (copy_from, or a kernel) before run(). Asking for
-  // it counts as filling it: run() raises, naming the input, while an input has been neither
-  // handed out by input() nor given to bind_input() (its buffer would hold no data).
+  // it counts as filling it: run() raises, naming the input, while an input that some step reads
+  // has been neither handed out (input(), value()) nor given to bind_input() (its buffer would
+  // hold no data). Graph::zero_input inputs are exempt: they hold zeros until filled.
   Tensor input(const std::string& name) const;
   // Copies `src` (host or device memory; the input's shape, dtype and layout, else a
   // kestrel::Error naming the input, and the buffer is unchanged) into the input's buffer on the
   // context's stream. A host source may be reused as soon as this returns.
   void bind_input(const std::string& name, const Tensor& src);
   // A value marked with Graph::mark_output, or "loss"; valid after run() until the next run().
-  // The handle may be taken before the first run (its buffer is persistent); it reads zeros until
-  // then.
+  // The handle may be taken before the first run (its buffer is persistent); its contents are
+  // unspecified until then.
   Tensor output(const std::string& name) const;
   // d loss / d parameter (a view into the store's gradient buffer; unclipped: max_grad_norm
   // scales gradients inside the update, not in this buffer); training only.
@@ -186,12 +187,14 @@ class Executor {
   std::optional<Event> store_link_;  // CUDA, when the store's context is another one
   bool forward_ran_ = false, update_ran_ = false;  // capture_cuda_graph needs one eager step first
   bool gradients_pending_ = false;  // run_forward_backward's gradients, not applied yet
-  mutable std::vector<char> input_filled_;  // per value id: handed out by input() or bound
+  mutable std::vector<char> input_filled_;  // per value id: handed out by input() or value(), or bound
+  std::vector<char> input_read_;            // per value id: an input some step reads
   void check_inputs_filled() const;
   // What a run refused part-way restores (CPU, or check_numerics): BN running statistics and the
   // dropout offset as they were before the run.
   Tensor states_before_;
   Tensor offset_before_;  // the uint64 offset as 2 x int32, on the executor's device
+  Tensor states_, offset_;  // handles on the store's statistics and offset (offset_view())
 };
 
 }  // namespace kestrel

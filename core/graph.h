@@ -66,7 +66,7 @@ struct Value {
   bool valid() const noexcept { return id >= 0; }
   bool is_seed() const noexcept { return id == -2; }
   static Value seed() noexcept { return Value{-2}; }
-  bool operator==(const Value& o) const noexcept { return id == o.id; }
+  bool operator==(const Value& o) const noexcept { return id == o.id; }  // ids only (the graph tag is a check)
 };
 
 struct Node {
@@ -132,8 +132,10 @@ struct GraphOptions {
 class Graph {
  public:
   explicit Graph(GraphOptions options = {});
-  // Copies are independent graphs. A moved-from graph is empty (no values, nodes, loss or random
-  // slots), with the same options, as a new one.
+  // Copies are independent graphs that share the identity their Values carry: a value of the
+  // original is valid in the copy (it has it too), and a value made in one copy after copying is
+  // not caught if given to the other. A moved-from graph is empty (no values, nodes, loss or
+  // random slots), with the same options and a new identity, as a new one.
   Graph(const Graph&) = default;
   Graph& operator=(const Graph&) = default;
   Graph(Graph&& o) noexcept;

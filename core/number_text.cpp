@@ -41,8 +41,6 @@ std::string shortest_float_text(float v) {
   return general_text(static_cast<double>(v), 9);  // 9 significant digits always read back
 }
 
-std::string message_float(float v) { return shortest_float_text(v); }
-
 bool parse_float(const std::string& s, float* out) { return parse(s, out); }
 bool parse_double(const std::string& s, double* out) { return parse(s, out); }
 

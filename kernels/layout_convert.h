@@ -1,5 +1,7 @@
 // Layout conversion of [n, c, h, w] tensors between NCHW and NHWC memory order (any dtype:
-// a pure permutation of elements). CPU twins: kernels/cpu/layout_convert.h.
+// a pure permutation of elements). CPU twins: kernels/cpu/layout_convert.h. Raises kestrel::Error
+// (before any launch) for a negative dimension, and for a non-empty tensor for a null pointer or
+// source and destination bytes that overlap at all (a permutation cannot run in place).
 #pragma once
 
 #include <cuda_runtime.h>

@@ -111,12 +111,6 @@ Tensor label_batch(const CifarSplit& split, const std::int32_t* idx, std::int64_
 
 // A device (or host) tensor's values on the host: copy_from into host memory has finished when
 // it returns.
-std::vector<float> host_values(const Tensor& t, Context& ctx) {
-  Tensor h = Tensor::empty_cpu(t.shape(), t.dtype(), t.layout());
-  h.copy_from(t, ctx.stream());
-  return h.to_float_vector();
-}
-
 std::int64_t argmax_row(const std::vector<float>& logits, std::int64_t row) {
   const auto* r = logits.data() + row * kCifarClasses;
   return std::max_element(r, r + kCifarClasses) - r;
@@ -133,7 +127,7 @@ double test_accuracy(Executor& ev, const CifarSplit& test, Context& ctx) {
     ev.bind_input("images", image_batch(test, idx.data() + start, count, ev.compiled_graph()));
     ev.bind_input("labels", label_batch(test, idx.data() + start, count, batch));
     ev.run();
-    const std::vector<float> logits = host_values(ev.output("logits"), ctx);
+    const std::vector<float> logits = ev.output("logits").to_float_vector(ctx.stream());
     for (std::int64_t i = 0; i < count; ++i)
       correct += argmax_row(logits, i) == test.labels[static_cast<std::size_t>(start + i)];
   }
@@ -185,7 +179,7 @@ int run(const Options& o, Device device) {
     train.run();  // forward, backward, clipped SGD update
     if (step == 0 && device.is_cuda()) train.capture_cuda_graph();  // later runs replay it
     if ((step + 1) % 50 == 0 || step + 1 == o.steps) {
-      const float loss = host_values(train.output("loss"), ctx)[0];
+      const float loss = train.output("loss").to_float_vector(ctx.stream())[0];
       std::printf("step %lld/%lld: loss %.4f, gradient norm %.3f, lr %.4f\n", static_cast<long long>(step + 1),
                   static_cast<long long>(o.steps), loss, train.grad_norm(), learning_rate_at(schedule, step));
       if (!std::isfinite(loss)) throw Error("the loss became " + std::to_string(loss) + " at step " + std::to_string(step + 1));
@@ -209,8 +203,8 @@ int run(const Options& o, Device device) {
     ex->bind_input("labels", label_batch(data.test, first.data(), 250, 250));
     ex->run();
   }
-  const std::vector<float> a = host_values(eval.output("logits"), ctx);
-  const std::vector<float> b = host_values(reloaded.output("logits"), ctx);
+  const std::vector<float> a = eval.output("logits").to_float_vector(ctx.stream());
+  const std::vector<float> b = reloaded.output("logits").to_float_vector(ctx.stream());
   const bool same = a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
   std::printf("custom_training_loop: wrote %s; reloaded into a fresh store: %s logits\n", o.checkpoint.c_str(),
               same ? "the same" : "DIFFERENT");

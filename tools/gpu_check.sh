@@ -82,18 +82,24 @@ stage_budget() {
 }
 # Runs "$@" (a stage named $1) under timeout with stage_budget 30 $2; when under 30 s would
 # remain it says so and returns 125 without running. A stage cut off at its limit returns 124, or
-# 137 when it ignored SIGTERM and was killed 10 s later (cut_off tells both).
+# 137 when it ignored SIGTERM and was killed 10 s later (cut_off tells both; a 137 before the
+# limit is another kill, e.g. for memory). The stage's limit is left in last_budget.
 run_limited() {
   local name=$1 cap=$2 b
   shift 2
   b=$(stage_budget 30 "$cap")
+  last_budget=$b
   if [ "$b" -eq 0 ]; then
     status "$name: skipped, under 60 s left before the deadline (--deadline=$deadline: 30 s for the stage, 30 s kept for the rest)"
     return 125
   fi
   timeout -k 10 "$b" "$@"
 }
-cut_off() { [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; }
+# cut_off RC STARTED BUDGET: whether a stage that began at STARTED ended at its time limit.
+cut_off() { [ "$1" -eq 124 ] || { [ "$1" -eq 137 ] && [ $(( $(date +%s) - $2 )) -ge "$3" ]; }; }
+last_budget=0
+conv_failed=$(mktemp -u "${TMPDIR:-/tmp}/gpu_check.XXXXXX.conversion-failed")
+trap 'rm -f "$conv_failed"' EXIT
 : > "$OUT/summary.txt"
 timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu_check: device: /' | tee -a "$OUT/summary.txt"
 
@@ -138,12 +144,16 @@ fi
 # carried lossy pack when missing; prints the folder, or nothing when there is no data. Log: $1.
 cifar_dir() {
   local data=${KESTREL_CIFAR_DIR:-.gpu-cache/cifar10}
-  if [ ! -f "$data/test_batch.bin" ] && [ -f .gpu-data/cifar10-jpeg.pack.gz ] && [ -f .gpu-data/to_cifar_bin.py ]; then
-    # Into a temporary folder first: a conversion cut off leaves no half-written test_batch.bin.
+  if [ ! -f "$data/test_batch.bin" ] && [ ! -f "$conv_failed" ] && [ -f .gpu-data/cifar10-jpeg.pack.gz ] \
+     && [ -f .gpu-data/to_cifar_bin.py ]; then
+    # Into a temporary folder first (an earlier cut-off one's removed): a conversion cut off leaves
+    # no half-written test_batch.bin. The files then move into $data, which may hold other things.
+    rm -rf "$data.tmp"
     if run_limited "CIFAR-10 conversion" 300 python3 .gpu-data/to_cifar_bin.py .gpu-data/cifar10-jpeg.pack.gz "$data.tmp" >> "$1" 2>&1 \
        && [ -f "$data.tmp/test_batch.bin" ]; then
-      rm -rf "$data" && mv "$data.tmp" "$data"
+      mkdir -p "$data" && mv -f "$data.tmp"/* "$data"/ && rmdir "$data.tmp"
     else
+      : > "$conv_failed"  # (cifar_dir runs in a subshell) not tried again in this call
       status "CIFAR-10: converting .gpu-data/cifar10-jpeg.pack.gz failed or was cut off (see $(basename "$1"))"
     fi
   fi
@@ -161,7 +171,7 @@ if [ $tests = 1 ]; then
   test_rc=$?
   summary_line=$(grep -E 'tests passed|tests failed' "$OUT/tests.log" | tail -1)
   [ -z "$summary_line" ] && summary_line="no CTest summary: $(tail -1 "$OUT/tests.log")"
-  cut_off $test_rc && summary_line="stopped at the deadline, unfinished"
+  cut_off $test_rc "$t0" "$last_budget" && summary_line="stopped at the deadline, unfinished"
   [ $test_rc -ne 125 ] && status "tests: $summary_line rc=$test_rc ($(( $(date +%s) - t0 )) s)"
   # Every test CTest lists as failed, whatever its status (Failed, Timeout, SEGFAULT, Subprocess
   # killed - an out-of-memory kill -, ILLEGAL, Bus error, Not Run, ...).
@@ -195,12 +205,13 @@ elif [ $sanitizer = 1 ]; then
     esac
     start=$(wc -l < "$OUT/sanitizer.log")
     echo "=== compute-sanitizer --tool $tool ($run, filter $filter)" >> "$OUT/sanitizer.log"
+    s0=$(date +%s)
     run_limited "compute-sanitizer $run" 600 env KESTREL_REQUIRE_GPU=1 compute-sanitizer --tool "$tool" --error-exitcode 99 \
       build-gpu/bin/kestrel_cuda_tests --gtest_filter="$filter" --gtest_brief=1 >> "$OUT/sanitizer.log" 2>&1
     rc=$?; [ $rc -ne 0 ] && san_rc=$rc
     # This run's own summary (memcheck: ERROR SUMMARY; racecheck: RACECHECK SUMMARY).
     summary=$(tail -n +"$(( start + 1 ))" "$OUT/sanitizer.log" | grep -E '(ERROR|RACECHECK) SUMMARY' | tail -1)
-    cut_off $rc && summary="stopped at the deadline, unfinished"
+    cut_off $rc "$s0" "$last_budget" && summary="stopped at the deadline, unfinished"
     [ $rc -ne 125 ] && status "compute-sanitizer $run: ${summary:-no summary (see sanitizer.log)} rc=$rc"
   done
   status "sanitizer done in $(( $(date +%s) - t0 )) s"
@@ -328,7 +339,7 @@ if [ -n "$experiments" ]; then
     e0=$(date +%s)
     timeout -k 10 "$b" "${cmd[@]}" >> "$log" 2>&1
     rc=$?; [ $rc -ne 0 ] && exp_rc=$rc
-    cut_off $rc && status "seed_$e: stopped at its time limit; its report holds the parts it finished"
+    cut_off $rc "$e0" "$b" && status "seed_$e: stopped at its time limit; its report holds the parts it finished"
     status "seed_$e: rc=$rc ($(( $(date +%s) - e0 )) s)"
     # Packed after each experiment, so a call cut off later still returns what finished.
     nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$exp_dir/device.txt" 2>&1

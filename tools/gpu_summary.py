@@ -125,7 +125,8 @@ def main(out):
         NOTES.append("%d Kestrel row(s) without a PyTorch row, e.g. %s %s" % (
             len(no_ref), no_ref[0].get("bench"), no_ref[0].get("config")))
     mine = {(r.get("bench"), base_config(r.get("config"))) for r in ours}
-    lost = sorted({k for k in list(ref) + list(compiled) if k not in mine and (k[0], base_config(k[1])) not in mine})
+    lost = sorted({k for k in list(ref) + list(compiled) if k not in mine and (k[0], base_config(k[1])) not in mine},
+                  key=lambda k: (str(k[0]), str(k[1])))
     if lost:
         NOTES.append("%d PyTorch row(s) without a Kestrel row, e.g. %s %s" % (len(lost), lost[0][0], lost[0][1]))
     dev = ours[0].get("device", "?")

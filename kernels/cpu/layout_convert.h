@@ -1,4 +1,4 @@
-// CPU twins of kernels/layout_convert.h.
+// CPU twins of kernels/layout_convert.h (the same checks and errors).
 #pragma once
 
 #include <cstdint>

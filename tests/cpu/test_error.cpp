@@ -60,5 +60,7 @@ TEST(Error, FloatsInMessagesKeepTheirDigits) {
   EXPECT_EQ(message(1.0000001f), "got 1.0000001");
   EXPECT_EQ(message(0.1f), "got 0.1");
   EXPECT_EQ(message(3), "got 3");
+  EXPECT_EQ(message(1.4142135623730951), "got 1.4142135623730951");
+  EXPECT_EQ(message(1e-5f), "got 1e-05");
   EXPECT_EQ(message(std::string("text")), "got text");
 }

@@ -5,8 +5,9 @@
 namespace kestrel_test {
 
 // The n-th operator new from now on this thread raises std::bad_alloc (n = 0: the next one);
-// n < 0: none does. The failure is used up once raised.
-void fail_new_after(long n) noexcept;
+// n < 0: none does. The failure is used up once raised, unless `and_every_later_one`: then every
+// later request fails too (memory that stays exhausted), until the next call.
+void fail_new_after(long n, bool and_every_later_one = false) noexcept;
 
 // True while a requested failure has not been raised yet (the code under test made fewer than
 // n + 1 requests).

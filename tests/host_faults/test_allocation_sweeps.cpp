@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "failing_new.h"
@@ -45,11 +46,11 @@ Graph small_graph() {
 
 // Everything a store holds, read on the host.
 struct Snapshot {
-  std::vector<float> params, states, opt0;
+  std::vector<float> params, states, opt0, opt1;
   OptimizerKind kind;
   ParameterStore::Counters counters;
   bool operator==(const Snapshot& o) const {
-    return params == o.params && states == o.states && opt0 == o.opt0 && kind == o.kind &&
+    return params == o.params && states == o.states && opt0 == o.opt0 && opt1 == o.opt1 && kind == o.kind &&
            counters.rng_offset == o.counters.rng_offset && counters.step == o.counters.step &&
            counters.learning_rate == o.counters.learning_rate;
   }
@@ -60,6 +61,7 @@ Snapshot snapshot(const ParameterStore& s) {
   r.params = s.flat_params().to_float_vector();
   r.states = s.flat_states().to_float_vector();
   if (s.optimizer_kind() != OptimizerKind::kNone) r.opt0 = s.opt_state(0).to_float_vector();
+  if (s.optimizer_kind() == OptimizerKind::kAdamW) r.opt1 = s.opt_state(1).to_float_vector();
   r.kind = s.optimizer_kind();
   r.counters = s.read_counters();
   return r;
@@ -67,14 +69,16 @@ Snapshot snapshot(const ParameterStore& s) {
 
 // Runs `call` on a fresh subject with its k-th host allocation failing, for k = 0, 1, ... until a
 // call makes fewer than k + 1 allocations; `after_failure(subject, k)` checks each subject whose
-// call raised. Returns the number of failing calls (0 would mean the sweep tested nothing).
+// call raised. `exhausted`: every allocation after the k-th fails too (memory that stays short,
+// so the clean-up after the first failure cannot allocate either). Returns the number of
+// failing calls (0 would mean the sweep tested nothing).
 template <typename Subject>
 long sweep(const std::function<std::unique_ptr<Subject>()>& make,
            const std::function<void(Subject&)>& call,
-           const std::function<void(Subject&, long)>& after_failure) {
+           const std::function<void(Subject&, long)>& after_failure, bool exhausted = false) {
   for (long k = 0; k < 100000; ++k) {
     std::unique_ptr<Subject> subject = make();
-    kestrel_test::fail_new_after(k);
+    kestrel_test::fail_new_after(k, exhausted);
     bool raised = false;
     try {
       call(*subject);
@@ -180,12 +184,13 @@ std::unique_ptr<RunSubject> fed_training_executor(const CompileOptions& options)
 // LIBRARY.md: a run refused part-way puts back what the nodes before it had moved. With a host
 // allocation failing anywhere in a CPU training step (batch norm, dropout, the loss, the update),
 // the store is as before and the retried step gives the uninterrupted step's bits: SGD, and AdamW
-// with clipping and check_numerics.
-class AllocationSweepsRun : public ::testing::TestWithParam<bool> {};
+// with clipping and check_numerics; one failure, and memory that stays exhausted after it (the
+// rollback itself must not need any).
+class AllocationSweepsRun : public ::testing::TestWithParam<std::tuple<bool, bool>> {};
 
 TEST_P(AllocationSweepsRun, AFailedTrainingStepLeavesTheStoreAsItWas) {
   CompileOptions options;
-  if (GetParam()) {
+  if (std::get<0>(GetParam())) {
     options.optimizer = OptimizerKind::kAdamW;
     options.max_grad_norm = 0.5f;
     options.check_numerics = true;
@@ -206,14 +211,16 @@ TEST_P(AllocationSweepsRun, AFailedTrainingStepLeavesTheStoreAsItWas) {
         EXPECT_TRUE(snapshot(*s.store) == before) << "failure " << k << " left the store changed";
         s.ex->run();  // the retry works and continues the run exactly
         EXPECT_TRUE(snapshot(*s.store) == after_step) << "the retry after failure " << k;
-      });
+      },
+      std::get<1>(GetParam()));
   EXPECT_GE(failures, 1);
   EXPECT_FALSE(before == after_step);
 }
 
-INSTANTIATE_TEST_SUITE_P(Optimizers, AllocationSweepsRun, ::testing::Values(false, true),
-                         [](const ::testing::TestParamInfo<bool>& i) {
-                           return i.param ? "AdamWClippedChecked" : "Sgd";
+INSTANTIATE_TEST_SUITE_P(Optimizers, AllocationSweepsRun, ::testing::Combine(::testing::Bool(), ::testing::Bool()),
+                         [](const ::testing::TestParamInfo<std::tuple<bool, bool>>& i) {
+                           return std::string(std::get<0>(i.param) ? "AdamWClippedChecked" : "Sgd") +
+                                  (std::get<1>(i.param) ? "Exhausted" : "");
                          });
 
 namespace {
