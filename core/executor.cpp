@@ -310,8 +310,9 @@ Tensor Executor::input(const std::string& name) const {
 
 void Executor::check_inputs_filled() const {
   for (const auto& [name, v] : inputs_)
-    KESTREL_CHECK(input_filled_[v] || !input_read_[v] || g_.info(Value{v}).zeros_until_filled, "input '", name, "' was never given data: call bind_input(\"", name,
-                  "\", ...) or fill input(\"", name, "\") before running");
+    KESTREL_CHECK(input_filled_[v] || !input_read_[v] || g_.info(v).zeros_until_filled, "input '", name,
+                  "' was never given data: call bind_input(\"", name, "\", ...) or fill input(\"", name,
+                  "\") before running");
 }
 
 void Executor::bind_input(const std::string& name, const Tensor& src) {

@@ -164,6 +164,7 @@ class Executor {
   void save_for_rollback();
   void roll_back() noexcept;
   void check_numerics(const Step& s);
+  void check_inputs_filled() const;
   class StoreTurn;  // orders a run with the store's stream
   void optimizer_update();
   bool tracks_grad_norm() const noexcept;
@@ -189,7 +190,6 @@ class Executor {
   bool gradients_pending_ = false;  // run_forward_backward's gradients, not applied yet
   mutable std::vector<char> input_filled_;  // per value id: handed out by input() or value(), or bound
   std::vector<char> input_read_;            // per value id: an input some step reads
-  void check_inputs_filled() const;
   // What a run refused part-way restores (CPU, or check_numerics): BN running statistics and the
   // dropout offset as they were before the run.
   Tensor states_before_;

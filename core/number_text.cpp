@@ -3,8 +3,6 @@
 #include <charconv>
 #include <system_error>
 
-#include "kestrel/core/error.h"
-
 namespace kestrel::detail {
 namespace {
 std::string to_text(double v, std::chars_format format, int digits) {

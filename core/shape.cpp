@@ -36,13 +36,17 @@ std::int64_t Shape::numel() const noexcept {
 }
 
 std::vector<std::int64_t> Shape::contiguous_strides() const {
-  std::vector<std::int64_t> s(rank_);
+  std::vector<std::int64_t> s(static_cast<std::size_t>(rank_));
+  contiguous_strides(s.data());
+  return s;
+}
+
+void Shape::contiguous_strides(std::int64_t* out) const noexcept {
   std::int64_t acc = 1;
   for (int i = rank_ - 1; i >= 0; --i) {
-    s[i] = acc;
-    acc *= dims_[i];
+    out[i] = acc;
+    acc *= dims_[static_cast<std::size_t>(i)];
   }
-  return s;
 }
 
 bool Shape::operator==(const Shape& o) const noexcept {

@@ -27,6 +27,8 @@ class Shape {
   std::vector<std::int64_t> dims() const { return {dims_.begin(), dims_.begin() + rank_}; }
   // Row-major (C-order) strides in elements.
   std::vector<std::int64_t> contiguous_strides() const;
+  // The same into `out` (rank() elements), without allocating.
+  void contiguous_strides(std::int64_t* out) const noexcept;
 
   bool operator==(const Shape& o) const noexcept;
   bool operator!=(const Shape& o) const noexcept { return !(*this == o); }

@@ -55,11 +55,7 @@ void dense_strides(const Shape& shape, Layout layout, std::int64_t* out) noexcep
     out[0] = h * w * c, out[1] = 1, out[2] = w * c, out[3] = c;
     return;
   }
-  std::int64_t acc = 1;
-  for (int i = shape.rank() - 1; i >= 0; --i) {
-    out[i] = acc;
-    acc *= shape[i];
-  }
+  shape.contiguous_strides(out);
 }
 }  // namespace
 

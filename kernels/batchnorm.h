@@ -15,10 +15,11 @@
 // Storage: x, residual, y, dy, dx, dresidual are fp32 or bf16 (`dtype`, all the same), dense in
 // d.layout; gamma, beta, statistics and running statistics are fp32 [c]. Arithmetic is fp32;
 // the variance is accumulated as shifted sums per thread combined with Chan's formula, so a
-// channel with mean 1e4 and std 1 still gets its variance to about 2e-5 relative (mean 1e6: about
-// 3e-4; 1e7: 1e-2; docs/ARCHITECTURE.md has the error model). The sums of squared deviations are
-// fp32: a channel whose std exceeds about 1e17 (or bf16 values near bf16's largest) overflows them
-// and its statistics are NaN.
+// channel with mean 1e4 and std 1 still gets its variance to about 2e-5 relative (the CPU twin's
+// save_invstd, 65536 values against long double: mean 1e6, 3e-4 relative; 1e7, 8e-3;
+// docs/ARCHITECTURE.md has the error model). The sums of squared deviations are fp32: a channel
+// with std 1e18 (4096 values; or bf16 values near bf16's largest) overflows them and its
+// statistics are NaN.
 //
 // Pointers: gamma / beta may be null (affine-free: 1 and 0); dgamma / dbeta may be null (not
 //   written). running_mean / running_var are both null (no update) or both set. residual is set

@@ -17,9 +17,9 @@
 // [cols] (gamma / beta may be null: 1 and 0; dgamma / dbeta may be null: not written);
 // save_mean / save_rstd fp32 [rows] (may be null in forward). y may be x and dx may be dy or x
 // (same pointer); partial overlaps are not allowed. Arithmetic is fp32 (shifted sums and Chan's
-// formula for the row statistics), with batch norm's limits: at |mean| / std of 1e4 the row's
-// rstd is good to about 1.5e-5 relative (1e6: 2e-3), and a row whose std exceeds about 1e17
-// overflows the fp32 sum of squared deviations (rstd 0 or NaN).
+// formula for the row statistics), with batch norm's limits (the CPU twin, rows of 4096 against
+// long double): at |mean| / std of 1e4 the row's rstd is good to 1.5e-5 relative (1e6: 2.4e-3),
+// and rows of 256 with std 1e18 overflow the fp32 sums (non-finite dx; at 1e19 rstd is NaN too).
 // Workspace (backward): layernorm_workspace_bytes(rows, cols) bytes, 16-byte aligned, any
 // contents (scratch for per-group column sums; results are bitwise reproducible).
 // Errors (kestrel::Error, before any launch): rows or cols <= 0, a dtype other than fp32 / bf16,

@@ -205,9 +205,9 @@ void load_checkpoint(const SafetensorsFile& file, ParameterStore& store,
                   name, ": __metadata__ \"lr\" is \"", lr, "\", not a finite non-negative number");
     counters.learning_rate = rate;
   }
-  // Everything is validated: write. Nothing from here on allocates host memory (the counters go
-  // first: write_counters makes a host tensor; the copies take the destinations by reference), so
-  // a std::bad_alloc cannot leave the store half loaded (tests/host_faults: AllocationSweeps).
+  // Everything is validated: write. Of the writes only the counters' allocates (a host tensor),
+  // so it goes first; the copies take their destinations by reference and allocate nothing. A
+  // std::bad_alloc cannot leave the store half loaded (tests/host_faults: AllocationSweeps).
   if (options.counters) store.write_counters(counters);
   for (const auto& [tname, host] : staged) expected.at(tname).copy_from(host, stream);
   stream.synchronize();  // the staged host tensors go out of scope
