@@ -10,16 +10,21 @@ namespace {
 using cudnn_detail::ConvAlignment;
 using cudnn_detail::ConvPlan;
 
+// Puts the handle on `stream` before any plan lookup: a cache miss under ConvPolicy::autotune
+// times the candidates on the handle's stream and skips timing while that stream is being
+// captured into a CUDA Graph, so the handle must be on the caller's stream, not on whatever stream
+// an earlier call left it.
+void bind_stream(cudnnHandle_t handle, ConvOp op, cudaStream_t stream) {
+  KESTREL_CHECK(handle != nullptr, "conv2d ", conv_op_name(op), ": the cuDNN handle is null");
+  KESTREL_CUDNN_CHECK(cudnnSetStream(handle, stream));
+}
+
 void run(ConvPlanCache& cache, cudnnHandle_t handle, ConvOp op, const Conv2dDesc& d,
          const void* a, const void* b, void* c, void* workspace, std::size_t workspace_bytes,
          cudaStream_t stream) {
   validate(d);
   const ConvAlignment align = cudnn_detail::launcher_alignment(op, d, a, b, c);
-  KESTREL_CHECK(handle != nullptr, "conv2d ", conv_op_name(op), ": the cuDNN handle is null");
-  // Before the plan lookup: a cache miss under ConvPolicy::autotune times the candidates on the
-  // handle's stream and skips timing while that stream is being captured into a CUDA Graph, so
-  // the handle must already be on `stream`, not on whatever stream an earlier call left it.
-  KESTREL_CUDNN_CHECK(cudnnSetStream(handle, stream));
+  bind_stream(handle, op, stream);
   const ConvPlan& plan = cache.impl().get(handle, op, d, align);
   const auto needed = static_cast<std::size_t>(plan.workspace);
   KESTREL_CHECK(workspace_bytes >= needed, "conv2d ", conv_op_name(op), " of ", to_string(d),
@@ -48,7 +53,7 @@ ConvPlanCache::~ConvPlanCache() = default;
 std::size_t ConvPlanCache::workspace_bytes(cudnnContext* handle, ConvOp op, const Conv2dDesc& d,
                                            cudaStream_t stream) {
   validate(d);
-  if (stream != nullptr) KESTREL_CUDNN_CHECK(cudnnSetStream(handle, stream));  // autotuning times on it
+  bind_stream(handle, op, stream);
   return static_cast<std::size_t>(impl_->get(handle, op, d, ConvAlignment{}).workspace);
 }
 
@@ -56,7 +61,7 @@ std::size_t ConvPlanCache::workspace_bytes(cudnnContext* handle, ConvOp op, cons
                                            const void* a, const void* b, const void* c, cudaStream_t stream) {
   validate(d);
   const ConvAlignment align = cudnn_detail::launcher_alignment(op, d, a, b, c);
-  if (stream != nullptr) KESTREL_CUDNN_CHECK(cudnnSetStream(handle, stream));
+  bind_stream(handle, op, stream);
   return static_cast<std::size_t>(impl_->get(handle, op, d, align).workspace);
 }
 

@@ -42,12 +42,13 @@ class ConvPlanCache {
   // Scratch bytes the plan for (op, d) needs, building and caching the plan if needed. Assumes
   // 16-byte aligned tensors (any cudaMalloc'd or caching-allocator block); the second form takes
   // the three pointers the launcher will bind, in the launcher's order. A cache miss under
-  // ConvPolicy::autotune times the candidates on the handle's stream: pass the stream the
-  // convolutions will run on as `stream` (the handle is set to it; null leaves the handle as it is).
+  // ConvPolicy::autotune times the candidates on `stream`, the stream the convolutions will run
+  // on: the handle is set to it (null is the legacy default stream, as for cudnnSetStream). It is
+  // required, not defaulted: a handle left on another context's, or a destroyed, stream would
+  // have autotuning allocate and time there.
+  std::size_t workspace_bytes(cudnnContext* handle, ConvOp op, const Conv2dDesc& d, cudaStream_t stream);
   std::size_t workspace_bytes(cudnnContext* handle, ConvOp op, const Conv2dDesc& d,
-                              cudaStream_t stream = nullptr);
-  std::size_t workspace_bytes(cudnnContext* handle, ConvOp op, const Conv2dDesc& d,
-                              const void* a, const void* b, const void* c, cudaStream_t stream = nullptr);
+                              const void* a, const void* b, const void* c, cudaStream_t stream);
 
   std::size_t size() const noexcept;  // plans cached
   std::size_t hits() const noexcept;  // lookups answered from the cache

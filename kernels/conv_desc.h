@@ -41,8 +41,10 @@ struct Conv2dDesc {
 };
 
 // Raises kestrel::Error naming the bad field: non-positive sizes, negative padding, non-positive
-// stride or dilation, an empty output, a dtype other than fp32/bf16, or element counts beyond
-// what 32-bit cuDNN indexing and 64-bit byte sizes allow.
+// stride or dilation, an empty output, a dtype other than fp32/bf16, or element counts whose
+// byte sizes or flattened int64 indices could overflow (about 2.5e17). Tensors past 2^31
+// elements pass: whether cuDNN has an engine for one is cuDNN's to say, and without one the
+// plan build raises "no working engine" naming the desc.
 void validate(const Conv2dDesc& d);
 
 // "conv2d n=8 c=16 h=32 w=32 k=16 r=3 s=3 pad=1x1 stride=1x1 dil=1x1 bf16 nhwc" for messages.

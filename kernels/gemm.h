@@ -3,8 +3,8 @@
 //
 // fp32: CUBLAS_COMPUTE_32F, exact fp32 (no TF32) unless allow_tf32 (then COMPUTE_32F_FAST_TF32).
 // bf16: CUBLAS_COMPUTE_32F, fp32 accumulation, result rounded to bf16. alpha and beta are host
-// floats. The handle's stream is set to `stream`, its math mode to default and its pointer mode
-// to host. Raises kestrel::Error before any launch for invalid arguments.
+// floats. The handle's stream is set to `stream`, its math mode to CUBLAS_DEFAULT_MATH |
+// CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION and its pointer mode to host. Raises kestrel::Error before any launch for invalid arguments.
 //
 // Workspace: the first form lets cuBLAS use its default workspace pool (cuBLAS may allocate for it,
 // also while a CUDA Graph is being captured). The second form hands cuBLAS `workspace`

@@ -171,7 +171,7 @@ void softmax_cross_entropy(const void* logits, DType dtype, const std::int32_t* 
                            std::int64_t n, std::int64_t k, float label_smoothing, float* loss,
                            void* dlogits, const float* dloss_scale, void* workspace,
                            cudaStream_t stream) {
-  loss_detail::check_cross_entropy(dtype, n, k, label_smoothing);
+  loss_detail::check_cross_entropy(logits, dlogits, dtype, n, k, label_smoothing);
   cuda_detail::check_workspace(workspace, "softmax_cross_entropy", "softmax_cross_entropy_workspace_bytes");
   KESTREL_CHECK(labels != nullptr && loss != nullptr && logits != nullptr,
                 "softmax_cross_entropy: null logits, labels or loss pointer");

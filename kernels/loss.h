@@ -30,7 +30,8 @@ std::size_t softmax_cross_entropy_workspace_bytes(std::int64_t n, std::int64_t k
 // + eps / k, eps = label_smoothing in [0, 1) (PyTorch also takes 1, which ignores the labels).
 // loss is one float in device memory (overwritten).
 // dlogits (may be null; same dtype as logits): (softmax - t) * (scale / n), scale = *dloss_scale
-// (device memory, read when the kernel runs) or 1 when dloss_scale is null. n, k >= 1.
+// (device memory, read when the kernel runs) or 1 when dloss_scale is null. n, k >= 1. dlogits
+// overlapping logits is refused (kestrel::Error), by the CPU twin too.
 // workspace: at least softmax_cross_entropy_workspace_bytes(n, k) device bytes.
 void softmax_cross_entropy(const void* logits, DType dtype, const std::int32_t* labels,
                            std::int64_t n, std::int64_t k, float label_smoothing, float* loss,

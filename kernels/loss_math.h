@@ -78,11 +78,18 @@ inline void check_rows(const char* op, DType dtype, std::int64_t rows, std::int6
                 cols);
 }
 
-inline void check_cross_entropy(DType dtype, std::int64_t n, std::int64_t k, float eps) {
+// The arguments both softmax_cross_entropy launchers check. dlogits may not overlap logits at
+// all: on the GPU a warp's lanes store gradients while one lane still reads the label's logit.
+inline void check_cross_entropy(const void* logits, const void* dlogits, DType dtype, std::int64_t n,
+                                std::int64_t k, float eps) {
   check_rows("softmax_cross_entropy", dtype, n, k);
   KESTREL_CHECK(n >= 1, "softmax_cross_entropy: the batch mean needs n >= 1, got ", n);
   KESTREL_CHECK(eps >= 0.f && eps < 1.f, "softmax_cross_entropy: label_smoothing must be in [0, 1), got ",
                 eps);
+  const std::size_t bytes = static_cast<std::size_t>(n * k) * dtype_size(dtype);
+  KESTREL_CHECK(dlogits == nullptr || !element_io::ranges_overlap(logits, bytes, dlogits, bytes),
+                "softmax_cross_entropy: dlogits (at ", dlogits, ") overlaps logits (at ", logits,
+                "); the gradient needs a buffer of its own");
 }
 
 }  // namespace kestrel::loss_detail

@@ -47,7 +47,7 @@ std::size_t softmax_cross_entropy_workspace_bytes(std::int64_t, std::int64_t) { 
 void softmax_cross_entropy(const void* logits, DType dtype, const std::int32_t* labels,
                            std::int64_t n, std::int64_t k, float label_smoothing, float* loss,
                            void* dlogits, const float* dloss_scale, void*) {
-  loss_detail::check_cross_entropy(dtype, n, k, label_smoothing);
+  loss_detail::check_cross_entropy(logits, dlogits, dtype, n, k, label_smoothing);
   check_labels("softmax_cross_entropy", labels, n, k);
   const float coef = (dloss_scale ? *dloss_scale : 1.f) / static_cast<float>(n);
   double total = 0.0;

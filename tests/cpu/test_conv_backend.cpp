@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "error_text.h"
 #include "kestrel/core/error.h"
 #include "kestrel/kernels/conv.h"
 #include "kestrel/kernels/conv_backend_internal.h"
@@ -189,10 +190,12 @@ TEST(ConvBackend, PlanCacheConstructsWithoutAGpuAndRejectsANullHandle) {
   EXPECT_EQ(cache.hits(), 0u);
   EXPECT_TRUE(cache.policy().deterministic);
   const Conv2dDesc d = desc(16, 16, 3, 1, 1, 1);
-  EXPECT_THROW(cache.workspace_bytes(nullptr, ConvOp::kForward, d), kestrel::Error);
+  const std::string what =
+      kestrel::testing::error_of([&] { cache.workspace_bytes(nullptr, ConvOp::kForward, d, nullptr); });
+  EXPECT_NE(what.find("the cuDNN handle is null"), std::string::npos) << what;
   Conv2dDesc bad = d;
   bad.stride_h = 0;
-  EXPECT_THROW(cache.workspace_bytes(nullptr, ConvOp::kForward, bad), kestrel::Error);
+  EXPECT_THROW(cache.workspace_bytes(nullptr, ConvOp::kForward, bad, nullptr), kestrel::Error);
   EXPECT_EQ(cache.size(), 0u);
 }
 

@@ -12,6 +12,7 @@
 
 #include "kestrel/core/error.h"
 #include "kestrel/kernels/cpu/loss.h"
+#include "error_text.h"
 #include "storage_buffer.h"
 #include "test_support.h"
 
@@ -196,6 +197,31 @@ TEST(CpuSoftmaxCrossEntropy, RejectsBadArguments) {
   EXPECT_THROW(call(DType::kFloat32, 2, 0, 0.f), kestrel::Error);
   EXPECT_THROW(call(DType::kInt32, 2, 3, 0.f), kestrel::Error);
   EXPECT_NO_THROW(call(DType::kFloat32, 2, 3, 0.f));
+}
+
+TEST(CpuSoftmaxCrossEntropy, RefusesAGradientBufferOverlappingTheLogits) {
+  // The CUDA kernel cannot run in place (a warp stores gradients while one lane still reads the
+  // label's logit), so both launchers refuse any overlap, and a refusal writes nothing.
+  std::mt19937 gen(5);
+  std::uniform_real_distribution<float> dist(-2.f, 2.f);
+  std::vector<float> z(12);  // 2 rows of 3 logits, then room for a gradient beside them
+  for (float& v : z) v = dist(gen);
+  const std::vector<float> before = z;
+  const std::vector<std::int32_t> labels = {2, 0};
+  float loss = 123.f;
+  for (std::size_t shift : {0, 1, 3, 5}) {  // in place, partial, and ending inside the logits
+    const std::string what = kestrel::testing::error_of([&] {
+      kestrel::cpu::softmax_cross_entropy(z.data(), DType::kFloat32, labels.data(), 2, 3, 0.f, &loss,
+                                          z.data() + shift, nullptr, nullptr);
+    });
+    EXPECT_NE(what.find("dlogits"), std::string::npos) << "shift " << shift << ": " << what;
+    EXPECT_NE(what.find("overlaps logits"), std::string::npos) << what;
+  }
+  EXPECT_EQ(loss, 123.f);
+  EXPECT_TRUE(kestrel::testing::bit_equal(z, before));
+  EXPECT_NO_THROW(kestrel::cpu::softmax_cross_entropy(z.data(), DType::kFloat32, labels.data(), 2, 3, 0.f,
+                                                      &loss, z.data() + 6, nullptr, nullptr))
+      << "adjacent, not overlapping";
 }
 
 TEST(CpuSoftmax, ForwardAndBackwardMatchDoubleReference) {

@@ -78,9 +78,9 @@ void run_cpu(ConvOp op, const Conv2dDesc& d, const void* a, const void* b, void*
 void run_gpu(kestrel::Context& ctx, ConvOp op, const Conv2dDesc& d, const void* a, const void* b,
              void* out) {
   auto& cache = ctx.conv_plans();
-  const std::size_t bytes = cache.workspace_bytes(ctx.cudnn(), op, d, a, b, out);
-  void* ws = ctx.workspace(bytes);
   cudaStream_t s = static_cast<cudaStream_t>(ctx.stream().handle());
+  const std::size_t bytes = cache.workspace_bytes(ctx.cudnn(), op, d, a, b, out, s);
+  void* ws = ctx.workspace(bytes);
   if (op == ConvOp::kForward)
     kestrel::cuda::conv2d_forward(cache, ctx.cudnn(), d, a, b, out, ws, bytes, s);
   if (op == ConvOp::kBackwardData)
@@ -173,7 +173,9 @@ TEST(CudaConv, ZeroWorkspaceLimitFindsAnEngineOrSaysSo) {
     for (ConvOp op : kOps) {
       d.layout = Layout::kNHWC;
       try {
-        EXPECT_EQ(ctx.conv_plans().workspace_bytes(ctx.cudnn(), op, d), 0u);
+        EXPECT_EQ(ctx.conv_plans().workspace_bytes(ctx.cudnn(), op, d,
+                                                   static_cast<cudaStream_t>(ctx.stream().handle())),
+                  0u);
         compare_with_twin(ctx, op, d, 5, 1e-5);
         ++built;
       } catch (const kestrel::Error& e) {
@@ -268,7 +270,7 @@ TEST(CudaConv, ErrorsComeBeforeAnyLaunch) {
       y(static_cast<std::size_t>(d.y_elements()) * 4);
   auto& cache = ctx.conv_plans();
   cudaStream_t s = static_cast<cudaStream_t>(ctx.stream().handle());
-  const std::size_t need = cache.workspace_bytes(ctx.cudnn(), ConvOp::kBackwardFilter, d);
+  const std::size_t need = cache.workspace_bytes(ctx.cudnn(), ConvOp::kBackwardFilter, d, s);
   if (need > 0) {
     DeviceBuffer ws(need);
     EXPECT_THROW(kestrel::cuda::conv2d_backward_filter(cache, ctx.cudnn(), d, x.get(), y.get(),
