@@ -49,6 +49,10 @@ TEST(CpuGradClip, CoefficientIsTheClampedRatioOfMaxNormToNorm) {
   const float inf = std::numeric_limits<float>::infinity();
   EXPECT_NEAR(clip_coefficient(25.f, 1.f), 1.0 / (5.0 + 1e-6), 1e-7);     // norm 5 -> 1
   EXPECT_NEAR(clip_coefficient(1e6f, 2.5f), 2.5 / (1000.0 + 1e-6), 1e-9);  // norm 1000 -> 2.5
+  // At small norms the 1e-6 is added to the norm, not to the sum of squares (PyTorch's
+  // max_norm / (total_norm + 1e-6)): norm 1e-6 -> 0.05, norm 1e-3 -> 1e-4 / 1.001e-3.
+  EXPECT_NEAR(clip_coefficient(1e-12f, 1e-7f), 1e-7 / (1e-6 + 1e-6), 1e-7);
+  EXPECT_NEAR(clip_coefficient(1e-6f, 1e-4f), 1e-4 / (1e-3 + 1e-6), 1e-7);
   EXPECT_EQ(clip_coefficient(0.25f, 1.f), 1.f);  // norm 0.5: under the limit, unchanged
   EXPECT_EQ(clip_coefficient(0.f, 1.f), 1.f);    // zero gradients stay zero
   EXPECT_EQ(clip_coefficient(inf, 1.f), 0.f);    // PyTorch: max_norm / inf = 0
