@@ -10,6 +10,7 @@
 #include "kestrel/core/error.h"
 #include "kestrel/core/hd.h"
 #include "kestrel/core/layout.h"
+#include "kestrel/kernels/element_io.h"
 #include "kestrel/kernels/philox.h"
 
 namespace kestrel {
@@ -98,6 +99,7 @@ inline void check_augment(std::int64_t num_images, std::int64_t n, DType out_dty
   if (n == 0) return;
   KESTREL_CHECK(dataset != nullptr && indices != nullptr && out != nullptr,
                 "augment_batch: dataset, indices and out must not be null");
+  element_io::check_element_aligned("augment_batch", out, out_dtype);
   KESTREL_CHECK(labels_out == nullptr || labels_in != nullptr,
                 "augment_batch: labels_out needs labels_in");
 }

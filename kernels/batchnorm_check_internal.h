@@ -61,6 +61,7 @@ inline void check_training_forward(const void* x, const void* residual, const vo
   KESTREL_CHECK(d.n * d.hw > 1, fn, ": Expected more than 1 value per channel when training, "
                 "got n=", d.n, " hw=", d.hw);
   KESTREL_CHECK(x != nullptr && y != nullptr, fn, ": x and y are required");
+  element_io::check_elements_aligned(fn, dtype, {x, residual, y});
   KESTREL_CHECK(save_mean != nullptr && save_invstd != nullptr, fn,
                 ": save_mean and save_invstd are required");
   KESTREL_CHECK((running_mean == nullptr) == (running_var == nullptr), fn,
@@ -75,6 +76,7 @@ inline void check_inference_forward(const void* x, const void* residual, const v
   check_eps(fn, eps);
   check_activation(fn, act, residual, "residual");
   KESTREL_CHECK(x != nullptr && y != nullptr, fn, ": x and y are required");
+  element_io::check_elements_aligned(fn, dtype, {x, residual, y});
   KESTREL_CHECK(running_mean != nullptr && running_var != nullptr, fn,
                 ": running_mean and running_var are required");
 }
@@ -87,6 +89,7 @@ inline void check_apply(const void* x, const void* residual, const void* y, DTyp
   check_dims(fn, d, dtype);
   check_activation(fn, act, residual, "residual");
   KESTREL_CHECK(x != nullptr && y != nullptr, fn, ": x and y are required");
+  element_io::check_elements_aligned(fn, dtype, {x, residual, y});
   KESTREL_CHECK(save_mean != nullptr && save_invstd != nullptr, fn,
                 ": save_mean and save_invstd are required");
 }
@@ -101,6 +104,7 @@ inline void check_backward(const void* dy, const void* x, const void* y, DType d
   KESTREL_CHECK(dy != nullptr && x != nullptr && dx != nullptr, fn, ": dy, x and dx are required");
   KESTREL_CHECK(y != nullptr || act == BnActivation::kNone, fn,
                 ": y (the forward output) is required for the ReLU variants");
+  element_io::check_elements_aligned(fn, dtype, {dy, x, y, dx, dresidual});
   KESTREL_CHECK(save_mean != nullptr && save_invstd != nullptr, fn,
                 ": save_mean and save_invstd are required");
 }

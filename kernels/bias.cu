@@ -67,8 +67,7 @@ __global__ void __launch_bounds__(kThreads)
 
 void add(const char* what, void* y, const float* bias, DType dtype, std::int64_t n,
          std::int64_t c, std::int64_t hw, Layout layout, cudaStream_t stream) {
-  element_io::check_float_or_bf16(dtype, what);
-  bias_detail::check_sizes(what, n, c, hw, y, bias);
+  bias_detail::check_args(what, dtype, n, c, hw, y, bias);
   const std::int64_t total = n * c * hw;
   if (total == 0) return;
   const std::int64_t inner = bias_detail::inner_of(layout, hw);
@@ -82,8 +81,7 @@ void add(const char* what, void* y, const float* bias, DType dtype, std::int64_t
 
 void sums(const char* what, const void* dy, float* dbias, DType dtype, std::int64_t n,
           std::int64_t c, std::int64_t hw, Layout layout, cudaStream_t stream) {
-  element_io::check_float_or_bf16(dtype, what);
-  bias_detail::check_sizes(what, n, c, hw, dy, dbias);
+  bias_detail::check_args(what, dtype, n, c, hw, dy, dbias);
   if (c == 0) return;
   element_io::dispatch_float_or_bf16(dtype, what, [&](auto tag) {
     using T = decltype(tag);

@@ -7,6 +7,7 @@
 #include "kestrel/core/error.h"
 #include "kestrel/core/hd.h"
 #include "kestrel/core/layout.h"
+#include "kestrel/kernels/element_io.h"
 
 namespace kestrel::bias_detail {
 
@@ -23,9 +24,11 @@ inline std::int64_t inner_of(Layout layout, std::int64_t hw) {
   return layout == Layout::kNCHW ? hw : 1;
 }
 
-// Host: sizes non-negative and n*c*hw representable; pointers present when there is data.
-inline void check_sizes(const char* what, std::int64_t n, std::int64_t c, std::int64_t hw,
-                        const void* data, const void* bias) {
+// Host: dtype fp32 or bf16, sizes non-negative and n*c*hw representable; pointers present when
+// there is data, and `data` aligned to an element of `dtype`.
+inline void check_args(const char* what, DType dtype, std::int64_t n, std::int64_t c, std::int64_t hw,
+                       const void* data, const void* bias) {
+  element_io::check_float_or_bf16(dtype, what);
   KESTREL_CHECK(n >= 0 && c >= 0 && hw >= 0, what, ": sizes must be >= 0, got n=", n, " c=", c,
                 " hw=", hw);
   const std::int64_t max = std::numeric_limits<std::int64_t>::max() / 16;
@@ -34,6 +37,7 @@ inline void check_sizes(const char* what, std::int64_t n, std::int64_t c, std::i
   if (c == 0) return;
   KESTREL_CHECK(bias != nullptr, what, ": bias is a null pointer");
   KESTREL_CHECK(n * hw == 0 || data != nullptr, what, ": data is a null pointer");
+  element_io::check_element_aligned(what, data, dtype);
 }
 
 }  // namespace kestrel::bias_detail

@@ -102,7 +102,7 @@ template <typename F>
 void dispatch(const char* what, const void* x, const void* y, std::int64_t n, DType dtype,
               const DropoutParams& p, F&& f) {
   const Plan resolved = plan(p);
-  element_io::check_buffers(what, n, {x, y});
+  element_io::check_buffers(what, n, dtype, {x, y});
   element_io::dispatch_floating(dtype, what, [&](auto tag) {
     if (n > 0) f(tag, resolved);
   });

@@ -6,7 +6,9 @@
 // - load(p, i) / store(p, i, v): element i of a typed buffer.
 // - dispatch_floating(dtype, what, f): host only; calls f(T{}) with T the storage type of
 //   `dtype` (float, bfloat16, float16) and raises kestrel::Error for any other dtype.
-// - check_buffers(what, n, {pointers}): host only; raises for n < 0 or a null pointer (n > 0).
+// - check_buffers(what, n, dtype, {pointers}): host only; raises for n < 0, or (n > 0) for a
+//   null pointer or one not aligned to an element of `dtype` (check_element_aligned).
+// - check_elements_aligned(what, dtype, {pointers}): host only; the alignment alone.
 // - check_cast_buffers(what, x, from, y, to, n): host only; raises when a cast would write over
 //   its own source: any overlap between dtypes of different sizes, a partial one between equal
 //   sizes (exactly in place is fine: each element is read before it is written).
@@ -59,15 +61,33 @@ void dispatch_floating(DType dtype, const char* what, F&& f) {
   KESTREL_FAIL(what, ": needs fp32, bf16 or fp16 data, got ", dtype_name(dtype));
 }
 
+// Host: raises unless `p` sits on a boundary of `dtype`'s element size. Both twins access
+// elements through typed pointers: on the GPU a misaligned access faults, and that fault is
+// sticky (every later call on the CUDA context fails), so the misaligned pointer is refused first.
+inline void check_element_aligned(const char* what, const void* p, DType dtype) {
+  const std::size_t size = dtype_size(dtype);
+  if (size <= 1) return;  // bytes, or an unknown dtype (0) that the dtype checks name
+  KESTREL_CHECK(reinterpret_cast<std::uintptr_t>(p) % size == 0, what, ": ", dtype_name(dtype), " data at ", p,
+                " is not aligned to its ", size, "-byte elements");
+}
+
+// check_element_aligned for each pointer (null ones pass: the callers say which are required).
+inline void check_elements_aligned(const char* what, DType dtype, std::initializer_list<const void*> pointers) {
+  for (const void* p : pointers) check_element_aligned(what, p, dtype);
+}
+
 template <typename Pointers>
-void check_buffers(const char* what, std::int64_t n, const Pointers& pointers) {
+void check_buffers(const char* what, std::int64_t n, DType dtype, const Pointers& pointers) {
   KESTREL_CHECK(n >= 0, what, ": negative element count ", n);
   if (n == 0) return;
-  for (const void* p : pointers) KESTREL_CHECK(p != nullptr, what, ": null data pointer");
+  for (const void* p : pointers) {
+    KESTREL_CHECK(p != nullptr, what, ": null data pointer");
+    check_element_aligned(what, p, dtype);
+  }
 }
-inline void check_buffers(const char* what, std::int64_t n,
+inline void check_buffers(const char* what, std::int64_t n, DType dtype,
                           std::initializer_list<const void*> pointers) {
-  check_buffers<std::initializer_list<const void*>>(what, n, pointers);
+  check_buffers<std::initializer_list<const void*>>(what, n, dtype, pointers);
 }
 
 // Whether the byte ranges [a, a + a_bytes) and [b, b + b_bytes) overlap (host only).

@@ -1,5 +1,6 @@
 #include "kestrel/core/error.h"
 #include "kestrel/kernels/fill.h"
+#include "kestrel/kernels/element_io.h"
 #include "kestrel/kernels/fill_math.h"
 #include "kestrel/kernels/launch_internal.cuh"
 
@@ -24,7 +25,7 @@ __global__ void fill_kernel(void* out, DType dtype, std::int64_t n, FillKind kin
 void launch(void* out, DType dtype, std::int64_t n, FillKind kind, std::uint64_t seed,
             std::uint64_t offset, float a, float b, cudaStream_t stream) {
   KESTREL_CHECK(is_floating(dtype), "fill needs a floating dtype, got ", dtype_name(dtype));
-  KESTREL_CHECK(n >= 0, "fill: negative element count ", n);
+  element_io::check_buffers("fill", n, dtype, {out});
   if (n == 0) return;
   fill_kernel<<<cuda_detail::grid_for(n, kThreads), kThreads, 0, stream>>>(out, dtype, n, kind, seed,
                                                                            offset, a, b);

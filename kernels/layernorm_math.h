@@ -90,6 +90,7 @@ inline void check_forward(const void* x, const void* y, DType dtype, std::int64_
   KESTREL_CHECK(eps > 0.f && std::isfinite(eps),
                 "layernorm_forward: eps must be positive and finite, got ", eps);
   KESTREL_CHECK(x != nullptr && y != nullptr, "layernorm_forward: x and y are required");
+  element_io::check_elements_aligned("layernorm_forward", dtype, {x, y});
 }
 
 inline void check_backward(const void* dy, const void* x, DType dtype, std::int64_t rows,
@@ -98,6 +99,7 @@ inline void check_backward(const void* dy, const void* x, DType dtype, std::int6
   check_shape("layernorm_backward", rows, cols, dtype);
   KESTREL_CHECK(dy != nullptr && x != nullptr && dx != nullptr,
                 "layernorm_backward: dy, x and dx are required");
+  element_io::check_elements_aligned("layernorm_backward", dtype, {dy, x, dx});
   KESTREL_CHECK(save_mean != nullptr && save_rstd != nullptr,
                 "layernorm_backward: save_mean and save_rstd are required");
 }

@@ -27,6 +27,7 @@ inline void check_args(const void* x, const void* y, DType dtype, std::int64_t n
   const std::int64_t total = n * c * h * w;
   if (total == 0) return;
   KESTREL_CHECK(x != nullptr && y != nullptr, "layout conversion: null data pointer");
+  element_io::check_elements_aligned("layout conversion", dtype, {x, y});
   const auto bytes = static_cast<std::size_t>(total) * dtype_size(dtype);
   KESTREL_CHECK(!element_io::ranges_overlap(x, bytes, y, bytes), "layout conversion: source (", x,
                 ") and destination (", y, ") overlap; it cannot run in place");

@@ -171,10 +171,8 @@ void softmax_cross_entropy(const void* logits, DType dtype, const std::int32_t* 
                            std::int64_t n, std::int64_t k, float label_smoothing, float* loss,
                            void* dlogits, const float* dloss_scale, void* workspace,
                            cudaStream_t stream) {
-  loss_detail::check_cross_entropy(logits, dlogits, dtype, n, k, label_smoothing);
+  loss_detail::check_cross_entropy(logits, labels, loss, dlogits, dtype, n, k, label_smoothing);
   cuda_detail::check_workspace(workspace, "softmax_cross_entropy", "softmax_cross_entropy_workspace_bytes");
-  KESTREL_CHECK(labels != nullptr && loss != nullptr && logits != nullptr,
-                "softmax_cross_entropy: null logits, labels or loss pointer");
   float* row_loss = static_cast<float*>(workspace);
   void* cub_temp = static_cast<char*>(workspace) + row_loss_bytes(n);
   cross_entropy_rows_kernel<<<row_blocks(n), kThreads, 0, stream>>>(
@@ -187,7 +185,7 @@ void softmax_cross_entropy(const void* logits, DType dtype, const std::int32_t* 
 
 void softmax_forward(const void* x, void* y, DType dtype, std::int64_t rows, std::int64_t cols,
                      cudaStream_t stream) {
-  loss_detail::check_rows("softmax_forward", dtype, rows, cols);
+  loss_detail::check_rows("softmax_forward", dtype, rows, cols, {x, y});
   if (rows == 0) return;
   softmax_forward_kernel<<<row_blocks(rows), kThreads, 0, stream>>>(x, y, dtype, rows, cols);
   KESTREL_CUDA_CHECK_LAUNCH();
@@ -195,7 +193,7 @@ void softmax_forward(const void* x, void* y, DType dtype, std::int64_t rows, std
 
 void softmax_backward(const void* dy, const void* y, void* dx, DType dtype, std::int64_t rows,
                       std::int64_t cols, cudaStream_t stream) {
-  loss_detail::check_rows("softmax_backward", dtype, rows, cols);
+  loss_detail::check_rows("softmax_backward", dtype, rows, cols, {dy, y, dx});
   if (rows == 0) return;
   softmax_backward_kernel<<<row_blocks(rows), kThreads, 0, stream>>>(dy, y, dx, dtype, rows, cols);
   KESTREL_CUDA_CHECK_LAUNCH();
@@ -203,7 +201,7 @@ void softmax_backward(const void* dy, const void* y, void* dx, DType dtype, std:
 
 void count_correct(const void* logits, DType dtype, const std::int32_t* labels, std::int64_t n,
                    std::int64_t k, std::int64_t* correct, cudaStream_t stream) {
-  loss_detail::check_rows("count_correct", dtype, n, k);
+  loss_detail::check_rows("count_correct", dtype, n, k, {logits}, {labels, correct});
   if (n == 0) return;
   count_correct_kernel<<<row_blocks(n), kThreads, 0, stream>>>(logits, dtype, labels, n, k, correct);
   KESTREL_CUDA_CHECK_LAUNCH();
@@ -211,7 +209,7 @@ void count_correct(const void* logits, DType dtype, const std::int32_t* labels, 
 
 void argmax_rows(const void* x, DType dtype, std::int64_t rows, std::int64_t cols,
                  std::int32_t* out, cudaStream_t stream) {
-  loss_detail::check_rows("argmax_rows", dtype, rows, cols);
+  loss_detail::check_rows("argmax_rows", dtype, rows, cols, {x}, {out});
   if (rows == 0) return;
   argmax_rows_kernel<<<row_blocks(rows), kThreads, 0, stream>>>(x, dtype, rows, cols, out);
   KESTREL_CUDA_CHECK_LAUNCH();

@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "kestrel/core/dtype.h"
 #include "kestrel/core/error.h"
@@ -70,22 +71,30 @@ struct ArgMaxOp {
 KESTREL_HD ArgMax argmax_identity() { return ArgMax{-INFINITY, INT32_MAX}; }
 
 
-// Host-side argument checks shared by both twins (raise before anything is launched or written).
-inline void check_rows(const char* op, DType dtype, std::int64_t rows, std::int64_t cols) {
+// Host-side argument checks shared by both twins (raise before anything is launched or written):
+// the storage dtype and sizes, then, for rows > 0, `data` (buffers of `dtype`: present and
+// aligned to an element) and `others` (labels, results: present).
+inline void check_rows(const char* op, DType dtype, std::int64_t rows, std::int64_t cols,
+                       std::initializer_list<const void*> data, std::initializer_list<const void*> others = {}) {
   element_io::check_storage_dtype(dtype, op);
   KESTREL_CHECK(rows >= 0, op, ": negative row count ", rows);
   KESTREL_CHECK(cols >= 1 && cols <= INT32_MAX, op, ": column count must be in [1, 2^31), got ",
                 cols);
+  if (rows == 0) return;
+  element_io::check_buffers(op, 1, dtype, data);
+  for (const void* p : others) KESTREL_CHECK(p != nullptr, op, ": null pointer");
 }
 
-// The arguments both softmax_cross_entropy launchers check. dlogits may not overlap logits at
-// all: on the GPU a warp's lanes store gradients while one lane still reads the label's logit.
-inline void check_cross_entropy(const void* logits, const void* dlogits, DType dtype, std::int64_t n,
-                                std::int64_t k, float eps) {
-  check_rows("softmax_cross_entropy", dtype, n, k);
+// The arguments both softmax_cross_entropy launchers check. dlogits (optional) may not overlap
+// logits at all: on the GPU a warp's lanes store gradients while one lane still reads the
+// label's logit.
+inline void check_cross_entropy(const void* logits, const std::int32_t* labels, const float* loss,
+                                const void* dlogits, DType dtype, std::int64_t n, std::int64_t k, float eps) {
+  check_rows("softmax_cross_entropy", dtype, n, k, {logits}, {labels, loss});
   KESTREL_CHECK(n >= 1, "softmax_cross_entropy: the batch mean needs n >= 1, got ", n);
   KESTREL_CHECK(eps >= 0.f && eps < 1.f, "softmax_cross_entropy: label_smoothing must be in [0, 1), got ",
                 eps);
+  element_io::check_element_aligned("softmax_cross_entropy", dlogits, dtype);
   const std::size_t bytes = static_cast<std::size_t>(n * k) * dtype_size(dtype);
   KESTREL_CHECK(dlogits == nullptr || !element_io::ranges_overlap(logits, bytes, dlogits, bytes),
                 "softmax_cross_entropy: dlogits (at ", dlogits, ") overlaps logits (at ", logits,

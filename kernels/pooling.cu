@@ -68,7 +68,7 @@ __global__ void max_pool_backward_kernel(const void* dy, const void* x, void* dx
 
 void global_avg_pool_forward(const void* x, void* y, DType dtype, std::int64_t n, std::int64_t c,
                              std::int64_t hw, Layout layout, cudaStream_t stream) {
-  pooling_detail::check_global_pool("global_avg_pool_forward", dtype, n, c, hw);
+  pooling_detail::check_global_pool("global_avg_pool_forward", dtype, n, c, hw, {x, y});
   if (n * c == 0) return;
   if (layout == Layout::kNCHW) {
     gap_forward_nchw_kernel<<<cuda_detail::grid_for(n * c * kWarp, kThreads), kThreads, 0, stream>>>(
@@ -82,7 +82,7 @@ void global_avg_pool_forward(const void* x, void* y, DType dtype, std::int64_t n
 
 void global_avg_pool_backward(const void* dy, void* dx, DType dtype, std::int64_t n,
                               std::int64_t c, std::int64_t hw, Layout layout, cudaStream_t stream) {
-  pooling_detail::check_global_pool("global_avg_pool_backward", dtype, n, c, hw);
+  pooling_detail::check_global_pool("global_avg_pool_backward", dtype, n, c, hw, {dy, dx});
   const std::int64_t total = n * c * hw;
   if (total == 0) return;
   gap_backward_kernel<<<cuda_detail::grid_for(total, kThreads), kThreads, 0, stream>>>(
@@ -92,7 +92,7 @@ void global_avg_pool_backward(const void* dy, void* dx, DType dtype, std::int64_
 
 void max_pool2x2_forward(const void* x, void* y, DType dtype, std::int64_t n, std::int64_t c,
                          std::int64_t h, std::int64_t w, Layout layout, cudaStream_t stream) {
-  pooling_detail::check_pool("max_pool2x2_forward", dtype, n, c, h, w);
+  pooling_detail::check_pool("max_pool2x2_forward", dtype, n, c, h, w, {x, y});
   const std::int64_t total = n * c * (h / 2) * (w / 2);
   if (total == 0) return;
   max_pool_forward_kernel<<<cuda_detail::grid_for(total, kThreads), kThreads, 0, stream>>>(
@@ -103,7 +103,7 @@ void max_pool2x2_forward(const void* x, void* y, DType dtype, std::int64_t n, st
 void max_pool2x2_backward(const void* dy, const void* x, void* dx, DType dtype, std::int64_t n,
                           std::int64_t c, std::int64_t h, std::int64_t w, Layout layout,
                           cudaStream_t stream) {
-  pooling_detail::check_pool("max_pool2x2_backward", dtype, n, c, h, w);
+  pooling_detail::check_pool("max_pool2x2_backward", dtype, n, c, h, w, {dy, x, dx});
   const std::int64_t total = n * c * h * w;
   if (total == 0) return;
   max_pool_backward_kernel<<<cuda_detail::grid_for(total, kThreads), kThreads, 0, stream>>>(

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "kestrel/core/dtype.h"
 #include "kestrel/core/error.h"
@@ -60,17 +61,19 @@ KESTREL_HD float max_pool_dx(const void* dy, const void* x, DType dtype, Layout 
   return element_io::load_float(dy, dtype, element_io::offset4(layout, at.n, at.c, oy, ox, C, OH, OW));
 }
 
-// Host-side argument checks shared by both twins.
+// Host-side argument checks shared by both twins: the dtype and sizes, then the data pointers
+// (present and aligned to an element of `dtype`) when the call touches any element.
 inline void check_pool(const char* op, DType dtype, std::int64_t n, std::int64_t c, std::int64_t h,
-                       std::int64_t w) {
+                       std::int64_t w, std::initializer_list<const void*> data) {
   element_io::check_storage_dtype(dtype, op);
   KESTREL_CHECK(n >= 0 && c >= 0 && h >= 0 && w >= 0, op, ": negative size in [", n, ", ", c, ", ",
                 h, ", ", w, "]");
+  element_io::check_buffers(op, n * c * h * w, dtype, data);
 }
 
 inline void check_global_pool(const char* op, DType dtype, std::int64_t n, std::int64_t c,
-                              std::int64_t hw) {
-  check_pool(op, dtype, n, c, hw, 1);
+                              std::int64_t hw, std::initializer_list<const void*> data) {
+  check_pool(op, dtype, n, c, hw, 1, data);
   KESTREL_CHECK(hw >= 1, op, ": the spatial size hw must be >= 1, got ", hw);
 }
 

@@ -41,7 +41,7 @@ bool prepare(const char* op, std::int64_t n, Out* out, void* workspace, std::siz
 }  // namespace
 
 std::size_t reduce_workspace_bytes(std::int64_t n) {
-  reduce_detail::check_reduce("reduce_workspace_bytes", n);
+  KESTREL_CHECK(n >= 0, "reduce_workspace_bytes: negative element count ", n);
   const reduce_detail::NonFinite16 f16 = reduce_detail::nonfinite16(DType::kBFloat16);
   return std::max({sum_bytes(n), transform_reduce_bytes<float, float>(n, reduce_detail::Square{}),
                    transform_reduce_bytes<float, std::int32_t>(n, reduce_detail::NonFiniteF32{}),
@@ -50,7 +50,7 @@ std::size_t reduce_workspace_bytes(std::int64_t n) {
 
 void sum(const float* x, std::int64_t n, float* out, void* workspace, std::size_t workspace_bytes,
          cudaStream_t stream) {
-  reduce_detail::check_reduce("sum", n);
+  reduce_detail::check_reduce("sum", n, x, DType::kFloat32, out);
   std::size_t need = n > 0 ? sum_bytes(n) : 0;
   if (!prepare("sum", n, out, workspace, workspace_bytes, need, stream)) return;
   KESTREL_CUDA_CHECK(cub::DeviceReduce::Sum(workspace, need, x, out, n, stream));
@@ -58,7 +58,7 @@ void sum(const float* x, std::int64_t n, float* out, void* workspace, std::size_
 
 void sum_squares(const float* x, std::int64_t n, float* out, void* workspace,
                  std::size_t workspace_bytes, cudaStream_t stream) {
-  reduce_detail::check_reduce("sum_squares", n);
+  reduce_detail::check_reduce("sum_squares", n, x, DType::kFloat32, out);
   std::size_t need = n > 0 ? transform_reduce_bytes<float, float>(n, reduce_detail::Square{}) : 0;
   if (!prepare("sum_squares", n, out, workspace, workspace_bytes, need, stream)) return;
   KESTREL_CUDA_CHECK(cub::DeviceReduce::TransformReduce(workspace, need, x, out, n, Plus{},
@@ -67,7 +67,7 @@ void sum_squares(const float* x, std::int64_t n, float* out, void* workspace,
 
 void count_nonfinite(const void* x, DType dtype, std::int64_t n, std::int32_t* out,
                      void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
-  reduce_detail::check_count_nonfinite(dtype, n);
+  reduce_detail::check_count_nonfinite(x, dtype, n, out);
   if (dtype == DType::kFloat32) {
     std::size_t need = n > 0 ? transform_reduce_bytes<float, std::int32_t>(n, reduce_detail::NonFiniteF32{}) : 0;
     if (!prepare("count_nonfinite", n, out, workspace, workspace_bytes, need, stream)) return;

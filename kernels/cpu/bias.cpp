@@ -9,8 +9,7 @@ namespace kestrel::cpu {
 namespace {
 void add(const char* what, void* y, const float* bias, DType dtype, std::int64_t n,
          std::int64_t c, std::int64_t hw, Layout layout) {
-  element_io::check_float_or_bf16(dtype, what);
-  bias_detail::check_sizes(what, n, c, hw, y, bias);
+  bias_detail::check_args(what, dtype, n, c, hw, y, bias);
   const std::int64_t total = n * c * hw, inner = bias_detail::inner_of(layout, hw);
   for (std::int64_t i = 0; i < total; ++i) {
     const float b = bias[bias_detail::channel_of(i, c, inner)];
@@ -20,8 +19,7 @@ void add(const char* what, void* y, const float* bias, DType dtype, std::int64_t
 
 void sums(const char* what, const void* dy, float* dbias, DType dtype, std::int64_t n,
           std::int64_t c, std::int64_t hw, Layout layout) {
-  element_io::check_float_or_bf16(dtype, what);
-  bias_detail::check_sizes(what, n, c, hw, dy, dbias);
+  bias_detail::check_args(what, dtype, n, c, hw, dy, dbias);
   const std::int64_t total = n * c * hw, inner = bias_detail::inner_of(layout, hw);
   std::vector<double> acc(static_cast<std::size_t>(c), 0.0);
   for (std::int64_t i = 0; i < total; ++i)

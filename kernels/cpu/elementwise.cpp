@@ -24,8 +24,8 @@ void map_all(const std::array<const void*, kIn>& in, const std::array<void*, kOu
 template <int kIn, int kOut, typename Op>
 void run(const char* what, const std::array<const void*, kIn>& in,
          const std::array<void*, kOut>& out, std::int64_t n, DType dtype, const Op& op) {
-  element_io::check_buffers(what, n, in);
-  element_io::check_buffers(what, n, out);
+  element_io::check_buffers(what, n, dtype, in);
+  element_io::check_buffers(what, n, dtype, out);
   dispatch_floating(dtype, what, [&](auto tag) {
     using T = decltype(tag);
     map_all<T, T, kIn, kOut>(in, out, n, op);
@@ -76,7 +76,8 @@ void tanh_backward(const void* dy, const void* y, void* dx, std::int64_t n, DTyp
 }
 
 void cast(const void* x, DType from, void* y, DType to, std::int64_t n) {
-  element_io::check_buffers("cast", n, {x, y});
+  element_io::check_buffers("cast", n, from, {x});
+  element_io::check_buffers("cast", n, to, {y});
   element_io::check_cast_buffers("cast", x, from, y, to, n);
   dispatch_floating(from, "cast (source)", [&](auto src) {
     dispatch_floating(to, "cast (destination)", [&](auto dst) {

@@ -47,7 +47,7 @@ std::size_t softmax_cross_entropy_workspace_bytes(std::int64_t, std::int64_t) { 
 void softmax_cross_entropy(const void* logits, DType dtype, const std::int32_t* labels,
                            std::int64_t n, std::int64_t k, float label_smoothing, float* loss,
                            void* dlogits, const float* dloss_scale, void*) {
-  loss_detail::check_cross_entropy(logits, dlogits, dtype, n, k, label_smoothing);
+  loss_detail::check_cross_entropy(logits, labels, loss, dlogits, dtype, n, k, label_smoothing);
   check_labels("softmax_cross_entropy", labels, n, k);
   const float coef = (dloss_scale ? *dloss_scale : 1.f) / static_cast<float>(n);
   double total = 0.0;
@@ -66,7 +66,7 @@ void softmax_cross_entropy(const void* logits, DType dtype, const std::int32_t* 
 }
 
 void softmax_forward(const void* x, void* y, DType dtype, std::int64_t rows, std::int64_t cols) {
-  loss_detail::check_rows("softmax_forward", dtype, rows, cols);
+  loss_detail::check_rows("softmax_forward", dtype, rows, cols, {x, y});
   for (std::int64_t i = 0; i < rows; ++i) {
     const RowStats s = row_stats(x, dtype, i, cols);
     for (std::int64_t j = 0; j < cols; ++j)
@@ -77,7 +77,7 @@ void softmax_forward(const void* x, void* y, DType dtype, std::int64_t rows, std
 
 void softmax_backward(const void* dy, const void* y, void* dx, DType dtype, std::int64_t rows,
                       std::int64_t cols) {
-  loss_detail::check_rows("softmax_backward", dtype, rows, cols);
+  loss_detail::check_rows("softmax_backward", dtype, rows, cols, {dy, y, dx});
   for (std::int64_t i = 0; i < rows; ++i) {
     double dot = 0.0;
     for (std::int64_t j = 0; j < cols; ++j)
@@ -93,7 +93,7 @@ void softmax_backward(const void* dy, const void* y, void* dx, DType dtype, std:
 
 void count_correct(const void* logits, DType dtype, const std::int32_t* labels, std::int64_t n,
                    std::int64_t k, std::int64_t* correct) {
-  loss_detail::check_rows("count_correct", dtype, n, k);
+  loss_detail::check_rows("count_correct", dtype, n, k, {logits}, {labels, correct});
   check_labels("count_correct", labels, n, k);
   std::int64_t hits = 0;
   for (std::int64_t i = 0; i < n; ++i) hits += row_argmax(logits, dtype, i, k) == labels[i];
@@ -102,7 +102,7 @@ void count_correct(const void* logits, DType dtype, const std::int32_t* labels, 
 
 void argmax_rows(const void* x, DType dtype, std::int64_t rows, std::int64_t cols,
                  std::int32_t* out) {
-  loss_detail::check_rows("argmax_rows", dtype, rows, cols);
+  loss_detail::check_rows("argmax_rows", dtype, rows, cols, {x}, {out});
   for (std::int64_t i = 0; i < rows; ++i) out[i] = row_argmax(x, dtype, i, cols);
 }
 

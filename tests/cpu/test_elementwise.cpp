@@ -279,11 +279,11 @@ TEST(Elementwise, CastBetweenSizesRefusesOverlapAndSameSizeRunsInPlace) {
     void* y;
     DType to;
   };
-  // 4 fp32 at base+16 against 4 bf16 at: the same address, inside, just touching the end (8 bytes
-  // before x's last byte), and 4 bf16 at base read into 4 fp32 at base+4.
+  // 4 fp32 at base+16 against 4 bf16 at: the same address, inside, overlapping only x's first
+  // element (4 fp16 at base+10: bytes 10..17), and 4 bf16 at base read into 4 fp32 at base+4.
   const Overlap refused[] = {{base + 16, DType::kFloat32, base + 16, DType::kBFloat16},
                              {base + 16, DType::kFloat32, base + 20, DType::kBFloat16},
-                             {base + 16, DType::kFloat32, base + 8 + 1, DType::kFloat16},
+                             {base + 16, DType::kFloat32, base + 10, DType::kFloat16},
                              {base, DType::kBFloat16, base + 4, DType::kFloat32}};
   for (const Overlap& o : refused) {
     const std::string cpu_error = kestrel::testing::error_of(
