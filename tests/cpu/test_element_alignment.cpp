@@ -3,11 +3,13 @@
 // the CUDA context. Both twins share the checks (kernels/*_math.h, element_io.h), so the CPU twins
 // prove them here. Each call first runs with aligned pointers (it must succeed, so the refusal is
 // the alignment's), then once for each data pointer moved by half an element (2 bytes for fp32,
-// 1 for bf16); the error must name the call and the alignment, and no byte may change. The CUDA
-// launcher gets the same refused calls: its checks run on the host before any CUDA call, so this
-// proves, without a GPU, that every launcher makes them.
+// 1 for bf16) and once for each required one made null; the error must name the call (and the
+// alignment), and no byte may change. The CUDA launcher gets the same refused calls: its checks
+// run on the host before any CUDA call, so this proves, without a GPU, that every launcher makes
+// them.
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -47,7 +49,10 @@ namespace {
 constexpr std::size_t kSlotBytes = 65536;  // room for every buffer below, plus a shift
 constexpr int kSlots = 8;
 
-// Random bytes in kSlots 16-byte aligned slots; slot k's pointer moves by shift[k] bytes.
+constexpr std::size_t kNull = SIZE_MAX;   // a shift that makes the slot's pointer null
+
+// Random bytes in kSlots 16-byte aligned slots; slot k's pointer moves by shift[k] bytes (or is
+// null for kNull).
 class Slots {
  public:
   Slots() : words_(kSlots * kSlotBytes / 8) {
@@ -55,6 +60,7 @@ class Slots {
     for (auto& w : words_) w = rng();
   }
   std::uint8_t* at(int k, const std::vector<std::size_t>& shift) {
+    if (shift.at(k) == kNull) return nullptr;
     return reinterpret_cast<std::uint8_t*>(words_.data()) + k * kSlotBytes + shift.at(k);
   }
   // Slot k holds `values` at its start (labels, indices: contents a call checks).
@@ -83,8 +89,10 @@ using Call = std::function<void(Slots&, const std::vector<std::size_t>&, bool)>;
     }                                                                           \
   }
 
+// Also checks that each of the `typed` pointers, made null, is refused (named, nothing written),
+// except the slots in the bit mask `optional` (null is a valid choice there).
 void expect_refuses_misaligned(const char* name, DType dtype, int typed, const Call& call,
-                               const std::function<void(Slots&)>& prepare = {}) {
+                               const std::function<void(Slots&)>& prepare = {}, unsigned optional = 0) {
   SCOPED_TRACE(std::string(name) + " " + dtype_name(dtype));
   Slots slots;
   if (prepare) prepare(slots);
@@ -102,6 +110,15 @@ void expect_refuses_misaligned(const char* name, DType dtype, int typed, const C
       EXPECT_NE(err.find(name), std::string::npos) << twin << ", pointer " << k << ": " << err;
       EXPECT_NE(err.find(alignment), std::string::npos) << twin << ", pointer " << k << ": " << err;
       EXPECT_EQ(slots.words(), before) << twin << ", pointer " << k << ": a refused call wrote";
+    }
+    if ((optional >> k) & 1u) continue;
+    shift[static_cast<std::size_t>(k)] = kNull;
+    for (bool gpu : {false, true}) {
+      const std::vector<std::uint64_t> before = slots.words();
+      const std::string err = error_of([&] { call(slots, shift, gpu); });
+      const char* twin = gpu ? "CUDA" : "CPU";
+      EXPECT_NE(err.find(name), std::string::npos) << twin << ", null pointer " << k << ": " << err;
+      EXPECT_EQ(slots.words(), before) << twin << ", null pointer " << k << ": a refused call wrote";
     }
   }
 }
@@ -204,7 +221,7 @@ TEST(ElementAlignment, LossesAndAugmentationRefuseMisalignedData) {
     expect_refuses_misaligned("softmax_cross_entropy", t, 2,
                               BOTH(softmax_cross_entropy, s.at(0, sh), t, i32(s, 6, sh), n, k, 0.1f, f32(s, 5, sh),
                                    s.at(1, sh), nullptr, workspace(s, sh)),
-                              labels);
+                              labels, 1u << 1);  // dlogits may be null (the loss alone)
     expect_refuses_misaligned("softmax_backward", t, 3,
                               BOTH(softmax_backward, s.at(0, sh), s.at(1, sh), s.at(2, sh), t, n, k));
     expect_refuses_misaligned(
