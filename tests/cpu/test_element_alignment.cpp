@@ -89,8 +89,23 @@ using Call = std::function<void(Slots&, const std::vector<std::size_t>&, bool)>;
     }                                                                           \
   }
 
-// Also checks that each of the `typed` pointers, made null, is refused (named, nothing written),
-// except the slots in the bit mask `optional` (null is a valid choice there).
+// Runs `call` on both twins with pointers moved by `shift`; each must raise an error that names
+// the call and contains `text`, and write nothing.
+void expect_refused(Slots& slots, const char* name, const Call& call, const std::vector<std::size_t>& shift,
+                    const std::string& text, const std::string& what) {
+  for (bool gpu : {false, true}) {
+    const std::vector<std::uint64_t> before = slots.words();
+    const std::string err = error_of([&] { call(slots, shift, gpu); });
+    const char* twin = gpu ? "CUDA" : "CPU";
+    EXPECT_NE(err.find(name), std::string::npos) << twin << ", " << what << ": " << err;
+    EXPECT_NE(err.find(text), std::string::npos) << twin << ", " << what << ": " << err;
+    EXPECT_EQ(slots.words(), before) << twin << ", " << what << ": a refused call wrote";
+  }
+}
+
+// The aligned call runs (CPU twin); each of the first `typed` pointers, moved by half an element,
+// is refused, and so is each made null, except the slots in the bit mask `optional` (null is a
+// valid choice there).
 void expect_refuses_misaligned(const char* name, DType dtype, int typed, const Call& call,
                                const std::function<void(Slots&)>& prepare = {}, unsigned optional = 0) {
   SCOPED_TRACE(std::string(name) + " " + dtype_name(dtype));
@@ -98,28 +113,14 @@ void expect_refuses_misaligned(const char* name, DType dtype, int typed, const C
   if (prepare) prepare(slots);
   const std::vector<std::size_t> aligned(kSlots, 0);
   ASSERT_EQ(error_of([&] { call(slots, aligned, false); }), "(no error)") << "the aligned call must run";
-  const std::size_t half = dtype_size(dtype) / 2;
   const std::string alignment = "is not aligned to its " + std::to_string(dtype_size(dtype)) + "-byte elements";
   for (int k = 0; k < typed; ++k) {
     std::vector<std::size_t> shift = aligned;
-    shift[static_cast<std::size_t>(k)] = half;
-    for (bool gpu : {false, true}) {
-      const std::vector<std::uint64_t> before = slots.words();
-      const std::string err = error_of([&] { call(slots, shift, gpu); });
-      const char* twin = gpu ? "CUDA" : "CPU";
-      EXPECT_NE(err.find(name), std::string::npos) << twin << ", pointer " << k << ": " << err;
-      EXPECT_NE(err.find(alignment), std::string::npos) << twin << ", pointer " << k << ": " << err;
-      EXPECT_EQ(slots.words(), before) << twin << ", pointer " << k << ": a refused call wrote";
-    }
+    shift[static_cast<std::size_t>(k)] = dtype_size(dtype) / 2;
+    expect_refused(slots, name, call, shift, alignment, "pointer " + std::to_string(k));
     if ((optional >> k) & 1u) continue;
     shift[static_cast<std::size_t>(k)] = kNull;
-    for (bool gpu : {false, true}) {
-      const std::vector<std::uint64_t> before = slots.words();
-      const std::string err = error_of([&] { call(slots, shift, gpu); });
-      const char* twin = gpu ? "CUDA" : "CPU";
-      EXPECT_NE(err.find(name), std::string::npos) << twin << ", null pointer " << k << ": " << err;
-      EXPECT_EQ(slots.words(), before) << twin << ", null pointer " << k << ": a refused call wrote";
-    }
+    expect_refused(slots, name, call, shift, "", "null pointer " + std::to_string(k));
   }
 }
 
