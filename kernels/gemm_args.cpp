@@ -33,6 +33,7 @@ void validate_gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, s
   if (m == 0 || n == 0) return;
   KESTREL_CHECK(c != nullptr, "gemm: C is a null pointer");
   if (k > 0) KESTREL_CHECK(a != nullptr && b != nullptr, "gemm: A or B is a null pointer");
+  element_io::check_elements_aligned("gemm", dtype, {a, b, c});
 }
 
 }  // namespace kestrel

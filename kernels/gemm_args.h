@@ -14,7 +14,7 @@ namespace kestrel {
 
 // Raises kestrel::Error naming the bad argument: negative sizes, a leading dimension smaller
 // than its row length, sizes beyond cuBLAS's 32-bit range, a dtype other than fp32/bf16, a null
-// pointer where data is needed.
+// pointer where data is needed, a pointer not aligned to an element.
 void validate_gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
                    const void* a, std::int64_t lda, const void* b, std::int64_t ldb,
                    const void* c, std::int64_t ldc, DType dtype);

@@ -24,6 +24,7 @@
 #include "kestrel/kernels/cpu/dropout.h"
 #include "kestrel/kernels/cpu/elementwise.h"
 #include "kestrel/kernels/cpu/fill.h"
+#include "kestrel/kernels/cpu/gemm.h"
 #include "kestrel/kernels/cpu/layernorm.h"
 #include "kestrel/kernels/cpu/layout_convert.h"
 #include "kestrel/kernels/cpu/loss.h"
@@ -35,6 +36,7 @@
 #include "kestrel/kernels/dropout.h"
 #include "kestrel/kernels/elementwise.h"
 #include "kestrel/kernels/fill.h"
+#include "kestrel/kernels/gemm.h"
 #include "kestrel/kernels/layernorm.h"
 #include "kestrel/kernels/layout_convert.h"
 #include "kestrel/kernels/loss.h"
@@ -209,6 +211,17 @@ TEST(ElementAlignment, LayoutPoolingBiasAndReductionsRefuseMisalignedData) {
     expect_refuses_misaligned("bias_backward_rows", t, 1, BOTH(bias_backward_rows, s.at(0, sh), f32(s, 1, sh), 4, 9, t));
     expect_refuses_misaligned("count_nonfinite", t, 1,
                               BOTH(count_nonfinite, s.at(0, sh), t, kN, i32(s, 6, sh), workspace(s, sh), kSlotBytes));
+  }
+  // gemm: C[4, 6] = A[4, 5] B[5, 6] + C; the CUDA launcher validates before it looks at the handle.
+  for (DType t : kDtypes) {
+    expect_refuses_misaligned("gemm", t, 3, [t](Slots& s, const std::vector<std::size_t>& sh, bool gpu) {
+      if (gpu) {
+        cuda::gemm(nullptr, false, false, 4, 6, 5, 1.f, s.at(0, sh), 5, s.at(1, sh), 6, 1.f, s.at(2, sh), 6, t,
+                   false, nullptr);
+      } else {
+        cpu::gemm(false, false, 4, 6, 5, 1.f, s.at(0, sh), 5, s.at(1, sh), 6, 1.f, s.at(2, sh), 6, t, false);
+      }
+    });
   }
   expect_refuses_misaligned("sum_squares", DType::kFloat32, 1,
                             BOTH(sum_squares, f32(s, 0, sh), kN, f32(s, 6, sh), workspace(s, sh), kSlotBytes));
