@@ -353,3 +353,50 @@ TEST(RefusedRun, ChangesNothingInTheStoreAndTheRetryContinuesTheSameRun) {
     kestrel::testing::check_refused_run_changes_nothing(ctx, refusal);
   }
 }
+
+// An input gradient is readable after the step (executor.h), however early in the backward pass
+// it is computed: here d loss / d extra is the gradient of the logits (an Add passes it through),
+// computed by the first backward node and last read by the head's backward, after which the
+// deeper layers' backward nodes run. Closed form: (softmax(z) - onehot(y)) / N.
+TEST(InputGradients, AnEarlyInputGradientSurvivesTheRestOfTheBackwardPass) {
+  const std::int64_t n = 6, f = 12, hid = 16, k = 16;
+  GraphOptions go;
+  go.batch = n;
+  Graph g(go);
+  const Value x = g.input("x", {Shape{n, f}});
+  const Value extra = g.input("extra", {Shape{n, k}});
+  const Value labels = nn::label_input(g, "labels");
+  Value h = nn::tanh(g, nn::linear(g, "l1", x, hid));
+  h = nn::tanh(g, nn::linear(g, "l2", h, hid));
+  h = nn::tanh(g, nn::linear(g, "l3", h, hid));
+  const Value z = nn::add(g, nn::linear(g, "head", h, k), extra);
+  g.mark_output(z, "logits");
+  nn::softmax_cross_entropy(g, z, labels);
+  Context ctx;
+  ParameterStore store(g, ctx, 21);
+  CompileOptions co;
+  co.optimizer = OptimizerKind::kNone;
+  co.input_gradients = {"extra"};
+  Executor ex(g, store, ctx, co);
+  std::mt19937 rng(99);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  float* xs = ex.input("x").data_as<float>();
+  for (std::int64_t i = 0; i < n * f; ++i) xs[i] = u(rng);
+  float* es = ex.input("extra").data_as<float>();
+  for (std::int64_t i = 0; i < n * k; ++i) es[i] = 2.f * u(rng);
+  std::int32_t* ys = ex.input("labels").data_as<std::int32_t>();
+  for (std::int64_t i = 0; i < n; ++i) ys[i] = static_cast<std::int32_t>((7 * i + 3) % k);
+  ex.run();
+  const std::vector<float> zs = ex.output("logits").to_float_vector();
+  const std::vector<float> de = ex.input_gradient("extra").to_float_vector();
+  ASSERT_EQ(de.size(), static_cast<std::size_t>(n * k));
+  for (std::int64_t i = 0; i < n; ++i) {
+    double m = -1e30, s = 0;
+    for (std::int64_t c = 0; c < k; ++c) m = std::max(m, static_cast<double>(zs[i * k + c]));
+    for (std::int64_t c = 0; c < k; ++c) s += std::exp(zs[i * k + c] - m);
+    for (std::int64_t c = 0; c < k; ++c) {
+      const double want = (std::exp(zs[i * k + c] - m) / s - (c == ys[i] ? 1.0 : 0.0)) / static_cast<double>(n);
+      EXPECT_NEAR(de[i * k + c], want, 1e-6) << "row " << i << " class " << c;
+    }
+  }
+}

@@ -10,6 +10,8 @@
 #include "kestrel/core/memory_plan.h"
 
 using kestrel::BufferRequest;
+using kestrel::MemoryPlan;
+using kestrel::plan_is_valid;
 
 TEST(MemoryPlan, ChainReusesMemory) {
   // a -> b -> c -> d: each buffer is read only by the next step, so two slots suffice.
@@ -92,4 +94,18 @@ TEST(MemoryPlan, HugeStepNumbersNeedNoMemoryPerStep) {
   EXPECT_TRUE(kestrel::plan_is_valid(r, p));
   EXPECT_EQ(p.live_peak_bytes, 48u);
   EXPECT_EQ(p.total_bytes, 56u);
+}
+
+// plan_is_valid follows the contract of memory_plan.h: byte ranges [offset, offset + bytes) of
+// simultaneously live buffers must be disjoint, and an empty range (a zero-byte buffer) is
+// disjoint from every range, wherever it is placed.
+TEST(MemoryPlan, CheckerAcceptsZeroByteBuffersInsideLiveRanges) {
+  const std::vector<BufferRequest> r = {{100, 0, 3}, {0, 1, 2}, {0, 0, 3}};
+  MemoryPlan p;
+  p.offsets = {0, 0, 50};  // both empty buffers sit inside the live 100-byte one
+  p.arena_bytes = 100;
+  EXPECT_TRUE(plan_is_valid(r, p));
+  // A one-byte buffer at the same place does overlap.
+  const std::vector<BufferRequest> r1 = {{100, 0, 3}, {1, 1, 2}, {0, 0, 3}};
+  EXPECT_FALSE(plan_is_valid(r1, p));
 }

@@ -1,7 +1,12 @@
-// ParameterStore's decay mask: which parameters weight decay reaches.
+// ParameterStore: initial values against their closed forms (He et al. 2015, Glorot & Bengio
+// 2010, PyTorch's linear bias), ranges, and the decay mask (which parameters weight decay reaches).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "kestrel/core/executor.h"
 #include "kestrel/layers/nn.h"
@@ -9,6 +14,37 @@
 using namespace kestrel;
 
 namespace {
+// Mean and standard deviation in double precision.
+void moments(const std::vector<float>& v, double& mean, double& sd) {
+  double s = 0.0;
+  for (float x : v) s += x;
+  mean = s / static_cast<double>(v.size());
+  double q = 0.0;
+  for (float x : v) q += (x - mean) * (x - mean);
+  sd = std::sqrt(q / static_cast<double>(v.size()));
+}
+
+double max_abs(const std::vector<float>& v) {
+  double m = 0.0;
+  for (float x : v) m = std::max(m, std::fabs(static_cast<double>(x)));
+  return m;
+}
+
+// Every value within [-bound, bound], the largest above frac * bound: a draw over that interval,
+// not a narrower one.
+void expect_fills_bound(const std::vector<float>& v, double bound, double frac) {
+  EXPECT_LE(max_abs(v), bound);
+  EXPECT_GT(max_abs(v), frac * bound);
+}
+
+// A uniform draw over [-bound, bound]: standard deviation bound / sqrt(3) to relative `tol`.
+void expect_uniform(const std::vector<float>& v, double bound, double tol) {
+  double mean = 0, sd = 0;
+  moments(v, mean, sd);
+  EXPECT_NEAR(sd / (bound / std::sqrt(3.0)), 1.0, tol);
+  expect_fills_bound(v, bound, 0.999);
+}
+
 // image -> conv (with bias) -> batch norm -> flatten -> linear -> loss: two rank >= 2 weights
 // (conv.weight, fc.weight) and four rank-1 parameters (conv.bias, bn gamma and beta, fc.bias).
 Graph small_net() {
@@ -50,4 +86,85 @@ TEST(ParameterStoreDecay, Exempt1dFromDecayExemptsExactlyTheRankOneParameters) {
   expect_mask(store, [](int) { return true; });  // every parameter decays by default
   store.exempt_1d_from_decay();
   expect_mask(store, [](int rank) { return rank >= 2; });
+}
+
+// Init::with_range may reach the last element (its range is [begin, end) with end <= numel).
+TEST(InitRange, MayEndAtTheLastElement) {
+  Graph g;
+  g.parameter("b", {Shape{12}}, Init::constant(0.25f).with_range(8, 12, -2.f));
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  const std::vector<float> v = store.value("b").to_float_vector();
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(v[static_cast<std::size_t>(i)], i < 8 ? 0.25f : -2.f) << i;
+  Graph bad;
+  bad.parameter("b", {Shape{12}}, Init::zeros().with_range(8, 13, 1.f));
+  EXPECT_THROW(ParameterStore(bad, ctx, 1), Error);
+}
+
+// The initialisers' spreads against their closed forms (He et al. 2015, Glorot & Bengio 2010):
+// He normal sd sqrt(2 / fan_in); He uniform U(+-sqrt(6 / fan_in)); Xavier uniform
+// U(+-sqrt(6 / (fan_in + fan_out))); every parameter draws its own numbers.
+TEST(Initialisers, HaveTheirClosedFormSpreads) {
+  Graph g;
+  const std::int64_t n = 64 * 1024;
+  g.parameter("he_normal", {Shape{n}}, Init::he_normal(50));
+  g.parameter("he_uniform", {Shape{n}}, Init::he_uniform(24));
+  g.parameter("xavier", {Shape{n}}, Init::xavier_uniform(30, 70));
+  g.parameter("he_normal_2", {Shape{n}}, Init::he_normal(50));
+  Context ctx;
+  ParameterStore store(g, ctx, 12345);
+  double mean = 0, sd = 0;
+  const std::vector<float> hn = store.value("he_normal").to_float_vector();
+  moments(hn, mean, sd);
+  const double tol = 4.0 / std::sqrt(static_cast<double>(n));  // relative error of an sd estimate, generously
+  EXPECT_NEAR(mean, 0.0, 4 * std::sqrt(2.0 / 50) / std::sqrt(static_cast<double>(n)));
+  EXPECT_NEAR(sd / std::sqrt(2.0 / 50), 1.0, tol);
+
+  expect_uniform(store.value("he_uniform").to_float_vector(), std::sqrt(6.0 / 24), tol);
+  expect_uniform(store.value("xavier").to_float_vector(), std::sqrt(6.0 / (30 + 70)), tol);
+
+  // Same initialiser, same shape, another parameter: other numbers.
+  const std::vector<float> hn2 = store.value("he_normal_2").to_float_vector();
+  int same = 0;
+  for (std::size_t i = 0; i < hn.size(); ++i) same += hn[i] == hn2[i] ? 1 : 0;
+  EXPECT_LT(same, 10);
+}
+
+// nn::conv2d and nn::linear fill in the fans from the layer (fan_in = C * k * k, fan_out =
+// K * k * k for a convolution; in/out features for a linear layer), and a linear bias is
+// PyTorch's U(+-1/sqrt(in_features)).
+TEST(Initialisers, LayersFillInTheirFansAndTheLinearBiasBound) {
+  GraphOptions o;
+  o.batch = 2;
+  Graph g(o);
+  const Value x = nn::image_input(g, "images", 6, 8, 8);
+  nn::Conv2dOptions xav;
+  xav.init = Init::xavier_uniform(0, 0);
+  const Value h = nn::conv2d(g, "cx", x, 40, 3, xav);
+  nn::Conv2dOptions he;
+  he.init = Init::he_normal(0);
+  const Value h2 = nn::conv2d(g, "ch", h, 32, 5, he);
+  nn::LinearOptions lo;
+  lo.init = Init::xavier_uniform(0, 0);
+  nn::linear(g, "fc", nn::global_avg_pool(g, h2), 4096, lo);
+  const auto init_of = [&](const std::string& name) {
+    for (const ParamInfo& p : g.params())
+      if (p.name == name) return p.init;
+    ADD_FAILURE() << "no parameter " << name;
+    return Init{};
+  };
+  EXPECT_EQ(init_of("cx.weight").fan_in, 6 * 9);
+  EXPECT_EQ(init_of("cx.weight").fan_out, 40 * 9);
+  EXPECT_EQ(init_of("ch.weight").fan_in, 40 * 25);
+  EXPECT_EQ(init_of("fc.weight").fan_in, 32);
+  EXPECT_EQ(init_of("fc.weight").fan_out, 4096);
+
+  Context ctx;
+  ParameterStore store(g, ctx, 7);
+  expect_fills_bound(store.value("cx.weight").to_float_vector(), std::sqrt(6.0 / (6 * 9 + 40 * 9)), 0.99);  // 2160
+  double mean = 0, sd = 0;
+  moments(store.value("ch.weight").to_float_vector(), mean, sd);  // 32000 values
+  EXPECT_NEAR(sd / std::sqrt(2.0 / (40 * 25)), 1.0, 0.03);
+  expect_fills_bound(store.value("fc.bias").to_float_vector(), 1.0 / std::sqrt(32.0), 0.99);  // 4096
+  expect_fills_bound(store.value("fc.weight").to_float_vector(), std::sqrt(6.0 / (32 + 4096)), 0.99);
 }

@@ -125,3 +125,45 @@ TEST(ResNet, SeedNetIsHeNormalThroughout) {
   EXPECT_EQ(weights, 7);  // conv1, two convolutions in each of the two blocks, the projection, fc
   EXPECT_EQ(count_ops(g, "global_avg_pool"), 0);
 }
+
+// The smallest depths and the widest Wide-ResNet the documented rules allow (6n+2 >= 8; WRN
+// 6n+4 >= 10, width 1..16).
+TEST(ResNet, ConfigAcceptsTheBoundaryDepthsAndWidths) {
+  const ResNetConfig r8 = resnet_config("resnet8");
+  EXPECT_EQ(r8.blocks_per_stage, 1);
+  EXPECT_TRUE(r8.shortcuts);
+  EXPECT_FALSE(resnet_config("plain8").shortcuts);
+  const ResNetConfig w10 = resnet_config("wrn-10-1");
+  EXPECT_EQ(w10.blocks_per_stage, 1);
+  EXPECT_EQ(w10.widths, (std::vector<std::int64_t>{16, 32, 64}));
+  const ResNetConfig w16 = resnet_config("wrn-16-16");
+  EXPECT_EQ(w16.blocks_per_stage, 2);
+  EXPECT_EQ(w16.widths, (std::vector<std::int64_t>{256, 512, 1024}));
+  EXPECT_THROW(resnet_config("wrn-16-17"), Error);
+  EXPECT_THROW(resnet_config("wrn-4-1"), Error);
+  EXPECT_THROW(resnet_config("resnet2"), Error);
+}
+
+// A v1 block whose width changes at stride 1 (a stem narrower than the first stage) needs a
+// projection shortcut; the blocks that keep their width use the identity.
+TEST(ResNet, V1ProjectionShortcutWhenOnlyTheWidthChanges) {
+  ResNetConfig c = resnet_config("resnet8");
+  c.stem_width = 8;
+  c.widths = {16, 32};
+  Graph g;
+  build_resnet(g, nn::image_input(g, "images", 3, 32, 32), c);
+  int proj_first = 0, proj_second = 0;
+  for (const Node& n : g.nodes()) {
+    proj_first += n.name.rfind("layer1.0.shortcut", 0) == 0 ? 1 : 0;
+    proj_second += n.name.rfind("layer2.0.shortcut", 0) == 0 ? 1 : 0;
+  }
+  EXPECT_GT(proj_first, 0);
+  EXPECT_GT(proj_second, 0);
+  bool has_proj_weight = false;
+  for (const ParamInfo& p : g.params()) has_proj_weight = has_proj_weight || p.name == "layer1.0.shortcut.0.weight";
+  EXPECT_TRUE(has_proj_weight);
+  // Same width at stride 1: identity.
+  Graph same;
+  build_resnet(same, nn::image_input(same, "images", 3, 32, 32), resnet_config("resnet8"));
+  for (const Node& n : same.nodes()) EXPECT_NE(n.name.rfind("layer1.0.shortcut", 0), 0u) << n.name;
+}

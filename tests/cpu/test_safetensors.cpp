@@ -385,5 +385,21 @@ TEST(Safetensors, TensorConversionKeepsLogicalOrder) {
   EXPECT_EQ(dtype_from_safetensors("BF16"), DType::kBFloat16);
 }
 
+// The header is padded with the fewest spaces that make it a multiple of 8 (0..7): the
+// reference writer's padding. Unpadded, {"a..a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}
+// is 53 + L bytes for a name of L characters.
+TEST(Safetensors, HeaderPaddingIsMinimal) {
+  for (std::size_t len = 1; len <= 24; ++len) {
+    SafetensorsFile f;
+    f.tensors[std::string(len, 'a')] = {"F32", {1}, {0, 0, 128, 63}};
+    const std::vector<std::uint8_t> b = serialize_safetensors(f);
+    std::uint64_t n = 0;
+    std::memcpy(&n, b.data(), 8);
+    const std::uint64_t unpadded = 53 + len;
+    EXPECT_EQ(n, (unpadded + 7) / 8 * 8) << "name length " << len;
+    EXPECT_EQ(b.size(), 8 + n + 4);
+  }
+}
+
 }  // namespace
 }  // namespace kestrel

@@ -111,3 +111,24 @@ TEST(TrainerStop, ARequestBeforeTheFirstStepRunsNothingAndWritesNothing) {
   EXPECT_TRUE(r.losses.empty());
   EXPECT_FALSE(std::filesystem::exists(dir / "ck.safetensors"));
 }
+
+// A stop request that arrives during the last epoch's last step finds the run complete: it ends
+// finished (not interrupted), with every step done (trainer.cpp: the request stops a run "after
+// the epoch's evaluation and checkpoint: a resumed run starts with the next epoch" - there is none).
+TEST(TrainerStop, AStopRequestAfterTheLastStepLeavesTheRunFinished) {
+  TrainerConfig c = kestrel::testing::tiny_trainer_config(2, 16, 4);
+  c.evaluate = false;
+  c.epochs = 2;
+  const CifarDataset data = synthetic_cifar10(32, 0, 5);  // 2 steps an epoch, 4 in all
+  const Trainer* self = nullptr;
+  c.stop_requested = [&self] { return self != nullptr && self->global_step() >= 4; };
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, data, ctx, out);
+  self = &t;
+  const TrainResult r = t.train();
+  EXPECT_TRUE(r.finished);
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_EQ(r.steps_done, 4);
+  EXPECT_EQ(r.epochs.size(), 2u);
+}
