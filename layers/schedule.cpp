@@ -9,6 +9,15 @@ namespace kestrel {
 namespace {
 constexpr double kPi = 3.14159265358979323846;
 double cosine_between(double from, double to, double t) { return to + (from - to) * 0.5 * (1.0 + std::cos(kPi * t)); }
+
+// A step schedule's decay of `lr` at step t: gamma for each milestone passed, counted from step 0,
+// warm-up included (MultiStepLR chained with LinearLR multiplies both factors).
+double after_milestones(const LrSchedule& s, double lr, std::int64_t t) {
+  if (s.kind != LrSchedule::Kind::kStep) return lr;
+  for (double m : s.milestones)
+    if (static_cast<double>(t) >= m * s.total_steps) lr *= s.gamma;
+  return lr;
+}
 }  // namespace
 
 void validate(const LrSchedule& s) {
@@ -45,16 +54,11 @@ float learning_rate_at(const LrSchedule& s, std::int64_t step) {
   }
   if (t < s.warmup_steps) {
     const double start = base / s.warmup_div;
-    return static_cast<float>(start + (base - start) * static_cast<double>(t) / s.warmup_steps);
+    return static_cast<float>(after_milestones(s, start + (base - start) * static_cast<double>(t) / s.warmup_steps, t));
   }
   switch (s.kind) {
     case LrSchedule::Kind::kConstant: return s.base;
-    case LrSchedule::Kind::kStep: {
-      double lr = base;
-      for (double m : s.milestones)
-        if (static_cast<double>(t) >= m * s.total_steps) lr *= s.gamma;
-      return static_cast<float>(lr);
-    }
+    case LrSchedule::Kind::kStep: return static_cast<float>(after_milestones(s, base, t));
     case LrSchedule::Kind::kCosine: {
       const double span = std::max<std::int64_t>(1, s.total_steps - 1 - s.warmup_steps);
       return static_cast<float>(cosine_between(base, base * s.min_fraction, (t - s.warmup_steps) / span));

@@ -11,10 +11,13 @@
 // Against PyTorch's schedulers stepped once per batch (what each schedule equals, and where it
 // differs):
 // - kStep: MultiStepLR with milestones at those fractions; a warm-up does not shift them
-//   (milestones count from step 0, warm-up included: LinearLR chained with MultiStepLR).
+//   (milestones count from step 0, warm-up included: LinearLR chained with MultiStepLR, whose
+//   factors multiply, so a milestone inside the warm-up scales the rest of the warm-up too).
 // - kCosine: CosineAnnealingLR(T_max = total_steps - 1 - warmup_steps, eta_min = base *
 //   min_fraction), so the last step's rate is exactly eta_min (0 by default: the last step does
-//   not move); CosineAnnealingLR(T_max = total_steps) would stop one step short of it.
+//   not move); CosineAnnealingLR(T_max = total_steps) would stop one step short of it. With a
+//   single step after the warm-up (T_max = 0, where PyTorch would divide by zero; total_steps 1
+//   included) that step runs at base: one step has no room to descend.
 // - kOneCycle: the learning rate of OneCycleLR(max_lr = base, anneal_strategy='cos',
 //   three_phase=False), to fp32 rounding; momentum is not cycled (PyTorch's default cycle_momentum=True
 //   also moves SGD's momentum / Adam's beta1 between 0.95 and 0.85): OneCycleLR with

@@ -2,13 +2,18 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "kestrel/core/error.h"
 #include "kestrel/layers/schedule.h"
 
 using kestrel::LrSchedule;
+using kestrel::Error;
 using kestrel::learning_rate_at;
+using kestrel::parse_schedule_kind;
+using kestrel::schedule_kind_name;
+using kestrel::validate;
 
 TEST(Schedule, StepDividesByTenAtHalfAndThreeQuarters) {
   LrSchedule s;
@@ -136,4 +141,111 @@ TEST(Schedule, EveryKindHoldsItsLastValuePastTheEnd) {
     EXPECT_EQ(kestrel::learning_rate_at(s, 101), last) << kestrel::schedule_kind_name(k);
     EXPECT_EQ(kestrel::learning_rate_at(s, 1000000), last) << kestrel::schedule_kind_name(k);
   }
+}
+
+// Documented ranges are inclusive where schedule.h / validate() say so: gamma in (0, 1],
+// warm-up divisor >= 1, milestones sorted (equal ones allowed: both apply at that step).
+TEST(Schedule, AcceptsItsInclusiveBoundaries) {
+  LrSchedule s;
+  s.kind = LrSchedule::Kind::kStep;
+  s.base = 0.3f;
+  s.total_steps = 40;
+  s.gamma = 1.0f;  // no decay at all
+  EXPECT_NO_THROW(validate(s));
+  for (std::int64_t t : {0, 19, 20, 30, 39}) EXPECT_FLOAT_EQ(learning_rate_at(s, t), 0.3f) << t;
+
+  // Two milestones at the same fraction: gamma twice at step 20, from step 20 on.
+  s.gamma = 0.5f;
+  s.milestones = {0.5, 0.5};
+  EXPECT_NO_THROW(validate(s));
+  EXPECT_NEAR(learning_rate_at(s, 19), 0.3, 1e-7);
+  EXPECT_NEAR(learning_rate_at(s, 20), 0.3 * 0.25, 1e-7);
+  EXPECT_NEAR(learning_rate_at(s, 39), 0.3 * 0.25, 1e-7);
+
+  // A warm-up divisor of exactly 1 starts the warm-up at the base rate: flat.
+  LrSchedule c;
+  c.kind = LrSchedule::Kind::kConstant;
+  c.base = 0.2f;
+  c.total_steps = 30;
+  c.warmup_steps = 10;
+  c.warmup_div = 1.0f;
+  EXPECT_NO_THROW(validate(c));
+  for (std::int64_t t : {0, 3, 9, 10, 29}) EXPECT_FLOAT_EQ(learning_rate_at(c, t), 0.2f) << t;
+  // Below the boundaries: refused.
+  c.warmup_div = 0.99f;
+  EXPECT_THROW(validate(c), Error);
+  s.gamma = 1.01f;
+  EXPECT_THROW(validate(s), Error);
+}
+
+// A one-cycle run shorter than 2 / pct_start steps: the rise takes one step (schedule.h), then
+// the cosine descends over the remaining total - 2 steps to base / (div * final_div).
+// Hand-computed for total 5, pct_start 0.3 (pct * total - 1 = 0.5 < 1, so up = 1, down = 3).
+TEST(Schedule, OneCycleShortRunRisesInOneStep) {
+  LrSchedule s;
+  s.kind = LrSchedule::Kind::kOneCycle;
+  s.base = 1.0f;
+  s.total_steps = 5;
+  s.pct_start = 0.3f;
+  s.div_factor = 10.f;
+  s.final_div_factor = 100.f;
+  const double pi = 3.14159265358979323846;
+  const double initial = 0.1, final_lr = 0.001;
+  const auto cos_anneal = [&](double from, double to, double pct) { return to + (from - to) / 2 * (1 + std::cos(pi * pct)); };
+  EXPECT_NEAR(learning_rate_at(s, 0), initial, 1e-7);
+  EXPECT_NEAR(learning_rate_at(s, 1), 1.0, 1e-6);
+  EXPECT_NEAR(learning_rate_at(s, 2), cos_anneal(1.0, final_lr, 1.0 / 3), 1e-6);
+  EXPECT_NEAR(learning_rate_at(s, 3), cos_anneal(1.0, final_lr, 2.0 / 3), 1e-6);
+  EXPECT_NEAR(learning_rate_at(s, 4), final_lr, 1e-7);
+  // Two steps: up one step, and nothing left to descend.
+  s.total_steps = 2;
+  EXPECT_NEAR(learning_rate_at(s, 0), initial, 1e-7);
+  EXPECT_NEAR(learning_rate_at(s, 1), 1.0, 1e-6);
+  for (std::int64_t t = 0; t < 2; ++t) EXPECT_TRUE(std::isfinite(learning_rate_at(s, t)));
+}
+
+TEST(Schedule, NamesParseWithTheirAliases) {
+  EXPECT_EQ(parse_schedule_kind("onecycle"), LrSchedule::Kind::kOneCycle);
+  EXPECT_EQ(parse_schedule_kind("one-cycle"), LrSchedule::Kind::kOneCycle);
+  EXPECT_EQ(parse_schedule_kind("step"), LrSchedule::Kind::kStep);
+  EXPECT_EQ(parse_schedule_kind("constant"), LrSchedule::Kind::kConstant);
+  for (LrSchedule::Kind k : {LrSchedule::Kind::kConstant, LrSchedule::Kind::kStep, LrSchedule::Kind::kCosine,
+                             LrSchedule::Kind::kOneCycle})
+    EXPECT_EQ(parse_schedule_kind(schedule_kind_name(k)), k);
+}
+
+// PyTorch's LinearLR chained with MultiStepLR multiplies both factors, so a milestone inside the
+// warm-up scales the rest of the warm-up: base 1, 100 steps, warm-up 20 from 0.1, milestone at
+// step 10, gamma 0.1: lr(t) = (0.1 + 0.9 t / 20) * (t >= 10 ? 0.1 : 1), then 0.1 from step 20.
+TEST(Schedule, AMilestoneInsideTheWarmupScalesTheRestOfIt) {
+  LrSchedule s;
+  s.kind = LrSchedule::Kind::kStep;
+  s.base = 1.f;
+  s.total_steps = 100;
+  s.warmup_steps = 20;
+  s.warmup_div = 10.f;
+  s.milestones = {0.1};
+  s.gamma = 0.1f;
+  for (std::int64_t t = 0; t < 100; ++t) {
+    const double warm = t < 20 ? 0.1 + 0.9 * static_cast<double>(t) / 20 : 1.0;
+    EXPECT_NEAR(learning_rate_at(s, t), warm * (t >= 10 ? 0.1 : 1.0), 1e-7) << "step " << t;
+  }
+}
+
+// One step after the warm-up (and a one-step run): a cosine has no room to descend, and that step
+// runs at base; with two it goes from base to base * min_fraction.
+TEST(Schedule, CosineWithOneStepAfterTheWarmupRunsItAtBase) {
+  LrSchedule s;
+  s.kind = LrSchedule::Kind::kCosine;
+  s.base = 0.5f;
+  s.min_fraction = 0.1f;
+  s.total_steps = 10;
+  s.warmup_steps = 9;
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 9), 0.5f);
+  s.total_steps = 1;
+  s.warmup_steps = 0;
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 0), 0.5f);
+  s.total_steps = 2;
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 0), 0.5f);
+  EXPECT_FLOAT_EQ(learning_rate_at(s, 1), 0.05f);
 }
