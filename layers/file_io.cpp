@@ -102,8 +102,36 @@ void remove_file_if_present(const std::string& path) {
   KESTREL_CHECK(!ec, "cannot remove ", path, ": ", ec.message());
 }
 
-void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::string& path) {
-  KESTREL_CHECK(!path.empty(), "cannot write a file with an empty path");
+std::string file_written_at(const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path p = path;
+  for (int hops = 0;; ++hops) {
+    std::error_code ec;
+    const fs::file_status link = fs::symlink_status(p, ec);
+    if (ec || !fs::is_symlink(link)) break;  // absent (to be created) or not a link
+    KESTREL_CHECK(hops < 40, path, ": too many levels of symbolic links");
+    const fs::path target = fs::read_symlink(p, ec);
+    KESTREL_CHECK(!ec, "cannot read symbolic link ", p.string(), ": ", ec.message());
+    p = target.is_absolute() || !p.has_parent_path() ? target : p.parent_path() / target;
+  }
+  std::error_code ec;
+  const fs::file_status st = fs::status(p, ec);
+  if (!ec && fs::exists(st) && !fs::is_regular_file(st)) {
+    const char* kind = fs::is_directory(st)           ? "a folder"
+                       : fs::is_character_file(st)    ? "a character device"
+                       : fs::is_block_file(st)        ? "a block device"
+                       : fs::is_fifo(st)              ? "a FIFO"
+                       : fs::is_socket(st)            ? "a socket"
+                                                      : "not a regular file";
+    KESTREL_FAIL(path, (p.string() == path ? "" : " (" + p.string() + ")"), " is ", kind,
+                 ", not a file: outputs are written whole, beside their name, then renamed over it");
+  }
+  return p.string();
+}
+
+void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::string& link_or_path) {
+  KESTREL_CHECK(!link_or_path.empty(), "cannot write a file with an empty path");
+  const std::string path = file_written_at(link_or_path);
   const std::string dir = folder_of(path);
   TempFileGuard tmp;
   int err = 0;
@@ -158,10 +186,16 @@ int probe_create(const std::string& prefix) {
 }
 }  // namespace
 
-void check_output_file(const std::string& path, const std::string& what) {
-  if (path.empty()) return;
+void check_output_file(const std::string& given, const std::string& what) {
+  if (given.empty()) return;
   std::error_code ec;
-  KESTREL_CHECK(!std::filesystem::is_directory(path, ec), what, " ", path, " is a folder, not a file");
+  KESTREL_CHECK(!std::filesystem::is_directory(given, ec), what, " ", given, " is a folder, not a file");
+  std::string path;
+  try {
+    path = detail::file_written_at(given);  // a link is written through: check where it lands
+  } catch (const Error& e) {
+    KESTREL_FAIL(what, " ", e.what());
+  }
   const std::string dir = detail::folder_of(path);
   KESTREL_CHECK(std::filesystem::is_directory(dir, ec), what, " ", path, ": ",
                 std::filesystem::exists(dir, ec) ? dir + " is not a folder" : "folder " + dir + " does not exist");

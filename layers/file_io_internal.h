@@ -33,10 +33,16 @@ class InputFile {
   std::uint64_t size_ = 0;
 };
 
-// Writes `size` bytes to a new temporary file `path` + ".tmp.<pid>.<n>" (created exclusively:
-// never an existing file or a symbolic link planted there), flushes and fsyncs it, renames it
-// over `path` and fsyncs the directory. On failure the temporary file is removed and `path` is
-// left as it was.
+// Where writing to `path` lands: `path`, or, when it is a symbolic link, the file the chain of
+// links ends at (the link stays a link and names the new contents, as an editor's save through
+// a link does). Raises when that file exists and is not a regular file (a device such as
+// /dev/null, a FIFO, a socket, a folder): a temporary file renamed over it would replace it.
+std::string file_written_at(const std::string& path);
+
+// Writes `size` bytes to a new temporary file beside file_written_at(path), + ".tmp.<pid>.<n>"
+// (created exclusively: never an existing file or a symbolic link planted there), flushes and
+// fsyncs it, renames it over that file and fsyncs the directory. On failure the temporary file
+// is removed and the file is left as it was.
 void write_file_atomic(const std::uint8_t* data, std::size_t size, const std::string& path);
 
 // Creates a new file `prefix` + "<pid>.<n>" of our own, open for writing with `mode`: never a

@@ -10,8 +10,9 @@ namespace kestrel {
 // A file can be created at `path` later: its folder exists and accepts a new file (a probe file
 // named as an atomic write's temporary file, <path>.tmp.<pid>.<n>, is created exclusively and
 // removed at once, so a name too long for it is refused too; nothing is written at `path`), and
-// `path` is not a folder. An empty path passes (no output asked for). Raises kestrel::Error
-// naming `what` (e.g. "--checkpoint"), the path and the system's reason.
+// `path` is not a folder, a device, a FIFO or a socket. A symbolic link is checked where it
+// leads (outputs are written through links). An empty path passes (no output asked for). Raises
+// kestrel::Error naming `what` (e.g. "--checkpoint"), the path and the system's reason.
 void check_output_file(const std::string& path, const std::string& what);
 
 // Whether `a` and `b` name the same file: the same existing file (hard and symbolic links

@@ -277,9 +277,9 @@ TEST(Safetensors, FailedWritesLeaveTheOldFileAndNoTempFile) {
   EXPECT_TRUE(testing::bit_equal(testing::read_bytes(path), before));
   EXPECT_EQ(tmp.entries(), std::vector<std::string>{"ckpt.safetensors"});
 
-  // 2. Rename fails (the target is a directory): temp file removed, directory untouched.
+  // 2. The target is a folder: refused before any temporary file is made, the folder untouched.
   std::filesystem::create_directories(tmp / "dir.safetensors/inside");
-  EXPECT_NE(error_of([&] { write_safetensors_atomic(big, tmp / "dir.safetensors"); }).find("renaming"),
+  EXPECT_NE(error_of([&] { write_safetensors_atomic(big, tmp / "dir.safetensors"); }).find("is a folder, not a file"),
             std::string::npos);
   EXPECT_TRUE(std::filesystem::is_directory(tmp / "dir.safetensors/inside"));
 
