@@ -12,6 +12,7 @@
 #include "kestrel/layers/output_files.h"
 #include "kestrel/layers/trainer_device_internal.h"
 #include "kestrel/layers/trainer_impl_internal.h"
+#include "kestrel/layers/trainer_recipe_internal.h"
 
 namespace kestrel {
 namespace {
@@ -109,7 +110,25 @@ void Trainer::Impl::build(const SafetensorsFile* resume, const std::string& resu
                    ", training-set fingerprint ", fp->second, ") than this run's (", data_source,
                    ", fingerprint ", train_fingerprint, ")");
     }
+    // The same recipe: a resumed run continues the training its checkpoint began, so options
+    // that would change it (dtype, epochs, optimizer, schedule, augmentation, ...) are refused,
+    // all differences named at once.
+    bool recorded = false;
+    const std::vector<std::string> diffs =
+        trainer_detail::recipe_differences(resume->metadata, trainer_detail::training_recipe(cfg), &recorded);
+    if (!diffs.empty()) {
+      std::string list;
+      for (const std::string& d : diffs) list += (list.empty() ? "" : ", ") + d;
+      KESTREL_FAIL(resume_name, " was written by a run with another recipe: ", list,
+                   "; resume with the options that made it (a resumed run continues the same training)");
+    }
+    if (!recorded)
+      out << "note: " << resume_name << " records no training recipe (an older Kestrel's): its optimizer, "
+          << "schedule and augmentation cannot be checked against this run's\n";
     seed = checkpoint_metadata_u64(*resume, "seed", resume_name);
+    if (seed != cfg.seed)
+      out << "note: continuing with " << resume_name << "'s seed " << seed << " (this run was given " << cfg.seed
+          << "; a resumed run keeps its checkpoint's dropout and shuffling streams)\n";
     cfg.seed = seed;
   }
   const Graph tg = build_training_graph(cfg, cfg.batch);

@@ -11,6 +11,7 @@
 #include "kestrel/layers/file_io_internal.h"
 #include "kestrel/layers/trainer_device_internal.h"
 #include "kestrel/layers/trainer_impl_internal.h"
+#include "kestrel/layers/trainer_recipe_internal.h"
 
 namespace kestrel {
 namespace trainer_detail {
@@ -132,7 +133,7 @@ std::map<std::string, std::string> Trainer::Impl::metadata() const {
   std::int64_t correct = 0;
   td::read_int64(ctx, train_correct(), &correct, 1);
   const std::string sum = detail::general_text(loss_sum, 17);  // round-trips a double
-  return {{"step", std::to_string(step)},
+  std::map<std::string, std::string> m = {{"step", std::to_string(step)},
           {"interval_loss_sum", detail::general_text(interval_loss, 17)},
           {"interval_steps", std::to_string(interval_steps)},
           {"skips_in_a_row", std::to_string(skips_in_a_row)},
@@ -140,10 +141,7 @@ std::map<std::string, std::string> Trainer::Impl::metadata() const {
           {"epoch", std::to_string(step / spe)},
           {"model", cfg.net.name},
           {"version", std::to_string(cfg.net.version)},
-          {"dtype", dtype_name(cfg.dtype)},
-          {"layout", layout_name(cfg.layout)},
           {"batch", std::to_string(cfg.batch)},
-          {"epochs", std::to_string(cfg.epochs)},
           {"train_images", std::to_string(n_train)},
           {"train_fingerprint", train_fingerprint},
           {"train_source", data_source},
@@ -152,6 +150,8 @@ std::map<std::string, std::string> Trainer::Impl::metadata() const {
           {"epoch_images", std::to_string(images)},
           {"epoch_loss_steps", std::to_string(loss_steps)},
           {"epoch_loss_sum", sum}};
+  for (const auto& [key, value] : trainer_detail::training_recipe(cfg)) m[key] = value;
+  return m;
 }
 
 void Trainer::Impl::write_json(Json j) {

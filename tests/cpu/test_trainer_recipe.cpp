@@ -1,0 +1,113 @@
+// The trainer's recipe: each epoch reads the training set in its own shuffled order (trainer.h:
+// epoch_permutation of shuffle_seed(seed) and the epoch), the configuration's inclusive bounds,
+// and a resumed run that must repeat the recipe its checkpoint records.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "error_text.h"
+#include "tiny_trainer.h"
+#include "kestrel/core/error.h"
+#include "kestrel/layers/checkpoint.h"
+#include "kestrel/layers/cifar10.h"
+#include "kestrel/layers/trainer.h"
+
+using namespace kestrel;
+using kestrel::testing::error_of;
+
+// Each epoch reads the training images in its own order: the labels fed to step s of epoch e
+// are those of images epoch_permutation(n, shuffle_seed(seed), e)[s * batch + i] (trainer.h).
+TEST(TrainerEpochs, ShuffleEveryEpochAnew) {
+  TrainerConfig c = kestrel::testing::tiny_trainer_config(2, 16, 4);
+  c.evaluate = false;
+  c.seed = 3;
+  const CifarDataset data = synthetic_cifar10(64, 0, 5);  // 4 steps of 16 an epoch
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, data, ctx, out);
+  ASSERT_EQ(t.steps_per_epoch(), 4);
+  std::vector<std::vector<int>> fed;
+  for (std::int64_t global : {1, 5}) {  // step 0 of epoch 0, step 0 of epoch 1
+    t.set_max_steps(global);
+    t.train();
+    const Tensor labels = t.train_executor().input("labels");
+    const std::int32_t* l = labels.data_as<std::int32_t>();
+    fed.emplace_back(l, l + 16);
+    const std::int64_t epoch = (global - 1) / 4, s = (global - 1) % 4;
+    const std::vector<std::int32_t> perm = epoch_permutation(64, shuffle_seed(c.seed), epoch);
+    for (int i = 0; i < 16; ++i)
+      EXPECT_EQ(l[i], data.train.labels[static_cast<std::size_t>(perm[static_cast<std::size_t>(s * 16 + i)])])
+          << "epoch " << epoch << " image " << i;
+  }
+  EXPECT_NE(fed[0], fed[1]) << "epoch 1 started with epoch 0's batch";
+}
+
+// The crop padding is in 0..16 (validate(TrainerConfig)).
+TEST(TrainerEpochs, AcceptTheLargestCropPadding) {
+  TrainerConfig c = kestrel::testing::tiny_trainer_config(2, 16, 4);
+  c.pad = 16;
+  EXPECT_NO_THROW(validate(c));
+  c.pad = 17;
+  EXPECT_THROW(validate(c), Error);
+}
+
+// A resumed run repeats its checkpoint's recipe: every option that would change the training
+// (here dtype, epochs, learning rate, schedule, dropout, optimizer settings, augmentation) is
+// refused, all differences named in one error, before anything is built; the same recipe
+// resumes. A checkpoint without a recipe (an older Kestrel's) resumes with a note, and another
+// seed is replaced by the checkpoint's with a note.
+TEST(TrainerRecipe, AResumeWithAnotherRecipeIsRefusedNamingEveryDifference) {
+  const TrainerConfig c = kestrel::testing::tiny_trainer_config(4, 16, 4);
+  const CifarDataset data = synthetic_cifar10(64, 16, 5);
+  Context ctx;
+  std::ostringstream out;
+  SafetensorsFile ck;
+  {
+    TrainerConfig first = c;
+    first.max_steps = 1;
+    Trainer t(first, data, ctx, out);
+    t.train();
+    ck = checkpoint_from_store(t.store(), t.checkpoint_metadata());
+  }
+  EXPECT_EQ(checkpoint_metadata(ck, "recipe.optimizer"), "sgd");
+  EXPECT_EQ(checkpoint_metadata(ck, "recipe.lr"), "0.05");
+  EXPECT_EQ(error_of([&] { Trainer u(c, data, ctx, out, &ck, "ck.st"); }), "(no error)") << "the same recipe";
+
+  TrainerConfig other = c;
+  other.dtype = DType::kBFloat16;
+  other.epochs = 3;
+  other.schedule.base = 0.1f;
+  other.schedule.kind = LrSchedule::Kind::kCosine;
+  other.net.dropout = 0.25f;
+  other.sgd.nesterov = true;
+  other.pad = 2;
+  const std::string e = error_of([&] { Trainer u(other, data, ctx, out, &ck, "ck.st"); });
+  for (const char* want : {"ck.st was written by a run with another recipe: ", "dtype fp32 (this run: bf16)",
+                           "epochs 2 (this run: 3)", "schedule step (this run: cosine)", "lr 0.05 (this run: 0.1)",
+                           "dropout 0 (this run: 0.25)", "nesterov false (this run: true)", "pad 4 (this run: 2)",
+                           "resume with the options that made it"})
+    EXPECT_NE(e.find(want), std::string::npos) << want << " in: " << e;
+  // A step schedule against a step schedule: its milestones are compared too.
+  TrainerConfig milestones = c;
+  milestones.schedule.milestones = {0.5, 0.9};
+  const std::string m = error_of([&] { Trainer u(milestones, data, ctx, out, &ck); });
+  EXPECT_NE(m.find("milestones 0.5,0.75 (this run: 0.5,0.9)"), std::string::npos) << m;
+
+  // An older Kestrel's checkpoint records no recipe: it resumes, saying so.
+  SafetensorsFile older = ck;
+  for (auto it = older.metadata.begin(); it != older.metadata.end();)
+    it = it->first.rfind("recipe.", 0) == 0 ? older.metadata.erase(it) : std::next(it);
+  std::ostringstream said;
+  TrainerConfig reseeded = c;
+  reseeded.seed = c.seed + 7;
+  EXPECT_EQ(error_of([&] { Trainer u(reseeded, data, ctx, said, &older, "old.st"); }), "(no error)");
+  EXPECT_NE(said.str().find("note: old.st records no training recipe"), std::string::npos) << said.str();
+  EXPECT_NE(said.str().find("note: continuing with old.st's seed " + std::to_string(c.seed) + " (this run was given " +
+                            std::to_string(c.seed + 7)),
+            std::string::npos)
+      << said.str();
+}
