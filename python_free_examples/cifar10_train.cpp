@@ -184,7 +184,14 @@ int main(int argc, char** argv) {
       if (by_signal) return 128 + g_signal;
     }
     double acc = !r.epochs.empty() && r.epochs.back().step == r.steps_done ? r.epochs.back().test_accuracy : -1.0;
-    if (acc < 0 && data.test.count > 0) acc = trainer.evaluate();
+    if (acc < 0 && data.test.count > 0 && !g_stop.load()) acc = trainer.evaluate();
+    if (g_stop.load()) {  // a signal after the last step's check: before or during the final evaluation
+      std::printf("cifar10_train: %s after step %lld, before the final evaluation ended: %s\n",
+                  g_signal == SIGTERM ? "SIGTERM" : "SIGINT", static_cast<long long>(r.steps_done),
+                  cfg.checkpoint_path.empty() ? "no --checkpoint, progress not saved"
+                                              : ("checkpoint written to " + cfg.checkpoint_path).c_str());
+      return 128 + g_signal;
+    }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("cifar10_train: %s after %lld steps in %.1f s", r.finished ? "finished" : "stopped",
                 static_cast<long long>(r.steps_done), secs);

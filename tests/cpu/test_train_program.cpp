@@ -211,6 +211,21 @@ Ran run_program(const std::string& args, const kestrel::testing::TempDir& dir,
   const int status = std::system(cmd.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_text(dir, "out.txt"), read_text(dir, "err.txt")};
 }
+
+// Starts cifar10_train with `args` in `dir` in the background, sends SIGTERM once its stdout
+// holds `marker`, and takes the exit code from the shell's `wait` (-1, with a failure, when the
+// marker did not appear within 120 s: then no signal is sent).
+Ran run_and_sigterm(const std::string& args, const std::string& marker, const kestrel::testing::TempDir& dir) {
+  const std::string cmd = "cd '" + dir.path().string() + "' && rm -f out.txt code.txt && ('" + KESTREL_CIFAR10_TRAIN +
+                          "' " + args + " > out.txt 2> err.txt & pid=$!; seen=0; for i in $(seq 1 1200); do grep -q '" +
+                          marker + "' out.txt 2>/dev/null && { seen=1; break; }; sleep 0.1; done; if [ $seen = 1 ]; then "
+                          "kill -TERM $pid; wait $pid; echo $? > code.txt; else kill -KILL $pid; wait $pid; "
+                          "echo timeout > code.txt; fi)";
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+  const std::string code = read_text(dir, "code.txt"), out = read_text(dir, "out.txt"), err = read_text(dir, "err.txt");
+  EXPECT_NE(code, "timeout\n") << "'" << marker << "' not printed within 120 s:\n" << out << err;
+  return Ran{code == "timeout\n" ? -1 : std::stoi(code), out, err};
+}
 }  // namespace
 
 TEST(TrainProgram, UsageErrorsExitWith2AndPrintTheUsage) {
@@ -334,19 +349,8 @@ TEST(TrainProgram, SigtermStopsAtTheNextStepWritesTheCheckpointAndExitsWith143) 
   kestrel::testing::TempDir dir("train_sigterm");
   // 200 steps an epoch: the signal lands long before the first epoch ends, however fast the host.
   const std::string data = "--device cpu --train-images 6400 --test-images 20 --batch 32 --epochs 50 ";
-  const std::string run = "'" + std::string(KESTREL_CIFAR10_TRAIN) + "' " + data + "--log-every 1 ";
   auto signalled = [&](const std::string& args) {
-    // code.txt gets "timeout" when no step was printed within 120 s (then no signal is sent).
-    const std::string cmd = "cd '" + dir.path().string() + "' && rm -f out.txt code.txt && (" + run + args +
-                            " > out.txt 2> err.txt & pid=$!; seen=0; for i in $(seq 1 1200); do grep -q ' step 2/' "
-                            "out.txt 2>/dev/null && { seen=1; break; }; sleep 0.1; done; if [ $seen = 1 ]; then "
-                            "kill -TERM $pid; wait $pid; echo $? > code.txt; else kill -KILL $pid; wait $pid; "
-                            "echo timeout > code.txt; fi)";
-    EXPECT_EQ(std::system(cmd.c_str()), 0);
-    const std::string code = read_text(dir, "code.txt"), out = read_text(dir, "out.txt"),
-                      err = read_text(dir, "err.txt");
-    EXPECT_NE(code, "timeout\n") << "no step printed within 120 s:\n" << out << err;
-    return Ran{code == "timeout\n" ? -1 : std::stoi(code), out, err};
+    return run_and_sigterm(data + "--log-every 1 " + args, " step 2/", dir);
   };
   const Ran r = signalled("--checkpoint ck.safetensors");
   EXPECT_EQ(r.code, 143) << r.out << r.err;
@@ -366,6 +370,22 @@ TEST(TrainProgram, SigtermStopsAtTheNextStepWritesTheCheckpointAndExitsWith143) 
   const Ran unsaved = signalled("");
   EXPECT_EQ(unsaved.code, 143) << unsaved.out << unsaved.err;
   EXPECT_NE(unsaved.out.find("no --checkpoint, progress not saved"), std::string::npos) << unsaved.out;
+}
+
+// A signal after the last step (here --max-steps 2, mid-epoch) lands before or during the final
+// evaluation of 1,000 test images, which takes seconds on a CPU: the run still ends with 128 +
+// SIGTERM and says so, without a test accuracy (before: it said it was stopping, evaluated on,
+// and exited 0).
+TEST(TrainProgram, SigtermDuringTheFinalEvaluationExitsWith143) {
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
+  kestrel::testing::TempDir dir("train_sigterm_eval");
+  const Ran r = run_and_sigterm("--device cpu --model resnet8 --train-images 128 --test-images 1000 --batch 32 "
+                                "--epochs 1 --max-steps 2 --log-every 1 --checkpoint ck.safetensors",
+                                " step 2/", dir);
+  EXPECT_EQ(r.code, 143) << r.out << r.err;
+  EXPECT_NE(r.out.find("SIGTERM after step 2"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("test accuracy"), std::string::npos) << r.out;
+  EXPECT_EQ(checkpoint_metadata(read_safetensors(dir / "ck.safetensors"), "step"), "2");
 }
 
 TEST(TrainProgram, TimeLimitStopsWithACheckpointAndTheTestAccuracy) {
