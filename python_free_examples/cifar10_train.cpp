@@ -94,7 +94,7 @@ void add_options(CLI::App& app, kestrel::TrainOptions& o) {
   app.add_option("--log", o.log, "write JSON lines (one per log interval and per epoch) to this file");
   app.add_option("--log-every", o.log_every, "steps between progress lines (and host reads of the loss)");
   app.add_option("--seed", o.seed, "seed of initialisation, shuffling, augmentation and dropout")
-      ->check(kestrel::programs::at_least_zero());
+      ->check(kestrel::programs::seed_number());
   app.add_option("--nonfinite", o.nonfinite, "on a NaN/Inf loss: stop (with the step) or skip the update");
   app.add_option("--max-steps", o.max_steps, "stop (and checkpoint) after this many steps in all");
   app.add_option("--time-limit", o.time_limit,

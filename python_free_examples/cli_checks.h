@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -27,5 +28,19 @@ inline CLI::Validator above_zero(bool or_zero = false) {
 }
 
 inline CLI::Validator at_least_zero() { return above_zero(true); }
+
+// A whole number in [0, 2^64 - 1] written in decimal digits (a seed): "1e3", "-1" and numbers
+// past 2^64 - 1 are refused (CLI11's own conversion would cap those at 2^64 - 1, silently).
+inline CLI::Validator seed_number() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        const bool digits = !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+        errno = 0;
+        if (digits) (void)std::strtoull(s.c_str(), nullptr, 10);
+        if (digits && errno != ERANGE) return {};
+        return "must be a whole number from 0 to 18446744073709551615, got '" + s + "'";
+      },
+      "INTEGER in [0, 2^64)");
+}
 
 }  // namespace kestrel::programs

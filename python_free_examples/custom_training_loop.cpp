@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
   app.add_option("--steps", o.steps, "training steps (default 300)")->check(kestrel::programs::above_zero());
   app.add_option("--batch", o.batch, "training batch (default 32)")->check(CLI::Range(1, 4096));
   app.add_option("--lr", o.lr, "peak learning rate of the cosine schedule (default 0.05)");  // checked below
-  app.add_option("--seed", o.seed, "seed of initialisation, batch order and dropout masks")->check(kestrel::programs::at_least_zero());
+  app.add_option("--seed", o.seed, "seed of initialisation, batch order and dropout masks")->check(kestrel::programs::seed_number());
   app.add_option("--checkpoint", o.checkpoint, "where to write the checkpoint (default ./custom_training_loop.safetensors)");
   try {
     app.parse(argc, argv);

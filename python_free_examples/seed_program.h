@@ -65,7 +65,7 @@ inline int run_program(int argc, char** argv, const std::string& name, const std
   app.add_option("--device", o.device, "auto (cuda when there is one), cpu, cuda or cuda:N");
   app.add_option("--out", o.out, "folder for the SVG charts and CSV tables (created if missing)");
   app.add_option("--seed", o.seed, "seed of data, initialisation, batch order and dropout masks")
-      ->check(kestrel::programs::at_least_zero());
+      ->check(kestrel::programs::seed_number());
   app.add_option("--data", o.data, "CIFAR-10 folder (cifar-10-batches-bin); default: synthetic CIFAR-format data");
   app.add_option(length.flag, o.length, length.help)->check(kestrel::programs::above_zero());
   if (image_options) {

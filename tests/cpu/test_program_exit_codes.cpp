@@ -55,8 +55,15 @@ TEST(ProgramExitCodes, UnknownFlagsAndBadValuesExit2WithTheUsage) {
     EXPECT_EQ(r.code, 2) << lr << ":\n" << r.output;
     EXPECT_NE(r.output.find("--lr must be a number in (0, 10]"), std::string::npos) << r.output;
   }
-  for (const char* p : {"cifar10_train", "custom_training_loop", "seed_dropout"})
-    EXPECT_EQ(run_built_program(p, "--seed -1").code, 2) << p;
+  // Seeds past 2^64 - 1 (CLI11 capped them at 2^64 - 1, silently) and ones not in digits.
+  for (const char* p : {"cifar10_train", "custom_training_loop", "seed_dropout"}) {
+    for (const char* seed : {"-1", "18446744073709551616", "99999999999999999999999", "1e3"}) {
+      const ProgramRun r = run_built_program(p, std::string("--seed ") + seed);
+      EXPECT_EQ(r.code, 2) << p << " --seed " << seed << ":\n" << r.output;
+      EXPECT_NE(r.output.find("must be a whole number from 0 to 18446744073709551615"), std::string::npos)
+          << p << " --seed " << seed << ":\n" << r.output;
+    }
+  }
   const ProgramRun device = run_built_program("cifar10_train", "--device cuda:99999999999");
   EXPECT_EQ(device.code, 2) << device.output;
   EXPECT_NE(device.output.find("--device must be auto, cpu, cuda or cuda:N"), std::string::npos) << device.output;
