@@ -298,7 +298,7 @@ int lookup(const std::map<std::string, int>& names, const std::string& name, con
   if (it != names.end()) return it->second;
   std::string known;
   for (const auto& [n, id] : names) known += (known.empty() ? "" : ", ") + n;
-  KESTREL_FAIL("no ", what, " named '", name, "' (", what, "s: ", known, ")");
+  KESTREL_FAIL("no ", what, " named '", name, "' (", what, "s: ", known.empty() ? "none" : known, ")");
 }
 }  // namespace
 

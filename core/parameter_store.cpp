@@ -105,36 +105,44 @@ int ParameterStore::index_of(const std::string& name) const {
   KESTREL_FAIL("no parameter or state named '", name, "' (known: ", known, ")");
 }
 
+const ParameterStore::Slot& ParameterStore::slot(std::size_t i) const {
+  KESTREL_CHECK(i < slots_.size(), "parameter index ", i, " is out of range: the store holds ", slots_.size(),
+                " parameters and states");
+  return slots_[i];
+}
+
 Tensor ParameterStore::flat_view(const Tensor& flat, std::int64_t offset, const TypeSpec& t,
                                  DType dtype) const {
   return flat.view_bytes(static_cast<std::size_t>(offset) * dtype_size(dtype), t.shape, dtype, t.layout);
 }
 
 Tensor ParameterStore::value(std::size_t i) const {
-  const Slot& s = slots_.at(i);
+  const Slot& s = slot(i);
   return flat_view(s.trainable ? params_ : states_, s.offset, s.type, DType::kFloat32);
 }
 
 Tensor ParameterStore::gradient(std::size_t i) const {
-  const Slot& s = slots_.at(i);
+  const Slot& s = slot(i);
   KESTREL_CHECK(s.trainable, "'", s.name, "' is a state and has no gradient");
   return flat_view(grads_, s.offset, s.type, DType::kFloat32);
 }
 
 Tensor ParameterStore::shadow(std::size_t i) const {
-  const Slot& s = slots_.at(i);
+  const Slot& s = slot(i);
   if (!s.has_shadow) return Tensor();
   return flat_view(shadow_, s.shadow_offset, s.type, DType::kBFloat16);
 }
 
 const Tensor& ParameterStore::opt_state(int k) const {
-  KESTREL_CHECK(k >= 0 && k < 2 && opt_[k].defined(), "optimizer state ", k,
-                " does not exist (optimizer: ", static_cast<int>(opt_kind_), ")");
+  static const char* const kNames[] = {"none", "sgd", "adamw"};
+  const auto kind = static_cast<std::size_t>(opt_kind_);
+  KESTREL_CHECK(k >= 0 && k < 2 && opt_[k].defined(), "optimizer state ", k, " does not exist (optimizer: ",
+                kind < 3 ? kNames[kind] : "unknown", ", which keeps ", optimizer_buffers(opt_kind_), ")");
   return opt_[k];
 }
 
 Tensor ParameterStore::opt_state(int k, std::size_t i) const {
-  const Slot& s = slots_.at(i);
+  const Slot& s = slot(i);
   KESTREL_CHECK(s.trainable, "'", s.name, "' is a state and has no optimizer state");
   return flat_view(opt_state(k), s.offset, s.type, DType::kFloat32);
 }

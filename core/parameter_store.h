@@ -32,8 +32,8 @@ class ParameterStore {
   Context& context() const noexcept { return ctx_; }
   std::uint64_t seed() const noexcept { return seed_; }
   std::size_t count() const noexcept { return slots_.size(); }
-  const std::string& name(std::size_t i) const { return slots_.at(i).name; }
-  bool trainable(std::size_t i) const { return slots_.at(i).trainable; }
+  const std::string& name(std::size_t i) const { return slot(i).name; }
+  bool trainable(std::size_t i) const { return slot(i).trainable; }
   int index_of(const std::string& name) const;  // raises with the known names when missing
 
   // Views of one parameter (or state) and its gradient, in the parameter's shape and layout.
@@ -91,6 +91,7 @@ class ParameterStore {
     std::int64_t offset;  // elements into params_/grads_ (trainable) or states_ (states)
     std::int64_t shadow_offset;
   };
+  const Slot& slot(std::size_t i) const;  // raises kestrel::Error for an index past count()
   Tensor flat_view(const Tensor& flat, std::int64_t offset, const TypeSpec& t, DType dtype) const;
   void initialise(const Graph& graph);
   void upload_decay_mask();

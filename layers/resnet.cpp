@@ -87,7 +87,8 @@ std::vector<std::string> known_models() {
 }
 
 ResNetConfig resnet_config(const std::string& model, int version) {
-  KESTREL_CHECK(version == 1 || version == 2, "--version must be 1 or 2, got ", version);
+  KESTREL_CHECK(version == 1 || version == 2, "ResNet version must be 1 (post-activation) or 2 (pre-activation), got ",
+                version);
   ResNetConfig c;
   c.name = model;
   c.version = version;

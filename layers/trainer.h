@@ -53,7 +53,7 @@ struct TrainerConfig {
   ResNetConfig net = resnet_config("resnet20", 1);
   int epochs = 160;
   std::int64_t batch = 128;
-  std::int64_t eval_batch = 0;   // 0: the training batch
+  std::int64_t eval_batch = 0;   // 0: the training batch; at most the test set's size
   std::int64_t max_steps = 0;    // > 0: stop (and checkpoint) once this many steps are done in all
   LrSchedule schedule;           // total_steps is set by the trainer: epochs * steps_per_epoch
   double warmup_epochs = 0.0;    // added to schedule.warmup_steps (rounded to whole steps); the
@@ -139,7 +139,8 @@ class Trainer {
   TrainResult train();
   // Changes cfg.max_steps for the next train() call (0: no limit).
   void set_max_steps(std::int64_t max_steps);
-  // Test-set accuracy in [0, 1] with the current weights (inference executor, running stats).
+  // Test-set accuracy in [0, 1] with the current weights (inference executor, running stats);
+  // -1 when the test set is empty (nothing to evaluate).
   double evaluate();
   // Writes the checkpoint of the current state (temporary file + rename).
   void save_checkpoint(const std::string& path);

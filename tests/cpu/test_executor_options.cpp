@@ -113,6 +113,9 @@ TEST(InputGradients, ErrorsSayWhatIsWrong) {
   Executor ex(g, store, ctx, gradients_of({"x"}));
   const std::string lookup = error_of([&] { ex.input_gradient("labels"); });
   EXPECT_NE(lookup.find("no input gradient named 'labels' (input gradients: x)"), std::string::npos) << lookup;
+  Executor plain(g, store, ctx, CompileOptions{});
+  const std::string none = error_of([&] { plain.input_gradient("x"); });
+  EXPECT_NE(none.find("no input gradient named 'x' (input gradients: none)"), std::string::npos) << none;
 }
 
 TEST(SampleDropout, InferenceExecutorDrawsAFreshMaskEveryRunWithTheTrainingFormula) {

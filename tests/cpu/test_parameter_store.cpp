@@ -8,10 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "error_text.h"
 #include "kestrel/core/executor.h"
 #include "kestrel/layers/nn.h"
 
 using namespace kestrel;
+using kestrel::testing::error_of;
 
 namespace {
 // Mean and standard deviation in double precision.
@@ -78,6 +80,24 @@ void expect_mask(const ParameterStore& store, Rule decays) {
   EXPECT_EQ(rank2plus, 2);
 }
 }  // namespace
+
+// An index past count() and an optimizer state not kept are kestrel::Errors that say so (before:
+// std::out_of_range from std::vector::at, and the optimizer printed as a number).
+TEST(ParameterStoreErrors, IndicesAndOptimizerStatesOutOfRangeAreNamed) {
+  const Graph g = small_net();
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  const std::string past = "parameter index 99 is out of range: the store holds " + std::to_string(store.count());
+  EXPECT_NE(error_of([&] { store.name(99); }).find(past), std::string::npos);
+  EXPECT_NE(error_of([&] { store.trainable(99); }).find(past), std::string::npos);
+  EXPECT_NE(error_of([&] { store.value(99); }).find(past), std::string::npos);
+  EXPECT_NE(error_of([&] { store.gradient(99); }).find(past), std::string::npos);
+  EXPECT_NE(error_of([&] { store.shadow(99); }).find(past), std::string::npos);
+  const std::string state = error_of([&] { store.opt_state(0); });
+  EXPECT_NE(state.find("optimizer state 0 does not exist (optimizer: none, which keeps 0)"), std::string::npos) << state;
+  store.ensure_optimizer_state(OptimizerKind::kSgd);
+  EXPECT_NE(error_of([&] { store.opt_state(1); }).find("(optimizer: sgd, which keeps 1)"), std::string::npos);
+}
 
 TEST(ParameterStoreDecay, Exempt1dFromDecayExemptsExactlyTheRankOneParameters) {
   const Graph g = small_net();

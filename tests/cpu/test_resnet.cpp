@@ -142,6 +142,9 @@ TEST(ResNet, ConfigAcceptsTheBoundaryDepthsAndWidths) {
   EXPECT_THROW(resnet_config("wrn-16-17"), Error);
   EXPECT_THROW(resnet_config("wrn-4-1"), Error);
   EXPECT_THROW(resnet_config("resnet2"), Error);
+  // The library's message names the setting, not a program's flag.
+  const std::string v3 = error_of([] { resnet_config("resnet20", 3); });
+  EXPECT_NE(v3.find("ResNet version must be 1 (post-activation) or 2 (pre-activation), got 3"), std::string::npos) << v3;
 }
 
 // A v1 block whose width changes at stride 1 (a stem narrower than the first stage) needs a
