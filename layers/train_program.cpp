@@ -56,7 +56,13 @@ TrainPlan plan_training(const TrainOptions& o, const std::string& cuda_reason, b
   KESTREL_CHECK(o.version == 1 || o.version == 2, "--version must be 1 or 2, got ", o.version);
   KESTREL_CHECK(width >= 0 && width <= 1024, "--width must be in 0..1024, got ", width);
   TrainerConfig& t = plan.trainer;
-  t.net = resnet_config(model, o.version);
+  try {
+    t.net = resnet_config(model, o.version);
+  } catch (const Error& e) {
+    KESTREL_FAIL("--model: ", e.message());
+  }
+  KESTREL_CHECK(!given("version") || t.net.version == o.version, "--version ", o.version, " does not apply to ", model,
+                ": it is a v", t.net.version, " network (--version chooses between v1 and v2 of resnet and plain models)");
   if (width > 0) {
     const std::int64_t k = width;
     t.net.stem_width = k;
@@ -86,8 +92,14 @@ TrainPlan plan_training(const TrainOptions& o, const std::string& cuda_reason, b
   check_finite("warmup-epochs", o.warmup_epochs, 0.0, false, t.epochs, true);
   KESTREL_CHECK(o.warmup_epochs == 0.0 || t.schedule.kind != LrSchedule::Kind::kOneCycle,
                 "--warmup-epochs does not apply to --schedule onecycle (it warms up on its own)");
-  t.optimizer = parse_optimizer_kind(o.optimizer);
+  try {
+    t.optimizer = parse_optimizer_kind(o.optimizer);
+  } catch (const Error& e) {
+    KESTREL_FAIL("--optimizer: ", e.message());
+  }
   KESTREL_CHECK(t.optimizer != OptimizerKind::kNone, "--optimizer must be sgd or adamw, got '", o.optimizer, "'");
+  KESTREL_CHECK(t.optimizer == OptimizerKind::kSgd || (!given("momentum") && !given("nesterov")),
+                "--momentum and --nesterov apply to --optimizer sgd (AdamW keeps its own moment estimates)");
   double wd = o.weight_decay;
   if (t.optimizer == OptimizerKind::kAdamW && !given("weight-decay")) wd = 5e-2;
   check_finite("weight-decay", wd, 0.0, false, 1.0, false);

@@ -83,8 +83,8 @@ void add_options(CLI::App& app, kestrel::TrainOptions& o) {
   app.add_option("--layout", o.layout, "nchw or nhwc");
   app.add_option("--data", o.data, "CIFAR-10 folder, or 'synthetic' (default: ./data if it holds CIFAR-10, else synthetic; the CPU configuration always uses synthetic data unless --data names a folder)");
   app.add_flag("--download", o.download, "download CIFAR-10 into --data (default ./data) first");
-  app.add_option("--train-images", o.train_images, "use only the first N training images (synthetic: make N)");
-  app.add_option("--test-images", o.test_images, "use only the first N test images (synthetic: make N)");
+  app.add_option("--train-images", o.train_images, "use only the first N training images (0: all; synthetic data: make N)");
+  app.add_option("--test-images", o.test_images, "use only the first N test images (0: all; synthetic data: make N, 0: none)");
   app.add_option("--crop", o.crop, "random crop with 4-pixel padding: on or off");
   app.add_option("--flip", o.flip, "random horizontal flip: on, off or auto (off for synthetic data)");
   app.add_option("--checkpoint", o.checkpoint, "write a safetensors checkpoint here after each epoch");

@@ -159,8 +159,19 @@ TEST(TrainProgram, InvalidValuesNameTheOption) {
   bad([](TrainOptions& o) { o.dtype = "fp16"; }, "--dtype must be fp32 or bf16, got 'fp16'");
   bad([](TrainOptions& o) { o.layout = "chwn"; }, "--layout must be nchw or nhwc");
   bad([](TrainOptions& o) { o.model = "resnet21"; }, "6n+2");
-  bad([](TrainOptions& o) { o.model = "vgg16"; }, "unknown model 'vgg16'");
+  bad([](TrainOptions& o) { o.model = "vgg16"; }, "--model: unknown model 'vgg16'");
+  bad([](TrainOptions& o) { o.optimizer = "adam"; }, "--optimizer: unknown optimizer");
   bad([](TrainOptions& o) { o.version = 3; }, "--version must be 1 or 2");
+  // Options that would be ignored are refused: a version for a v2-only network, SGD's settings
+  // with AdamW.
+  bad([](TrainOptions& o) { o.model = "wrn", o.version = 1, o.given.insert({"model", "version"}); },
+      "--version 1 does not apply to wrn: it is a v2 network");
+  bad([](TrainOptions& o) { o.model = "seed-resnet-v2", o.version = 1, o.given.insert({"model", "version"}); },
+      "--version 1 does not apply to seed-resnet-v2");
+  bad([](TrainOptions& o) { o.optimizer = "adamw", o.nesterov = true, o.given.insert("nesterov"); },
+      "--momentum and --nesterov apply to --optimizer sgd");
+  bad([](TrainOptions& o) { o.optimizer = "adamw", o.momentum = 0.5, o.given.insert("momentum"); },
+      "--momentum and --nesterov apply to --optimizer sgd");
   bad([](TrainOptions& o) { o.epochs = 0; }, "--epochs must be in 1..100000, got 0");
   bad([](TrainOptions& o) { o.batch = -5; }, "--batch must be");
   bad([](TrainOptions& o) { o.lr = -0.1; }, "--lr must be in (0, 100]");
