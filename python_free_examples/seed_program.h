@@ -94,6 +94,10 @@ inline int run_program(int argc, char** argv, const std::string& name, const std
     kestrel::Context ctx(device);  // raises "no CUDA device: ..." for --device cuda without one
     kestrel::check_output_folder(o.out, "--out");  // before the experiment, not after its first part
     std::printf("%s: %s mode on %s\n", name.c_str(), o.quick ? "quick" : "full", ctx.description().c_str());
+    if (!o.quick && ctx.device().is_cpu())
+      std::printf("%s: note: full mode is sized for a GPU and takes from many minutes to days on a CPU "
+                  "(docs/EXPERIMENTS.md); --quick runs in under a minute\n",
+                  name.c_str());
     std::fflush(stdout);
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<std::string> files = experiment(o, ctx);

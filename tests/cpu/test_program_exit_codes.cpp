@@ -112,6 +112,12 @@ TEST(ProgramExitCodes, ABadDataFolderLeavesAnEarlierSeedReportAlone) {
     EXPECT_EQ(r.code, 1) << program << ":\n" << r.output;
     EXPECT_NE(r.output.find("no-such-data"), std::string::npos) << program << ":\n" << r.output;
     EXPECT_TRUE(std::filesystem::exists(earlier)) << program << " removed an earlier run's " << file;
+    EXPECT_EQ(r.output.find("full mode is sized for a GPU"), std::string::npos) << program << ":\n" << r.output;
+    // Full mode on the CPU says first that it is meant for a GPU (it fails here on the data).
+    const ProgramRun full = run_built_program(program, "--device cpu --out " + dir.path().string() + " --data " + missing);
+    EXPECT_EQ(full.code, 1) << program << ":\n" << full.output;
+    EXPECT_NE(full.output.find("note: full mode is sized for a GPU"), std::string::npos) << program << ":\n"
+                                                                                        << full.output;
   }
 }
 
