@@ -5,10 +5,24 @@
 #include <cstdio>
 
 #include "kestrel/core/cuda_check_internal.h"
+#include "kestrel/core/device_probe_internal.h"
 #include "kestrel/core/error.h"
 #include "kestrel/core/number_text_internal.h"
 
 namespace kestrel {
+namespace detail {
+std::string cuda_probe_reason(cudaError_t e, int count) {
+  if (e == cudaSuccess) return count > 0 ? std::string() : "the CUDA runtime reports 0 devices";
+  std::string r = std::string(cudaGetErrorString(e)) + " (" + cudaGetErrorName(e) + ")";
+  if (e == cudaErrorInsufficientDriver)
+    r += ": no NVIDIA driver is installed, or it is older than CUDA " + std::to_string(CUDART_VERSION / 1000) +
+         " needs";
+  else if (e == cudaErrorNoDevice)
+    r += ": the driver sees no NVIDIA GPU (check nvidia-smi and CUDA_VISIBLE_DEVICES)";
+  return r;
+}
+}  // namespace detail
+
 namespace {
 struct Probe {
   int count = 0;
@@ -22,8 +36,7 @@ Probe probe_cuda() noexcept {
   if (e != cudaSuccess) (void)cudaGetLastError();
   else p.count = n;
   try {  // the reason is text (allocates); without memory for it, the count still holds
-    if (e != cudaSuccess) p.reason = std::string(cudaGetErrorString(e)) + " (" + cudaGetErrorName(e) + ")";
-    else if (n == 0) p.reason = "the CUDA runtime reports 0 devices";
+    p.reason = detail::cuda_probe_reason(e, n);
   } catch (...) {
     p.reason.clear();
   }

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "error_text.h"
+#include "kestrel/core/device_probe_internal.h"
 #include "kestrel/core/context.h"
 #include "kestrel/core/device.h"
 #include "kestrel/core/tensor.h"
@@ -60,6 +61,14 @@ TEST(Device, ParsingAndNoGpuIsANormalState) {
   EXPECT_THROW(kestrel::parse_device("cuda:99999999999"), kestrel::Error);
   EXPECT_THROW(kestrel::parse_device("cuda:"), kestrel::Error);
   EXPECT_EQ(kestrel::parse_device("cuda:9999"), kestrel::Device::cuda(9999));
+  // The reasons name what to check where the runtime's own text misleads.
+  EXPECT_EQ(kestrel::detail::cuda_probe_reason(cudaSuccess, 1), "");
+  EXPECT_EQ(kestrel::detail::cuda_probe_reason(cudaSuccess, 0), "the CUDA runtime reports 0 devices");
+  const std::string no_driver = kestrel::detail::cuda_probe_reason(cudaErrorInsufficientDriver, 0);
+  EXPECT_NE(no_driver.find("cudaErrorInsufficientDriver): no NVIDIA driver is installed, or it is older than CUDA"),
+            std::string::npos) << no_driver;
+  EXPECT_NE(kestrel::detail::cuda_probe_reason(cudaErrorNoDevice, 0).find("check nvidia-smi and CUDA_VISIBLE_DEVICES"),
+            std::string::npos);
   if (kestrel::cuda_device_count() == 0) {
     EXPECT_FALSE(kestrel::cuda_unavailable_reason().empty());
     try {
