@@ -7,9 +7,9 @@
 #include <numeric>
 
 #include "error_text.h"
-#include "kestrel/core/device_probe_internal.h"
 #include "kestrel/core/context.h"
 #include "kestrel/core/device.h"
+#include "kestrel/core/device_probe_internal.h"
 #include "kestrel/core/tensor.h"
 #include "kestrel/kernels/cpu/fill.h"
 
