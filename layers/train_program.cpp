@@ -225,6 +225,10 @@ void check_training_outputs(const TrainPlan& plan) {
 CifarDataset load_plan_data(const TrainPlan& plan, std::ostream& log) {
   if (plan.synthetic) return synthetic_cifar10(plan.train_images, plan.test_images, kSyntheticDataSeed);
   if (plan.download) download_cifar10(plan.data_dir, log);
+  std::error_code ec;
+  KESTREL_CHECK(!std::filesystem::exists(plan.data_dir, ec) || std::filesystem::is_directory(plan.data_dir, ec),
+                "--data ", plan.data_dir, " is a file, not a folder: give the folder that holds data_batch_1.bin ... "
+                "test_batch.bin (or cifar-10-batches-bin)");
   CifarDataset d = load_cifar10(plan.data_dir);
   keep_first(d.train, plan.train_images);
   keep_first(d.test, plan.test_images);

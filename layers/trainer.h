@@ -85,7 +85,10 @@ struct TrainerConfig {
                                  // skipped; train_acc: the epoch's so far; lr, grad_norm,
                                  // images_per_s, peak_mem_mb), "epoch" (loss and train_acc over the
                                  // epoch, test_acc, lr, images_per_s, epoch_time_s, peak_mem_mb),
-                                 // "skip", "nonfinite"
+                                 // "skip", "nonfinite". A run killed after its last checkpoint
+                                 // leaves lines past that checkpoint's step; the "resume" line's
+                                 // step says where training went on, so readers keep, of the
+                                 // lines before it, those up to that step.
   bool progress_bar = false;     // true: one \r-updated line (terminals); false: plain lines
   // Asked before every step and after each epoch but the last (after its evaluation and
   // checkpoint); when it returns true, train() stops there as it does at max_steps (the interval

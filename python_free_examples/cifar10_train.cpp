@@ -146,7 +146,13 @@ int main(int argc, char** argv) {
     for (const std::string& note : plan.notes) std::printf("cifar10_train: %s\n", note.c_str());
     if (ctx.device().is_cuda()) ctx.set_conv_policy(plan.conv_policy);
     kestrel::SafetensorsFile checkpoint;
-    if (!plan.resume.empty()) checkpoint = kestrel::read_safetensors(plan.resume);
+    if (!plan.resume.empty()) {
+      try {
+        checkpoint = kestrel::read_safetensors(plan.resume);
+      } catch (const kestrel::Error& e) {
+        throw kestrel::Error("--resume: " + e.message());
+      }
+    }
     const kestrel::CifarDataset data = kestrel::load_plan_data(plan, std::cout);
     kestrel::TrainerConfig cfg = plan.trainer;
     cfg.progress_bar = ::isatty(::fileno(stdout)) != 0;

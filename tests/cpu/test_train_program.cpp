@@ -257,11 +257,18 @@ TEST(TrainProgram, UsageErrorsExitWith2AndPrintTheUsage) {
 TEST(TrainProgram, RuntimeErrorsExitWith1WithOneLine) {
   KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
   kestrel::testing::TempDir dir("train_runtime");
-  for (const char* args : {"--data /nonexistent/cifar --device cpu", "--resume missing.safetensors --device cpu"}) {
+  std::ofstream(dir / "afile") << "not a folder\n";
+  // Each names the option at fault.
+  const std::pair<const char*, const char*> cases[] = {
+      {"--data /nonexistent/cifar --device cpu", "/nonexistent/cifar"},
+      {"--resume missing.safetensors --device cpu", "cifar10_train: --resume: cannot open missing.safetensors"},
+      {"--data afile --device cpu", "cifar10_train: --data afile is a file, not a folder"}};
+  for (const auto& [args, says] : cases) {
     const Ran r = run_program(args, dir);
     EXPECT_EQ(r.code, 1) << args << "\n" << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
     EXPECT_EQ(r.err.rfind("cifar10_train: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << args << "\n" << r.err;
   }
 }
 
