@@ -194,7 +194,7 @@ void check_output_file(const std::string& given, const std::string& what) {
   try {
     path = detail::file_written_at(given);  // a link is written through: check where it lands
   } catch (const Error& e) {
-    KESTREL_FAIL(what, " ", e.what());
+    KESTREL_FAIL(what, " ", e.message());
   }
   const std::string dir = detail::folder_of(path);
   KESTREL_CHECK(std::filesystem::is_directory(dir, ec), what, " ", path, ": ",

@@ -106,7 +106,11 @@ Options parse_options(int argc, char** argv, const std::string& program, const s
   if (program == "bench_resnet") {  // options of the network benchmark only
     app.add_flag("--plan-only", o.plan_only, "compile each row on the CPU and print its planned memory (no GPU needed)");
     app.add_option("--recompute-bn", o.recompute_bn,
-                   "on (default) rebuilds BN+ReLU outputs in backward; off keeps them (configs then end in 'keep')");
+                   "on (default) rebuilds BN+ReLU outputs in backward; off keeps them (configs then end in 'keep')")
+        ->type_name("on|off")
+        ->check(CLI::Validator(
+            [](std::string& s) { return s == "on" || s == "off" ? std::string() : "must be on or off, got '" + s + "'"; },
+            "on|off"));
   }
   try {
     app.parse(argc, argv);

@@ -74,4 +74,5 @@ TEST(OutputLinks, DevicesFifosAndLinksToThemAreRefusedAndLeftAsTheyWere) {
   fs::create_symlink(dir / "a.st", dir / "b.st");
   const std::string loop = error_of([&] { kestrel::check_output_file(dir / "a.st", "--checkpoint"); });
   EXPECT_NE(loop.find("too many levels of symbolic links"), std::string::npos) << loop;
+  EXPECT_EQ(loop.find("[at "), loop.rfind("[at ")) << "one source location, not the inner error's too: " << loop;
 }

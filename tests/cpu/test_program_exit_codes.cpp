@@ -34,6 +34,9 @@ TEST(ProgramExitCodes, UnknownFlagsAndBadValuesExit2WithTheUsage) {
   EXPECT_EQ(run_built_program("seed_degradation", "--steps -3").code, 2);
   EXPECT_EQ(run_built_program("seed_gradient_flow", "--steps many").code, 2);
   EXPECT_EQ(run_built_program("bench_kernels", "--runs 0").code, 2);
+  const ProgramRun maybe = run_built_program("bench_resnet", "--recompute-bn maybe");
+  EXPECT_EQ(maybe.code, 2) << maybe.output;
+  EXPECT_NE(maybe.output.find("must be on or off, got 'maybe'"), std::string::npos) << maybe.output;
   EXPECT_EQ(run_built_program("custom_training_loop", "--steps 0").code, 2);
   // ... saying what it wants (CLI11's own check printed a range with a 309-digit bound).
   for (const char* p : {"seed_degradation", "custom_training_loop"}) {
