@@ -110,6 +110,11 @@ std::string file_written_at(const std::string& path) {
     const fs::file_status link = fs::symlink_status(p, ec);
     if (ec || !fs::is_symlink(link)) break;  // absent (to be created) or not a link
     KESTREL_CHECK(hops < 40, path, ": too many levels of symbolic links");
+    // A link someone else made (say, planted at a predictable name in /tmp) is not followed:
+    // it would aim our write at a file of theirs choosing.
+    struct stat ls {};
+    KESTREL_CHECK(::lstat(p.c_str(), &ls) == 0 && ls.st_uid == ::geteuid(), path, ": the symbolic link ",
+                  p.string(), " belongs to another user; outputs are written through links of this user's only");
     const fs::path target = fs::read_symlink(p, ec);
     KESTREL_CHECK(!ec, "cannot read symbolic link ", p.string(), ": ", ec.message());
     p = target.is_absolute() || !p.has_parent_path() ? target : p.parent_path() / target;

@@ -35,8 +35,9 @@ class InputFile {
 
 // Where writing to `path` lands: `path`, or, when it is a symbolic link, the file the chain of
 // links ends at (the link stays a link and names the new contents, as an editor's save through
-// a link does). Raises when that file exists and is not a regular file (a device such as
-// /dev/null, a FIFO, a socket, a folder): a temporary file renamed over it would replace it.
+// a link does; a link owned by another user is refused, not followed). Raises when that file
+// exists and is not a regular file (a device such as /dev/null, a FIFO, a socket, a folder): a
+// temporary file renamed over it would replace it.
 std::string file_written_at(const std::string& path);
 
 // Writes `size` bytes to a new temporary file beside file_written_at(path), + ".tmp.<pid>.<n>"

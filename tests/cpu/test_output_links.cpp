@@ -4,6 +4,7 @@
 // given --checkpoint /dev/null as root once turned /dev/null into a checkpoint).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <string>
@@ -75,4 +76,15 @@ TEST(OutputLinks, DevicesFifosAndLinksToThemAreRefusedAndLeftAsTheyWere) {
   const std::string loop = error_of([&] { kestrel::check_output_file(dir / "a.st", "--checkpoint"); });
   EXPECT_NE(loop.find("too many levels of symbolic links"), std::string::npos) << loop;
   EXPECT_EQ(loop.find("[at "), loop.rfind("[at ")) << "one source location, not the inner error's too: " << loop;
+  // A link of another user's is not followed (only root can make one here to try).
+  if (::geteuid() == 0) {
+    const std::string victim = dir / "victim.txt", planted = dir / "planted.st";
+    write_text(victim, "theirs");
+    fs::create_symlink(victim, planted);
+    ASSERT_EQ(::lchown(planted.c_str(), 12345, 12345), 0);
+    const std::string other = error_of([&] { write_text(planted, "ours"); });
+    EXPECT_NE(other.find("belongs to another user"), std::string::npos) << other;
+    EXPECT_EQ(read_text(victim), "theirs");
+    EXPECT_TRUE(fs::is_symlink(planted));
+  }
 }
