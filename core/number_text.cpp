@@ -39,6 +39,15 @@ std::string shortest_float_text(float v) {
   return general_text(static_cast<double>(v), 9);  // 9 significant digits always read back
 }
 
+std::string shortest_double_text(double v) {
+  for (int digits = 1; digits < 17; ++digits) {
+    const std::string s = general_text(v, digits);
+    double back = 0.0;
+    if (parse_double(s, &back) && back == v) return s;
+  }
+  return general_text(v, 17);  // 17 significant digits always read back
+}
+
 bool parse_float(const std::string& s, float* out) { return parse(s, out); }
 bool parse_double(const std::string& s, double* out) { return parse(s, out); }
 

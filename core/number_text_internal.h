@@ -13,6 +13,8 @@ std::string general_text(double v, int digits);
 std::string fixed_text(double v, int digits);
 // The shortest of "%.6g" ... "%.9g" that reads back as the same float (0.3f -> "0.3").
 std::string shortest_float_text(float v);
+// The shortest "%.<d>g" that reads back as the same double (0.9 -> "0.9", not 0.90000000000000002).
+std::string shortest_double_text(double v);
 
 // The whole of `s` as a number ('.' decimal point, optional exponent, "nan" / "inf" accepted);
 // false, with *out untouched, when `s` is empty, has anything else, or is out of range.

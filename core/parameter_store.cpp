@@ -105,6 +105,15 @@ int ParameterStore::index_of(const std::string& name) const {
   KESTREL_FAIL("no parameter or state named '", name, "' (known: ", known, ")");
 }
 
+const char* optimizer_kind_name(OptimizerKind kind) noexcept {
+  switch (kind) {
+    case OptimizerKind::kNone: return "none";
+    case OptimizerKind::kSgd: return "sgd";
+    case OptimizerKind::kAdamW: return "adamw";
+  }
+  return "?";
+}
+
 const ParameterStore::Slot& ParameterStore::slot(std::size_t i) const {
   KESTREL_CHECK(i < slots_.size(), "parameter index ", i, " is out of range: the store holds ", slots_.size(),
                 " parameters and states");
@@ -134,10 +143,8 @@ Tensor ParameterStore::shadow(std::size_t i) const {
 }
 
 const Tensor& ParameterStore::opt_state(int k) const {
-  static const char* const kNames[] = {"none", "sgd", "adamw"};
-  const auto kind = static_cast<std::size_t>(opt_kind_);
   KESTREL_CHECK(k >= 0 && k < 2 && opt_[k].defined(), "optimizer state ", k, " does not exist (optimizer: ",
-                kind < 3 ? kNames[kind] : "unknown", ", which keeps ", optimizer_buffers(opt_kind_), ")");
+                optimizer_kind_name(opt_kind_), ", which keeps ", optimizer_buffers(opt_kind_), ")");
   return opt_[k];
 }
 

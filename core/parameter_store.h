@@ -21,6 +21,8 @@
 namespace kestrel {
 
 enum class OptimizerKind : std::uint8_t { kNone, kSgd, kAdamW };
+// "none", "sgd", "adamw" (layers/checkpoint.h parses them back).
+const char* optimizer_kind_name(OptimizerKind kind) noexcept;
 
 class ParameterStore {
  public:

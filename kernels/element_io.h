@@ -8,6 +8,7 @@
 //   `dtype` (float, bfloat16, float16) and raises kestrel::Error for any other dtype.
 // - check_buffers(what, n, dtype, {pointers}): host only; raises for n < 0, or (n > 0) for a
 //   null pointer or one not aligned to an element of `dtype` (check_element_aligned).
+// - check_data(what, dtype, pointers): host only; present and aligned (no count).
 // - check_elements_aligned(what, dtype, {pointers}): host only; the alignment alone.
 // - check_cast_buffers(what, x, from, y, to, n): host only; raises when a cast would write over
 //   its own source: any overlap between dtypes of different sizes, a partial one between equal
@@ -76,14 +77,19 @@ inline void check_elements_aligned(const char* what, DType dtype, std::initializ
   for (const void* p : pointers) check_element_aligned(what, p, dtype);
 }
 
+// Each pointer present and aligned to an element of `dtype` (buffers a call will touch).
 template <typename Pointers>
-void check_buffers(const char* what, std::int64_t n, DType dtype, const Pointers& pointers) {
-  KESTREL_CHECK(n >= 0, what, ": negative element count ", n);
-  if (n == 0) return;
+void check_data(const char* what, DType dtype, const Pointers& pointers) {
   for (const void* p : pointers) {
     KESTREL_CHECK(p != nullptr, what, ": null data pointer");
     check_element_aligned(what, p, dtype);
   }
+}
+
+template <typename Pointers>
+void check_buffers(const char* what, std::int64_t n, DType dtype, const Pointers& pointers) {
+  KESTREL_CHECK(n >= 0, what, ": negative element count ", n);
+  if (n > 0) check_data(what, dtype, pointers);
 }
 inline void check_buffers(const char* what, std::int64_t n, DType dtype,
                           std::initializer_list<const void*> pointers) {

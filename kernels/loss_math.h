@@ -81,7 +81,7 @@ inline void check_rows(const char* op, DType dtype, std::int64_t rows, std::int6
   KESTREL_CHECK(cols >= 1 && cols <= INT32_MAX, op, ": column count must be in [1, 2^31), got ",
                 cols);
   if (rows == 0) return;
-  element_io::check_buffers(op, 1, dtype, data);
+  element_io::check_data(op, dtype, data);
   for (const void* p : others) KESTREL_CHECK(p != nullptr, op, ": null pointer");
 }
 

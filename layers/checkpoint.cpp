@@ -42,15 +42,6 @@ Tensor to_host(const Tensor& t, const Stream& stream) {
 
 }  // namespace
 
-const char* optimizer_kind_name(OptimizerKind kind) noexcept {
-  switch (kind) {
-    case OptimizerKind::kNone: return "none";
-    case OptimizerKind::kSgd: return "sgd";
-    case OptimizerKind::kAdamW: return "adamw";
-  }
-  return "?";
-}
-
 OptimizerKind parse_optimizer_kind(const std::string& name) {
   for (OptimizerKind k : {OptimizerKind::kNone, OptimizerKind::kSgd, OptimizerKind::kAdamW})
     if (name == optimizer_kind_name(k)) return k;

@@ -28,8 +28,7 @@ namespace kestrel {
 
 constexpr const char* kCheckpointFormat = "kestrel-checkpoint-1";
 
-// "none", "sgd", "adamw" and back (parse raises for anything else, listing the known names).
-const char* optimizer_kind_name(OptimizerKind kind) noexcept;
+// optimizer_kind_name (core/parameter_store.h) back: raises for anything else, listing the known names.
 OptimizerKind parse_optimizer_kind(const std::string& name);
 // PyTorch's names of an optimizer's state buffers, in ParameterStore::opt_state order.
 std::vector<std::string> optimizer_buffer_names(OptimizerKind kind);

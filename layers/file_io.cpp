@@ -102,23 +102,30 @@ void remove_file_if_present(const std::string& path) {
   KESTREL_CHECK(!ec, "cannot remove ", path, ": ", ec.message());
 }
 
-std::string file_written_at(const std::string& path) {
+LinkEnd follow_links(std::filesystem::path p, bool refuse_foreign) {
   namespace fs = std::filesystem;
-  fs::path p = path;
   for (int hops = 0;; ++hops) {
     std::error_code ec;
     const fs::file_status link = fs::symlink_status(p, ec);
-    if (ec || !fs::is_symlink(link)) break;  // absent (to be created) or not a link
-    KESTREL_CHECK(hops < 40, path, ": too many levels of symbolic links");
-    // A link someone else made (say, planted at a predictable name in /tmp) is not followed:
-    // it would aim our write at a file of theirs choosing.
+    if (ec || !fs::is_symlink(link)) return {p, {}};  // absent (to be created) or not a link
+    if (hops == 40) return {p, "too many levels of symbolic links"};
     struct stat ls {};
-    KESTREL_CHECK(::lstat(p.c_str(), &ls) == 0 && ls.st_uid == ::geteuid(), path, ": the symbolic link ",
-                  p.string(), " belongs to another user; outputs are written through links of this user's only");
+    if (refuse_foreign && (::lstat(p.c_str(), &ls) != 0 || ls.st_uid != ::geteuid()))
+      return {p, "the symbolic link " + p.string() +
+                     " belongs to another user; outputs are written through links of this user's only"};
     const fs::path target = fs::read_symlink(p, ec);
-    KESTREL_CHECK(!ec, "cannot read symbolic link ", p.string(), ": ", ec.message());
+    if (ec) return {p, "cannot read symbolic link " + p.string() + ": " + ec.message()};
     p = target.is_absolute() || !p.has_parent_path() ? target : p.parent_path() / target;
   }
+}
+
+std::string file_written_at(const std::string& path) {
+  namespace fs = std::filesystem;
+  // A link someone else made (say, planted at a predictable name in /tmp) is not followed: it
+  // would aim our write at a file of their choosing.
+  const LinkEnd end = follow_links(path, /*refuse_foreign=*/true);
+  KESTREL_CHECK(end.problem.empty(), path, ": ", end.problem);
+  const fs::path& p = end.path;
   std::error_code ec;
   const fs::file_status st = fs::status(p, ec);
   if (!ec && fs::exists(st) && !fs::is_regular_file(st)) {
@@ -193,14 +200,13 @@ int probe_create(const std::string& prefix) {
 
 void check_output_file(const std::string& given, const std::string& what) {
   if (given.empty()) return;
-  std::error_code ec;
-  KESTREL_CHECK(!std::filesystem::is_directory(given, ec), what, " ", given, " is a folder, not a file");
   std::string path;
   try {
     path = detail::file_written_at(given);  // a link is written through: check where it lands
-  } catch (const Error& e) {
+  } catch (const Error& e) {  // a folder, device, FIFO or socket; a link loop or another user's link
     KESTREL_FAIL(what, " ", e.message());
   }
+  std::error_code ec;
   const std::string dir = detail::folder_of(path);
   KESTREL_CHECK(std::filesystem::is_directory(dir, ec), what, " ", path, ": ",
                 std::filesystem::exists(dir, ec) ? dir + " is not a folder" : "folder " + dir + " does not exist");
@@ -218,14 +224,14 @@ namespace {
 // last component that links to a file not created yet (weakly_canonical stops at it).
 std::filesystem::path write_target(const std::string& path, std::error_code& ec) {
   namespace fs = std::filesystem;
-  fs::path p = fs::absolute(path, ec);
-  for (int hops = 0; hops < 40 && !ec; ++hops) {
-    std::error_code missing;  // a path that does not exist is no link (and no error here)
-    if (!fs::is_symlink(fs::symlink_status(p, missing))) break;
-    const fs::path target = fs::read_symlink(p, ec);
-    p = target.is_absolute() ? target : p.parent_path() / target;
+  const fs::path absolute = fs::absolute(path, ec);
+  if (ec) return absolute;
+  const detail::LinkEnd end = detail::follow_links(absolute, /*refuse_foreign=*/false);
+  if (!end.problem.empty()) {
+    ec = std::make_error_code(std::errc::too_many_symbolic_link_levels);  // or unreadable: no answer
+    return end.path;
   }
-  return ec ? p : fs::weakly_canonical(p, ec);
+  return fs::weakly_canonical(end.path, ec);
 }
 }  // namespace
 

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,16 @@ class InputFile {
   int fd_ = -1;
   std::uint64_t size_ = 0;
 };
+
+// The end of the chain of symbolic links at `p` (each relative target taken against its link's
+// folder): `path` is what the chain names (p itself when it is no link); `problem` is empty, or
+// says why following stopped (a loop of more than 40 links, an unreadable link, or, with
+// refuse_foreign, a link owned by another user).
+struct LinkEnd {
+  std::filesystem::path path;
+  std::string problem;
+};
+LinkEnd follow_links(std::filesystem::path p, bool refuse_foreign);
 
 // Where writing to `path` lands: `path`, or, when it is a symbolic link, the file the chain of
 // links ends at (the link stays a link and names the new contents, as an editor's save through

@@ -11,19 +11,9 @@ const std::string kPrefix = "recipe.";
 std::string text(float v) { return detail::shortest_float_text(v); }
 std::string text(bool v) { return v ? "true" : "false"; }
 
-// The shortest "%.<d>g" that reads back as the same double (0.9 -> "0.9", not 0.90000000000000002).
-std::string shortest_double_text(double v) {
-  for (int digits = 1; digits < 17; ++digits) {
-    const std::string t = detail::general_text(v, digits);
-    double back = 0.0;
-    if (detail::parse_double(t, &back) && back == v) return t;
-  }
-  return detail::general_text(v, 17);
-}
-
 std::string milestones_text(const std::vector<double>& m) {
   std::string s;
-  for (double f : m) s += (s.empty() ? "" : ",") + shortest_double_text(f);
+  for (double f : m) s += (s.empty() ? "" : ",") + detail::shortest_double_text(f);
   return s;
 }
 }  // namespace

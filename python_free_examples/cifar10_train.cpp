@@ -177,25 +177,24 @@ int main(int argc, char** argv) {
                              plan.resume);
     install_stop_handlers();  // from here on a signal stops at a step; before, it ends the program
     const kestrel::TrainResult r = trainer.train();
+    // What a stopped run says about its progress, and which signal stopped it.
+    const std::string& ck = cfg.checkpoint_path;
+    const std::string progress = !ck.empty() && r.steps_done > r.first_step
+                                     ? "checkpoint written to " + ck + "; continue with --resume " + ck
+                                 : ck.empty() ? "no --checkpoint, progress not saved"
+                                              : "no step since the last checkpoint";
+    const auto signal_name = [] { return g_signal == SIGTERM ? "SIGTERM" : "SIGINT"; };
     if (r.interrupted) {
-      const bool saved = !cfg.checkpoint_path.empty() && r.steps_done > r.first_step;
       const bool by_signal = g_stop.load() && !out_of_time;
-      std::printf("cifar10_train: %s after step %lld: %s\n",
-                  by_signal ? (g_signal == SIGTERM ? "SIGTERM" : "SIGINT") : "time limit reached",
-                  static_cast<long long>(r.steps_done),
-                  saved ? ("checkpoint written to " + cfg.checkpoint_path + "; continue with --resume " +
-                           cfg.checkpoint_path).c_str()
-                        : (cfg.checkpoint_path.empty() ? "no --checkpoint, progress not saved"
-                                                       : "no step since the last checkpoint"));
+      std::printf("cifar10_train: %s after step %lld: %s\n", by_signal ? signal_name() : "time limit reached",
+                  static_cast<long long>(r.steps_done), progress.c_str());
       if (by_signal) return 128 + g_signal;
     }
     double acc = !r.epochs.empty() && r.epochs.back().step == r.steps_done ? r.epochs.back().test_accuracy : -1.0;
     if (acc < 0 && data.test.count > 0 && !g_stop.load()) acc = trainer.evaluate();
     if (g_stop.load()) {  // a signal after the last step's check: before or during the final evaluation
-      std::printf("cifar10_train: %s after step %lld, before the final evaluation ended: %s\n",
-                  g_signal == SIGTERM ? "SIGTERM" : "SIGINT", static_cast<long long>(r.steps_done),
-                  cfg.checkpoint_path.empty() ? "no --checkpoint, progress not saved"
-                                              : ("checkpoint written to " + cfg.checkpoint_path).c_str());
+      std::printf("cifar10_train: %s after step %lld, before the final evaluation ended: %s\n", signal_name(),
+                  static_cast<long long>(r.steps_done), progress.c_str());
       return 128 + g_signal;
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

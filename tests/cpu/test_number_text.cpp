@@ -30,6 +30,9 @@ TEST(NumberText, FormatsAsPrintfInTheCLocaleAndParsesWholeStringsOnly) {
   EXPECT_EQ(detail::shortest_float_text(0.3f), "0.3");
   EXPECT_EQ(detail::shortest_float_text(0.1f), "0.1");
   EXPECT_EQ(detail::shortest_float_text(16777217.f), "16777216");
+  EXPECT_EQ(detail::shortest_double_text(0.9), "0.9");
+  EXPECT_EQ(detail::shortest_double_text(0.75), "0.75");
+  EXPECT_EQ(detail::shortest_double_text(0.1 + 0.2), "0.30000000000000004");  // 17 digits needed
   float f = -1.f;
   EXPECT_TRUE(detail::parse_float("0.100000001", &f));
   EXPECT_EQ(f, 0.1f);

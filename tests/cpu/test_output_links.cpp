@@ -24,7 +24,7 @@ void write_text(const std::string& path, const std::string& text) {
   kestrel::detail::write_file_atomic(reinterpret_cast<const std::uint8_t*>(text.data()), text.size(), path);
 }
 std::string read_text(const std::string& path) {
-  const std::vector<std::uint8_t> b = kestrel::detail::InputFile(path).read_all();
+  const std::vector<std::uint8_t> b = kestrel::testing::read_bytes(path);
   return std::string(b.begin(), b.end());
 }
 }  // namespace
