@@ -67,6 +67,8 @@ std::size_t ConvPlanCache::workspace_bytes(cudnnContext* handle, ConvOp op, cons
 
 std::size_t ConvPlanCache::size() const noexcept { return impl_->plans.size(); }
 std::size_t ConvPlanCache::hits() const noexcept { return impl_->hits; }
+std::size_t ConvPlanCache::untuned() const noexcept { return impl_->untuned; }
+std::string ConvPlanCache::last_untuned() const { return impl_->last_untuned; }
 const ConvPolicy& ConvPlanCache::policy() const noexcept { return impl_->policy; }
 
 void conv2d_forward(ConvPlanCache& cache, cudnnContext* handle, const Conv2dDesc& d,

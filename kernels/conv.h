@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 
 #include "kestrel/kernels/conv_desc.h"
 
@@ -52,6 +53,12 @@ class ConvPlanCache {
 
   std::size_t size() const noexcept;  // plans cached
   std::size_t hits() const noexcept;  // lookups answered from the cache
+  // Plans cached that ConvPolicy::autotune was asked to time but could not (no memory for the
+  // trial tensors, a CUDA graph being captured, no candidate ran, ...): each is cuDNN's first
+  // choice instead, which may be slower. last_untuned() names the latest one's op, desc and
+  // reason ("" when none). Autotuning never raises; this is how its fallback is seen.
+  std::size_t untuned() const noexcept;
+  std::string last_untuned() const;
   const ConvPolicy& policy() const noexcept;
 
   struct Impl;  // cuDNN objects; defined in kernels/conv_plan_internal.h

@@ -1,6 +1,7 @@
 // Autotuning of convolution plans (ConvPolicy::autotune): each candidate runs on zeroed scratch
 // tensors and the fastest is kept. Failures make it fall back to cuDNN's first choice, never
-// raise: autotuning is an optimisation.
+// raise (autotuning is an optimisation), but say why: the plan records it and
+// ConvPlanCache::untuned() counts it, so a benchmark can tell an untuned plan from a slow one.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -90,15 +91,17 @@ float time_run(cudnnHandle_t handle, const ConvPlan& plan, cudaStream_t stream, 
 }
 }  // namespace
 
-std::size_t fastest_plan(cudnnHandle_t handle, const Conv2dDesc& d,
-                         const std::vector<std::unique_ptr<ConvPlan>>& plans, Allocator* scratch) {
+Autotuned fastest_plan(cudnnHandle_t handle, const Conv2dDesc& d,
+                       const std::vector<std::unique_ptr<ConvPlan>>& plans, Allocator* scratch) {
   cudaStream_t stream = nullptr;
-  if (cudnnGetStream(handle, &stream) != CUDNN_STATUS_SUCCESS) return 0;
+  if (cudnnGetStream(handle, &stream) != CUDNN_STATUS_SUCCESS)
+    return {0, "the cuDNN handle's stream could not be read"};
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess ||
       capture != cudaStreamCaptureStatusNone) {
     (void)cudaGetLastError();
-    return 0;  // no allocations or synchronisation inside a capture
+    // No allocations or synchronisation inside a capture.
+    return {0, "the stream was being captured into a CUDA graph"};
   }
   const std::size_t element = dtype_size(d.dtype);
   std::int64_t ws_bytes = 0;
@@ -108,18 +111,19 @@ std::size_t fastest_plan(cudnnHandle_t handle, const Conv2dDesc& d,
   const std::size_t y_bytes = static_cast<std::size_t>(d.y_elements()) * element;
   Scratch x(x_bytes, scratch, stream), w(w_bytes, scratch, stream), y(y_bytes, scratch, stream),
       ws(static_cast<std::size_t>(ws_bytes), scratch, stream);
+  if (x.failed() || w.failed() || y.failed() || ws.failed())
+    return {0, "no memory for the trial tensors and workspace"};
   Event start, stop;
-  if (x.failed() || w.failed() || y.failed() || ws.failed() || start.get() == nullptr ||
-      stop.get() == nullptr)
-    return 0;
+  if (start.get() == nullptr || stop.get() == nullptr)
+    return {0, "the timing events could not be created"};
   // Zeroed inputs: timing does not depend on values, and no NaN slow paths.
   if (cudaMemsetAsync(x.get(), 0, x_bytes, stream) != cudaSuccess ||
       cudaMemsetAsync(w.get(), 0, w_bytes, stream) != cudaSuccess ||
       cudaMemsetAsync(y.get(), 0, y_bytes, stream) != cudaSuccess) {
     (void)cudaGetLastError();
-    return 0;
+    return {0, "the trial tensors could not be cleared"};
   }
-  std::size_t best = 0;
+  Autotuned r{0, "no candidate ran"};
   float best_ms = std::numeric_limits<float>::infinity();
   for (std::size_t i = 0; i < plans.size(); ++i) {
     float fastest = std::numeric_limits<float>::infinity();
@@ -137,13 +141,13 @@ std::size_t fastest_plan(cudnnHandle_t handle, const Conv2dDesc& d,
     }
     if (fastest < best_ms) {
       best_ms = fastest;
-      best = i;
+      r = {i, nullptr};
     }
   }
   // Leave the stream as we found it: nothing of ours may still run when the scratch is freed.
   (void)cudaStreamSynchronize(stream);
   (void)cudaGetLastError();
-  return best;
+  return r;
 }
 
 }  // namespace kestrel::cudnn_detail

@@ -204,9 +204,10 @@ std::unique_ptr<ConvPlan> build_conv_plan(cudnnHandle_t handle, ConvOp op, const
   KESTREL_CHECK(!built.empty(), "cuDNN found no working engine for conv2d ", conv_op_name(op),
                 " of ", to_string(d), " (alignments x=", align.x, " w=", align.w, " y=", align.y,
                 "; policy ", policy_text(policy), "):", why.text.str());
-  const std::size_t best = built.size() > 1 ? fastest_plan(handle, d, built, scratch) : 0;
-  std::unique_ptr<ConvPlan> plan = std::move(built[best]);
+  const Autotuned tuned = built.size() > 1 ? fastest_plan(handle, d, built, scratch) : Autotuned{};
+  std::unique_ptr<ConvPlan> plan = std::move(built[tuned.best]);
   plan->graph = std::move(graph);
+  plan->untuned = tuned.skipped;
   return plan;
 }
 
@@ -280,6 +281,10 @@ const cudnn_detail::ConvPlan& ConvPlanCache::Impl::get(cudnnHandle_t handle, Con
       cudnn_detail::build_conv_plan(handle, op, d, align, policy, scratch);
   const cudnn_detail::ConvPlan& ref = *plan;
   plans.emplace(key, std::move(plan));
+  if (ref.untuned != nullptr) {
+    ++untuned;
+    last_untuned = std::string(conv_op_name(op)) + " of " + to_string(d) + ": " + ref.untuned;
+  }
   return ref;
 }
 

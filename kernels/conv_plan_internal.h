@@ -47,6 +47,9 @@ struct ConvPlan {
   BackendDescriptor plan;
   std::int64_t workspace = 0;
   std::int64_t engine_index = -1;  // cuDNN's global engine index, for logs
+  // Why autotuning, asked for and with several candidates, did not choose this plan by timing
+  // (null when it did, or was not asked): the plan is then cuDNN's first choice.
+  const char* untuned = nullptr;
 };
 
 // Heuristics (mode A, then FALLBACK), ranking, plan finalize (first success, or the fastest of up
@@ -58,10 +61,15 @@ std::unique_ptr<ConvPlan> build_conv_plan(cudnnHandle_t handle, ConvOp op, const
 
 // Index of the fastest plan, each run on zeroed scratch tensors (best of 3 timed runs after a
 // warm-up, on the handle's stream) taken from `scratch` (null: cudaMalloc). Plans that fail to
-// run are passed over; returns 0 when no scratch memory can be had or the stream is being
-// captured into a CUDA graph.
-std::size_t fastest_plan(cudnnHandle_t handle, const Conv2dDesc& d,
-                         const std::vector<std::unique_ptr<ConvPlan>>& plans, Allocator* scratch);
+// run are passed over. When nothing could be timed (no scratch memory, the stream being captured
+// into a CUDA graph, no candidate ran, ...) the index is 0, cuDNN's first choice, and `skipped`
+// says why; it is null when the index came from timing.
+struct Autotuned {
+  std::size_t best = 0;
+  const char* skipped = nullptr;
+};
+Autotuned fastest_plan(cudnnHandle_t handle, const Conv2dDesc& d,
+                       const std::vector<std::unique_ptr<ConvPlan>>& plans, Allocator* scratch);
 
 // The launchers' pointers (a, b, c) by slot: forward (x, w, y), backward-data (dy, w, dx),
 // backward-filter (x, dy, dw).
@@ -99,6 +107,8 @@ struct ConvPlanCache::Impl {
                      cudnn_detail::ConvPlanKeyHash>
       plans;
   std::size_t hits = 0;
+  std::size_t untuned = 0;        // plans cached whose autotuning was skipped (ConvPlan::untuned)
+  std::string last_untuned;       // the latest such plan: op, desc and why
 
   // The cached plan, built on a miss.
   const cudnn_detail::ConvPlan& get(cudnnHandle_t handle, ConvOp op, const Conv2dDesc& d,

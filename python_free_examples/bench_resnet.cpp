@@ -25,6 +25,7 @@
 #include "kestrel/core/device.h"
 #include "kestrel/core/error.h"
 #include "kestrel/core/executor.h"
+#include "kestrel/kernels/conv.h"
 #include "kestrel/layers/trainer.h"
 
 namespace {
@@ -90,6 +91,8 @@ struct Measured {
   double peak_mb;        // over the timed steps: what a training step needs
   double setup_peak_mb;  // from the context's creation on (autotuning's trial workspaces too)
   PlanStats plan;  // the executor's memory plan: where the peak comes from
+  std::size_t untuned = 0;    // convolution plans autotuning could not time (cuDNN's first choice)
+  std::string last_untuned;   // which, and why
 };
 
 // One model, batch, dtype and layout in a fresh context: eager steps first, then the same
@@ -129,6 +132,8 @@ Measured measure(const Row& row, const bench::Options& o) {
   m.peak_mb = static_cast<double>(ctx.allocator()->stats().peak_bytes) / 1e6;
   m.setup_peak_mb = std::max(setup_peak_mb, m.peak_mb);
   m.plan = ex.stats();
+  m.untuned = ctx.conv_plans().untuned();
+  m.last_untuned = ctx.conv_plans().last_untuned();
   return m;
 }
 
@@ -138,13 +143,17 @@ void report(bench::Harness& h, const std::string& config, std::int64_t batch, do
   std::printf("%-44s %10.3f %12.0f %12.1f %10.1f %8.1f%s\n", config.c_str(), step_ms, ips, m.peak_mb,
               static_cast<double>(m.plan.arena_bytes) / 1e6, static_cast<double>(m.plan.workspace_bytes) / 1e6,
               m.plan.workspace_in_arena ? " (in arena)" : "");
-  char body[448];
+  if (m.untuned > 0)  // timings with untuned plans would otherwise read as slow engines
+    std::printf("  note: autotuning could not time %zu convolution plan(s), which run cuDNN's first choice; "
+                "the latest: %s\n", m.untuned, m.last_untuned.c_str());
+  char body[512];
   std::snprintf(body, sizeof body,
                 "\"bench\": \"resnet_train\", \"config\": \"%s\", \"images_per_s\": %.1f, "
                 "\"peak_mem_mb\": %.1f, \"peak_with_setup_mb\": %.1f, \"step_ms\": %.4f, \"arena_mb\": %.1f, "
-                "\"max_workspace_mb\": %.1f, \"workspace_in_arena\": %s",
+                "\"max_workspace_mb\": %.1f, \"workspace_in_arena\": %s, \"untuned_conv_plans\": %zu",
                 config.c_str(), ips, m.peak_mb, m.setup_peak_mb, step_ms, static_cast<double>(m.plan.arena_bytes) / 1e6,
-                static_cast<double>(m.plan.workspace_bytes) / 1e6, m.plan.workspace_in_arena ? "true" : "false");
+                static_cast<double>(m.plan.workspace_bytes) / 1e6, m.plan.workspace_in_arena ? "true" : "false",
+                m.untuned);
   h.report_json(body);
 }
 

@@ -24,6 +24,7 @@
 #include "cli_checks.h"
 #include "kestrel/core/context.h"
 #include "kestrel/core/device.h"
+#include "kestrel/kernels/conv.h"
 #include "kestrel/layers/safetensors.h"
 #include "kestrel/layers/train_program.h"
 #include "kestrel/layers/trainer.h"
@@ -175,6 +176,9 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     kestrel::Trainer trainer(cfg, data, ctx, std::cout, plan.resume.empty() ? nullptr : &checkpoint,
                              plan.resume);
+    if (ctx.device().is_cuda() && ctx.conv_plans().untuned() > 0)  // compiling built the plans
+      std::printf("cifar10_train: note: autotuning could not time %zu convolution plan(s), which run cuDNN's "
+                  "first choice (the latest: %s)\n", ctx.conv_plans().untuned(), ctx.conv_plans().last_untuned().c_str());
     install_stop_handlers();  // from here on a signal stops at a step; before, it ends the program
     const kestrel::TrainResult r = trainer.train();
     // What a stopped run says about its progress, and which signal stopped it.

@@ -91,6 +91,10 @@ def throughput_table(ours, compiled, ref):
             "%.0f" % km if km else "-", "%.0f" % pm if pm else "-",
             "%.2fx" % (pm / km) if (km and pm) else "-"))
     print("(images/s ratios: Kestrel / PyTorch; memory ratio: PyTorch / Kestrel; above 1 Kestrel wins)")
+    untuned = [r for r in rows if num(r.get("untuned_conv_plans"))]
+    if untuned:
+        print("note: %d row(s) ran convolution plans that autotuning could not time (cuDNN's first choice; "
+              "bench_resnet's output says why), e.g. %s" % (len(untuned), untuned[0].get("config")))
 
 
 def main(out):

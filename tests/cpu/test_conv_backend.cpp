@@ -188,6 +188,8 @@ TEST(ConvBackend, PlanCacheConstructsWithoutAGpuAndRejectsANullHandle) {
   kestrel::cuda::ConvPlanCache cache(p);
   EXPECT_EQ(cache.size(), 0u);
   EXPECT_EQ(cache.hits(), 0u);
+  EXPECT_EQ(cache.untuned(), 0u);
+  EXPECT_EQ(cache.last_untuned(), "");
   EXPECT_TRUE(cache.policy().deterministic);
   const Conv2dDesc d = desc(16, 16, 3, 1, 1, 1);
   const std::string what =

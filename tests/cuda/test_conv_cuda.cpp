@@ -229,6 +229,44 @@ TEST(CudaConv, AutotuneTakesItsTrialTensorsFromTheContextsAllocator) {
   EXPECT_GE(after.allocations - before.allocations, 3u);
   EXPECT_GE(after.peak_bytes, trial);
   EXPECT_EQ(after.current_bytes, before.current_bytes);  // all handed back
+  EXPECT_EQ(ctx.conv_plans().untuned(), 0u) << ctx.conv_plans().last_untuned();
+}
+
+// An allocator with no memory to give: autotuning cannot get its trial tensors.
+class NoMemory final : public kestrel::Allocator {
+ public:
+  void* allocate(std::size_t bytes, kestrel::StreamHandle) override {
+    throw kestrel::OutOfMemoryError("no memory (test)", bytes, 0, __FILE__, __LINE__);
+  }
+  void deallocate(void*) noexcept override {}
+  kestrel::Device device() const noexcept override { return kestrel::Device::cuda(0); }
+  kestrel::AllocatorStats stats() const override { return {}; }
+  void reset_peak() override {}
+  void release_cached() override {}
+};
+
+// Autotuning that cannot time its candidates falls back to cuDNN's first choice without raising
+// (it is an optimisation), and says so: the cache counts the plan as untuned and names why.
+TEST(CudaConv, AutotuneWithoutScratchMemoryFallsBackAndSaysSo) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  kestrel::Context ctx(kestrel::Device::cuda(0));
+  ConvPolicy p;
+  p.autotune = true;
+  NoMemory none;
+  kestrel::cuda::ConvPlanCache cache(p, &none);
+  Conv2dDesc d = make(8, 16, 32, 16, 3, 1, 1, 1);
+  d.layout = Layout::kNHWC;
+  EXPECT_EQ(cache.untuned(), 0u);
+  EXPECT_EQ(cache.last_untuned(), "");
+  (void)cache.workspace_bytes(ctx.cudnn(), ConvOp::kForward, d, ctx.stream().handle());
+  EXPECT_EQ(cache.untuned(), 1u);
+  const std::string why = cache.last_untuned();
+  EXPECT_NE(why.find("forward"), std::string::npos) << why;
+  EXPECT_NE(why.find("no memory for the trial tensors"), std::string::npos) << why;
+  // Without autotuning nothing is untuned: the first choice is what was asked for.
+  kestrel::cuda::ConvPlanCache plain(ConvPolicy{}, &none);
+  (void)plain.workspace_bytes(ctx.cudnn(), ConvOp::kForward, d, ctx.stream().handle());
+  EXPECT_EQ(plain.untuned(), 0u);
 }
 
 TEST(CudaConv, UnalignedPointersGetTheirOwnPlan) {
