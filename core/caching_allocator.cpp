@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 
 #include "kestrel/core/allocator.h"
 #include "kestrel/core/error.h"
@@ -18,6 +19,10 @@ std::size_t allocation_size_class(std::size_t bytes) noexcept {
   std::size_t pow2 = kLarge;
   while (pow2 <= bytes / 2) pow2 *= 2;
   const std::size_t step = std::min(pow2 / 4, kMaxStep);
+  // Within a step of SIZE_MAX there is no class above the request (the sum would wrap to a tiny
+  // class, and the backend would be asked for next to nothing): pass it on unrounded, for the
+  // backend to refuse.
+  if (bytes > std::numeric_limits<std::size_t>::max() - (step - 1)) return bytes;
   return (bytes + step - 1) / step * step;
 }
 

@@ -94,6 +94,10 @@ Axis make_axis(double min, double max, bool log_axis, int target) {
   a.step = nice_step((max - min) / target);
   a.lo = std::floor(min / a.step) * a.step;
   a.hi = std::ceil(max / a.step) * a.step;
+  // Finite values can span more than a double holds (-1e308 .. 1e308), or round out past the
+  // largest one: the step is then inf and the ends NaN, which multiples() would cast to a count.
+  KESTREL_CHECK(std::isfinite(a.hi - a.lo), "chart axis: values from ", min, " to ", max,
+                " span more than a double holds");
   // The ticks use the step the range was rounded to, so the axis ends on one; a step re-picked
   // from [lo, hi] can be coarser and leave the ends between ticks.
   a.ticks = multiples(a.lo, a.hi, a.step);

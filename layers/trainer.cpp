@@ -78,7 +78,8 @@ void validate(const TrainerConfig& c) {
   // The total steps are known once the data is (the constructor checks the warm-up against them):
   // here the schedule is checked as if the run were long enough.
   LrSchedule s = c.schedule;
-  s.total_steps = std::max<std::int64_t>({s.total_steps, s.warmup_steps + 1, 1});
+  s.total_steps = std::max<std::int64_t>(
+      {s.total_steps, s.warmup_steps < std::numeric_limits<std::int64_t>::max() ? s.warmup_steps + 1 : s.warmup_steps, 1});
   validate(s);
   KESTREL_CHECK(c.schedule.kind != LrSchedule::Kind::kOneCycle || c.warmup_epochs == 0.0,
                 "warm-up epochs do not apply to the one-cycle schedule (its own warm-up is pct_start)");
@@ -404,8 +405,8 @@ Trainer::Trainer(const TrainerConfig& cfg, const CifarDataset& data, Context& ct
   m.eval_batches = (m.n_test + m.eval_batch - 1) / m.eval_batch;
   m.cfg.schedule.total_steps = static_cast<std::int64_t>(cfg.epochs) * m.spe;
   const std::int64_t warmup = std::llround(cfg.warmup_epochs * static_cast<double>(m.spe));
-  m.cfg.schedule.warmup_steps += warmup;
-  KESTREL_CHECK(m.cfg.schedule.warmup_steps < m.cfg.schedule.total_steps, "warm-up (",
+  const bool warmup_fits = !__builtin_add_overflow(cfg.schedule.warmup_steps, warmup, &m.cfg.schedule.warmup_steps);
+  KESTREL_CHECK(warmup_fits && m.cfg.schedule.warmup_steps < m.cfg.schedule.total_steps, "warm-up (",
                 cfg.schedule.warmup_steps, " steps + ", cfg.warmup_epochs, " epochs = ", warmup,
                 " steps of ", m.spe, " an epoch) must be shorter than the ", m.cfg.schedule.total_steps,
                 " training steps");

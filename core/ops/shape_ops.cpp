@@ -65,9 +65,12 @@ std::int64_t inner_of(const Shape& whole) {
   return inner;
 }
 
-std::int64_t sum_of(const std::vector<std::int64_t>& v) {
+// The total size along axis 1; an Error when it passes INT64_MAX (no shape can hold it).
+std::int64_t sum_of(const std::string& op, const std::string& node, const std::vector<std::int64_t>& v) {
   std::int64_t s = 0;
-  for (std::int64_t x : v) s += x;
+  for (std::int64_t x : v)
+    KESTREL_CHECK(!__builtin_add_overflow(s, x, &s), op, " '", node,
+                  "': the sizes along axis 1 add up to more than 2^63 - 1 (int64 overflow)");
   return s;
 }
 
@@ -106,7 +109,7 @@ class ConcatOp final : public Op {
     }
     std::vector<std::int64_t> d = first.shape().dims();
     if (stack_) d.insert(d.begin() + 1, static_cast<std::int64_t>(sizes.size()));
-    else d[1] = sum_of(sizes);
+    else d[1] = sum_of(type(), node, sizes);
     return {TypeSpec{Shape(d), first.dtype(), Layout::kNCHW}};
   }
   void run(const OpRun& r) const override {
@@ -177,9 +180,9 @@ class SplitOp final : public Op {
     expect_inputs(type(), node, in, 1);
     const ValueInfo& x = *in[0];
     expect_row_major(type(), node, x, 2);
-    if (x.shape()[1] != sum_of(sizes_))
+    if (x.shape()[1] != sum_of(type(), node, sizes_))
       shape_error(type(), node, "input " + x.describe(),
-                  "axis 1 of size " + std::to_string(sum_of(sizes_)) + " (the sum of the parts)",
+                  "axis 1 of size " + std::to_string(sum_of(type(), node, sizes_)) + " (the sum of the parts)",
                   std::to_string(x.shape()[1]));
     std::vector<TypeSpec> out;
     for (std::int64_t s : sizes_) out.push_back(TypeSpec{part_shape(x.shape(), s, squeeze_), x.dtype(), Layout::kNCHW});

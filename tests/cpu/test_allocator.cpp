@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -76,6 +77,25 @@ TEST(SizeClass, RoundsSmallToHalfKiBAndLargeToAQuarterPowerOfTwoAtMostTwoMiB) {
       EXPECT_LT(c - b, b / 4) << b;  // and below a quarter of the request
     }
   }
+}
+
+// Within a step of SIZE_MAX, rounding up wrapped around to a tiny class (2^64 - 2 bytes, a
+// Shape{INT64_MAX} bf16 tensor, became class 0), and the backend was asked for 0 bytes.
+TEST(SizeClass, NeverRoundsARequestDownNearTheTopOfSizeT) {
+  using kestrel::allocation_size_class;
+  constexpr std::size_t kMax = std::numeric_limits<std::size_t>::max();
+  for (std::size_t b : {kMax, kMax - 1, kMax - 3, kMax - (std::size_t(1) << 20), kMax - (std::size_t(2) << 20) + 2})
+    EXPECT_GE(allocation_size_class(b), b) << b;
+}
+
+TEST(CachingAllocator, ARequestNearTheTopOfSizeTIsOutOfMemoryNotAZeroByteBlock) {
+  Fixture f;
+  auto a = f.make(1 << 30);
+  void* p = nullptr;
+  EXPECT_THROW(p = a.allocate(std::numeric_limits<std::size_t>::max() - 1, stream_id(1)),
+               kestrel::OutOfMemoryError);
+  EXPECT_EQ(f.allocs, 0) << "the backend handed out a block for a 2^64 - 2 byte request";
+  if (p != nullptr) a.deallocate(p);
 }
 
 TEST(CachingAllocator, ReusesFreedBlocksOfTheSameClassOnTheSameStream) {

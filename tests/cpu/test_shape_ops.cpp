@@ -192,3 +192,17 @@ TEST(ShapeOps, ErrorsNameTheNodeAndTheShapes) {
   EXPECT_NE(dtype.find("dtype fp32"), std::string::npos) << dtype;
   EXPECT_NE(error_of([&] { nn::concat(g, {}); }).find("at least 1"), std::string::npos);
 }
+
+// Part sizes whose sum passes INT64_MAX: the sum wrapped (signed overflow, undefined behaviour),
+// so four parts of 2^62 "matched" an empty axis 1, and four [1, 2^62] inputs concatenated to [1, 0].
+TEST(ShapeOps, PartSizesWhoseSumOverflowsAreRefused) {
+  const std::int64_t q = std::int64_t(1) << 62;
+  Graph g(graph_options(1));
+  const Value x = g.input("x", {Shape{1, 0}});
+  const std::string split = error_of([&] { nn::split(g, x, {q, q, q, q}); });
+  EXPECT_NE(split.find("overflow"), std::string::npos) << split;
+  std::vector<Value> xs;
+  for (int i = 0; i < 4; ++i) xs.push_back(g.input("x" + std::to_string(i), {Shape{1, q}}));
+  const std::string concat = error_of([&] { nn::concat(g, xs); });
+  EXPECT_NE(concat.find("overflow"), std::string::npos) << concat;
+}

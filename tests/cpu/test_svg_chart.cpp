@@ -340,3 +340,18 @@ TEST(SvgChart, ControlCharactersAreNotWritten) {
   }
   EXPECT_EQ(xml_problem(svg), "");
 }
+
+// Finite values whose span is not (1e308 - -1e308 overflows to inf): the step came out inf, the
+// axis ends NaN, the tick count a NaN cast to long long (undefined behaviour), and the series'
+// coordinates "nan". No axis can show them: an Error, as for a log axis past 1e308.
+TEST(SvgChart, FiniteValuesWhoseSpanOverflowsAreAnErrorNotNaNCoordinates) {
+  for (const std::vector<double>& y : {std::vector<double>{-1e308, 0.0, 1e308}, std::vector<double>{0.0, 1.7e308}}) {
+    try {
+      const std::string svg = render_svg(one_series({1, 2}, {y.front(), y.back()}));
+      ADD_FAILURE() << "rendered with " << (svg.find("nan") != std::string::npos ? "NaN coordinates" : "no NaN")
+                    << ", y-ticks " << group_texts(svg, "y-ticks").size();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("span more than a double holds"), std::string::npos) << e.what();
+    }
+  }
+}

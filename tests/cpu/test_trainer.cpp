@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "temp_dir.h"
@@ -594,6 +595,22 @@ TEST(Trainer, ScheduleWarmupStepsAndEpochsAdd) {
   c.warmup_epochs = 1.0;
   Trainer both(c, small_data(), ctx, out);
   EXPECT_EQ(both.config().schedule.warmup_steps, 15);
+}
+
+// warmup_steps near INT64_MAX: validate() added 1 to it, the constructor the warm-up epochs' steps,
+// both overflowing int64 (undefined behaviour; seen with -fsanitize=signed-integer-overflow).
+TEST(Trainer, WarmupStepsNearInt64MaxAreRefusedWithoutOverflow) {
+  TrainerConfig c = tiny_config();
+  c.schedule.kind = LrSchedule::Kind::kConstant;
+  c.schedule.warmup_steps = std::numeric_limits<std::int64_t>::max();
+  EXPECT_NE(error_of([&] { validate(c); }).find("warm-up steps"), std::string::npos);
+  c.schedule.warmup_steps = std::numeric_limits<std::int64_t>::max() - 1;
+  c.warmup_epochs = 1.0;
+  validate(c);  // the total is not known yet: this passes
+  Context ctx;
+  std::ostringstream out;
+  const std::string e = error_of([&] { Trainer t(c, small_data(), ctx, out); });
+  EXPECT_NE(e.find("must be shorter than"), std::string::npos) << e;
 }
 
 // Issue 4: ResNet-20 trains (its loss falls) on the CPU backend. Eight synthetic images, one
