@@ -9,8 +9,10 @@
 #include "kernel_benches.h"
 #include "kestrel/core/context.h"
 #include "kestrel/core/device.h"
+#include "stdout_check.h"
 
 int main(int argc, char** argv) {
+  kestrel::programs::fail_on_unwritable_stdout("bench_kernels");
   const kestrel::bench::Options opts = kestrel::bench::parse_options(
       argc, argv, "bench_kernels", "time Kestrel's kernels against the device's copy bandwidth");
   if (kestrel::cuda_device_count() == 0) {

@@ -27,6 +27,7 @@
 #include "kestrel/core/executor.h"
 #include "kestrel/kernels/conv.h"
 #include "kestrel/layers/trainer.h"
+#include "stdout_check.h"
 
 namespace {
 using namespace kestrel;
@@ -179,6 +180,7 @@ int print_plans(const bench::Options& o) {
 }
 
 int main(int argc, char** argv) {
+  kestrel::programs::fail_on_unwritable_stdout("bench_resnet");
   const bench::Options opts = bench::parse_options(
       argc, argv, "bench_resnet", "training throughput and peak memory of CIFAR ResNets (v1)");
   if (opts.plan_only) {

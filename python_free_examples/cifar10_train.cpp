@@ -28,6 +28,7 @@
 #include "kestrel/layers/safetensors.h"
 #include "kestrel/layers/train_program.h"
 #include "kestrel/layers/trainer.h"
+#include "stdout_check.h"
 
 namespace {
 
@@ -113,6 +114,7 @@ void add_options(CLI::App& app, kestrel::TrainOptions& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kestrel::programs::fail_on_unwritable_stdout("cifar10_train");
   CLI::App app{"cifar10_train: train a CIFAR ResNet with Kestrel (He et al.'s ResNet-20 recipe on a GPU; "
                "a small configuration on synthetic data without one)"};
   kestrel::TrainOptions o;

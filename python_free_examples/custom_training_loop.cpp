@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "cli_checks.h"  // number checks whose messages name the rule
+#include "stdout_check.h"
 
 using namespace kestrel;
 
@@ -223,6 +224,7 @@ int run(const Options& o, Device device) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kestrel::programs::fail_on_unwritable_stdout("custom_training_loop");
   Options o;
   CLI::App app{"custom_training_loop: a network, data feed and training loop of your own on Kestrel's library API"};
   app.add_option("--device", o.device, "auto (cuda when there is one), cpu, cuda or cuda:N");

@@ -4,7 +4,10 @@
 
 #include <cstdio>
 
+#include "stdout_check.h"
+
 int main(int argc, char** argv) {
+  kestrel::programs::fail_on_unwritable_stdout("kestrel_info");
   CLI::App app{"kestrel_info: print Kestrel's build and the devices it can use"};
   try {
     app.parse(argc, argv);

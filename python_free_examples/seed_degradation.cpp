@@ -7,8 +7,10 @@
 
 #include "kestrel/layers/experiments/degradation.h"
 #include "seed_program.h"
+#include "stdout_check.h"
 
 int main(int argc, char** argv) {
+  kestrel::programs::fail_on_unwritable_stdout("seed_degradation");
   return seed::run_program(argc, argv, "seed_degradation", "deeper plain networks train worse, residual ones do not",
                            {"--steps", seed::length_help("training steps of each network", kestrel::experiments::DegradationConfig::full().steps)},
                            [](const seed::Options& o, kestrel::Context& ctx) {

@@ -7,8 +7,10 @@
 
 #include "kestrel/layers/experiments/dropout.h"
 #include "seed_program.h"
+#include "stdout_check.h"
 
 int main(int argc, char** argv) {
+  kestrel::programs::fail_on_unwritable_stdout("seed_dropout");
   return seed::run_program(argc, argv, "seed_dropout", "overfitting, dropout and the ensemble view of dropout",
                            {"--epochs", seed::length_help("training epochs of each network", kestrel::experiments::DropoutConfig::full().epochs)},
                            [](const seed::Options& o, kestrel::Context& ctx) {

@@ -7,8 +7,10 @@
 
 #include "kestrel/layers/experiments/gradient_flow.h"
 #include "seed_program.h"
+#include "stdout_check.h"
 
 int main(int argc, char** argv) {
+  kestrel::programs::fail_on_unwritable_stdout("seed_gradient_flow");
   return seed::run_program(argc, argv, "seed_gradient_flow", "vanishing and exploding gradients through depth and time",
                            {"--steps", seed::length_help("training steps of each deep MLP", kestrel::experiments::GradientFlowConfig::full().train_steps)},
                            [](const seed::Options& o, kestrel::Context& ctx) {

@@ -72,6 +72,32 @@ TEST(ProgramExitCodes, UnknownFlagsAndBadValuesExit2WithTheUsage) {
   EXPECT_NE(device.output.find("--device must be auto, cpu, cuda or cuda:N"), std::string::npos) << device.output;
 }
 
+// A standard output that cannot be written (here /dev/full, every write ENOSPC) fails the program
+// with exit 1 and a line on stderr; before, printf's errors went unseen and it exited 0 with its
+// table, JSON lines or help lost.
+TEST(ProgramExitCodes, AnUnwritableStandardOutputFailsTheProgram) {
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full on this machine";
+  const char* programs[] = {"bench_kernels", "bench_resnet", "seed_dropout", "seed_degradation",
+                            "seed_gradient_flow", "kestrel_info", "cifar10_train", "custom_training_loop"};
+  for (const char* p : programs) {
+    const ProgramRun help = run_built_program(p, "--help", "/dev/full");
+    EXPECT_EQ(help.code, 1) << p << ":\n" << help.output;
+    EXPECT_NE(help.output.find(std::string(p) + ": could not write standard output: No space left on device"),
+              std::string::npos)
+        << p << ":\n" << help.output;
+  }
+  // Past the help: kestrel_info's report, and a run that does its work (its files are written;
+  // only what it printed is lost, and the status says so).
+  EXPECT_EQ(run_built_program("kestrel_info", "", "/dev/full").code, 1);
+  EXPECT_EQ(run_built_program("kestrel_info", "", "/dev/null").code, 0);
+  kestrel::testing::TempDir dir("stdout_full");
+  const ProgramRun quick = run_built_program(
+      "seed_dropout", "--quick --device cpu --epochs 1 --out " + dir.path().string(), "/dev/full");
+  EXPECT_EQ(quick.code, 1) << quick.output;
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "dropout_accuracy.csv")) << quick.output;
+}
+
 // An output that cannot be written is an error (exit 1) before the work, not after it: a folder
 // that does not exist or cannot hold files, or a folder where a file is wanted.
 TEST(ProgramExitCodes, UnwritableOutputsFailBeforeTheWork) {

@@ -33,9 +33,11 @@ struct ProgramRun {
 };
 
 // Runs KESTREL_PROGRAM_DIR/<program> <args> through the shell and returns its exit status and
-// everything it printed.
-inline ProgramRun run_built_program(const std::string& program, const std::string& args) {
-  const std::string cmd = std::string(KESTREL_PROGRAM_DIR) + "/" + program + " " + args + " 2>&1";
+// everything it printed; with `stdout_to` (a path), only stderr is captured and stdout goes there.
+inline ProgramRun run_built_program(const std::string& program, const std::string& args,
+                                    const std::string& stdout_to = "") {
+  const std::string cmd = std::string(KESTREL_PROGRAM_DIR) + "/" + program + " " + args + " 2>&1" +
+                          (stdout_to.empty() ? "" : " >" + stdout_to);
   ProgramRun r;
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return r;
