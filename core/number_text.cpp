@@ -17,7 +17,8 @@ bool parse(const std::string& s, T* out) {
   if (s.empty()) return false;
   const char* first = s.data();
   const char* last = first + s.size();
-  if (*first == '+') ++first;  // strtod accepts a leading '+'; from_chars does not
+  // strtod accepts one leading '+' (not followed by a '-'); from_chars accepts neither.
+  if (*first == '+' && s.size() > 1 && s[1] != '-') ++first;
   T v{};
   const std::from_chars_result r = std::from_chars(first, last, v);
   if (r.ec != std::errc() || r.ptr != last) return false;

@@ -231,7 +231,7 @@ std::string CsvTable::text() const {
     std::string s;
     for (std::size_t i = 0; i < cells.size(); ++i) {
       const std::string& c = cells[i];
-      const bool quote = c.find_first_of(",\"\n") != std::string::npos;
+      const bool quote = c.find_first_of(",\"\r\n") != std::string::npos;  // RFC 4180's rule
       std::string q;
       for (char ch : c) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
       s += (i ? "," : "") + (quote ? "\"" + q + "\"" : c);

@@ -152,7 +152,8 @@ TEST(ExperimentSupport, CsvQuotesTextAndSpellsNonFiniteNumbers) {
   t.add_row({"plain", CsvTable::cell(0.125)});
   t.add_row({"with, comma \"quoted\"", CsvTable::cell(NAN)});
   t.add_row({"x", CsvTable::cell(-INFINITY)});
-  EXPECT_EQ(t.text(), "name,value\nplain,0.125\n\"with, comma \"\"quoted\"\"\",nan\nx,-inf\n");
+  t.add_row({"a\rb", "c\nd"});  // line breaks of either kind are quoted (RFC 4180)
+  EXPECT_EQ(t.text(), "name,value\nplain,0.125\n\"with, comma \"\"quoted\"\"\",nan\nx,-inf\n\"a\rb\",\"c\nd\"\n");
   EXPECT_NE(error_of([&] { t.add_row({"one"}); }).find("1 cells for 2 columns"), std::string::npos);
   kestrel::testing::TempDir dir("csv_table");
   kestrel::detail::make_directories(dir / "a/b");

@@ -41,7 +41,7 @@ TEST(NumberText, FormatsAsPrintfInTheCLocaleAndParsesWholeStringsOnly) {
   double d = 0.0;
   EXPECT_TRUE(detail::parse_double("inf", &d));
   EXPECT_TRUE(std::isinf(d));
-  for (const char* bad : {"", "0,1", "1x", " 1", "1 ", "--1", "0x10", "1e999"}) {
+  for (const char* bad : {"", "0,1", "1x", " 1", "1 ", "--1", "+-1", "++1", "+", "0x10", "1e999"}) {
     d = 7.0;
     EXPECT_FALSE(detail::parse_double(bad, &d)) << "'" << bad << "'";
     EXPECT_EQ(d, 7.0) << "untouched on failure";
