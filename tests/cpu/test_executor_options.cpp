@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 
 #include "error_text.h"
 #include "grad_check.h"
@@ -13,6 +14,7 @@
 #include "kestrel/core/executor.h"
 #include "kestrel/core/ops/elementwise_ops.h"
 #include "kestrel/core/ops/nn_ops.h"
+#include "kestrel/kernels/cpu/dropout.h"
 #include "kestrel/layers/nn.h"
 
 using namespace kestrel;
@@ -402,4 +404,118 @@ TEST(InputGradients, AnEarlyInputGradientSurvivesTheRestOfTheBackwardPass) {
       EXPECT_NEAR(de[i * k + c], want, 1e-6) << "row " << i << " class " << c;
     }
   }
+}
+
+// CompileOptions::reuse_memory = false (the debugging mode tests/support/grad_check.cpp uses):
+// every value keeps bytes of its own, so an intermediate value is still readable after the run
+// and the arena is the sum of the values' aligned sizes. Chain x -> relu -> *2 -> *3, 64 floats
+// (256 bytes) per value: 768 bytes without reuse.
+TEST(ReuseMemory, OffKeepsEveryIntermediateValueReadable) {
+  Graph g(graph_options(1));
+  const Value x = g.input("x", {Shape{1, 64}});
+  const Value a = nn::relu(g, x);
+  const Value b = nn::scale(g, a, 2.f);
+  g.mark_output(nn::scale(g, b, 3.f), "y");
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  CompileOptions co;
+  co.training = false;
+  co.reuse_memory = false;
+  Executor ex(g, store, ctx, co);
+  EXPECT_EQ(ex.stats().arena_bytes, 3u * 256u);
+  kestrel::testing::feed_uniform(ex, "x", 4, -1.f, 1.f);
+  const std::vector<float> xs = ex.input("x").to_float_vector();
+  ex.run();
+  const std::vector<float> av = ex.value(g.info(a).name).to_float_vector();
+  const std::vector<float> bv = ex.value(g.info(b).name).to_float_vector();
+  const std::vector<float> yv = ex.output("y").to_float_vector();
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    const float r = xs[i] > 0.f ? xs[i] : 0.f;
+    EXPECT_EQ(av[i], r) << i;
+    EXPECT_EQ(bv[i], 2.f * r) << i;
+    EXPECT_EQ(yv[i], 6.f * r) << i;
+  }
+}
+
+// An inference executor that samples dropout may also be refused part-way (a label out of
+// range in its loss): its dropout offset must be put back as a training executor's is.
+TEST(RefusedRun, AnInferenceExecutorSamplingDropoutPutsItsOffsetBack) {
+  Context ctx;
+  const Graph g = kestrel::testing::refusable_net(4);
+  ParameterStore store(g, ctx, 3);
+  CompileOptions co;
+  co.training = false;
+  co.sample_dropout = true;
+  Executor ex(g, store, ctx, co);
+  kestrel::testing::feed_refusable(ex, ctx, false, false);
+  ex.run();
+  const std::uint64_t before = store.read_counters().rng_offset;
+  EXPECT_EQ(before, 1u);  // one dropout slot per run
+  kestrel::testing::feed_refusable(ex, ctx, false, true);
+  const std::string refused = error_of([&] { ex.run(); });
+  EXPECT_NE(refused.find("label 42"), std::string::npos) << refused;
+  EXPECT_EQ(store.read_counters().rng_offset, before);
+}
+
+// Executor::value hands an input out as input() does: data written through it counts as given.
+TEST(BindInput, AnInputFilledThroughValueCountsAsGiven) {
+  Graph g(graph_options(1));
+  const Value x = g.input("x", {Shape{1, 4}});
+  g.mark_output(nn::scale(g, x, 2.f), "y");
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  CompileOptions co;
+  co.training = false;
+  Executor ex(g, store, ctx, co);
+  ex.value("x").copy_from(Tensor::from_vector({1.f, -2.f, 3.f, 0.5f}, Shape{1, 4}), ctx.stream());
+  ex.run();
+  EXPECT_EQ(ex.output("y").to_float_vector(), (std::vector<float>{2.f, -4.f, 6.f, 1.f}));
+}
+
+// An output named "loss" that is the loss itself is accepted (only one that hides it is refused).
+TEST(ParameterGradients, AnOutputNamedLossThatIsTheLossIsAccepted) {
+  Graph g(graph_options(2));
+  const Value x = g.input("x", {Shape{2, 4}});
+  const Value loss = nn::softmax_cross_entropy(g, nn::linear(g, "fc", x, 3), nn::label_input(g, "labels"));
+  g.mark_output(loss, "loss");
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  CompileOptions co;
+  co.optimizer = OptimizerKind::kNone;
+  std::unique_ptr<Executor> ex;
+  ASSERT_NO_THROW(ex = std::make_unique<Executor>(g, store, ctx, co));
+  EXPECT_EQ(ex->output("loss").numel(), 1);
+}
+
+// The executor advances the store's dropout offset by the graph's slot count before its nodes run,
+// as the CUDA path does (CPU and GPU draw the same masks): run k (k = 1, 2, ...) draws slot s at
+// effective offset k * slots + s. Two dropout layers here: slots 0 and 1.
+TEST(SampleDropout, RunKDrawsItsMasksAtOffsetKTimesTheSlotsPlusTheSlot) {
+  const std::int64_t n = 256;
+  Graph g(graph_options(1));
+  const Value x = g.input("x", {Shape{1, n}});
+  g.mark_output(nn::dropout(g, "d0", x, 0.5f), "y0");
+  g.mark_output(nn::dropout(g, "d1", x, 0.5f), "y1");
+  ASSERT_EQ(g.rng_slots(), 2);
+  Context ctx;
+  ParameterStore store(g, ctx, 17);
+  CompileOptions co;
+  co.training = false;
+  co.sample_dropout = true;
+  Executor ex(g, store, ctx, co);
+  kestrel::testing::feed_uniform(ex, "x", 2, 1.f, 2.f);
+  const std::vector<float> xs = ex.input("x").to_float_vector();
+  for (std::uint64_t run = 1; run <= 2; ++run) {
+    ex.run();
+    for (std::uint64_t slot = 0; slot < 2; ++slot) {
+      DropoutParams p;
+      p.p = 0.5f;
+      p.seed = store.seed();
+      p.offset = run * 2 + slot;  // no offset_ptr: the effective offset itself
+      std::vector<float> want(static_cast<std::size_t>(n));
+      cpu::dropout_forward(xs.data(), want.data(), n, DType::kFloat32, p);
+      EXPECT_EQ(ex.output(slot == 0 ? "y0" : "y1").to_float_vector(), want) << "run " << run << " slot " << slot;
+    }
+  }
+  EXPECT_EQ(store.read_counters().rng_offset, 4u);
 }

@@ -16,6 +16,7 @@
 #include "dtype_buffer.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
+#include "kestrel/core/ops/elementwise_ops.h"
 
 using namespace kestrel;
 using kestrel::testing::random_floats;
@@ -142,4 +143,67 @@ TEST(ExecutorWorkspace, NoWorkspaceMeansNoneInTheArena) {
   EXPECT_FALSE(ex.stats().workspace_in_arena);
   EXPECT_EQ(ex.stats().workspace_bytes, 0u);
   EXPECT_EQ(ex.stats().arena_bytes, 256u);  // the one output, rounded to the arena's alignment
+}
+
+// Without memory reuse (a debugging mode: every value keeps bytes of its own) the workspaces stay
+// in their separate buffer, out of the arena.
+TEST(ExecutorWorkspace, WithoutMemoryReuseStaysOutOfTheArena) {
+  const Graph g = small_then_big();
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  CompileOptions co = inference();
+  co.reuse_memory = false;
+  Executor ex(g, store, ctx, co);
+  EXPECT_FALSE(ex.stats().workspace_in_arena);
+  EXPECT_EQ(ex.stats().workspace_bytes, kLargeWorkspace);
+  // Every value its own bytes: the small output and three 1 MiB chain values.
+  EXPECT_EQ(ex.stats().arena_bytes, 256 + 3 * (std::size_t(1) << 20));
+  const std::vector<float> xs = random_floats(kSmall, 11, -3.f, 3.f), xb = random_floats(kBig, 12, -3.f, 3.f);
+  ex.bind_input("x_small", Tensor::from_vector(xs, Shape{1, kSmall}));
+  ex.bind_input("x_big", Tensor::from_vector(xb, Shape{1, kBig}));
+  ex.run();
+  EXPECT_TRUE(kestrel::testing::all_close(ex.output("s").to_float_vector(), scaled(xs, 2.f), 0, 0));
+  EXPECT_TRUE(kestrel::testing::all_close(ex.output("b").to_float_vector(), scaled(xb, 8.f), 0, 0));
+}
+
+// Workspaces planned in the arena need no separate buffer: what compiling allocates on the
+// context is the arena and the inputs (in the allocator's size classes), not another 2 MiB.
+TEST(ExecutorWorkspace, InTheArenaAllocatesNoSeparateBuffer) {
+  const Graph g = small_then_big();
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  const std::size_t before = ctx.allocator()->stats().current_bytes;
+  Executor ex(g, store, ctx, inference());
+  ASSERT_TRUE(ex.stats().workspace_in_arena);
+  const std::size_t used = ctx.allocator()->stats().current_bytes - before;
+  // Size classes round the 3 MiB arena up by at most 512 KiB; a separate workspace adds 2 MiB.
+  EXPECT_LT(used, ex.stats().arena_bytes + ex.stats().input_bytes + (std::size_t(1) << 20)) << used;
+}
+
+// The workspaces stay in the arena only when that is no larger than the values' arena plus a
+// separate buffer of the largest workspace. Three 768-byte values (192 floats): a [0, 1],
+// b [1, 3] (an output), c [2, 2] (never read), with workspaces of 1024 bytes at step 0 and 1280
+// at step 2. The values alone fit in two 768-byte slots (1536 bytes); greedy placement of values
+// and workspaces together (largest first) needs 3328 bytes, more than 1536 + 1280: the executor
+// keeps the values-only arena and a separate 1280-byte workspace.
+TEST(ExecutorWorkspace, StaysOutOfTheArenaWhenSharingWouldCostMore) {
+  const std::int64_t n = 192;
+  Graph g;
+  const Value x = g.input("x", {Shape{1, n}});
+  const Value a = g.add_node1(std::make_shared<ScratchDouble>(1024), "a", {x});
+  const Value b = g.add_node1(make_scale_op(2.f), "d", {a});
+  g.mark_output(b, "b");
+  (void)g.add_node1(std::make_shared<ScratchDouble>(1280), "c", {b});
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  Executor ex(g, store, ctx, inference());
+  const PlanStats& st = ex.stats();
+  EXPECT_EQ(st.values_arena_bytes, 1536u);
+  EXPECT_FALSE(st.workspace_in_arena);
+  EXPECT_EQ(st.arena_bytes, 1536u);
+  EXPECT_EQ(st.workspace_bytes, 1280u);
+  const std::vector<float> xs = random_floats(n, 13, -3.f, 3.f);
+  ex.bind_input("x", Tensor::from_vector(xs, Shape{1, n}));
+  ex.run();
+  EXPECT_TRUE(kestrel::testing::all_close(ex.output("b").to_float_vector(), scaled(xs, 4.f), 0, 0));
 }

@@ -2,6 +2,7 @@
 // inference mode, numerics checks, and training that reduces the loss.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -428,4 +429,165 @@ TEST(GraphTransaction, AGraphMovedAwayInsideATransactionIsLeftAlone) {
     h = Graph();  // assigned to: another graph now
   }
   EXPECT_TRUE(h.values().empty());
+}
+
+// A Transaction that is not committed takes back what was made inside it: a node's name (so the
+// same name is free again, "a", not "a_1") and a loss set inside it.
+TEST(GraphTransaction, RollbackFreesNodeNamesAndUnsetsTheLoss) {
+  Graph g;
+  const Value x = g.input("x", {Shape{2, 3}});
+  const Value l = g.input("l", {Shape{1}});
+  {
+    Graph::Transaction tx(g);
+    EXPECT_EQ(g.info(g.add_node1(make_relu_op(), "a", {x})).name, "a:y");
+    g.set_loss(l);
+  }
+  EXPECT_EQ(g.nodes().size(), 0u);
+  EXPECT_FALSE(g.loss().valid());
+  EXPECT_EQ(g.info(g.add_node1(make_relu_op(), "a", {x})).name, "a:y");
+  EXPECT_EQ(g.info(g.add_node1(make_relu_op(), "a", {x})).name, "a_1:y");
+}
+
+// A graph assigned another, larger graph inside a Transaction is that graph now: the rollback
+// leaves it alone (it would otherwise cut it back to the old graph's sizes).
+TEST(GraphTransaction, AGraphAssignedALargerOneInsideATransactionKeepsIt) {
+  Graph big;
+  const Value p = big.input("p", {Shape{2}});
+  (void)big.input("q", {Shape{2}});
+  (void)big.add_node1(make_relu_op(), "r", {p});
+  (void)big.add_node1(make_relu_op(), "s", {p});
+  Graph g;
+  const Value y = g.input("y", {Shape{2}});
+  {
+    Graph::Transaction tx(g);
+    (void)g.add_node1(make_relu_op(), "t", {y});
+    g = std::move(big);
+  }
+  EXPECT_EQ(g.values().size(), 4u);
+  EXPECT_EQ(g.nodes().size(), 2u);
+  EXPECT_NO_THROW(g.find_value("s:y"));
+}
+
+TEST(GraphErrors, DuplicateOutputsNonScalarLossesAndOutOfRangeIdsAreRefused) {
+  Graph g;
+  const Value x = g.input("x", {Shape{2, 3}});
+  g.mark_output(x, "o");
+  EXPECT_NE(error_of([&] { g.mark_output(x, "o"); }).find("an output named 'o' already exists"), std::string::npos);
+  EXPECT_EQ(g.outputs().size(), 1u);
+  const Value two = g.input("two", {Shape{2}});
+  EXPECT_NE(error_of([&] { g.set_loss(two); }).find("the loss must be a single fp32 value"), std::string::npos);
+  EXPECT_FALSE(g.loss().valid());
+  const int n = static_cast<int>(g.values().size());
+  EXPECT_THROW(g.info(Value{n}), Error);
+  EXPECT_NO_THROW(g.info(Value{n - 1}));
+}
+
+namespace {
+// Inference (running statistics 0 and 1, gamma 1, beta 0): batch norm is x / sqrt(1 + eps),
+// fused or not; the fused and unfused executors must agree exactly on every output.
+std::vector<std::vector<float>> bn_outputs(bool fuse, bool bn_output, bool bn_second, int* fusions) {
+  Graph g(graph_options(2));
+  const Value x = nn::image_input(g, "x", 3, 4, 4);
+  const Value r = nn::image_input(g, "r", 3, 4, 4);
+  const Value h = nn::batch_norm(g, "bn", x);
+  if (bn_output) g.mark_output(h, "bn");
+  const Value s = bn_second ? nn::add(g, r, h) : h;
+  g.mark_output(nn::relu(g, s), "out");
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  CompileOptions co;
+  co.training = false;
+  co.fuse = fuse;
+  Executor ex(g, store, ctx, co);
+  kestrel::testing::feed_uniform(ex, "x", 3);
+  kestrel::testing::feed_uniform(ex, "r", 4);
+  ex.run();
+  *fusions = ex.stats().fusions;
+  std::vector<std::vector<float>> out = {ex.output("out").to_float_vector(), ex.input("x").to_float_vector(),
+                                         ex.input("r").to_float_vector()};
+  if (bn_output) out.push_back(ex.output("bn").to_float_vector());
+  return out;
+}
+}  // namespace
+
+// A batch norm whose output is itself a graph output is not fused into its ReLU: the output must
+// keep its negative values.
+TEST(GraphFusion, ABatchNormThatIsAnOutputIsNotFused) {
+  int fusions = -1;
+  const auto o = bn_outputs(true, true, false, &fusions);
+  EXPECT_EQ(fusions, 0);
+  const float k = 1.f / std::sqrt(1.f + 1e-5f);
+  bool negative = false;
+  for (std::size_t i = 0; i < o[1].size(); ++i) {
+    EXPECT_NEAR(o[3][i], o[1][i] * k, 1e-5f) << i;
+    EXPECT_NEAR(o[0][i], std::max(0.f, o[1][i] * k), 1e-5f) << i;
+    negative = negative || o[3][i] < 0.f;
+  }
+  EXPECT_TRUE(negative);
+}
+
+// relu(r + bn(x)) with the batch norm as the Add's second operand fuses into BN+Add+ReLU with r
+// as the residual, and computes the same as unfused.
+TEST(GraphFusion, AddWithTheBatchNormSecondFusesWithTheOtherOperandAsResidual) {
+  int fused_count = -1, unfused_count = -1;
+  const auto f = bn_outputs(true, false, true, &fused_count);
+  const auto u = bn_outputs(false, false, true, &unfused_count);
+  EXPECT_EQ(fused_count, 1);
+  EXPECT_EQ(unfused_count, 0);
+  const float k = 1.f / std::sqrt(1.f + 1e-5f);
+  for (std::size_t i = 0; i < f[0].size(); ++i) {
+    EXPECT_NEAR(f[0][i], std::max(0.f, f[2][i] + f[1][i] * k), 1e-5f) << i;
+    EXPECT_NEAR(f[0][i], u[0][i], 1e-5f) << i;
+  }
+}
+
+// A node between a batch norm and its ReLU that reads either running statistic (here the
+// variance only) keeps the batch norm where it is, for BN+ReLU and for BN+Add+ReLU (reader
+// between the Add and the ReLU) alike: fusing would move the statistics update past it.
+TEST(GraphFusion, AReaderOfTheRunningVarianceBeforeTheReluAlsoBlocksFusion) {
+  for (const bool with_add : {false, true}) {
+    SCOPED_TRACE(with_add ? "bn + add + relu" : "bn + relu");
+    Graph g(graph_options(2));
+    const Value x = nn::image_input(g, "x", 2, 3, 3), r = nn::image_input(g, "r", 2, 3, 3);
+    const Value gamma = g.parameter("bn.weight", {Shape{2}}, Init::ones());
+    const Value beta = g.parameter("bn.bias", {Shape{2}}, Init::zeros());
+    const Value rm = g.state("bn.running_mean", {Shape{2}}, Init::zeros());
+    const Value rv = g.state("bn.running_var", {Shape{2}}, Init::ones());
+    Value y = g.add_node(make_batchnorm_op({1e-5f, 0.1f}), "bn", {x, gamma, beta, rm, rv})[0];
+    if (with_add) y = nn::add(g, y, r);
+    g.mark_output(nn::scale(g, rv, 1.f), "var_seen");
+    g.mark_output(nn::relu(g, y), "out");
+    Context ctx;
+    ParameterStore store(g, ctx, 1);
+    CompileOptions co;
+    co.training = false;
+    Executor ex(g, store, ctx, co);
+    EXPECT_EQ(ex.stats().fusions, 0);
+  }
+}
+
+namespace {
+// An op whose inferred output is nhwc but rank 2: refused by the graph.
+class BadLayoutOp final : public Op {
+ public:
+  std::string type() const override { return "BadLayout"; }
+  std::vector<TypeSpec> infer(const std::vector<const ValueInfo*>&, const std::string&) const override {
+    TypeSpec t{Shape{2, 3}};
+    t.layout = Layout::kNHWC;
+    return {t};
+  }
+  void run(const OpRun&) const override {}
+};
+}  // namespace
+
+// A node refused for an output type (nhwc needs rank 4) changes nothing: not even its name, which
+// a retry with a good op gets unchanged.
+TEST(GraphErrors, ANodeRefusedForItsOutputLayoutKeepsItsNameFree) {
+  Graph g;
+  const Value x = g.input("x", {Shape{2, 3}});
+  const std::string e = error_of([&] { g.add_node1(std::make_shared<BadLayoutOp>(), "n", {x}); });
+  EXPECT_NE(e.find("layout nhwc needs rank 4"), std::string::npos) << e;
+  EXPECT_EQ(g.nodes().size(), 0u);
+  EXPECT_EQ(g.values().size(), 1u);
+  EXPECT_EQ(g.info(g.add_node1(make_relu_op(), "n", {x})).name, "n:y");
 }

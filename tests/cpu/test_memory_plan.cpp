@@ -2,6 +2,7 @@
 // buffers share bytes), reuse on a chain, and a checker that can fail.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
 #include <random>
 #include <string>
@@ -108,4 +109,47 @@ TEST(MemoryPlan, CheckerAcceptsZeroByteBuffersInsideLiveRanges) {
   // A one-byte buffer at the same place does overlap.
   const std::vector<BufferRequest> r1 = {{100, 0, 3}, {1, 1, 2}, {0, 0, 3}};
   EXPECT_FALSE(plan_is_valid(r1, p));
+}
+
+// plan_is_valid also holds every buffer inside the arena (memory_plan.h: arena_bytes is the end
+// of the highest placed buffer): a buffer running past arena_bytes is invalid even alone.
+TEST(MemoryPlan, CheckerRejectsABufferPastTheArenaEnd) {
+  const std::vector<BufferRequest> r = {{100, 0, 1}, {100, 2, 3}};
+  MemoryPlan p;
+  p.offsets = {0, 256};
+  p.arena_bytes = 300;  // the second buffer ends at 356
+  EXPECT_FALSE(plan_is_valid(r, p));
+  p.arena_bytes = 356;
+  EXPECT_TRUE(plan_is_valid(r, p));
+}
+
+// Equal sizes tie in the size order and are then placed by earlier start: first fit in order of
+// start is optimal on intervals, so the arena is exactly the live peak. Here (hand-checked) at
+// most two 256-byte buffers are alive at once; placing the later-starting [3, 5] before [1, 2]
+// would need a third slot.
+TEST(MemoryPlan, EqualSizedBuffersPlacedByStartNeedOnlyTheLivePeak) {
+  const std::vector<BufferRequest> r = {{256, 1, 2}, {256, 3, 5}, {256, 0, 3}, {256, 4, 4}};
+  const auto p = kestrel::plan_memory(r, 256);
+  EXPECT_TRUE(plan_is_valid(r, p));
+  EXPECT_EQ(p.live_peak_bytes, 512u);
+  EXPECT_EQ(p.arena_bytes, 512u);
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int n = 1 + static_cast<int>(rng() % 12), steps = 1 + static_cast<int>(rng() % 10);
+    std::vector<BufferRequest> q(static_cast<std::size_t>(n));
+    for (auto& b : q) {
+      b.bytes = 256;
+      b.first_step = static_cast<int>(rng() % steps);
+      b.last_step = b.first_step + static_cast<int>(rng() % 4);
+    }
+    const auto pq = kestrel::plan_memory(q, 256);
+    std::size_t peak = 0;  // brute force over the steps
+    for (int s = 0; s < steps + 4; ++s) {
+      std::size_t live = 0;
+      for (const auto& b : q)
+        if (b.first_step <= s && s <= b.last_step) live += b.bytes;
+      peak = std::max(peak, live);
+    }
+    ASSERT_EQ(pq.arena_bytes, peak) << "trial " << trial;
+  }
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -187,4 +188,63 @@ TEST(Initialisers, LayersFillInTheirFansAndTheLinearBiasBound) {
   EXPECT_NEAR(sd / std::sqrt(2.0 / (40 * 25)), 1.0, 0.03);
   expect_fills_bound(store.value("fc.bias").to_float_vector(), 1.0 / std::sqrt(32.0), 0.99);  // 4096
   expect_fills_bound(store.value("fc.weight").to_float_vector(), std::sqrt(6.0 / (32 + 4096)), 0.99);
+}
+
+// Asking again for the optimizer state the store already holds (every training executor compiled
+// on it does) keeps that state: a second executor must not zero the momentum the first built up.
+TEST(ParameterStoreOptimizer, EnsuringTheSameStateAgainKeepsIt) {
+  Graph g;
+  g.parameter("w", {Shape{5}}, Init::ones(), true);
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  store.ensure_optimizer_state(OptimizerKind::kAdamW);
+  Tensor m0 = store.opt_state(0), v0 = store.opt_state(1);
+  m0.fill(0.5f, ctx.stream());
+  v0.fill(0.25f, ctx.stream());
+  store.ensure_optimizer_state(OptimizerKind::kAdamW);
+  const std::vector<float> m = store.opt_state(0).to_float_vector(), v = store.opt_state(1).to_float_vector();
+  for (std::size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(m[i], 0.5f) << i;
+    EXPECT_EQ(v[i], 0.25f) << i;
+  }
+}
+
+// The learning rate must be finite and >= 0: infinity is refused like NaN and negatives, and
+// leaves the rate as it was.
+TEST(ParameterStoreErrors, AnInfiniteLearningRateIsRefused) {
+  Graph g;
+  g.parameter("w", {Shape{3}}, Init::ones(), true);
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  store.set_learning_rate(0.5f);
+  for (float bad : {std::numeric_limits<float>::infinity(), std::nanf(""), -1.f})
+    EXPECT_NE(error_of([&] { store.set_learning_rate(bad); }).find("learning rate must be finite and >= 0"),
+              std::string::npos) << bad;
+  EXPECT_EQ(store.read_counters().learning_rate, 0.5f);
+}
+
+// parameter_store.h: each slot starts at a multiple of 8 elements (32-byte aligned fp32,
+// 16-byte aligned bf16), also after parameters and states whose sizes are not multiples of 8.
+TEST(ParameterStoreLayout, EverySlotStartsAtAMultipleOfEightElements) {
+  Graph g;
+  g.parameter("a", {Shape{3}}, Init::ones(), true);
+  g.state("s", {Shape{5}}, Init::zeros());
+  g.parameter("b", {Shape{2, 5}}, Init::ones(), true, DType::kBFloat16);
+  g.state("t", {Shape{1}}, Init::zeros());
+  g.parameter("c", {Shape{7}}, Init::ones(), true, DType::kBFloat16);
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  EXPECT_EQ(store.flat_params().numel(), 8 + 16 + 8);
+  EXPECT_EQ(store.flat_states().numel(), 8 + 8);
+  for (std::size_t i = 0; i < store.count(); ++i) {
+    const Tensor v = store.value(i);
+    const Tensor& flat = store.trainable(i) ? store.flat_params() : store.flat_states();
+    const auto at = static_cast<const float*>(v.data()) - static_cast<const float*>(flat.data());
+    EXPECT_EQ(at % 8, 0) << store.name(i);
+    if (store.shadow(i).defined()) {
+      const auto sh = static_cast<const std::uint16_t*>(store.shadow(i).data()) -
+                      static_cast<const std::uint16_t*>(store.flat_shadow().data());
+      EXPECT_EQ(sh % 8, 0) << store.name(i);
+    }
+  }
 }

@@ -8,6 +8,7 @@
 #include "grad_check.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
+#include "kestrel/layers/nn.h"
 #include "kestrel/kernels/cpu/batchnorm.h"
 #include "kestrel/layers/trainer.h"
 
@@ -169,4 +170,24 @@ TEST(RecomputeBnRelu, InferenceHasNothingToRebuild) {
   co.training = false;
   co.recompute_bn_relu = true;  // nothing to rebuild without a backward pass
   EXPECT_EQ(Executor(g, store, ctx, co).stats().recomputed, 0);
+}
+
+// A BN+ReLU output that is also a graph output is kept to the end anyway: rebuilding it for the
+// backward pass would save nothing, so it is not recomputed (the same net without the output
+// mark rebuilds its one BN+ReLU).
+TEST(RecomputeBnRelu, AnOutputIsNotRebuilt) {
+  for (const bool marked : {false, true}) {
+    SCOPED_TRACE(marked ? "marked as an output" : "not an output");
+    Graph g(kestrel::testing::graph_options(2));
+    const Value x = nn::image_input(g, "x", 3, 4, 4);
+    const Value act = nn::relu(g, nn::batch_norm(g, "bn", nn::conv2d(g, "conv", x, 4, 3, {1, 1})));
+    if (marked) g.mark_output(act, "act");
+    nn::softmax_cross_entropy(g, nn::linear(g, "fc", nn::global_avg_pool(g, act), 3), nn::label_input(g, "labels"));
+    Context ctx;
+    ParameterStore store(g, ctx, 1);
+    CompileOptions co;
+    co.optimizer = OptimizerKind::kNone;
+    co.recompute_bn_relu = true;
+    EXPECT_EQ(Executor(g, store, ctx, co).stats().recomputed, marked ? 0 : 1);
+  }
 }

@@ -260,3 +260,18 @@ TEST(Tensor, FromInt32VectorKeepsEveryValue) {
       [] { (void)Tensor::from_vector({1.f, 1.5f}, Shape{2}, DType::kInt32); });
   EXPECT_NE(e.find("element 1 (1.5) is not a whole number"), std::string::npos) << e;
 }
+
+// A dimension of size 1 has no step to take, so its stride does not decide contiguity: columns
+// 1..3 of a [1, 5] matrix are contiguous (stride 5 on the size-1 rows), and copy, reshape and
+// view_bytes accept them.
+TEST(Tensor, ASizeOneDimensionsStrideDoesNotBreakContiguity) {
+  const Tensor a = Tensor::from_vector({0, 1, 2, 3, 4}, Shape{1, 5});
+  const Tensor cols = a.narrow(1, 1, 3);
+  EXPECT_EQ(cols.strides()[0], 5);
+  EXPECT_TRUE(cols.is_contiguous());
+  Tensor dst = Tensor::empty_cpu(Shape{1, 3}, DType::kFloat32);
+  kestrel::Stream s;
+  dst.copy_from(cols, s);
+  EXPECT_EQ(dst.to_float_vector(), (std::vector<float>{1, 2, 3}));
+  EXPECT_EQ(cols.reshape(Shape{3}).to_float_vector(), (std::vector<float>{1, 2, 3}));
+}
