@@ -1,6 +1,8 @@
 // Checkpoints (layers/checkpoint.h): bit-exact round trips, PyTorch state_dict names and shapes in
 // logical NCHW order, loading a hand-built PyTorch-style file, and errors that name the tensor.
 #include <gtest/gtest.h>
+
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -299,6 +301,51 @@ TEST(Checkpoint, ErrorsNameEveryMissingUnexpectedAndMisShapedTensorAndChangeNoth
             std::string::npos) << m5;
   EXPECT_NE(error_of([&] { checkpoint_from_store(a, {{"seed", "3"}}); }).find("written by the parameter store"),
             std::string::npos);
+}
+
+// A learning rate of exactly 0 (a cosine schedule's last step) is a valid counter: saved and
+// loaded back as 0. Error lists name up to 12 tensors in full and cut longer ones with
+// "(and N more)": 12 missing are all named, 13 end in "(and 1 more)".
+TEST(Checkpoint, AZeroRateLoadsAndTwelveNamesAreListedInFull) {
+  Context ctx;
+  const Graph g = tiny_resnet(Layout::kNCHW);
+  ParameterStore a(g, ctx, 1), b(g, ctx, 1);
+  Executor ex_a(g, a, ctx), ex_b(g, b, ctx);
+  a.set_learning_rate(0.f);
+  b.set_learning_rate(0.5f);
+  const SafetensorsFile good = checkpoint_from_store(a);
+  EXPECT_EQ(good.metadata.at("lr"), "0");
+  EXPECT_NO_THROW(load_checkpoint(good, b));
+  EXPECT_EQ(b.read_counters().learning_rate, 0.f);
+  // The step count is an int64: INT64_MAX itself loads, one more is refused. Another format is refused.
+  SafetensorsFile edge = good;
+  edge.metadata["optimizer_step"] = "9223372036854775807";
+  EXPECT_NO_THROW(load_checkpoint(edge, b));
+  EXPECT_EQ(b.read_counters().step, std::numeric_limits<std::int64_t>::max());
+  edge.metadata["optimizer_step"] = "9223372036854775808";
+  EXPECT_NE(error_of([&] { load_checkpoint(edge, b); }).find("beyond a step count"), std::string::npos);
+  edge = good;
+  edge.metadata["format"] = "kestrel-checkpoint-0";
+  EXPECT_NE(error_of([&] { load_checkpoint(edge, b, {}, "x.safetensors"); })
+                .find("x.safetensors: format \"kestrel-checkpoint-0\", expected \"kestrel-checkpoint-1\""),
+            std::string::npos);
+
+  std::vector<std::string> optimizer_names;
+  for (const auto& [name, t] : good.tensors)
+    if (name.rfind("optimizer.", 0) == 0) optimizer_names.push_back(name);
+  ASSERT_GE(optimizer_names.size(), 13u);
+  for (const std::size_t n : {std::size_t{12}, std::size_t{13}}) {
+    SafetensorsFile f = good;
+    for (std::size_t i = 0; i < n; ++i) f.tensors.erase(optimizer_names[i]);
+    const std::string msg = error_of([&] { load_checkpoint(f, b); });
+    EXPECT_NE(msg.find(optimizer_names[11]), std::string::npos) << msg;  // the 12th is named
+    if (n == 12) {
+      EXPECT_EQ(msg.find("(and "), std::string::npos) << msg;
+    } else {
+      EXPECT_EQ(msg.find(optimizer_names[12]), std::string::npos) << msg;
+      EXPECT_NE(msg.find("(and 1 more)"), std::string::npos) << msg;
+    }
+  }
 }
 
 TEST(Checkpoint, SavedAtomicallyAndReadBack) {

@@ -215,6 +215,17 @@ TEST(Cifar10, WriteRejectsInconsistentSplits) {
   EXPECT_THROW(write_cifar10_bin(s, tmp / "a.bin"), Error);
   EXPECT_TRUE(tmp.entries().empty());  // nothing written, no temp file left
   EXPECT_THROW(write_cifar10_bin(pattern_split(1, 1), tmp / "no/such/dir/a.bin"), Error);
+  // A batch file holds at most 10000 records: one more is refused before anything is written.
+  CifarSplit big;
+  big.count = kCifarRecordsPerBatch + 1;
+  big.labels.assign(static_cast<std::size_t>(big.count), 0);
+  big.images.assign(static_cast<std::size_t>(big.count * kCifarImageBytes), 0);
+  EXPECT_NE(error_of([&] { write_cifar10_bin(big, tmp / "big.bin"); }).find("is not in 1..10000"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(tmp / "big.bin"));
+  // Five training batches need at least five images: four are refused, saying so.
+  EXPECT_NE(error_of([&] { write_cifar10_dir(synthetic_cifar10(4, 4, 2), tmp / "four"); })
+                .find("4 training images; five batches need 5.."),
+            std::string::npos);
 }
 
 // ---- synthetic data ----

@@ -137,6 +137,10 @@ TEST_F(Cifar10Unpack, Md5MismatchIsRefusedBeforeUnpacking) {
   expect_untouched(dest());
   EXPECT_NE(error_of([&] { unpack_and_verify_cifar10(a.path, "xyz", dest()); }).find("not 32 hex digits"),
             std::string::npos);
+  // Hex digits, but one short (or one over) of an MD5: refused as malformed, not as a mismatch.
+  for (const std::string& length : {a.md5.substr(0, 31), a.md5 + "0"})
+    EXPECT_NE(error_of([&] { unpack_and_verify_cifar10(a.path, length, dest()); }).find("not 32 hex digits"),
+              std::string::npos) << length;
   EXPECT_NE(error_of([&] { unpack_and_verify_cifar10(tmp_ / "none.tar.gz", a.md5, dest()); })
                 .find("cannot open"),
             std::string::npos);

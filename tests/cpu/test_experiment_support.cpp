@@ -161,6 +161,9 @@ TEST(ExperimentSupport, CsvQuotesTextAndSpellsNonFiniteNumbers) {
   const std::vector<std::uint8_t> bytes = kestrel::testing::read_bytes(dir / "a/b/t.csv");
   EXPECT_EQ(std::string(bytes.begin(), bytes.end()), t.text());
   EXPECT_DOUBLE_EQ(l2_norm({3.f, 4.f}), 5.0);
+  // Numbers keep their precision to well past a float's 7 digits of interest (within 1e-7).
+  for (double v : {1.2345678, 0.0012345678, 98765.4321})
+    EXPECT_NEAR(std::stod(CsvTable::cell(v)), v, std::abs(v) * 1e-7) << CsvTable::cell(v);
 }
 
 TEST(ExperimentSupport, ReportFolderHandsOutPresentPartsAndRemovesStaleOnes) {

@@ -170,3 +170,45 @@ TEST(ResNet, V1ProjectionShortcutWhenOnlyTheWidthChanges) {
   build_resnet(same, nn::image_input(same, "images", 3, 32, 32), resnet_config("resnet8"));
   for (const Node& n : same.nodes()) EXPECT_NE(n.name.rfind("layer1.0.shortcut", 0), 0u) << n.name;
 }
+
+// He et al. 2016 (and PyTorch's pre-activation reference blocks): a v2 projection shortcut is
+// applied to the block's pre-activation relu(bn1(x)), as the residual branch is, not to the raw
+// residual stream x.
+TEST(ResNet, V2ProjectionShortcutReadsThePreActivation) {
+  const Graph g = build(resnet_config("resnet20", 2));
+  for (const char* block : {"layer2.0", "layer3.0"}) {
+    SCOPED_TRACE(block);
+    const Node* proj = find_node(g, std::string(block) + ".shortcut.0");
+    ASSERT_NE(proj, nullptr);
+    EXPECT_EQ(g.info(proj->inputs[0]).name, std::string(block) + ".relu:y");
+    const Node* conv1 = find_node(g, std::string(block) + ".conv1");
+    ASSERT_NE(conv1, nullptr);
+    EXPECT_EQ(proj->inputs[0], conv1->inputs[0]) << "the shortcut and the branch read the same activation";
+  }
+}
+
+// Pre-activation networks end in BN-ReLU before the pooling (He et al. 2016, fig. 4e / the
+// reference implementations); zero_init_last_bn zeroes each v2 block's last convolution (its
+// branch ends there); depths are not limited to three digits (He et al. trained ResNet-1202).
+TEST(ResNet, V2HeadZeroInitAndFourDigitDepths) {
+  const Graph g = build(resnet_config("resnet20", 2));
+  const Node* pool = find_node(g, "avgpool");
+  ASSERT_NE(pool, nullptr);
+  const std::string pooled = g.info(pool->inputs[0]).name;
+  EXPECT_EQ(pooled.rfind("relu", 0), 0u) << pooled;
+  ResNetConfig z = resnet_config("resnet20", 2);
+  z.zero_init_last_bn = true;
+  const Graph zg = build(z);
+  int zeroed = 0;
+  for (const ParamInfo& p : zg.params()) {
+    if (p.name.find(".conv2.weight") == std::string::npos) continue;
+    EXPECT_EQ(p.init.kind, Init::Kind::kZeros) << p.name;
+    ++zeroed;
+  }
+  EXPECT_EQ(zeroed, 9);
+  EXPECT_EQ(resnet_config("resnet1202").blocks_per_stage, 200);  // (1202 - 2) / 6
+  // Block dropout is in [0, 1): p = 1 would zero every residual branch.
+  ResNetConfig d = resnet_config("resnet20");
+  d.dropout = 1.f;
+  EXPECT_NE(error_of([&] { build(d); }).find("dropout must be in [0, 1)"), std::string::npos);
+}

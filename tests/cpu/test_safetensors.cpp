@@ -224,6 +224,15 @@ TEST(Safetensors, ImpossibleLengthsRaise) {
             std::string::npos);
   b.assign(8, 0xff);  // 2^64 - 1: no overflow in the checks
   EXPECT_THROW(parse_safetensors(b.data(), b.size(), "f"), Error);
+  // The length is all eight little-endian bytes: a valid file whose top byte is set says 2^56 + n.
+  b = file_with("{}", 0);
+  b[7] = 1;
+  EXPECT_NE(error_of([&] { parse_safetensors(b.data(), b.size(), "f"); }).find("over the 100000000-byte limit"),
+            std::string::npos);
+  // A dimension above INT64_MAX (2^63) is refused as such, not read as a negative int64.
+  const std::string huge = parse_error(
+      "{" + t("w", R"("dtype":"U8","shape":[9223372036854775808],"data_offsets":[0,0])") + "}", 0);
+  EXPECT_NE(huge.find("tensor \"w\": dimension 9223372036854775808 is too large"), std::string::npos) << huge;
 }
 
 TEST(Safetensors, SerializerRejectsInconsistentTensors) {
@@ -388,6 +397,18 @@ TEST(Safetensors, TensorConversionKeepsLogicalOrder) {
 // The header is padded with the fewest spaces that make it a multiple of 8 (0..7): the
 // reference writer's padding. Unpadded, {"a..a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}
 // is 53 + L bytes for a name of L characters.
+// Only a rank-4 tensor has an NHWC layout: a vector asked for in NHWC is refused, naming it.
+TEST(Safetensors, AnNhwcTensorMustHaveRankFour) {
+  SafeTensor st;
+  st.dtype = "F32";
+  st.shape = {3};
+  st.data.assign(12, 0);
+  EXPECT_NE(error_of([&] { tensor_from_safetensor(st, Layout::kNHWC, "w"); })
+                .find("tensor \"w\": layout nhwc needs a rank-4 shape, got [3]"),
+            std::string::npos);
+  EXPECT_NO_THROW(tensor_from_safetensor(st, Layout::kNCHW, "w"));
+}
+
 TEST(Safetensors, HeaderPaddingIsMinimal) {
   for (std::size_t len = 1; len <= 24; ++len) {
     SafetensorsFile f;

@@ -249,3 +249,60 @@ TEST(Schedule, CosineWithOneStepAfterTheWarmupRunsItAtBase) {
   EXPECT_FLOAT_EQ(learning_rate_at(s, 0), 0.5f);
   EXPECT_FLOAT_EQ(learning_rate_at(s, 1), 0.05f);
 }
+
+// The documented ranges at their edges (schedule.h, validate()): a rate of exactly 0 is a valid
+// (frozen) schedule, a non-finite one is not; gamma is in (0, 1]; min_fraction in [0, 1]; pct_start
+// in (0, 1); both one-cycle divisors >= 1; warm-up steps >= 0.
+TEST(Schedule, ValidatesEveryRangeAtItsEdges) {
+  LrSchedule s;
+  s.kind = LrSchedule::Kind::kStep;
+  s.total_steps = 20;
+  s.base = 0.f;  // allowed: every step runs at 0
+  EXPECT_NO_THROW(validate(s));
+  for (std::int64_t t : {0, 10, 19}) EXPECT_EQ(learning_rate_at(s, t), 0.f) << t;
+  for (float bad : {std::nanf(""), INFINITY}) {
+    s.base = bad;
+    EXPECT_THROW(validate(s), Error) << bad;
+  }
+  s.base = 0.1f;
+  s.gamma = 0.f;  // gamma must be > 0
+  EXPECT_THROW(validate(s), Error);
+  s.gamma = 0.1f;
+  s.warmup_steps = -1;
+  EXPECT_THROW(validate(s), Error);
+  s.warmup_steps = 0;
+
+  // min_fraction 1: the cosine stays at base (closed form: base + 0 * cos(...)).
+  LrSchedule c;
+  c.kind = LrSchedule::Kind::kCosine;
+  c.base = 0.3f;
+  c.total_steps = 11;
+  c.min_fraction = 1.f;
+  EXPECT_NO_THROW(validate(c));
+  for (std::int64_t t : {0, 5, 10}) EXPECT_FLOAT_EQ(learning_rate_at(c, t), 0.3f) << t;
+  c.min_fraction = -0.01f;
+  EXPECT_THROW(validate(c), Error);
+  c.min_fraction = 1.01f;
+  EXPECT_THROW(validate(c), Error);
+
+  // One-cycle: div_factor 1 starts at base itself (PyTorch: initial_lr = max_lr / div_factor).
+  LrSchedule o;
+  o.kind = LrSchedule::Kind::kOneCycle;
+  o.base = 0.5f;
+  o.total_steps = 100;
+  o.div_factor = 1.f;
+  o.final_div_factor = 1.f;
+  EXPECT_NO_THROW(validate(o));
+  EXPECT_FLOAT_EQ(learning_rate_at(o, 0), 0.5f);
+  EXPECT_FLOAT_EQ(learning_rate_at(o, 99), 0.5f);  // final = initial / 1 = base
+  o.final_div_factor = 0.5f;
+  EXPECT_THROW(validate(o), Error);
+  o.final_div_factor = 1e4f;
+  o.div_factor = 0.5f;
+  EXPECT_THROW(validate(o), Error);
+  o.div_factor = 25.f;
+  for (float bad : {0.f, 1.f}) {
+    o.pct_start = bad;
+    EXPECT_THROW(validate(o), Error) << bad;
+  }
+}

@@ -422,3 +422,43 @@ TEST(TrainProgram, TimeLimitStopsWithACheckpointAndTheTestAccuracy) {
   EXPECT_LT(step, 1000) << "stopped long before the end";
   EXPECT_NE(r.out.find("stopped after " + std::to_string(step) + " steps"), std::string::npos) << r.out;
 }
+
+// The ranges the errors state are inclusive where they say so: --width 0..1024, --batch and
+// --eval-batch up to 65536, --epochs up to 100000, --weight-decay in [0, 1], --dropout from 0,
+// --clip-grad-norm up to 1e30 and --time-limit up to 1e7 minutes are all accepted at their edges.
+TEST(TrainProgram, TheStatedRangesAcceptTheirEdges) {
+  auto accepted = [](void (*set)(TrainOptions&), const char* what) {
+    TrainOptions o;
+    set(o);
+    EXPECT_EQ(error_of([&] { plan_training(o, "", false); }), "(no error)") << what;
+  };
+  accepted([](TrainOptions& o) { o.width = 1024, o.given.insert("width"); }, "--width 1024");
+  accepted([](TrainOptions& o) { o.batch = o.train_images = 65536, o.given.insert({"batch", "train-images"}); }, "--batch 65536");
+  accepted([](TrainOptions& o) { o.eval_batch = 65536; }, "--eval-batch 65536");
+  accepted([](TrainOptions& o) { o.epochs = 100000, o.given.insert("epochs"); }, "--epochs 100000");
+  accepted([](TrainOptions& o) { o.weight_decay = 1.0, o.given.insert("weight-decay"); }, "--weight-decay 1");
+  accepted([](TrainOptions& o) { o.dropout = 0.0, o.given.insert("dropout"); }, "--dropout 0");
+  accepted([](TrainOptions& o) { o.clip_grad_norm = 1e30; }, "--clip-grad-norm 1e30");
+  accepted([](TrainOptions& o) { o.time_limit = 1e7; }, "--time-limit 1e7");
+}
+
+// --seed and --label-smoothing reach the trainer's configuration.
+TEST(TrainProgram, SeedAndLabelSmoothingReachTheTrainerConfig) {
+  TrainOptions o;
+  o.seed = 1234567;
+  o.label_smoothing = 0.1;
+  o.given.insert({"seed", "label-smoothing"});
+  const TrainPlan p = plan_training(o, "", false);
+  EXPECT_EQ(p.trainer.seed, 1234567u);
+  EXPECT_FLOAT_EQ(p.trainer.label_smoothing, 0.1f);
+}
+
+// --checkpoint-every writes mid-epoch checkpoints, so it needs --checkpoint FILE.
+TEST(TrainProgram, CheckpointEveryNeedsACheckpointFile) {
+  TrainOptions o;
+  o.checkpoint_every = 100;
+  EXPECT_NE(error_of([&] { plan_training(o, "", false); }).find("--checkpoint-every needs --checkpoint FILE"),
+            std::string::npos);
+  o.checkpoint = "ck.safetensors";
+  EXPECT_EQ(plan_training(o, "", false).trainer.checkpoint_every, 100);
+}

@@ -526,6 +526,96 @@ TEST(Trainer, JsonLogHasTheDocumentedFields) {
   EXPECT_NE(out.str().find("epoch 1/1 step 4/10 loss"), std::string::npos) << out.str();
 }
 
+// The rate a log line reports is the one its last step ran at, and train_acc is a fraction of the
+// images seen so far in the epoch. Two epochs of 10 steps, log_every 5: step lines after steps 5
+// and 15, epoch lines after 10 and 20. Step schedule (PyTorch's MultiStepLR, milestones at steps 10
+// and 15 of 20, gamma 0.1): step index 4 runs at 0.05, 9 at 0.05, 14 at 0.005, 19 at 0.0005.
+TEST(Trainer, LogLinesReportTheRateOfTheirLastStep) {
+  TrainerConfig c = tiny_config();
+  kestrel::testing::TempDir dir("trainer_log_lr");
+  c.log_path = dir / "log.jsonl";
+  c.log_every = 5;
+  c.evaluate = false;
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  t.set_max_steps(15);
+  t.train();
+  // The checkpoint's "epoch" counts the epochs completed: 1 of 2 at step 15.
+  EXPECT_EQ(t.checkpoint_metadata().at("epoch"), "1");
+  EXPECT_EQ(t.checkpoint_metadata().at("step"), "15");
+  t.set_max_steps(0);
+  t.train();
+  EXPECT_EQ(t.checkpoint_metadata().at("epoch"), "2");
+  const auto lines = read_json_lines(c.log_path);
+  ASSERT_EQ(lines.size(), 5u);  // start, step 5, epoch 1, step 15, epoch 2
+  EXPECT_EQ(lines[1]["step"], 5);
+  EXPECT_NEAR(lines[1]["lr"].get<double>(), 0.05, 1e-8);
+  EXPECT_EQ(lines[2]["event"], "epoch");
+  EXPECT_NEAR(lines[2]["lr"].get<double>(), 0.05, 1e-8);  // step index 9: before the first milestone
+  EXPECT_EQ(lines[3]["step"], 15);
+  EXPECT_NEAR(lines[3]["lr"].get<double>(), 0.005, 1e-9);  // step index 14: before the second
+  EXPECT_NEAR(lines[4]["lr"].get<double>(), 0.0005, 1e-10);
+  // train_acc: correct / images over the epoch's steps so far (5 steps of 16 = 80 images).
+  for (std::size_t i : {1u, 3u}) {
+    const double seen = lines[i]["train_acc"].get<double>() * 80.0;
+    EXPECT_NEAR(seen, std::round(seen), 1e-9) << "line " << i << ": not a count of 80 images";
+    EXPECT_GT(seen, 0.5) << "line " << i;
+  }
+}
+
+// A step line's loss is the mean over the steps since the previous line (trainer.h), not since
+// the epoch's start: with log_every 3 the line after step 6 averages the losses of step indices
+// 3, 4 and 5. The progress bar's fill is the share of the epoch done: 20 * 5/10 = 10 of 20 marks.
+TEST(Trainer, StepLinesAverageOnlyTheirOwnInterval) {
+  TrainerConfig c = tiny_config();
+  kestrel::testing::TempDir dir("trainer_log_interval");
+  c.log_path = dir / "log.jsonl";
+  c.log_every = 3;
+  c.epochs = 1;
+  c.evaluate = false;
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  const TrainResult r = t.train();
+  ASSERT_EQ(r.losses.size(), 10u);
+  const auto lines = read_json_lines(c.log_path);
+  ASSERT_EQ(lines.size(), 5u);  // start, steps 3, 6 and 9, the epoch
+  for (int k = 1; k <= 3; ++k) {
+    EXPECT_EQ(lines[static_cast<std::size_t>(k)]["step"], 3 * k);
+    double sum = 0.0;
+    for (int i = 3 * (k - 1); i < 3 * k; ++i) sum += r.losses[static_cast<std::size_t>(i)];
+    EXPECT_NEAR(lines[static_cast<std::size_t>(k)]["loss"].get<double>(), sum / 3, 1e-6) << "line after step " << 3 * k;
+  }
+  c.log_path.clear();
+  c.progress_bar = true;
+  c.log_every = 5;
+  std::ostringstream bar;
+  Trainer b(c, small_data(), ctx, bar);
+  b.set_max_steps(6);
+  b.train();
+  EXPECT_NE(bar.str().find(" [##########..........] step 5/10 loss"), std::string::npos) << bar.str();
+}
+
+// An epoch's images_per_s is the throughput of the steps this train() call ran in it: continued
+// after max_steps 7 of 10, the epoch's result covers 3 steps of 16 images over its seconds.
+TEST(Trainer, EpochThroughputCountsTheStepsThisCallRan) {
+  TrainerConfig c = tiny_config();
+  c.epochs = 1;
+  c.evaluate = false;
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  t.set_max_steps(7);
+  t.train();
+  t.set_max_steps(0);
+  const TrainResult r = t.train();
+  ASSERT_EQ(r.epochs.size(), 1u);
+  const EpochResult& e = r.epochs[0];
+  ASSERT_GT(e.seconds, 0.0);
+  EXPECT_NEAR(e.images_per_s * e.seconds, 3 * 16, 1e-6);
+}
+
 // A log that cannot be written (here /dev/full: every write fails with ENOSPC) stops the run with
 // an error naming the file and the reason, as a checkpoint that cannot be written does; before,
 // every record was dropped silently and the run ended as if logged.
@@ -576,6 +666,73 @@ TEST(Trainer, RejectsInvalidConfigurations) {
   EXPECT_NE(error_of([&] { Trainer t(c, small_data(), ctx, out); })
                 .find("warm-up (0 steps + 1.96 epochs = 20 steps of 10 an epoch) must be shorter than the 20 training steps"),
             std::string::npos);
+}
+
+// validate(TrainerConfig) on its own (cifar10_train calls it before building anything) holds each
+// documented range at its edge: label smoothing in [0, 1), a finite gradient-norm bound, and a
+// non-negative number of skips in a row.
+TEST(Trainer, ValidateRefusesEachRangeJustOutsideIt) {
+  TrainerConfig c = tiny_config();
+  c.label_smoothing = 1.f;
+  EXPECT_NE(error_of([&] { validate(c); }).find("label smoothing"), std::string::npos);
+  c.label_smoothing = 0.f;
+  EXPECT_NO_THROW(validate(c));
+  c = tiny_config();
+  c.max_grad_norm = std::numeric_limits<float>::infinity();
+  EXPECT_NE(error_of([&] { validate(c); }).find("max gradient norm"), std::string::npos);
+  c.max_grad_norm = 0.f;  // 0: no clipping
+  EXPECT_NO_THROW(validate(c));
+  c = tiny_config();
+  c.max_skips_in_a_row = -1;
+  EXPECT_NE(error_of([&] { validate(c); }).find("max skips in a row"), std::string::npos);
+  c.max_skips_in_a_row = 0;
+  EXPECT_NO_THROW(validate(c));
+}
+
+// checkpoint_every = k writes the checkpoint after every global step that is a multiple of k (and
+// after each epoch, as always): with 10 steps an epoch and k = 3, the file on disk holds steps 3,
+// 6, 9, 10 (the epoch's end), 12, 15, 18 and finally 20. stop_requested (asked before every step) reads the file.
+TEST(Trainer, CheckpointEveryWritesAfterEachKthStep) {
+  kestrel::testing::TempDir dir("trainer_ck_every");
+  TrainerConfig c = tiny_config();
+  c.evaluate = false;
+  c.checkpoint_path = dir / "ck.safetensors";
+  c.checkpoint_every = 3;
+  std::vector<std::string> seen;
+  c.stop_requested = [&] {
+    if (std::filesystem::exists(c.checkpoint_path)) {
+      const std::string s = read_safetensors(c.checkpoint_path).metadata.at("step");
+      if (seen.empty() || seen.back() != s) seen.push_back(s);
+    }
+    return false;
+  };
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  ASSERT_EQ(t.steps_per_epoch(), 10);
+  ASSERT_TRUE(t.train().finished);
+  seen.push_back(read_safetensors(c.checkpoint_path).metadata.at("step"));
+  EXPECT_EQ(seen, (std::vector<std::string>{"3", "6", "9", "10", "12", "15", "18", "20"}));
+}
+
+// Each step runs at the schedule's rate of its global step (not of its step within the epoch):
+// the tiny run's step schedule (20 steps, milestones 0.5 and 0.75, gamma 0.1, as PyTorch's
+// MultiStepLR) gives 0.05 for steps 0..9, 0.005 for 10..14 and 0.0005 for 15..19. The rate the
+// store holds after step k is the one step k ran at.
+TEST(Trainer, EachStepRunsAtTheRateOfItsGlobalStep) {
+  TrainerConfig c = tiny_config();
+  c.evaluate = false;
+  Context ctx;
+  std::ostringstream out;
+  Trainer t(c, small_data(), ctx, out);
+  ASSERT_EQ(t.config().schedule.total_steps, 20);
+  for (std::int64_t k = 0; k < 20; ++k) {
+    t.set_max_steps(k + 1);
+    t.train();
+    ASSERT_EQ(t.global_step(), k + 1);
+    const double want = k < 10 ? 0.05 : k < 15 ? 0.005 : 0.0005;
+    EXPECT_NEAR(t.store().read_counters().learning_rate, want, want * 1e-6) << "step " << k;
+  }
 }
 
 // TrainerConfig::schedule.warmup_steps is honoured, and warmup_epochs adds to it (validate() once

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <iterator>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "error_text.h"
 #include "tiny_trainer.h"
 #include "kestrel/core/error.h"
+#include "kestrel/kernels/cpu/augment.h"
 #include "kestrel/layers/checkpoint.h"
 #include "kestrel/layers/cifar10.h"
 #include "kestrel/layers/trainer.h"
@@ -46,6 +48,71 @@ TEST(TrainerEpochs, ShuffleEveryEpochAnew) {
   EXPECT_NE(fed[0], fed[1]) << "epoch 1 started with epoch 0's batch";
 }
 
+// Each step's crops and flips draw from Philox (augment_seed(seed), offset = the global step)
+// (trainer.h), so epoch 1 does not repeat epoch 0's draws: the images fed at step 0 of epoch 1 are
+// the CPU augmentation of that epoch's first images with offset 4 (4 steps an epoch), with the
+// configuration's crop, flip and padding.
+TEST(TrainerEpochs, AugmentationDrawsFromTheGlobalStep) {
+  for (const bool crop : {true, false}) {
+    SCOPED_TRACE(crop ? "crop and flip" : "flip only");
+    TrainerConfig c = kestrel::testing::tiny_trainer_config(2, 16, 4);
+    c.evaluate = false;
+    c.seed = 11;
+    c.random_crop = crop;
+    c.random_flip = true;
+    c.pad = 3;
+    const CifarDataset data = synthetic_cifar10(64, 0, 5);  // 4 steps of 16 an epoch
+    Context ctx;
+    std::ostringstream out;
+    Trainer t(c, data, ctx, out);
+    ASSERT_EQ(t.steps_per_epoch(), 4);
+    t.set_max_steps(5);  // through step 0 of epoch 1
+    t.train();
+    const std::vector<float> fed = t.train_executor().input("images").to_float_vector();
+    AugmentParams p;
+    p.pad = 3;
+    p.random_crop = crop;
+    p.random_flip = true;
+    for (int ch = 0; ch < 3; ++ch) p.mean[ch] = kCifarMean[ch], p.std[ch] = kCifarStd[ch];
+    p.seed = augment_seed(c.seed);
+    p.offset = 4;
+    const std::vector<std::int32_t> perm = epoch_permutation(64, shuffle_seed(c.seed), 1);
+    std::vector<float> want(16 * 3 * 32 * 32);
+    std::vector<std::int32_t> labels(16);
+    cpu::augment_batch(data.train.images.data(), 64, data.train.labels.data(), perm.data(), 16, want.data(),
+                       DType::kFloat32, Layout::kNCHW, labels.data(), p);
+    EXPECT_EQ(fed, want);
+  }
+}
+
+// decay_bn_and_bias = false exempts every 1-D parameter (BN weights and biases, the fc bias) from
+// weight decay; true (the default) decays them all. Counted on the store's per-element mask. (The
+// training set is exactly one batch, which is enough: one step an epoch.)
+TEST(TrainerRecipe, DecayBnAndBiasChoosesWhichParametersDecay) {
+  const CifarDataset data = synthetic_cifar10(16, 0, 5);
+  for (const bool decay_1d : {true, false}) {
+    SCOPED_TRACE(decay_1d ? "decay_bn_and_bias" : "no decay on 1-D parameters");
+    TrainerConfig c = kestrel::testing::tiny_trainer_config(2, 16, 4);
+    c.decay_bn_and_bias = decay_1d;
+    Context ctx;
+    std::ostringstream out;
+    Trainer t(c, data, ctx, out);
+    EXPECT_EQ(t.steps_per_epoch(), 1);
+    const ParameterStore& store = t.store();
+    std::int64_t multi_d = 0, one_d = 0;
+    for (std::size_t i = 0; i < store.count(); ++i) {
+      if (!store.trainable(i)) continue;
+      (store.value(i).shape().rank() == 1 ? one_d : multi_d) += store.value(i).numel();
+    }
+    ASSERT_GT(one_d, 0);
+    const std::vector<float> mask = store.decay_mask().to_float_vector();
+    ASSERT_GE(static_cast<std::int64_t>(mask.size()), multi_d + one_d);  // parameters are aligned: padding between
+    std::int64_t decayed = 0;
+    for (float m : mask) decayed += m != 0.f;
+    EXPECT_EQ(decayed, decay_1d ? multi_d + one_d : multi_d);
+  }
+}
+
 // The crop padding is in 0..16 (validate(TrainerConfig)).
 TEST(TrainerEpochs, AcceptTheLargestCropPadding) {
   TrainerConfig c = kestrel::testing::tiny_trainer_config(2, 16, 4);
@@ -71,6 +138,37 @@ TEST(TrainerRecipe, TheEvaluationBatchIsAtMostTheTestSet) {
   EXPECT_EQ(big.evaluate(), small.evaluate());
 }
 
+// The recipe a checkpoint records holds every setting of the run's optimizer and schedule kind:
+// AdamW's betas and eps, the cosine's floor, the one-cycle's pct_start and both divisors, so a
+// resume that changes any of them is refused.
+TEST(TrainerRecipe, RecordsEverySettingOfTheOptimizerAndSchedule) {
+  const CifarDataset data = synthetic_cifar10(16, 0, 5);
+  Context ctx;
+  std::ostringstream out;
+  TrainerConfig c = kestrel::testing::tiny_trainer_config(2, 16, 4);
+  c.optimizer = OptimizerKind::kAdamW;
+  c.adamw.beta1 = 0.8f;
+  c.adamw.beta2 = 0.99f;
+  c.adamw.eps = 0.001f;
+  c.schedule.kind = LrSchedule::Kind::kCosine;
+  c.schedule.min_fraction = 0.1f;
+  std::map<std::string, std::string> m = Trainer(c, data, ctx, out).checkpoint_metadata();
+  EXPECT_EQ(m["recipe.optimizer"], "adamw");
+  EXPECT_EQ(m["recipe.beta1"], "0.8");
+  EXPECT_EQ(m["recipe.beta2"], "0.99");
+  EXPECT_EQ(m["recipe.eps"], "0.001");
+  EXPECT_EQ(m["recipe.min_fraction"], "0.1");
+  c.schedule.kind = LrSchedule::Kind::kOneCycle;
+  c.schedule.pct_start = 0.25f;
+  c.schedule.div_factor = 10.f;
+  c.schedule.final_div_factor = 100.f;
+  m = Trainer(c, data, ctx, out).checkpoint_metadata();
+  EXPECT_EQ(m["recipe.schedule"], "onecycle");
+  EXPECT_EQ(m["recipe.pct_start"], "0.25");
+  EXPECT_EQ(m["recipe.div_factor"], "10");
+  EXPECT_EQ(m["recipe.final_div_factor"], "100");
+}
+
 // A resumed run repeats its checkpoint's recipe: every option that would change the training
 // (here dtype, epochs, learning rate, schedule, dropout, optimizer settings, augmentation) is
 // refused, all differences named in one error, before anything is built; the same recipe
@@ -92,6 +190,11 @@ TEST(TrainerRecipe, AResumeWithAnotherRecipeIsRefusedNamingEveryDifference) {
   EXPECT_EQ(checkpoint_metadata(ck, "recipe.optimizer"), "sgd");
   EXPECT_EQ(checkpoint_metadata(ck, "recipe.lr"), "0.05");
   EXPECT_EQ(error_of([&] { Trainer u(c, data, ctx, out, &ck, "ck.st"); }), "(no error)") << "the same recipe";
+  {  // this checkpoint records its recipe: no "records no training recipe" note on resuming
+    std::ostringstream said;
+    Trainer u(c, data, ctx, said, &ck, "ck.st");
+    EXPECT_EQ(said.str().find("records no training recipe"), std::string::npos) << said.str();
+  }
 
   TrainerConfig other = c;
   other.dtype = DType::kBFloat16;
