@@ -78,8 +78,10 @@ void validate(const TrainerConfig& c) {
   // The total steps are known once the data is (the constructor checks the warm-up against them):
   // here the schedule is checked as if the run were long enough.
   LrSchedule s = c.schedule;
-  s.total_steps = std::max<std::int64_t>(
-      {s.total_steps, s.warmup_steps < std::numeric_limits<std::int64_t>::max() ? s.warmup_steps + 1 : s.warmup_steps, 1});
+  // One step past the warm-up, saturating (at INT64_MAX the schedule's own check refuses it).
+  const std::int64_t past_warmup =
+      s.warmup_steps < std::numeric_limits<std::int64_t>::max() ? s.warmup_steps + 1 : s.warmup_steps;
+  s.total_steps = std::max<std::int64_t>({s.total_steps, past_warmup, 1});
   validate(s);
   KESTREL_CHECK(c.schedule.kind != LrSchedule::Kind::kOneCycle || c.warmup_epochs == 0.0,
                 "warm-up epochs do not apply to the one-cycle schedule (its own warm-up is pct_start)");

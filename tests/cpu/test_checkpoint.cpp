@@ -1,8 +1,6 @@
 // Checkpoints (layers/checkpoint.h): bit-exact round trips, PyTorch state_dict names and shapes in
 // logical NCHW order, loading a hand-built PyTorch-style file, and errors that name the tensor.
 #include <gtest/gtest.h>
-
-#include <limits>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -10,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 
 #include "grad_check.h"
 #include "error_text.h"

@@ -468,6 +468,8 @@ TEST(GraphTransaction, AGraphAssignedALargerOneInsideATransactionKeepsIt) {
   EXPECT_NO_THROW(g.find_value("s:y"));
 }
 
+// A second output of the same name, a loss that is not one fp32 value and a value id past the
+// graph's are refused, and the refused calls change nothing.
 TEST(GraphErrors, DuplicateOutputsNonScalarLossesAndOutOfRangeIdsAreRefused) {
   Graph g;
   const Value x = g.input("x", {Shape{2, 3}});

@@ -394,9 +394,6 @@ TEST(Safetensors, TensorConversionKeepsLogicalOrder) {
   EXPECT_EQ(dtype_from_safetensors("BF16"), DType::kBFloat16);
 }
 
-// The header is padded with the fewest spaces that make it a multiple of 8 (0..7): the
-// reference writer's padding. Unpadded, {"a..a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}
-// is 53 + L bytes for a name of L characters.
 // Only a rank-4 tensor has an NHWC layout: a vector asked for in NHWC is refused, naming it.
 TEST(Safetensors, AnNhwcTensorMustHaveRankFour) {
   SafeTensor st;
@@ -409,6 +406,9 @@ TEST(Safetensors, AnNhwcTensorMustHaveRankFour) {
   EXPECT_NO_THROW(tensor_from_safetensor(st, Layout::kNCHW, "w"));
 }
 
+// The header is padded with the fewest spaces that make it a multiple of 8 (0..7): the
+// reference writer's padding. Unpadded, {"a..a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}
+// is 53 + L bytes for a name of L characters.
 TEST(Safetensors, HeaderPaddingIsMinimal) {
   for (std::size_t len = 1; len <= 24; ++len) {
     SafetensorsFile f;

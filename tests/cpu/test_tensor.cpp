@@ -262,8 +262,8 @@ TEST(Tensor, FromInt32VectorKeepsEveryValue) {
 }
 
 // A dimension of size 1 has no step to take, so its stride does not decide contiguity: columns
-// 1..3 of a [1, 5] matrix are contiguous (stride 5 on the size-1 rows), and copy, reshape and
-// view_bytes accept them.
+// 1..3 of a [1, 5] matrix are contiguous (stride 5 on the size-1 rows), and copy and reshape
+// accept them.
 TEST(Tensor, ASizeOneDimensionsStrideDoesNotBreakContiguity) {
   const Tensor a = Tensor::from_vector({0, 1, 2, 3, 4}, Shape{1, 5});
   const Tensor cols = a.narrow(1, 1, 3);

@@ -432,12 +432,12 @@ TEST(TrainProgram, TheStatedRangesAcceptTheirEdges) {
     set(o);
     EXPECT_EQ(error_of([&] { plan_training(o, "", false); }), "(no error)") << what;
   };
-  accepted([](TrainOptions& o) { o.width = 1024, o.given.insert("width"); }, "--width 1024");
-  accepted([](TrainOptions& o) { o.batch = o.train_images = 65536, o.given.insert({"batch", "train-images"}); }, "--batch 65536");
+  accepted([](TrainOptions& o) { o.width = 1024; o.given.insert("width"); }, "--width 1024");
+  accepted([](TrainOptions& o) { o.batch = o.train_images = 65536; o.given.insert({"batch", "train-images"}); }, "--batch 65536");
   accepted([](TrainOptions& o) { o.eval_batch = 65536; }, "--eval-batch 65536");
-  accepted([](TrainOptions& o) { o.epochs = 100000, o.given.insert("epochs"); }, "--epochs 100000");
-  accepted([](TrainOptions& o) { o.weight_decay = 1.0, o.given.insert("weight-decay"); }, "--weight-decay 1");
-  accepted([](TrainOptions& o) { o.dropout = 0.0, o.given.insert("dropout"); }, "--dropout 0");
+  accepted([](TrainOptions& o) { o.epochs = 100000; o.given.insert("epochs"); }, "--epochs 100000");
+  accepted([](TrainOptions& o) { o.weight_decay = 1.0; o.given.insert("weight-decay"); }, "--weight-decay 1");
+  accepted([](TrainOptions& o) { o.dropout = 0.0; o.given.insert("dropout"); }, "--dropout 0");
   accepted([](TrainOptions& o) { o.clip_grad_norm = 1e30; }, "--clip-grad-norm 1e30");
   accepted([](TrainOptions& o) { o.time_limit = 1e7; }, "--time-limit 1e7");
 }
