@@ -147,15 +147,11 @@ void report(bench::Harness& h, const std::string& config, std::int64_t batch, do
   if (m.untuned > 0)  // timings with untuned plans would otherwise read as slow engines
     std::printf("  note: autotuning could not time %zu convolution plan(s), which run cuDNN's first choice; "
                 "the latest: %s\n", m.untuned, m.last_untuned.c_str());
-  char body[512];
-  std::snprintf(body, sizeof body,
-                "\"bench\": \"resnet_train\", \"config\": \"%s\", \"images_per_s\": %.1f, "
-                "\"peak_mem_mb\": %.1f, \"peak_with_setup_mb\": %.1f, \"step_ms\": %.4f, \"arena_mb\": %.1f, "
-                "\"max_workspace_mb\": %.1f, \"workspace_in_arena\": %s, \"untuned_conv_plans\": %zu",
-                config.c_str(), ips, m.peak_mb, m.setup_peak_mb, step_ms, static_cast<double>(m.plan.arena_bytes) / 1e6,
-                static_cast<double>(m.plan.workspace_bytes) / 1e6, m.plan.workspace_in_arena ? "true" : "false",
-                m.untuned);
-  h.report_json(body);
+  h.report_json({{"bench", "resnet_train"}, {"config", config}, {"images_per_s", ips},
+                 {"peak_mem_mb", m.peak_mb}, {"peak_with_setup_mb", m.setup_peak_mb}, {"step_ms", step_ms},
+                 {"arena_mb", static_cast<double>(m.plan.arena_bytes) / 1e6},
+                 {"max_workspace_mb", static_cast<double>(m.plan.workspace_bytes) / 1e6},
+                 {"workspace_in_arena", m.plan.workspace_in_arena}, {"untuned_conv_plans", m.untuned}});
 }
 
 }  // namespace

@@ -75,17 +75,22 @@ void Harness::report(const std::string& bench, const std::string& config, double
   const double gbps = bytes_moved > 0 ? bytes_moved / (us * 1e3) : 0.0;
   const double pct = (gbps > 0 && copy_gbps_ > 0) ? 100.0 * gbps / copy_gbps_ : 0.0;
   std::printf("%-26s %-36s %12.1f %10.0f %7.0f%%\n", bench.c_str(), config.c_str(), us, gbps, pct);
-  char body[512];
-  std::snprintf(body, sizeof body,
-                "\"bench\": \"%s\", \"config\": \"%s\", \"median_us\": %.3f, \"gbps\": %.1f, "
-                "\"pct_copy\": %.1f, \"copy_gbps\": %.1f",
-                bench.c_str(), config.c_str(), us, gbps, pct, copy_gbps_);
-  report_json(body);
+  report_json({{"bench", bench}, {"config", config}, {"median_us", us}, {"gbps", gbps},
+               {"pct_copy", pct}, {"copy_gbps", copy_gbps_}});
 }
 
-void Harness::report_json(const std::string& body) {
-  const std::string line = "{\"impl\": \"kestrel\", \"device\": \"" + device_name_ + "\", " + body + "}";
+std::string json_line(const std::string& device, const nlohmann::ordered_json& fields) {
+  KESTREL_CHECK(fields.is_object(), "a benchmark's JSON fields must be an object");
+  nlohmann::ordered_json line{{"impl", "kestrel"}, {"device", device}};
+  for (auto it = fields.begin(); it != fields.end(); ++it) line[it.key()] = it.value();
+  // Replace invalid UTF-8 (a config string is ours, but a device name comes from the driver)
+  // rather than throw; non-finite numbers are dumped as null.
+  return line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+void Harness::report_json(const nlohmann::ordered_json& fields) {
   if (opts_.json_path.empty()) return;
+  const std::string line = json_line(device_name_, fields);
   std::ofstream f(opts_.json_path, std::ios::app);
   KESTREL_CHECK(f.good(), "cannot append to ", opts_.json_path);
   f << line << "\n";

@@ -11,6 +11,8 @@
 #include <functional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "kestrel/core/context.h"
 
 namespace kestrel::bench {
@@ -24,6 +26,11 @@ struct Options {
   bool recompute_bn = true;   // CompileOptions::recompute_bn_relu (bench_resnet)
   bool plan_only = false;     // bench_resnet: print the planned memory of each row, on the CPU
 };
+
+// One JSON line of a benchmark row: {"impl": "kestrel", "device": device, then fields in their
+// order}. Strings are escaped, and a number that is not finite (a rate from a 0 us median) is
+// written as null, so every line parses as JSON (printf's "inf" would not).
+std::string json_line(const std::string& device, const nlohmann::ordered_json& fields);
 
 // Runs fn(i) `warmup` times, then times `runs` more calls each between two CUDA events on
 // ctx.stream(); returns the median in microseconds (the upper one of an even count). fn must
@@ -51,8 +58,8 @@ class Harness {
   // omit bandwidth figures).
   void report(const std::string& bench, const std::string& config, double median_us,
               double bytes_moved);
-  // A JSON line with arbitrary extra numeric fields (for throughput benchmarks).
-  void report_json(const std::string& json_object_body);
+  // Appends json_line(device, fields) to --json, if given (for throughput benchmarks).
+  void report_json(const nlohmann::ordered_json& fields);
   void print_header() const;
 
   Context& context() noexcept { return ctx_; }
