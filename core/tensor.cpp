@@ -16,16 +16,17 @@
 
 namespace kestrel {
 namespace {
-// Page-locked host memory (cudaHostAlloc, cudaHostRegister): an async copy from it returns at
-// once and reads it later, so copy_from waits to keep its promise that the source may be
-// reused on return. A copy from pageable memory returns once the driver has staged it.
-bool is_pinned(const void* host) {
+// Page-locked host memory (cudaHostAlloc, cudaHostRegister) and managed memory
+// (cudaMallocManaged) wrapped as a CPU tensor: an async copy from either returns at once and
+// reads it later, so copy_from waits to keep its promise that the source may be reused on
+// return. A copy from pageable memory returns once the driver has staged it.
+bool copy_reads_source_later(const void* host) {
   cudaPointerAttributes attr{};
   if (cudaPointerGetAttributes(&attr, host) != cudaSuccess) {
     (void)cudaGetLastError();
     return false;
   }
-  return attr.type == cudaMemoryTypeHost;
+  return attr.type == cudaMemoryTypeHost || attr.type == cudaMemoryTypeManaged;
 }
 }  // namespace
 
@@ -250,7 +251,7 @@ void Tensor::copy_from(const Tensor& src, const Stream& stream) {
                 gpu.to_string());
   DeviceGuard guard(gpu);
   KESTREL_CUDA_CHECK(cudaMemcpyAsync(data(), src.data(), nbytes(), cudaMemcpyDefault, stream.handle()));
-  if (device_.is_cpu() || (src.device_.is_cpu() && is_pinned(src.data()))) stream.synchronize();
+  if (device_.is_cpu() || (src.device_.is_cpu() && copy_reads_source_later(src.data()))) stream.synchronize();
 }
 
 Tensor Tensor::to(Context& ctx, const Stream& stream) const {

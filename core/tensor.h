@@ -103,8 +103,8 @@ class Tensor {
 
   // Copies src (same shape, dtype and layout; both contiguous) into this tensor on `stream`.
   // A copy into host memory has finished when copy_from returns; a copy from host memory may
-  // reuse the host buffer as soon as copy_from returns (from page-locked memory it waits for the
-  // copy). On CUDA `stream` must be on the tensors' device (either one's for a copy between two).
+  // reuse the host buffer as soon as copy_from returns (from page-locked or managed memory it
+  // waits for the copy). On CUDA `stream` must be on the tensors' device (either one's for a copy between two).
   void copy_from(const Tensor& src, const Stream& stream);
   // A new tensor on ctx's device holding the same values (copied on `stream`). Its memory is
   // allocated in the order of ctx.stream(), so for a CUDA ctx `stream` must be ctx.stream() (else

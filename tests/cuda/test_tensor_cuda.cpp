@@ -113,25 +113,46 @@ TEST(CudaTensor, FillsAndDeviceCopiesRefuseAStreamOfAnotherDevice) {
   }
 }
 
-// copy_from's promise that a host source may be reused on return holds for page-locked memory
-// too, where the asynchronous copy would otherwise read it later.
-TEST(CudaTensor, ACopyFromPinnedMemoryHasReadItWhenCopyFromReturns) {
-  KESTREL_REQUIRE_CUDA_OR_SKIP();
+namespace {
+// Copies 64 MB (the DMA takes milliseconds) from `host`, wrapped as a CPU tensor, overwrites
+// `host` as soon as copy_from returns, and counts the device elements that are not the source's.
+std::int64_t elements_read_after_copy_from_returned(float* host, std::int64_t n) {
   kestrel::Context gpu(kestrel::Device::cuda(0));
-  const std::int64_t n = std::int64_t{1} << 24;  // 64 MB: the DMA takes milliseconds
-  float* pinned = nullptr;
-  ASSERT_EQ(cudaMallocHost(&pinned, static_cast<std::size_t>(n) * sizeof(float)), cudaSuccess);
-  for (std::int64_t i = 0; i < n; ++i) pinned[i] = static_cast<float>(i % 1000);
+  for (std::int64_t i = 0; i < n; ++i) host[i] = static_cast<float>(i % 1000);
   Tensor d = Tensor::empty(Shape{n}, DType::kFloat32, gpu);
-  d.copy_from(Tensor::wrap(pinned, Shape{n}, DType::kFloat32, kestrel::Device::cpu()), gpu.stream());
-  for (std::int64_t i = 0; i < n; ++i) pinned[i] = -1.f;  // reused at once, as promised
+  d.copy_from(Tensor::wrap(host, Shape{n}, DType::kFloat32, kestrel::Device::cpu()), gpu.stream());
+  for (std::int64_t i = 0; i < n; ++i) host[i] = -1.f;  // reused at once, as promised
   Tensor back = Tensor::empty_cpu(Shape{n}, DType::kFloat32);
   back.copy_from(d, gpu.stream());
   const float* v = back.data_as<float>();
   std::int64_t wrong = 0;
   for (std::int64_t i = 0; i < n; ++i) wrong += v[i] != static_cast<float>(i % 1000);
-  EXPECT_EQ(wrong, 0) << "the copy read the host buffer after copy_from returned";
+  return wrong;
+}
+}  // namespace
+
+// copy_from's promise that a host source may be reused on return holds for page-locked memory
+// too, where the asynchronous copy would otherwise read it later.
+TEST(CudaTensor, ACopyFromPinnedMemoryHasReadItWhenCopyFromReturns) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  const std::int64_t n = std::int64_t{1} << 24;
+  float* pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost(&pinned, static_cast<std::size_t>(n) * sizeof(float)), cudaSuccess);
+  EXPECT_EQ(elements_read_after_copy_from_returned(pinned, n), 0)
+      << "the copy read the host buffer after copy_from returned";
   EXPECT_EQ(cudaFreeHost(pinned), cudaSuccess);
+}
+
+// ... and for managed memory wrapped as a CPU tensor (cudaPointerGetAttributes reports it as
+// managed, not host; before, copy_from returned without waiting for it).
+TEST(CudaTensor, ACopyFromManagedMemoryHasReadItWhenCopyFromReturns) {
+  KESTREL_REQUIRE_CUDA_OR_SKIP();
+  const std::int64_t n = std::int64_t{1} << 24;
+  float* managed = nullptr;
+  ASSERT_EQ(cudaMallocManaged(&managed, static_cast<std::size_t>(n) * sizeof(float)), cudaSuccess);
+  EXPECT_EQ(elements_read_after_copy_from_returned(managed, n), 0)
+      << "the copy read the managed buffer after copy_from returned";
+  EXPECT_EQ(cudaFree(managed), cudaSuccess);
 }
 
 TEST(CudaAllocator, ReusesMemoryAndReportsStatistics) {
