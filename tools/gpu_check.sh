@@ -284,6 +284,8 @@ if [ "$train_epochs" -gt 0 ]; then
     # the final test-set pass. Without Kestrel's run PyTorch's would compare with nothing.
     kestrel_trained=0
     if [ "$b" -lt 60 ]; then
+      # A training that was asked for and did not run is not a success (as a skipped experiment).
+      train_rc=3
       status "cifar10_train: skipped: its share of the $left s left before the deadline (--deadline=$deadline) is under 60 s; PyTorch's run skipped too"
     else
       echo "=== cifar10_train ${recipe[*]} --layout nhwc --deterministic off (time limit $b s)" >> "$OUT/train.log"
@@ -342,7 +344,7 @@ if [ -n "$experiments" ]; then
     cut_off $rc "$e0" "$b" && status "seed_$e: stopped at its time limit; its report holds the parts it finished"
     status "seed_$e: rc=$rc ($(( $(date +%s) - e0 )) s)"
     # Packed after each experiment, so a call cut off later still returns what finished.
-    nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$exp_dir/device.txt" 2>&1
+    timeout 20 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$exp_dir/device.txt" 2>&1
     tar -czf "$OUT/experiments.tar.gz" -C "$exp_dir" .
   done
   packed="(nothing packed)"; [ -f "$OUT/experiments.tar.gz" ] && packed="(experiments.tar.gz)"
