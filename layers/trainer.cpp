@@ -459,13 +459,29 @@ Trainer::Trainer(const TrainerConfig& cfg, const CifarDataset& data, Context& ct
 
 Trainer::~Trainer() = default;
 
-TrainResult Trainer::train() { return impl_->run(); }
+namespace {
+void check_not_failed(const std::string& failed, const char* what) {
+  KESTREL_CHECK(failed.empty(), what, ": an earlier train() call of this Trainer stopped with an error (",
+                failed, ") and left it mid-step; build a new Trainer, resuming from its last checkpoint");
+}
+}  // namespace
+
+TrainResult Trainer::train() {
+  check_not_failed(impl_->failed, "train");
+  try {
+    return impl_->run();
+  } catch (const std::exception& e) {
+    impl_->failed = e.what();
+    throw;
+  }
+}
 double Trainer::evaluate() { return impl_->evaluate(); }
 void Trainer::set_max_steps(std::int64_t max_steps) {
   KESTREL_CHECK(max_steps >= 0, "max steps must be >= 0 (0: no limit), got ", max_steps);
   impl_->cfg.max_steps = max_steps;
 }
 void Trainer::save_checkpoint(const std::string& path) {
+  check_not_failed(impl_->failed, "save_checkpoint");
   kestrel::save_checkpoint(*impl_->store, path, impl_->metadata());
 }
 std::map<std::string, std::string> Trainer::checkpoint_metadata() const { return impl_->metadata(); }

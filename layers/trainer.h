@@ -138,14 +138,18 @@ class Trainer {
   Trainer& operator=(const Trainer&) = delete;
 
   // Trains from the current position to cfg.epochs (or cfg.max_steps). Raises kestrel::Error
-  // "loss became NaN/Inf at step S (epoch E)" under NonFinitePolicy::kStop.
+  // "loss became NaN/Inf at step S (epoch E)" under NonFinitePolicy::kStop. A call that raised
+  // (that error, too many skips in a row, an I/O error) leaves the Trainer mid-step: later
+  // train() and save_checkpoint() calls raise kestrel::Error naming the first error; evaluate()
+  // still works. Continue from the last checkpoint with a new Trainer.
   TrainResult train();
   // Changes cfg.max_steps for the next train() call (0: no limit).
   void set_max_steps(std::int64_t max_steps);
   // Test-set accuracy in [0, 1] with the current weights (inference executor, running stats);
   // -1 when the test set is empty (nothing to evaluate).
   double evaluate();
-  // Writes the checkpoint of the current state (temporary file + rename).
+  // Writes the checkpoint of the current state (temporary file + rename); refused after a
+  // train() call that raised.
   void save_checkpoint(const std::string& path);
   // The trainer's part of a checkpoint's __metadata__.
   std::map<std::string, std::string> checkpoint_metadata() const;

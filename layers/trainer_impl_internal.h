@@ -39,6 +39,9 @@ struct Trainer::Impl {
   Tensor in_images, in_labels, logits, loss, ev_images, ev_labels, ev_logits;
   std::int64_t spe = 0, eval_batch = 0, eval_batches = 0, n_train = 0, n_test = 0;
   std::int64_t step = 0;  // steps done in all
+  // What stopped a train() call that raised (empty: none did). Such a call leaves the epoch's
+  // host totals ahead of the position (read_upto, step), so train() and save_checkpoint() refuse.
+  std::string failed;
   std::string data_source, device_name;
   std::string train_fingerprint;  // cifar10_fingerprint of the training split, kept in checkpoints
   AugmentParams train_aug, eval_aug;

@@ -394,6 +394,18 @@ TEST(Trainer, NonFiniteLossStopsNamingTheStep) {
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.back()["event"], "nonfinite");
   EXPECT_EQ(lines.back()["step"], 6);
+  // The failed call left its totals ahead of its position: the Trainer refuses to go on or to
+  // checkpoint that state, naming the first error, and stays refused.
+  const std::string prefix = ": an earlier train() call of this Trainer stopped with an error (" + msg + ")";
+  for (int again = 0; again < 2; ++again) {
+    const std::string next = error_of([&] { t.train(); });
+    EXPECT_EQ(next.find("train" + prefix), 0u) << next;
+  }
+  const std::string save = error_of([&] { t.save_checkpoint(dir / "after.safetensors"); });
+  EXPECT_EQ(save.find("save_checkpoint" + prefix), 0u) << save;
+  EXPECT_FALSE(std::filesystem::exists(dir / "after.safetensors"));
+  EXPECT_EQ(read_json_lines(c.log_path).size(), lines.size()) << "a refused call logs nothing";
+  EXPECT_GE(t.evaluate(), 0.0) << "evaluation still works";
 }
 
 TEST(Trainer, SkipModeSkipsTheUpdateAndRestoresTheStatistics) {
