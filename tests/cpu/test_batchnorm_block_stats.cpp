@@ -17,6 +17,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <utility>
@@ -199,4 +200,23 @@ TEST(CpuNormStatistics, LongChannelsAndRowsStayAccurate) {
     EXPECT_NEAR(mean, ref_mean, 3e-7 * ref_mean) << "layer norm mean";
     EXPECT_NEAR(rstd, ref_rstd, 2e-6 * ref_rstd) << "layer norm rstd";
   }
+}
+
+TEST(BatchNormBlockStats, ShiftedSumsThatRoundBelowZeroGiveZeroVariance) {
+  // Sums about a shift far from the data (layernorm.cu's per-thread sums start at shift 0) can
+  // round to s2 < s1 * s1 / n. Ten copies of 1.1f about 0, summed in float as shifted_add does:
+  // s1 = 11.000001f, s2 = 12.1000004f, and s1 * (s1 / 10) = 12.1000023f > s2, so the raw
+  // m2 = s2 - s1 * mean_d is -1.9e-6; the true variance is 0 and the triple must say m2 = 0
+  // (a negative m2 makes var + eps negative and invstd NaN for eps < 1.9e-7).
+  bn::ShiftedSums s{0.f, 0.f, 0.f};
+  for (int i = 0; i < 10; ++i) bn::shifted_add(s, 1.1f);
+  ASSERT_LT(s.s2 - s.s1 * (s.s1 / 10.f), 0.f) << "the data must make the raw difference negative";
+  const bn::Welford w = bn::shifted_to_welford(s, 10.f);
+  EXPECT_EQ(w.n, 10.f);
+  EXPECT_EQ(w.m2, 0.f);
+  EXPECT_NEAR(w.mean, 1.1, 2e-7);  // 11.000001f / 10, within an ulp or two of 1.1
+  EXPECT_TRUE(std::isfinite(bn::bn_invstd(w.m2 / w.n, 1e-8f)));
+  // A NaN m2 is not clamped: it stays NaN (the comparison m2 < 0 is false).
+  bn::ShiftedSums bad{0.f, 1.f, std::numeric_limits<float>::quiet_NaN()};
+  EXPECT_TRUE(std::isnan(bn::shifted_to_welford(bad, 2.f).m2));
 }

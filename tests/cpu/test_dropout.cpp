@@ -294,6 +294,34 @@ TEST(Dropout, DroppedNaNsAndInfinitiesBecomePlusZeroAndKeptOnesStay) {
   }
 }
 
+TEST(Dropout, APartialLastBlockWritesNoElementPastTheEnd) {
+  // n not a multiple of the 8 elements one Philox block covers: the last block is partial.
+  // x and y hold 8 spare elements past n; the spare ys keep the 0xFF fill (never written) and
+  // the first n match the reference. Forward and backward (the same map), every dtype.
+  for (DType t : kestrel::testing::kFloatingDtypes) {
+    for (std::int64_t n : {1, 7, 9, 13, 23}) {
+      const DtypeBuffer x = DtypeBuffer::from(random_floats(n + 8, 31, 0.5f, 1.f), t);
+      const DropoutParams d{0.5f, DropoutMode::kInverted, true, 77, 2};
+      const std::vector<float> xs = x.values();
+      const DtypeBuffer head = DtypeBuffer::from(std::vector<float>(xs.begin(), xs.begin() + n), t);
+      const std::vector<float> want = reference_forward(head, d);
+      for (bool backward : {false, true}) {
+        DtypeBuffer y(t, n + 8);
+        y.fill_bytes(0xFF);
+        const std::uint32_t untouched = y.bits(n);
+        if (backward) {
+          kestrel::cpu::dropout_backward(x.data(), y.data(), n, t, d);
+        } else {
+          kestrel::cpu::dropout_forward(x.data(), y.data(), n, t, d);
+        }
+        for (std::int64_t i = 0; i < n; ++i) EXPECT_EQ(y.value(i), want[static_cast<std::size_t>(i)]) << i;
+        for (std::int64_t i = n; i < n + 8; ++i)
+          EXPECT_EQ(y.bits(i), untouched) << kestrel::dtype_name(t) << " n=" << n << " i=" << i;
+      }
+    }
+  }
+}
+
 TEST(Dropout, InPlaceEqualsOutOfPlace) {
   for (DType t : kestrel::testing::kFloatingDtypes) {
     const DtypeBuffer x = DtypeBuffer::from(random_floats(777, 18, -1.f, 1.f), t);

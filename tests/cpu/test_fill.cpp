@@ -5,10 +5,12 @@
 // (test_philox.cpp).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "kestrel/core/error.h"
 #include "kestrel/kernels/cpu/fill.h"
 #include "kestrel/kernels/philox.h"
 #include "test_support.h"
@@ -51,4 +53,19 @@ TEST(CpuFill, UniformFollowsTheDocumentedLanes) {
     ref[i] = -1.5 + 4.0 * u_of(b.x[i % 4]);
   }
   EXPECT_TRUE(kestrel::testing::all_close(y, ref, 1e-6, 1e-6));
+}
+
+// The degenerate parameters are valid: uniform on [lo, lo] and normal with stddev 0 both give the
+// constant (fma(0, u, lo) = lo and mean + 0 * z = mean: z is finite, u > 0) for every element.
+TEST(CpuFill, AOnePointUniformRangeAndAZeroStddevGiveTheConstant) {
+  const std::int64_t n = 37;
+  std::vector<float> y(n, -9.f);
+  kestrel::cpu::fill_uniform(y.data(), DType::kFloat32, n, 5, 1, 0.75f, 0.75f);
+  EXPECT_EQ(y, std::vector<float>(n, 0.75f));
+  std::fill(y.begin(), y.end(), -9.f);
+  kestrel::cpu::fill_normal(y.data(), DType::kFloat32, n, 5, 1, -0.25f, 0.f);
+  EXPECT_EQ(y, std::vector<float>(n, -0.25f));
+  // The strict bounds stay refused.
+  EXPECT_THROW(kestrel::cpu::fill_uniform(y.data(), DType::kFloat32, n, 5, 1, 0.75f, 0.5f), kestrel::Error);
+  EXPECT_THROW(kestrel::cpu::fill_normal(y.data(), DType::kFloat32, n, 5, 1, 0.f, -1e-6f), kestrel::Error);
 }

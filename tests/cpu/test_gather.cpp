@@ -78,6 +78,13 @@ TEST(CpuGather, BadIndicesAndSizesRaiseAndWriteNothing) {
   EXPECT_NO_THROW(kestrel::cpu::gather_rows(nullptr, 0, 8, nullptr, 0, nullptr)) << "nothing to gather";
 }
 
+// Rows of 0 bytes: there is nothing to copy, so (as gather_math.h's checks say) neither the
+// pointers nor the indices are looked at; null pointers are accepted for any n and rows.
+TEST(CpuGather, ZeroByteRowsTouchNeitherThePointersNorTheIndices) {
+  EXPECT_NO_THROW(kestrel::cpu::gather_rows(nullptr, 5, 0, nullptr, 3, nullptr));
+  EXPECT_NO_THROW(kestrel::cpu::gather_rows(nullptr, 0, 0, nullptr, 4, nullptr));
+}
+
 // A destination overlapping the source or the indices is refused by both twins (the CUDA
 // launcher checks on the host, before any CUDA call: this runs without a GPU); the GPU copies
 // rows in parallel and would read rows already overwritten. Adjacent buffers are fine.

@@ -138,6 +138,34 @@ TEST(CpuAdamW, FirstStepMovesEachParameterByLrTimesSignOfGradient) {
   EXPECT_NEAR(p[2], 0.5f - 0.01f * 1e-3 / (1e-3 + 1e-8), 1e-7);
 }
 
+TEST(CpuAdamW, Beta1ZeroMakesTheFirstMomentExactlyTheGradient) {
+  // exp_avg.lerp_(grad, 1 - beta1) with beta1 = 0 is lerp with weight 1, which PyTorch evaluates
+  // as end - (end - self) * (1 - w) = grad exactly. A first moment of 1 from earlier steps and
+  // gradients of order 1e-8 make self + w * (end - self) lose the gradient: 1e-8 - 1 rounds to
+  // -1 in fp32, and 1 + (-1) = 0. Weight decay 0, so only the moments matter here.
+  const std::vector<float> g = {1e-8f, -3e-8f, 2.5e-9f, 0.75f, -1.f};
+  const std::int64_t n = static_cast<std::int64_t>(g.size());
+  std::vector<float> p(g.size(), 0.5f), m(g.size(), 1.f), v(g.size(), 0.25f);
+  const AdamWConfig c{0.f, 0.999f, 1e-8f, 0.f};
+  const float lr = 0.01f;
+  const std::int64_t t = 3;
+  kestrel::cpu::adamw_update(p.data(), g.data(), m.data(), v.data(), n, c, &lr, &t, nullptr, nullptr);
+  for (std::size_t i = 0; i < g.size(); ++i) EXPECT_EQ(m[i], g[i]) << i;
+}
+
+TEST(CpuOptimizer, AdamWRejectsBeta2OfOne) {
+  // beta2 = 1 makes the bias correction 1 - beta2^t zero (an Inf or NaN step), as beta1 = 1 does.
+  EXPECT_THROW(kestrel::validate(AdamWConfig{0.9f, 1.f, 1e-8f, 0.f}), kestrel::Error);
+  EXPECT_NO_THROW(kestrel::validate(AdamWConfig{0.9f, 0.99999994f, 1e-8f, 0.f}));  // the float below 1
+  std::vector<float> p(2, 1.f), g(2, 1.f), m(2), v(2);
+  const float lr = 0.1f;
+  const std::int64_t t = 1;
+  EXPECT_THROW(kestrel::cpu::adamw_update(p.data(), g.data(), m.data(), v.data(), 2,
+                                          AdamWConfig{0.9f, 1.f, 1e-8f, 0.f}, &lr, &t, nullptr, nullptr),
+               kestrel::Error);
+  EXPECT_EQ(p, (std::vector<float>{1.f, 1.f}));  // refused before any update
+}
+
 TEST(CpuOptimizer, ValidateRejectsBadConfigurations) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   EXPECT_NO_THROW(kestrel::validate(SgdConfig{}));

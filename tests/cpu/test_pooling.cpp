@@ -75,6 +75,30 @@ TEST(CpuGlobalAvgPool, ForwardAndBackwardMatchReference) {
   }
 }
 
+TEST(CpuGlobalAvgPool, Fp32ResultsAreTheExactMeanAndQuotientRoundedOnce) {
+  // fp32, hw = 49. Inputs in [1, 2) share one exponent, so the sum of 49 of them is exact in
+  // double (24 + 6 bits); the forward mean is that sum / 49 rounded once to fp32 (rounding the
+  // sum to fp32 first would round twice). The backward dy / 49 is an fp32 quotient rounded once,
+  // which float(double(dy) / 49) gives exactly (53 >= 2 * 24 + 2 bits); dy * (1 / 49) would not.
+  const std::int64_t n = 8, c = 16, hw = 49;
+  for (Layout l : {Layout::kNCHW, Layout::kNHWC}) {
+    const StorageBuffer x = random_buffer(DType::kFloat32, n * c * hw, 211, 1.f, 2.f);
+    const StorageBuffer dy = random_buffer(DType::kFloat32, n * c, 212, -1.f, 1.f);
+    StorageBuffer y(DType::kFloat32, n * c), dx(DType::kFloat32, n * c * hw);
+    kestrel::cpu::global_avg_pool_forward(x.data(), y.data(), DType::kFloat32, n, c, hw, l);
+    kestrel::cpu::global_avg_pool_backward(dy.data(), dx.data(), DType::kFloat32, n, c, hw, l);
+    for (std::int64_t b = 0; b < n; ++b) {
+      for (std::int64_t ch = 0; ch < c; ++ch) {
+        double s = 0.0;
+        for (std::int64_t p = 0; p < hw; ++p) s += x.at(at(l, b, ch, p, 0, c, hw, 1));
+        EXPECT_EQ(y.at(b * c + ch), static_cast<float>(s / 49.0)) << b << " " << ch;
+        const float want_dx = static_cast<float>(static_cast<double>(dy.at(b * c + ch)) / 49.0);
+        for (std::int64_t p = 0; p < hw; ++p) ASSERT_EQ(dx.at(at(l, b, ch, p, 0, c, hw, 1)), want_dx) << b << " " << ch;
+      }
+    }
+  }
+}
+
 TEST(CpuMaxPool2x2, ForwardAndBackwardMatchReferenceWithTiesAndOddSizes) {
   for (DType t : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
     for (Layout l : {Layout::kNCHW, Layout::kNHWC}) {

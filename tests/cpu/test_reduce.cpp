@@ -95,3 +95,26 @@ TEST(CpuReduce, RejectsBadArguments) {
   EXPECT_THROW(kestrel::cpu::count_nonfinite(nullptr, DType::kFloat32, std::int64_t(1) << 31, &c, nullptr, 0),
                kestrel::Error);
 }
+
+TEST(CpuReduce, SumSquaresKeepsSquaresThatUnderflowFp32) {
+  // x = 2^-75 (a normal float): x^2 = 2^-150 is half the smallest fp32 subnormal and rounds to 0
+  // in fp32, but 2^20 of them sum to exactly 2^-130, an fp32 subnormal. The squares are summed
+  // in double, so the result is exactly 2^-130 (the norm of tiny gradients is not lost).
+  const std::int64_t n = std::int64_t{1} << 20;
+  const std::vector<float> x(static_cast<std::size_t>(n), std::ldexp(1.f, -75));
+  float q = -1.f;
+  kestrel::cpu::sum_squares(x.data(), n, &q, nullptr, 0);
+  EXPECT_EQ(q, std::ldexp(1.f, -130));
+}
+
+TEST(CpuReduce, CountNonfiniteRefusesACountPastInt32BeforeReading) {
+  // A valid, non-null pointer: only the element count is wrong, and it is refused before any
+  // element is read (2^31 elements would overflow the int32 result).
+  const std::vector<float> x(16, 1.f);
+  std::int32_t c = -1;
+  EXPECT_THROW(kestrel::cpu::count_nonfinite(x.data(), DType::kFloat32, std::int64_t{1} << 31, &c, nullptr, 0),
+               kestrel::Error);
+  EXPECT_EQ(c, -1);
+  kestrel::cpu::count_nonfinite(x.data(), DType::kFloat32, 16, &c, nullptr, 0);
+  EXPECT_EQ(c, 0);
+}
