@@ -92,8 +92,8 @@ TEST(CpuReduce, RejectsBadArguments) {
   EXPECT_THROW(kestrel::cpu::sum(nullptr, -1, &out, nullptr, 0), kestrel::Error);
   EXPECT_THROW(kestrel::cpu::sum_squares(nullptr, -3, &out, nullptr, 0), kestrel::Error);
   EXPECT_THROW(kestrel::cpu::count_nonfinite(nullptr, DType::kInt32, 0, &c, nullptr, 0), kestrel::Error);
-  EXPECT_THROW(kestrel::cpu::count_nonfinite(nullptr, DType::kFloat32, std::int64_t(1) << 31, &c, nullptr, 0),
-               kestrel::Error);
+  // A count past int32 is CountNonfiniteRefusesACountPastInt32BeforeReading's (with a valid
+  // pointer: a null one was refused for itself, so a check here could not fail).
 }
 
 TEST(CpuReduce, SumSquaresKeepsSquaresThatUnderflowFp32) {
