@@ -141,7 +141,7 @@ class Conv2dOp final : public Op {
                   std::to_string(x.shape()[1]) + " channels");
     if (in.size() == 3 && (in[2]->shape() != Shape{w.shape()[0]} || in[2]->dtype() != DType::kFloat32))
       shape_error(type(), node, "bias " + in[2]->describe(), "[" + std::to_string(w.shape()[0]) + "] fp32",
-                  in[2]->shape().to_string());
+                  in[2]->shape().to_string() + " " + dtype_name(in[2]->dtype()));
     const Conv2dDesc d = make_desc(a_, x, w);
     const std::int64_t p = d.out_h(), q = d.out_w();
     if (p <= 0 || q <= 0)

@@ -75,7 +75,7 @@ class LinearOp final : public Op {
                   std::to_string(x.shape()[1]));
     if (in.size() == 3 && (in[2]->shape() != Shape{w.shape()[0]} || in[2]->dtype() != DType::kFloat32))
       shape_error(type(), node, "bias " + in[2]->describe(), "[" + std::to_string(w.shape()[0]) + "] fp32",
-                  in[2]->shape().to_string());
+                  in[2]->shape().to_string() + " " + dtype_name(in[2]->dtype()));
     return {TypeSpec{Shape{x.shape()[0], w.shape()[0]}, x.dtype(), Layout::kNCHW}};
   }
   std::size_t workspace_bytes(const PlanQuery& q) const override {

@@ -3,6 +3,9 @@
 // parts, finite-difference gradients (weights and inputs), and the shape errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "error_text.h"
 #include "grad_check.h"
 #include "test_support.h"
@@ -145,6 +148,47 @@ TEST(ShapeOps, UnusedPartsGetZeroGradient) {
       if (j == 3 || j == 4) EXPECT_EQ(v, 0.f) << i << "," << j;
       else EXPECT_NE(v, 0.f) << i << "," << j;
     }
+}
+
+// x [N, 6] -> split {2, 3, 1}; the middle part (3 columns) is unused and the logits are
+// [part 2, part 0] (sizes 1 and 2, in reverse order). d loss / d x is exactly zero on columns
+// 2..4, and columns 0..1 and 5 carry the gradients of logits 1..2 and 0: an offset that counts
+// the unused part wrongly, or a part's size taken from its neighbour, moves them. Reference:
+// (softmax - onehot) / N in double; the ops only move fp32 gradients, so 1e-6 relative (+1e-8).
+TEST(ShapeOps, AnUnusedPartBetweenPartsOfOtherSizesGetsZeroGradient) {
+  const std::int64_t n = 3, s = 6, k = 3;
+  Graph g(graph_options(n));
+  const Value x = g.input("x", {Shape{n, s}});
+  const std::vector<Value> p = nn::split(g, x, {2, 3, 1});
+  nn::softmax_cross_entropy(g, nn::concat(g, {p[2], p[0]}), nn::label_input(g, "labels"));
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  CompileOptions co;
+  co.optimizer = OptimizerKind::kNone;
+  co.input_gradients = {"x"};
+  Executor ex(g, store, ctx, co);
+  kestrel::testing::feed_uniform(ex, "x", 13, -2.f, 2.f);
+  kestrel::testing::feed_labels(ex, "labels", static_cast<int>(k));  // (i * 7 + 3) % 3
+  ex.run();
+  const std::vector<float> xv = ex.input("x").to_float_vector();
+  const int column_of_logit[k] = {5, 0, 1};
+  std::vector<double> want(static_cast<std::size_t>(n * s), 0.0);
+  for (std::int64_t i = 0; i < n; ++i) {
+    double z[k], m = -1e30, sum = 0.0;
+    for (std::int64_t j = 0; j < k; ++j) {
+      z[j] = xv[static_cast<std::size_t>(i * s + column_of_logit[j])];
+      m = std::max(m, z[j]);
+    }
+    for (std::int64_t j = 0; j < k; ++j) sum += std::exp(z[j] - m);
+    const std::int64_t label = (i * 7 + 3) % k;
+    for (std::int64_t j = 0; j < k; ++j)
+      want[static_cast<std::size_t>(i * s + column_of_logit[j])] =
+          (std::exp(z[j] - m) / sum - (j == label ? 1.0 : 0.0)) / static_cast<double>(n);
+  }
+  const std::vector<float> dx = ex.input_gradient("x").to_float_vector();
+  EXPECT_TRUE(kestrel::testing::all_close(dx, want, 1e-8, 1e-6));
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 2; j < 5; ++j) EXPECT_EQ(dx[static_cast<std::size_t>(i * s + j)], 0.f) << i << "," << j;
 }
 
 TEST(ShapeOps, GradientsThroughSplitConcatStackAndUnstack) {
