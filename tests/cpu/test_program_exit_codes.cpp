@@ -6,6 +6,7 @@
 #include <fstream>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "program_paths.h"
 #include "temp_dir.h"
@@ -165,3 +166,62 @@ TEST(ProgramExitCodes, BenchResnetPlansMemoryWithoutAGpu) {
   EXPECT_EQ(keep.output.find(" 10\n"), std::string::npos) << keep.output;
 }
 
+
+// The edges of each checked option: the last value accepted and the first refused (exit 2, usage
+// error). An accepted value must not start the work, so each is given with an output the program
+// checks right after its options and cannot write (exit 1, with that output's message): the exit
+// status then tells a refused option (2) from an accepted one (1).
+TEST(ProgramExitCodes, OptionRangesRefuseAndAcceptTheirEdges) {
+  KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
+  struct Case {
+    const char* program;
+    std::string args;
+    int code;
+  };
+  const std::string seed_out = " --device cpu --out /proc/kestrel-seed";  // "cannot create the folder"
+  const std::string bench_out = " --json /nonexistent-kestrel/b.jsonl";   // "folder ... does not exist"
+  const std::string ckpt_out = " --device cpu --checkpoint /nonexistent-kestrel/c.safetensors";
+  std::vector<Case> cases;
+  // --device: a name that is no device, or an index past int, is a usage error in every program
+  // that takes one.
+  for (const char* p : {"seed_dropout", "seed_degradation", "seed_gradient_flow", "custom_training_loop"})
+    for (const char* dev : {"tpu", "cuda:99999999999", "cuda:-1", "gpu0"})
+      cases.push_back({p, std::string("--device ") + dev, 2});
+  for (const char* dev : {"tpu", "gpu0"}) cases.push_back({"cifar10_train", std::string("--device ") + dev, 2});
+  // seed_degradation's --dtype fp32|bf16 and --layout nchw|nhwc.
+  for (const char* bad : {"--dtype fp16", "--dtype fp64", "--dtype ''", "--layout nchwc", "--layout NHWC"})
+    cases.push_back({"seed_degradation", std::string(bad) + seed_out, 2});
+  for (const char* good : {"--dtype fp32 --layout nchw", "--dtype bf16 --layout nhwc"})
+    cases.push_back({"seed_degradation", std::string(good) + seed_out, 1});
+  // The seed programs' training length: > 0.
+  cases.push_back({"seed_degradation", "--steps 0" + seed_out, 2});
+  cases.push_back({"seed_degradation", "--steps 1" + seed_out, 1});
+  cases.push_back({"seed_dropout", "--epochs 1" + seed_out, 1});
+  cases.push_back({"seed_gradient_flow", "--steps 1" + seed_out, 1});
+  // The benchmarks' --workspace-mb in [1, 65536] and --runs in [1, 100000].
+  for (const char* p : {"bench_kernels", "bench_resnet"}) {
+    for (const char* bad : {"--workspace-mb 0", "--workspace-mb 65537", "--workspace-mb -1", "--runs 0",
+                            "--runs 100001"})
+      cases.push_back({p, bad + bench_out, 2});
+    for (const char* good : {"--workspace-mb 1", "--workspace-mb 65536", "--runs 1", "--runs 100000"})
+      cases.push_back({p, good + bench_out, 1});
+  }
+  // custom_training_loop: --batch in [1, 4096], --lr in (0, 10], --steps > 0.
+  for (const char* bad : {"--batch 0", "--batch 4097", "--lr 0", "--lr -1", "--lr 10.001", "--steps 0"})
+    cases.push_back({"custom_training_loop", bad + ckpt_out, 2});
+  for (const char* good : {"--batch 1", "--batch 4096", "--lr 10", "--lr 1e-30", "--steps 1"})
+    cases.push_back({"custom_training_loop", good + ckpt_out, 1});
+
+  for (const Case& c : cases) {
+    const ProgramRun r = run_built_program(c.program, c.args);
+    EXPECT_EQ(r.code, c.code) << c.program << " " << c.args << ":\n" << r.output;
+    if (c.code == 2) {  // the refusal names the option
+      const std::string flag = c.args.substr(0, c.args.find(' '));
+      EXPECT_NE(r.output.find(flag), std::string::npos) << c.program << " " << c.args << ":\n" << r.output;
+    } else {  // got past its options, to the output check
+      EXPECT_TRUE(r.output.find("cannot create the folder") != std::string::npos ||
+                  r.output.find("does not exist") != std::string::npos)
+          << c.program << " " << c.args << ":\n" << r.output;
+    }
+  }
+}
