@@ -245,7 +245,7 @@ int main(int argc, char** argv) {
   try {
     device = o.device == "auto" ? (cuda_device_count() > 0 ? Device::cuda(0) : Device::cpu()) : parse_device(o.device);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "custom_training_loop: --device: %s\n", e.what());
+    std::fprintf(stderr, "custom_training_loop: --device: %s\n\n%s", e.what(), app.help().c_str());
     return 2;
   }
   // CLI11's range check compares doubles (NaN passes it) and the option is a float (1e39 becomes

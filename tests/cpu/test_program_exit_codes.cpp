@@ -168,9 +168,10 @@ TEST(ProgramExitCodes, BenchResnetPlansMemoryWithoutAGpu) {
 
 
 // The edges of each checked option: the last value accepted and the first refused (exit 2, usage
-// error). An accepted value must not start the work, so each is given with an output the program
-// checks right after its options and cannot write (exit 1, with that output's message): the exit
-// status then tells a refused option (2) from an accepted one (1).
+// error: the message names the option, then the usage or CLI11's pointer to --help follows). An
+// accepted value must not start the work, so each is given with an output the program checks
+// right after its options and cannot write (exit 1, with that output's message): the exit status
+// then tells a refused option (2) from an accepted one (1).
 TEST(ProgramExitCodes, OptionRangesRefuseAndAcceptTheirEdges) {
   KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
   struct Case {
@@ -218,6 +219,8 @@ TEST(ProgramExitCodes, OptionRangesRefuseAndAcceptTheirEdges) {
     if (c.code == 2) {  // the refusal names the option
       const std::string flag = c.args.substr(0, c.args.find(' '));
       EXPECT_NE(r.output.find(flag), std::string::npos) << c.program << " " << c.args << ":\n" << r.output;
+      EXPECT_TRUE(r.output.find("Usage") != std::string::npos || r.output.find("Run with --help") != std::string::npos)
+          << c.program << " " << c.args << ":\n" << r.output;
     } else {  // got past its options, to the output check
       EXPECT_TRUE(r.output.find("cannot create the folder") != std::string::npos ||
                   r.output.find("does not exist") != std::string::npos)
