@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "figures.h"
 #include "harness.h"
 #include "kernel_benches.h"
 #include "kestrel/core/tensor.h"
@@ -41,7 +42,7 @@ struct Variant {
 void print_target(const Harness& h, const std::string& bench, double us, double bytes,
                   int passes) {
   if (h.copy_gbps() <= 0) return;
-  const double target = 1.25 * bytes / (h.copy_gbps() * 1e3);
+  const double target = target_us(bytes, h.copy_gbps(), 1.25);
   std::printf("  %-24s target <= %.1f us (1.25x %d passes at copy bandwidth): %s\n",
               bench.c_str(), target, passes, us <= target ? "PASS" : "FAIL");
 }

@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <utility>
 #include <vector>
 
+#include "figures.h"
 #include "kestrel/core/cuda_check_internal.h"
 #include "kestrel/core/tensor.h"
 #include "kestrel/layers/output_files.h"
@@ -31,15 +33,13 @@ double Harness::measure_copy_bandwidth() {
     KESTREL_CUDA_CHECK(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice,
                                        ctx_.stream().handle()));
   });
-  copy_gbps_ = 2.0 * static_cast<double>(bytes) / (us * 1e3);
+  copy_gbps_ = gbps(2.0 * static_cast<double>(bytes), us);
   report("copy", "1 GiB device-to-device", us, 2.0 * static_cast<double>(bytes));
   return copy_gbps_;
 }
 
 int Harness::rotation_sets(std::size_t bytes_per_set) const {
-  if (bytes_per_set == 0) return 1;
-  const std::size_t target = 3 * std::max<std::size_t>(l2_bytes_, 1);
-  return static_cast<int>(std::max<std::size_t>(1, (target + bytes_per_set - 1) / bytes_per_set));
+  return rotation_set_count(bytes_per_set, l2_bytes_);
 }
 
 double median_event_us(Context& ctx, int warmup, int runs, const std::function<void(int)>& fn) {
@@ -58,12 +58,12 @@ double median_event_us(Context& ctx, int warmup, int runs, const std::function<v
   ctx.stream().synchronize();
   std::vector<double> us(static_cast<std::size_t>(runs));
   for (int r = 0; r < runs; ++r) us[static_cast<std::size_t>(r)] = 1e3 * Event::elapsed_ms(start[r], end[r]);
-  std::nth_element(us.begin(), us.begin() + runs / 2, us.end());
-  return us[static_cast<std::size_t>(runs / 2)];
+  return upper_median(std::move(us));
 }
 
 double Harness::median_us(const std::function<void(int)>& fn) {
-  return median_event_us(ctx_, opts_.quick ? 2 : opts_.warmup, opts_.quick ? std::min(opts_.runs, 10) : opts_.runs, fn);
+  const TimedCounts n = timed_counts(opts_);
+  return median_event_us(ctx_, n.warmup, n.runs, fn);
 }
 
 void Harness::print_header() const {
@@ -72,10 +72,10 @@ void Harness::print_header() const {
 
 void Harness::report(const std::string& bench, const std::string& config, double us,
                      double bytes_moved) {
-  const double gbps = bytes_moved > 0 ? bytes_moved / (us * 1e3) : 0.0;
-  const double pct = (gbps > 0 && copy_gbps_ > 0) ? 100.0 * gbps / copy_gbps_ : 0.0;
-  std::printf("%-26s %-36s %12.1f %10.0f %7.0f%%\n", bench.c_str(), config.c_str(), us, gbps, pct);
-  report_json({{"bench", bench}, {"config", config}, {"median_us", us}, {"gbps", gbps},
+  const double rate = gbps(bytes_moved, us);
+  const double pct = pct_of_copy(rate, copy_gbps_);
+  std::printf("%-26s %-36s %12.1f %10.0f %7.0f%%\n", bench.c_str(), config.c_str(), us, rate, pct);
+  report_json({{"bench", bench}, {"config", config}, {"median_us", us}, {"gbps", rate},
                {"pct_copy", pct}, {"copy_gbps", copy_gbps_}});
 }
 
