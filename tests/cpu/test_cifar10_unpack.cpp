@@ -1,11 +1,17 @@
 // Unpacking and verifying cifar-10-binary.tar.gz on archives built here (there is no network):
-// success, MD5 mismatch, corrupt and truncated gzip, truncated tar, unsafe paths, bad headers.
+// success, MD5 mismatch, corrupt and truncated gzip, truncated tar, unsafe paths, bad headers;
+// and detail::extract_tar_gz on hand-built headers (other writers' forms, malformed fields, the
+// size limit, a zlib wrapper).
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <random>
 #include <sstream>
+#include <utility>
 
 #include "kestrel/config.h"
 #include "kestrel/core/error.h"
@@ -343,6 +349,187 @@ TEST(Cifar10Download, DamagedBatchesDirectlyInTheFolderAreReportedFirst) {
   EXPECT_NE(e.find((tmp / "data_batch_1.bin") + " exists but CIFAR-10 in"), std::string::npos) << e;
   EXPECT_NE(e.find("not a whole number of 3073-byte records"), std::string::npos) << e;
   EXPECT_EQ(log.str(), "");
+}
+
+// Tar headers as other writers make them, built byte by byte on the independent writer's
+// ustar header (tests/support/tar_writer.h), unpacked with detail::extract_tar_gz itself.
+enum class Seal { kSixDigitsNulSpace, kSevenDigitsNul, kSignedSum };
+
+// Rewrites the checksum field (148..155) after other edits: the byte sum with the field counted
+// as eight spaces, as "%06o" NUL space (GNU, the writer's form), "%07o" NUL, or the sum of the
+// bytes as signed chars (some old tars) in the first form.
+void seal(std::vector<std::uint8_t>& h, Seal how) {
+  std::memset(&h[148], ' ', 8);
+  long sum = 0;
+  for (std::uint8_t b : h) sum += how == Seal::kSignedSum ? static_cast<signed char>(b) : b;
+  char buf[32];  // a header sums to at most 512 x 255
+  std::snprintf(buf, sizeof buf, how == Seal::kSevenDigitsNul ? "%07lo" : "%06lo", sum);
+  std::memcpy(&h[148], buf, how == Seal::kSevenDigitsNul ? 8 : 7);
+}
+
+// A header for `size` bytes of type `type`, its size field written as "%011o" NUL.
+std::vector<std::uint8_t> header_for(const std::string& name, std::size_t size, char type = '0') {
+  std::vector<std::uint8_t> h = testing::tar_header(TarEntry{name, std::vector<std::uint8_t>(size)});
+  h[156] = static_cast<std::uint8_t>(type);
+  seal(h, Seal::kSixDigitsNulSpace);
+  return h;
+}
+
+void set_field(std::vector<std::uint8_t>& h, std::size_t offset, std::size_t width, const std::string& text) {
+  std::memset(&h[offset], 0, width);
+  std::memcpy(&h[offset], text.data(), std::min(width, text.size()));
+}
+
+// Header, data, zero padding to the next 512-byte block.
+void append(std::vector<std::uint8_t>& tar, const std::vector<std::uint8_t>& header,
+            const std::vector<std::uint8_t>& data = {}) {
+  tar.insert(tar.end(), header.begin(), header.end());
+  tar.insert(tar.end(), data.begin(), data.end());
+  tar.resize((tar.size() + 511) / 512 * 512, 0);
+}
+
+void end_marker(std::vector<std::uint8_t>& tar) { tar.resize(tar.size() + 1024, 0); }
+
+// Random non-zero bytes (fixed seed).
+std::vector<std::uint8_t> payload(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::uint8_t> v(n);
+  for (std::uint8_t& b : v) b = static_cast<std::uint8_t>(1 + rng() % 255);
+  return v;
+}
+
+class TarGzExtract : public ::testing::Test {
+ protected:
+  TarGzExtract() : tmp_("tar_gz_extract") {}
+  // Gzips `tar` (or writes `raw` as is) to a fresh archive, extracts it into a fresh folder and
+  // returns the error text, or "(no error)"; dest() is the folder.
+  std::string extract(const std::vector<std::uint8_t>& tar, std::uint64_t limit = 1 << 20, bool raw = false) {
+    ++n_;
+    archive_ = tmp_ / ("a" + std::to_string(n_) + ".tar.gz");
+    testing::write_bytes(archive_, raw ? tar : testing::gzip_bytes(tar));
+    fs::create_directories(dest());
+    return error_of([&] { detail::extract_tar_gz(archive_, dest(), limit); });
+  }
+  std::string dest() const { return tmp_ / ("out" + std::to_string(n_)); }
+  TempDir tmp_;
+  std::string archive_;
+  int n_ = 0;
+};
+
+TEST_F(TarGzExtract, HeaderFormsOfOtherWritersAreRead) {
+  std::vector<std::uint8_t> tar;
+  std::vector<std::pair<std::string, std::vector<std::uint8_t>>> files;
+  auto add = [&](const std::string& path, std::vector<std::uint8_t> h, const std::vector<std::uint8_t>& data) {
+    append(tar, h, data);
+    files.emplace_back(path, data);
+  };
+  // Size right-aligned after spaces (old tars: "%11o " style without zero fill).
+  std::vector<std::uint8_t> h = header_for("spaces.bin", 5);
+  set_field(h, 124, 12, "         5 ");
+  seal(h, Seal::kSixDigitsNulSpace);
+  add("spaces.bin", h, payload(5, 1));
+  // Checksum as seven digits and a NUL (no trailing space).
+  h = header_for("seven.bin", 7);
+  seal(h, Seal::kSevenDigitsNul);
+  add("seven.bin", h, payload(7, 2));
+  // Names with bytes >= 0x80: the signed-char sum and the unsigned sum differ; both are accepted.
+  h = header_for("signed\xe9\xe9.bin", 3);
+  seal(h, Seal::kSignedSum);
+  add("signed\xe9\xe9.bin", h, payload(3, 3));
+  add("unsigned\xe9\xe9.bin", header_for("unsigned\xe9\xe9.bin", 4), payload(4, 4));
+  // Pre-POSIX regular files (type NUL) and contiguous files (type '7') are regular files.
+  add("nul_type.bin", header_for("nul_type.bin", 9, '\0'), payload(9, 5));
+  add("contiguous.bin", header_for("contiguous.bin", 11, '7'), payload(11, 6));
+  // A pre-POSIX directory: type NUL, size 0, a trailing slash.
+  append(tar, header_for("old_dir/", 0, '\0'));
+  // A file of exactly one block: no padding after it.
+  add("block.bin", header_for("block.bin", 512), payload(512, 7));
+  // A POSIX prefix longer than the name field (120 characters of the 155).
+  const std::string prefix = "p" + std::string(119, 'x');
+  h = testing::tar_header(TarEntry{"deep.bin", payload(6, 8), '0', prefix});
+  add(prefix + "/deep.bin", h, payload(6, 8));
+  // GNU magic: bytes 345.. hold atime, not a prefix.
+  TarEntry gnu{"gnu.bin", payload(2, 9)};
+  gnu.gnu_magic = true;
+  h = testing::tar_header(gnu);
+  set_field(h, 345, 12, "14574541110");
+  seal(h, Seal::kSixDigitsNulSpace);
+  add("gnu.bin", h, payload(2, 9));
+  end_marker(tar);
+
+  ASSERT_EQ(extract(tar), "(no error)");
+  for (const auto& [path, data] : files) {
+    ASSERT_TRUE(fs::is_regular_file(dest() + "/" + path)) << path;
+    EXPECT_EQ(testing::read_bytes(dest() + "/" + path), data) << path;
+  }
+  EXPECT_TRUE(fs::is_directory(dest() + "/old_dir"));
+  EXPECT_FALSE(fs::exists(dest() + "/14574541110")) << "GNU atime taken for a path prefix";
+}
+
+TEST_F(TarGzExtract, MalformedHeadersAreRefusedNamingTheEntry) {
+  // Size fields with a digit that is not octal, trailing garbage, or no digits at all.
+  for (const std::string& size : {std::string("00000000009"), std::string("0000000001x"), std::string()}) {
+    std::vector<std::uint8_t> h = header_for("bad.bin", 1);
+    set_field(h, 124, 12, size);
+    seal(h, Seal::kSixDigitsNulSpace);
+    std::vector<std::uint8_t> tar;
+    append(tar, h, payload(9, 10));
+    end_marker(tar);
+    const std::string e = extract(tar);
+    EXPECT_NE(e.find(archive_ + ": entry bad.bin has a size field that is not octal"), std::string::npos)
+        << "size field '" << size << "': " << e;
+  }
+  // An entry with an empty name (and data) is an error, not the end of the archive.
+  std::vector<std::uint8_t> tar;
+  append(tar, header_for("", 1), payload(1, 11));
+  end_marker(tar);
+  std::string e = extract(tar);
+  EXPECT_NE(e.find(archive_ + " has an entry with an empty name"), std::string::npos) << e;
+  // A damaged second header: its offset, the stored checksum and the bytes' sum.
+  tar.clear();
+  append(tar, header_for("first.bin", 10), payload(10, 12));
+  std::vector<std::uint8_t> h = header_for("second.bin", 0);
+  const long stored = std::stol(std::string(reinterpret_cast<const char*>(&h[148]), 6), nullptr, 8);
+  h[3] ^= 0x01;  // 'o' -> 'n': the sum drops by one
+  append(tar, h);
+  end_marker(tar);
+  e = extract(tar);
+  EXPECT_NE(e.find("entry 1 at byte 1024 has header checksum " + std::to_string(stored) + " but its bytes sum to " +
+                   std::to_string(stored - 1)),
+            std::string::npos)
+      << e;
+  // A tar stream that stops 100 bytes into a header.
+  tar.clear();
+  append(tar, header_for("only.bin", 10), payload(10, 13));
+  tar.resize(tar.size() + 100, 0);
+  e = extract(tar);
+  EXPECT_NE(e.find("the tar stream ends at byte 1124 without its end-of-archive marker"), std::string::npos) << e;
+}
+
+// The size limit counts every entry's size together, and the limit itself is allowed.
+TEST_F(TarGzExtract, SizeLimitCountsAllEntries) {
+  std::vector<std::uint8_t> tar;
+  append(tar, header_for("a.bin", 1000), payload(1000, 14));
+  append(tar, header_for("b.bin", 600), payload(600, 15));
+  end_marker(tar);
+  EXPECT_EQ(extract(tar, 1600), "(no error)");
+  EXPECT_EQ(testing::read_bytes(dest() + "/b.bin"), payload(600, 15));
+  const std::string e = extract(tar, 1599);
+  EXPECT_NE(e.find("unpacks to more than 1599 bytes (at entry b.bin)"), std::string::npos) << e;
+}
+
+// Only the gzip wrapper is accepted: a zlib-wrapped (RFC 1950) tar is refused.
+TEST_F(TarGzExtract, ZlibWrappedTarIsNotGzip) {
+  std::vector<std::uint8_t> tar;
+  append(tar, header_for("a.bin", 10), payload(10, 16));
+  end_marker(tar);
+  uLongf len = compressBound(static_cast<uLong>(tar.size()));
+  std::vector<std::uint8_t> z(len);
+  ASSERT_EQ(compress2(z.data(), &len, tar.data(), static_cast<uLong>(tar.size()), 6), Z_OK);
+  z.resize(len);
+  const std::string e = extract(z, 1 << 20, /*raw=*/true);
+  EXPECT_NE(e.find("is not a valid gzip file"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(dest() + "/a.bin"));
 }
 
 }  // namespace

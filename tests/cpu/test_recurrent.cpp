@@ -245,3 +245,54 @@ TEST(Recurrent, ErrorsNameTheLayer) {
   forget.forget_bias = 1.f;
   EXPECT_NE(error_of([&] { nn::rnn(g, "r4", {x}, forget); }).find("are LSTM options"), std::string::npos);
 }
+
+// Initial states are checked like h0 whatever their role (c0's shape, either state's dtype), c0
+// is refused on an RNN, every step must share step 0's dtype as well as its shape, and messages
+// name the layer with its scope.
+TEST(Recurrent, StatesAndStepsAreCheckedInDtypeAndKind) {
+  Graph g(graph_options(2));
+  const Value x = g.input("x", {Shape{2, 4}});
+  nn::RecurrentOptions o;
+  o.hidden = 3;
+  nn::RecurrentOptions bad_c0 = o;
+  bad_c0.c0 = g.input("c_wrong", {Shape{2, 4}});
+  const std::string c0 = error_of([&] { nn::lstm(g, "l", {x}, bad_c0); });
+  EXPECT_NE(c0.find("initial state c0 'c_wrong' [2, 4] fp32 is not [2, 3] fp32"), std::string::npos) << c0;
+  nn::RecurrentOptions rnn_c0 = o;
+  rnn_c0.c0 = g.input("c_ok", {Shape{2, 3}});
+  const std::string lstm_only = error_of([&] { nn::rnn(g, "r", {x}, rnn_c0); });
+  EXPECT_NE(lstm_only.find("rnn 'r': forget_bias and c0 are LSTM options"), std::string::npos) << lstm_only;
+  nn::RecurrentOptions half_h0 = o;
+  half_h0.h0 = g.input("h_half", {Shape{2, 3}, DType::kFloat16, Layout::kNCHW});
+  const std::string h0 = error_of([&] { nn::rnn(g, "r2", {x}, half_h0); });
+  EXPECT_NE(h0.find("initial state h0 'h_half' [2, 3] fp16 is not [2, 3] fp32"), std::string::npos) << h0;
+  const Value half = g.input("x_half", {Shape{2, 4}, DType::kFloat16, Layout::kNCHW});
+  const std::string steps = error_of([&] { nn::lstm(g, "l2", {x, half}, o); });
+  EXPECT_NE(steps.find("lstm 'l2': step 1 'x_half' [2, 4] fp16 differs from step 0 'x' [2, 4] fp32"), std::string::npos)
+      << steps;
+  Graph::Scope scope(g, "enc");
+  EXPECT_NE(error_of([&] { nn::lstm(g, "l3", {}, o); }).find("lstm 'enc.l3': the sequence has no time steps"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { nn::rnn(g, "r3", {}, o); }).find("rnn 'enc.r3': the sequence has no time steps"),
+            std::string::npos);
+}
+
+// A layer refused part-way (here its last parameter's name is taken) leaves none of its
+// parameters behind (the Graph::Transaction the layers open), so no half-built layer stays.
+TEST(Recurrent, ARefusedLayerLeavesNoParameters) {
+  for (bool lstm : {false, true}) {
+    SCOPED_TRACE(lstm ? "lstm" : "rnn");
+    Graph g(graph_options(2));
+    const Value x = g.input("x", {Shape{2, 4}});
+    {
+      Graph::Scope s(g, "seq");
+      g.parameter("bias_hh_l0", {Shape{1}}, Init::uniform(0.1f), true);
+    }
+    nn::RecurrentOptions o;
+    o.hidden = 3;
+    const std::string e = error_of([&] { lstm ? nn::lstm(g, "seq", {x}, o) : nn::rnn(g, "seq", {x}, o); });
+    EXPECT_NE(e.find("seq.bias_hh_l0"), std::string::npos) << e;
+    for (const char* name : {"seq.weight_ih_l0", "seq.weight_hh_l0", "seq.bias_ih_l0"})
+      EXPECT_THROW(g.find_value(name), Error) << name << " left behind";
+  }
+}

@@ -1,12 +1,17 @@
 // The SVG line-chart writer (layers/svg_chart.h): well-formed XML (checked by a small parser
 // written here), title / axis labels / legend present and escaped, one path per series with
-// breaks at undrawable points, linear and logarithmic ticks, and the errors.
+// breaks at undrawable points, linear and logarithmic ticks, point coordinates and layout against
+// their closed forms, series styles and colours, and the errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <sstream>
+#include <utility>
 
+#include "error_text.h"
 #include "temp_dir.h"
 #include "kestrel/core/error.h"
 #include "kestrel/layers/svg_chart.h"
@@ -354,4 +359,186 @@ TEST(SvgChart, FiniteValuesWhoseSpanOverflowsAreAnErrorNotNaNCoordinates) {
       EXPECT_NE(std::string(e.what()).find("span more than a double holds"), std::string::npos) << e.what();
     }
   }
+}
+
+namespace {
+// The number in attribute `name`="..." of the element that starts at `at` in `svg`.
+double attr_at(const std::string& svg, std::size_t at, const std::string& name) {
+  const std::string key = " " + name + "=\"";
+  const std::size_t end = svg.find('>', at);
+  const std::size_t p = svg.find(key, at);
+  if (p == std::string::npos || p > end) {
+    ADD_FAILURE() << "no " << name << " in " << svg.substr(at, end - at);
+    return NAN;
+  }
+  return std::stod(svg.substr(p + key.size()));
+}
+
+// The (x, y) pairs of the `index`-th series path's "d" (M and L commands).
+std::vector<std::pair<double, double>> path_points(const std::string& svg, int index = 0) {
+  std::size_t p = svg.find("<path class=\"series\"");
+  for (int i = 0; i < index; ++i) p = svg.find("<path class=\"series\"", p + 1);
+  const std::size_t d = svg.find(" d=\"", p) + 4;
+  std::string text = svg.substr(d, svg.find('"', d) - d);
+  for (char& ch : text)
+    if (ch == 'M' || ch == 'L') ch = ' ';
+  std::istringstream in(text);
+  std::vector<std::pair<double, double>> out;
+  for (double x, y; in >> x >> y;) out.emplace_back(x, y);
+  return out;
+}
+
+// The opening tag of the `index`-th element that starts with `start`.
+std::string nth_tag(const std::string& svg, const std::string& start, int index) {
+  std::size_t p = svg.find(start);
+  for (int i = 0; i < index && p != std::string::npos; ++i) p = svg.find(start, p + 1);
+  if (p == std::string::npos) return "";
+  return svg.substr(p, svg.find('>', p) + 1 - p);
+}
+
+// The default 760 x 460 chart: plot frame x 78 .. 760 - right, y 44 .. 460 - 58, where
+// right = min(0.4 * 760, 56 + 7 * longest series name).
+constexpr double kX0 = 78, kY0 = 44, kY1 = 460 - 58;
+double frame_right(std::size_t longest_name) { return 760 - std::min(0.4 * 760, 56.0 + 7.0 * longest_name); }
+// Coordinates are written with two decimals.
+constexpr double kCoordTol = 0.006;
+}  // namespace
+
+// Data coordinates map linearly (or by log10) from the axis ends onto the frame: x grows to the
+// right, y upwards (SVG's y grows downwards). x 0..4 with about 8 ticks takes step 0.5, y 0..4
+// with about 6 takes step 1, so both axes end exactly at the data's ends.
+TEST(SvgChart, PointsMapOntoThePlotFrameFromTheAxisEnds) {
+  const std::string svg = render_svg(one_series({0, 1, 2.5, 4}, {4, 0, 1.5, 3}));
+  EXPECT_EQ(group_texts(svg, "x-ticks"),
+            (std::vector<std::string>{"0", "0.5", "1.0", "1.5", "2.0", "2.5", "3.0", "3.5", "4.0"}));
+  EXPECT_EQ(group_texts(svg, "y-ticks"), (std::vector<std::string>{"0", "1", "2", "3", "4"}));
+  const double x1 = frame_right(1);  // series "s"
+  const std::vector<std::pair<double, double>> pts = path_points(svg);
+  const std::vector<std::pair<double, double>> data = {{0, 4}, {1, 0}, {2.5, 1.5}, {4, 3}};
+  ASSERT_EQ(pts.size(), data.size());
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    EXPECT_NEAR(pts[i].first, kX0 + data[i].first / 4.0 * (x1 - kX0), kCoordTol) << "point " << i;
+    EXPECT_NEAR(pts[i].second, kY1 - data[i].second / 4.0 * (kY1 - kY0), kCoordTol) << "point " << i;
+  }
+  // Log y from 1e-2 to 1e2: 1 sits halfway up, 0.1 a quarter of the way.
+  const std::vector<std::pair<double, double>> log_pts =
+      path_points(render_svg(one_series({0, 1, 2, 3}, {1e-2, 0.1, 1, 1e2}, /*log_y=*/true)));
+  ASSERT_EQ(log_pts.size(), 4u);
+  const double frac[] = {0.0, 0.25, 0.5, 1.0};
+  for (std::size_t i = 0; i < 4; ++i)
+    EXPECT_NEAR(log_pts[i].second, kY1 - frac[i] * (kY1 - kY0), kCoordTol) << "log point " << i;
+}
+
+// The frame leaves the legend 56 px plus 7 px per character of the longest name, at most 40% of
+// the width; legend entries sit 20 px apart beside the frame.
+TEST(SvgChart, FrameAndLegendLeaveRoomForTheLongestName) {
+  LineChart c = one_series({1, 2}, {1, 2});
+  c.series[0].name = "ab";
+  c.series.push_back(c.series[0]);
+  c.series[1].name = "abcde";
+  for (const std::size_t longest : {std::size_t{5}, std::size_t{50}}) {
+    if (longest == 50) c.series[1].name = std::string(50, 'n');
+    const std::string svg = render_svg(c);
+    const double x1 = frame_right(longest);
+    const std::size_t frame = svg.find("<rect class=\"frame\"");
+    EXPECT_NEAR(attr_at(svg, frame, "x"), kX0, kCoordTol);
+    EXPECT_NEAR(attr_at(svg, frame, "y"), kY0, kCoordTol);
+    EXPECT_NEAR(attr_at(svg, frame, "width"), x1 - kX0, kCoordTol) << "longest name " << longest;
+    EXPECT_NEAR(attr_at(svg, frame, "height"), kY1 - kY0, kCoordTol);
+    const std::string legend = svg.substr(svg.find("<g class=\"legend\""));
+    for (int k = 0; k < 2; ++k) {
+      const std::string text = nth_tag(legend, "<text", k);
+      EXPECT_NEAR(attr_at(text, 0, "x"), x1 + 42, kCoordTol) << "entry " << k;
+      EXPECT_NEAR(attr_at(text, 0, "y"), kY0 + 10 + 20.0 * k + 4, kCoordTol) << "entry " << k;
+    }
+  }
+}
+
+// Minor ticks: 2..9 x 10^k on log axes of up to six decades, none at seven; on the y axis they
+// are 3 px stubs left of the frame, on the x axis 3 px stubs below it.
+TEST(SvgChart, LogMinorTicksUpToSixDecadesOnTheirOwnAxis) {
+  auto minor_tags = [](const std::string& svg) {
+    std::vector<std::string> tags;
+    const std::size_t start = svg.find("<g class=\"minor-ticks\"");
+    const std::size_t end = svg.find("</g>", start);
+    for (std::size_t p = svg.find("<line", start); p < end; p = svg.find("<line", p + 1))
+      tags.push_back(svg.substr(p, svg.find('>', p) + 1 - p));
+    return tags;
+  };
+  EXPECT_EQ(minor_tags(render_svg(one_series({1, 2}, {1e-3, 1e4}, true))).size(), 0u) << "seven decades";
+  const std::string svg = render_svg(one_series({1, 2}, {1e-2, 1e4}, true));
+  const std::vector<std::string> y_minor = minor_tags(svg);
+  EXPECT_EQ(y_minor.size(), 6u * 8u) << "six decades";
+  for (const std::string& t : y_minor) {
+    EXPECT_NEAR(attr_at(t, 0, "x1"), kX0 - 3, kCoordTol) << t;
+    EXPECT_NEAR(attr_at(t, 0, "x2"), kX0, kCoordTol) << t;
+    EXPECT_EQ(attr_at(t, 0, "y1"), attr_at(t, 0, "y2")) << t;
+  }
+  // 2 x 10^-2 sits log10(2) / 6 of the way up.
+  EXPECT_NEAR(attr_at(y_minor[0], 0, "y1"), kY1 - std::log10(2.0) / 6.0 * (kY1 - kY0), kCoordTol);
+  LineChart c = one_series({1e-1, 1e1}, {1, 2});
+  c.log_x = true;
+  const std::vector<std::string> x_minor = minor_tags(render_svg(c));
+  EXPECT_EQ(x_minor.size(), 2u * 8u);
+  for (const std::string& t : x_minor) {
+    EXPECT_NEAR(attr_at(t, 0, "y1"), kY1, kCoordTol) << t;
+    EXPECT_NEAR(attr_at(t, 0, "y2"), kY1 + 3, kCoordTol) << t;
+    EXPECT_EQ(attr_at(t, 0, "x1"), attr_at(t, 0, "x2")) << t;
+  }
+}
+
+// `dashed` and `markers` act separately; an explicit colour (0 included, taken modulo the
+// palette) overrides the series' position in both the line and its legend sample.
+TEST(SvgChart, DashedMarkersAndColoursFollowEachSeries) {
+  LineChart c = one_series({1, 2, 3}, {1, 2, 3});
+  c.series.resize(3, c.series[0]);
+  c.series[0].dashed = true;  // no markers
+  c.series[0].color = 13;     // palette[3]
+  c.series[1].markers = true;  // not dashed
+  c.series[1].color = 0;       // palette[0], not its position 1
+  const std::string svg = render_svg(c);  // series 2: defaults, palette[2]
+  const char* want[] = {"#d62728", "#1f77b4", "#2ca02c"};
+  for (int k = 0; k < 3; ++k) {
+    const std::string path = nth_tag(svg, "<path class=\"series\"", k);
+    EXPECT_NE(path.find(std::string("stroke=\"") + want[k] + "\""), std::string::npos) << path;
+    EXPECT_EQ(path.find("stroke-dasharray") != std::string::npos, k == 0) << path;
+    const std::string sample = nth_tag(svg.substr(svg.find("<g class=\"legend\"")), "<line", k);
+    EXPECT_NE(sample.find(std::string("stroke=\"") + want[k] + "\""), std::string::npos) << sample;
+    EXPECT_EQ(sample.find("stroke-dasharray") != std::string::npos, k == 0) << sample;
+  }
+  EXPECT_EQ(count(svg, "<circle"), 3) << "markers of series 1 only";
+  EXPECT_EQ(count(svg, "fill=\"#1f77b4\" stroke=\"none\""), 3) << "in series 1's colour";
+}
+
+// A constant series gets a window of +-10% around its value (+-1 around zero); an axis whose
+// lower end is a rounded multiple of its step (3 x 0.1 = 0.30000000000000004) still starts on a
+// tick.
+TEST(SvgChart, ConstantSeriesAndRoundedAxisEndsGetTheirTicks) {
+  EXPECT_EQ(group_texts(render_svg(one_series({1, 2, 3}, {0, 0, 0})), "y-ticks"),
+            (std::vector<std::string>{"-1.0", "-0.5", "0", "0.5", "1.0"}));
+  // [0.45, 0.55] in about six steps: step 0.02, ends 0.44 and 0.56.
+  EXPECT_EQ(group_texts(render_svg(one_series({1, 2, 3}, {0.5, 0.5, 0.5})), "y-ticks"),
+            (std::vector<std::string>{"0.44", "0.46", "0.48", "0.50", "0.52", "0.54", "0.56"}));
+  EXPECT_EQ(group_texts(render_svg(one_series({1, 2}, {0.31, 0.85})), "y-ticks"),
+            (std::vector<std::string>{"0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"}));
+}
+
+TEST(SvgChart, TickAndSizeBoundaries) {
+  const std::vector<double> units = linear_ticks(0.0, 10.0, 10);  // a raw step of exactly 1
+  ASSERT_EQ(units.size(), 11u);
+  for (std::size_t i = 0; i < units.size(); ++i) EXPECT_EQ(units[i], static_cast<double>(i));
+  // Fixed notation below 1e6 and for steps from 1e-4; general notation (3 digits) otherwise.
+  EXPECT_EQ(tick_label(8e5, 2e5, false), "800000");
+  EXPECT_EQ(tick_label(1e6, 2e5, false), "1e+06");
+  EXPECT_EQ(tick_label(0.1234, 1e-4, false), "0.1234");
+  EXPECT_EQ(tick_label(0.1234, 5e-5, false), "0.123");
+  // A step a rounding step below 1 still asks for no decimals.
+  EXPECT_EQ(tick_label(3.0, std::nextafter(1.0, 0.0), false), "3");
+  LineChart c = one_series({1, 2}, {1, 2});
+  c.width = 200;
+  c.height = 150;
+  EXPECT_EQ(xml_problem(render_svg(c)), "") << "the smallest size allowed";
+  c.height = 149;
+  const std::string e = kestrel::testing::error_of([&] { render_svg(c); });
+  EXPECT_NE(e.find("size 200x149 is too small (at least 200x150)"), std::string::npos) << e;
 }
