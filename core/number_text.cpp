@@ -3,13 +3,19 @@
 #include <charconv>
 #include <system_error>
 
+#include "kestrel/core/error.h"
+
 namespace kestrel::detail {
 namespace {
 std::string to_text(double v, std::chars_format format, int digits) {
-  char buf[400];  // fixed notation of 1e308 with a few decimals fits
-  const std::to_chars_result r = std::to_chars(buf, buf + sizeof buf, v, format, digits);
-  if (r.ec != std::errc()) return general_text(v, 17);  // too long for fixed notation
-  return std::string(buf, r.ptr);
+  // Room for any double in either notation: a sign, 309 integer digits (DBL_MAX in fixed
+  // notation), the point, `digits` more, and an exponent; so to_chars cannot run out of room and
+  // the text is always printf's, however large the number or the precision.
+  std::string buf(std::size_t{320} + static_cast<std::size_t>(digits > 0 ? digits : 0), '\0');
+  const std::to_chars_result r = std::to_chars(buf.data(), buf.data() + buf.size(), v, format, digits);
+  KESTREL_CHECK(r.ec == std::errc(), "number text: no room for ", digits, " digits of ", v);  // cannot happen
+  buf.resize(static_cast<std::size_t>(r.ptr - buf.data()));
+  return buf;
 }
 
 template <typename T>

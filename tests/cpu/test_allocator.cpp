@@ -219,3 +219,46 @@ TEST(CpuAllocator, ImpossibleRequestRaisesOutOfMemory) {
   EXPECT_THROW((void)a.allocate(std::size_t(1) << 62, nullptr), kestrel::OutOfMemoryError);
   EXPECT_EQ(a.stats().ooms, 1u);
 }
+
+// A request whose rounding up to 64 bytes wraps around size_t is out of memory, not a 0-byte
+// block handed out for it; the allocator stays usable.
+TEST(CpuAllocator, ARequestThatWrapsWhenRoundedIsOutOfMemory) {
+  kestrel::CpuAllocator a;
+  for (std::size_t n : {std::numeric_limits<std::size_t>::max(), std::numeric_limits<std::size_t>::max() - 62})
+    EXPECT_THROW((void)a.allocate(n, nullptr), kestrel::OutOfMemoryError) << n;
+  EXPECT_EQ(a.stats().ooms, 2u);
+  EXPECT_EQ(a.stats().allocations, 0u);
+  void* p = a.allocate(100, nullptr);
+  EXPECT_NE(p, nullptr);
+  a.deallocate(p);
+}
+
+// Every counter of AllocatorStats through allocations, frees and reset_peak (the CPU allocator
+// caches nothing: reserved follows in use, and each allocation is a backend allocation). A
+// zero-byte request returns nullptr and counts nothing (allocator.h's contract).
+TEST(CpuAllocator, StatsFollowAllocationsFreesAndPeakResets) {
+  kestrel::CpuAllocator a;
+  // {allocations, current, peak}; backend allocations, reserved and peak reserved must equal them.
+  const auto expect = [&](std::uint64_t allocations, std::size_t current, std::size_t peak) {
+    const kestrel::AllocatorStats st = a.stats();
+    EXPECT_EQ(st.allocations, allocations);
+    EXPECT_EQ(st.backend_allocations, allocations);
+    EXPECT_EQ(st.current_bytes, current);
+    EXPECT_EQ(st.reserved_bytes, current);
+    EXPECT_EQ(st.peak_bytes, peak);
+    EXPECT_EQ(st.peak_reserved_bytes, peak);
+  };
+  EXPECT_EQ(a.allocate(0, nullptr), nullptr);
+  expect(0, 0, 0);
+  void* p = a.allocate(100, nullptr);   // 128 bytes
+  void* q = a.allocate(1000, nullptr);  // 1024
+  expect(2, 1152, 1152);
+  a.deallocate(q);
+  expect(2, 128, 1152);
+  a.reset_peak();
+  expect(2, 128, 128);
+  void* r = a.allocate(64, nullptr);
+  a.deallocate(r);
+  a.deallocate(p);
+  expect(3, 0, 192);
+}

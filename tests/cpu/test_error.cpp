@@ -39,6 +39,15 @@ TEST(Error, ShortFileKeepsTheProjectRelativePart) {
   EXPECT_STREQ(kestrel::detail::short_file("/home/x/kestrel/core/tensor.cpp"), "core/tensor.cpp");
   EXPECT_STREQ(kestrel::detail::short_file("/a/core/b/kernels/cpu/fill.cpp"), "kernels/cpu/fill.cpp");
   EXPECT_STREQ(kestrel::detail::short_file("plain.cpp"), "plain.cpp");
+  // The last occurrence of the same root (a checkout under a folder named like one of them), and
+  // every root the project has.
+  EXPECT_STREQ(kestrel::detail::short_file("/srv/core/kestrel/core/tensor.cpp"), "core/tensor.cpp");
+  EXPECT_STREQ(kestrel::detail::short_file("/w/tools/k/tools/gpu_check.sh"), "tools/gpu_check.sh");
+  EXPECT_STREQ(kestrel::detail::short_file("/w/k/tests/cpu/test_error.cpp"), "tests/cpu/test_error.cpp");
+  EXPECT_STREQ(kestrel::detail::short_file("/w/k/layers/trainer.cpp"), "layers/trainer.cpp");
+  EXPECT_STREQ(kestrel::detail::short_file("/w/k/python_free_examples/cifar10_train.cpp"),
+               "python_free_examples/cifar10_train.cpp");
+  EXPECT_EQ(kestrel::detail::short_file(nullptr), nullptr);
 }
 
 TEST(Error, FailAlwaysThrowsKestrelError) {

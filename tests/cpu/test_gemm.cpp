@@ -167,6 +167,18 @@ TEST(GemmCpu, RejectsBadArguments) {
   expect_error("ldc", false, false, 2, 0, 4, 4, 1, 0);   // leading dimensions are >= 1
   expect_error("32-bit", false, false, std::int64_t(1) << 31, 2, 2, 2, 2, 2);
   expect_error("fp32 or bf16", false, false, 2, 2, 2, 2, 2, 2, DType::kFloat16);
+  expect_error("lda = 2147483648 exceeds cuBLAS's 32-bit range", false, false, 2, 2, 2, std::int64_t(1) << 31, 2, 2);
+  expect_error("ldc = 2147483648 exceeds cuBLAS's 32-bit range", false, false, 2, 2, 2, 2, 2, std::int64_t(1) << 31);
+  // k = 1 multiplies (a single product a row): A and B must exist; with k = 0, C = beta * C alone.
+  std::vector<float> a(2, 1.5f), b(2, -0.5f), c(4, 1.f);
+  EXPECT_THROW(kestrel::cpu::gemm(false, false, 2, 2, 1, 1.f, nullptr, 1, b.data(), 2, 0.f, c.data(), 2,
+                                  DType::kFloat32, false),
+               kestrel::Error);
+  EXPECT_THROW(kestrel::cpu::gemm(false, false, 2, 2, 1, 1.f, a.data(), 1, nullptr, 2, 0.f, c.data(), 2,
+                                  DType::kFloat32, false),
+               kestrel::Error);
+  kestrel::cpu::gemm(false, false, 2, 2, 1, 1.f, a.data(), 1, b.data(), 2, 0.f, c.data(), 2, DType::kFloat32, false);
+  EXPECT_EQ(c, std::vector<float>(4, -0.75f));
   EXPECT_THROW(kestrel::cpu::gemm(false, false, 2, 2, 2, 1.f, nullptr, 2, nullptr, 2, 0.f,
                                   nullptr, 2, DType::kFloat32, false),
                kestrel::Error);

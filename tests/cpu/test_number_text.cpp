@@ -8,7 +8,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <limits>
+#include <random>
 #include <string>
 
 #include "kestrel/core/executor.h"
@@ -46,6 +49,79 @@ TEST(NumberText, FormatsAsPrintfInTheCLocaleAndParsesWholeStringsOnly) {
     EXPECT_FALSE(detail::parse_double(bad, &d)) << "'" << bad << "'";
     EXPECT_EQ(d, 7.0) << "untouched on failure";
   }
+}
+
+namespace {
+template <typename To, typename From>
+To bits_as(From from) {
+  static_assert(sizeof(To) == sizeof(From), "same size");
+  To to;
+  std::memcpy(&to, &from, sizeof to);
+  return to;
+}
+
+std::string printf_text(const char* format, int digits, double v) {
+  const int n = std::snprintf(nullptr, 0, format, digits, v);
+  std::string s(static_cast<std::size_t>(n) + 1, '\0');
+  std::snprintf(s.data(), s.size(), format, digits, v);
+  s.resize(static_cast<std::size_t>(n));
+  return s;
+}
+
+// The documented rule computed with printf and strtof / strtod (this process runs in the C locale).
+std::string reference_shortest_float(float v) {
+  for (int d = 6; d < 9; ++d) {
+    const std::string s = printf_text("%.*g", d, v);
+    if (std::strtof(s.c_str(), nullptr) == v) return s;
+  }
+  return printf_text("%.*g", 9, v);
+}
+std::string reference_shortest_double(double v) {
+  for (int d = 1; d < 17; ++d) {
+    const std::string s = printf_text("%.*g", d, v);
+    if (std::strtod(s.c_str(), nullptr) == v) return s;
+  }
+  return printf_text("%.*g", 17, v);
+}
+}  // namespace
+
+// The shortest text starts at printf's precision 6 for floats and 1 for doubles: a float that
+// reads back from 6 digits gets those even where 7 would print without an exponent
+// (9455150.f -> "9.45515e+06", not "9455150"), and 10.0 is "%.1g"'s "1e+01". On random bit
+// patterns (fixed seed) and those two, against the rule computed with printf.
+TEST(NumberText, ShortestTextIsTheFirstPrecisionThatReadsBackAsPrintfWritesIt) {
+  EXPECT_EQ(detail::shortest_float_text(9455150.f), "9.45515e+06");
+  EXPECT_EQ(detail::shortest_double_text(10.0), "1e+01");
+  std::mt19937_64 rng(20261129);
+  int floats = 0, doubles = 0;
+  while (floats < 20000 || doubles < 20000) {
+    const std::uint64_t bits = rng();
+    const float f = bits_as<float>(static_cast<std::uint32_t>(bits));
+    if (std::isfinite(f) && floats < 20000) {
+      ASSERT_EQ(detail::shortest_float_text(f), reference_shortest_float(f)) << "bits " << std::hex << (bits & 0xffffffffu);
+      ++floats;
+    }
+    // Doubles of every magnitude, and short decimals (k / 2^j), which need few digits.
+    const double d = (bits & 1) != 0 ? bits_as<double>(bits) : static_cast<double>(bits % 100000) / 1024.0;
+    if (std::isfinite(d) && doubles < 20000) {
+      ASSERT_EQ(detail::shortest_double_text(d), reference_shortest_double(d)) << "bits " << std::hex << bits;
+      ++doubles;
+    }
+  }
+}
+
+// printf's "%.<digits>f" however long the text: 1e300 has 301 integer digits, and the largest
+// double with 100 decimals is over 400 characters (the buffer once held 400 and fell back to
+// "%.17g", breaking the promise).
+TEST(NumberText, FixedTextOfTheLargestNumbersIsPrintfs) {
+  const double max = std::numeric_limits<double>::max();
+  for (const double v : {1e300, -1e300, max, -max, 1.5e-300, 123.456})
+    for (const int digits : {0, 2, 17, 100, 400}) {
+      const std::string want = printf_text("%.*f", digits, v);
+      EXPECT_EQ(detail::fixed_text(v, digits), want) << v << " with " << digits << " digits";
+      EXPECT_EQ(detail::general_text(v, digits), printf_text("%.*g", digits, v)) << v << " with " << digits;
+    }
+  EXPECT_GT(detail::fixed_text(max, 100).size(), 400u);
 }
 
 namespace {

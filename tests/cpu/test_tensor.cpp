@@ -10,6 +10,7 @@
 #include "kestrel/core/context.h"
 #include "kestrel/core/device.h"
 #include "kestrel/core/device_probe_internal.h"
+#include "kestrel/core/half.h"
 #include "kestrel/core/tensor.h"
 #include "kestrel/kernels/cpu/fill.h"
 
@@ -50,6 +51,50 @@ TEST(DType, SizesNamesAndParsing) {
   }
   EXPECT_EQ(kestrel::parse_layout("nhwc"), Layout::kNHWC);
   EXPECT_THROW(kestrel::parse_layout("chwn"), kestrel::Error);
+}
+
+// kMaxRank dimensions are a shape; one more is refused. Equality compares ranks before
+// dimensions, so a shape is not equal to a longer one it prefixes (or to [] against [1]).
+TEST(Shape, RankEdgeAndEqualityAcrossRanks) {
+  const Shape full(std::vector<std::int64_t>(Shape::kMaxRank, 2));
+  EXPECT_EQ(full.rank(), Shape::kMaxRank);
+  EXPECT_EQ(full.numel(), std::int64_t{1} << Shape::kMaxRank);
+  EXPECT_THROW(Shape(std::vector<std::int64_t>(Shape::kMaxRank + 1, 2)), kestrel::Error);
+  EXPECT_NE((Shape{2}), (Shape{2, 3}));
+  EXPECT_NE((Shape{2, 3}), (Shape{2}));
+  EXPECT_NE((Shape{2, 3}), (Shape{2, 3, 1}));
+  EXPECT_NE(Shape{}, (Shape{1}));
+  EXPECT_EQ((Shape{2, 3, 1}), (Shape{2, 3, 1}));
+}
+
+// Every spelling the parsers document, and the unit roundoff of each floating dtype against the
+// dtype's own rounding (core/half.h for the 16-bit ones): 1 + u is a tie that rounds to even
+// (back to 1), 1 + 1.5u rounds up to 1 + 2u, the next number after 1.
+TEST(DType, AliasesAndUnitRoundoff) {
+  EXPECT_EQ(kestrel::parse_dtype("float32"), DType::kFloat32);
+  EXPECT_EQ(kestrel::parse_dtype("bfloat16"), DType::kBFloat16);
+  EXPECT_EQ(kestrel::parse_dtype("float16"), DType::kFloat16);
+  EXPECT_EQ(kestrel::parse_layout("NCHW"), Layout::kNCHW);
+  EXPECT_EQ(kestrel::parse_layout("NHWC"), Layout::kNHWC);
+  EXPECT_EQ(kestrel::parse_layout("nchw"), Layout::kNCHW);
+  EXPECT_THROW(kestrel::parse_layout("Nhwc"), kestrel::Error);
+  const auto round_in = [](DType t, double v) -> double {
+    const auto f = static_cast<float>(v);
+    switch (t) {
+      case DType::kBFloat16: return kestrel::to_float(kestrel::to_bf16(f));
+      case DType::kFloat16: return kestrel::to_float(kestrel::to_fp16(f));
+      default: return f;
+    }
+  };
+  for (DType t : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
+    const double u = kestrel::dtype_eps(t);
+    SCOPED_TRACE(kestrel::dtype_name(t));
+    EXPECT_EQ(round_in(t, 1.0 + u), 1.0);
+    EXPECT_EQ(round_in(t, 1.0 + 1.5 * u), 1.0 + 2.0 * u);
+    EXPECT_EQ(round_in(t, 1.0 + 2.0 * u), 1.0 + 2.0 * u);
+  }
+  EXPECT_EQ(kestrel::dtype_eps(DType::kInt32), 0.0);
+  EXPECT_EQ(kestrel::dtype_eps(DType::kUInt8), 0.0);
 }
 
 TEST(Device, ParsingAndNoGpuIsANormalState) {
