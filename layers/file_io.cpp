@@ -18,7 +18,9 @@ namespace kestrel::detail {
 std::string errno_text(int err) { return std::strerror(err); }
 
 InputFile::InputFile(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO is refused below instead of waiting here for a writer (it has no effect
+  // on reading a regular file).
+  fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   KESTREL_CHECK(fd_ >= 0, "cannot open ", path, ": ", errno_text(errno));
   struct stat st {};
   if (::fstat(fd_, &st) != 0) {

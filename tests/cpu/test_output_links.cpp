@@ -3,9 +3,14 @@
 // anything is written: the atomic write's rename would replace it with a regular file (a run
 // given --checkpoint /dev/null as root once turned /dev/null into a checkpoint).
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -87,4 +92,55 @@ TEST(OutputLinks, DevicesFifosAndLinksToThemAreRefusedAndLeftAsTheyWere) {
     EXPECT_EQ(read_text(victim), "theirs");
     EXPECT_TRUE(fs::is_symlink(planted));
   }
+}
+
+// Links are followed as the kernel follows them when it opens a path (path_resolution(7)): a
+// chain of 40 is followed, a 41st link is a loop ("too many levels of symbolic links", ELOOP).
+// The kernel's own open() on the same chains is the reference.
+TEST(OutputLinks, FortyLinksInAChainAreFollowedAndAFortyFirstIsRefusedAsTheKernelDoes) {
+  TempDir dir("output_chain");
+  write_text(dir / "real.st", "old");
+  std::string prev = "real.st";
+  for (int i = 1; i <= 41; ++i) {
+    const std::string name = "l" + std::to_string(i) + ".st";
+    fs::create_symlink(prev, dir / name);  // relative, each to the one before
+    prev = name;
+  }
+  const std::string l40 = dir / "l40.st", l41 = dir / "l41.st";
+  const int fd40 = ::open(l40.c_str(), O_RDONLY);
+  EXPECT_GE(fd40, 0) << "the kernel follows 40 links";
+  if (fd40 >= 0) ::close(fd40);
+  errno = 0;
+  EXPECT_EQ(::open(l41.c_str(), O_RDONLY), -1);
+  EXPECT_EQ(errno, ELOOP) << "the kernel refuses 41";
+  EXPECT_NO_THROW(kestrel::check_output_file(l40, "--checkpoint"));
+  write_text(l40, "new");
+  EXPECT_EQ(read_text(dir / "real.st"), "new");
+  EXPECT_TRUE(fs::is_symlink(l40));
+  const std::string e = error_of([&] { write_text(l41, "newer"); });
+  EXPECT_NE(e.find(l41 + ": too many levels of symbolic links"), std::string::npos) << e;
+  EXPECT_EQ(read_text(dir / "real.st"), "new");
+  EXPECT_EQ(dir.entries().size(), 42u) << "a temporary file was left";
+}
+
+// A socket is refused like a FIFO, named as what it is; through a link, the message names the
+// link given and, in parentheses, the file it ends at.
+TEST(OutputLinks, ASocketIsRefusedAndALinksMessageNamesWhereItEnds) {
+  TempDir dir("output_socket");
+  const std::string sock = dir / "s.st";
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(sock.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, sock.c_str(), sock.size() + 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  fs::create_symlink(sock, dir / "to_sock.st");
+  const std::string direct = error_of([&] { kestrel::check_output_file(sock, "--log"); });
+  EXPECT_NE(direct.find("--log " + sock + " is a socket, not a file"), std::string::npos) << direct;
+  const std::string linked = error_of([&] { write_text(dir / "to_sock.st", "data"); });
+  EXPECT_NE(linked.find((dir / "to_sock.st") + " (" + sock + ") is a socket, not a file"), std::string::npos) << linked;
+  EXPECT_TRUE(fs::is_socket(sock));
+  ::close(fd);
+  EXPECT_EQ(dir.entries().size(), 2u) << "a temporary file was left";
 }

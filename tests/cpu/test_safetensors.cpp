@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <random>
+#include <utility>
 
 #include "kestrel/core/error.h"
 #include "kestrel/core/half.h"
@@ -420,6 +422,73 @@ TEST(Safetensors, HeaderPaddingIsMinimal) {
     EXPECT_EQ(n, (unpadded + 7) / 8 * 8) << "name length " << len;
     EXPECT_EQ(b.size(), 8 + n + 4);
   }
+}
+
+
+// The dtype names are the safetensors format's own (F32, BF16, F16, I32, U8) both ways, and the
+// integer dtypes convert in either layout: random values land at the NHWC physical offset
+// ((n*H + h)*W + w)*C + c of logical element (n, c, h, w), worked out here, and come back in
+// logical order with their dtype's name.
+TEST(Safetensors, DtypeNamesAreTheFormatsAndIntegerTensorsConvertInBothLayouts) {
+  const std::pair<DType, const char*> names[] = {{DType::kFloat32, "F32"}, {DType::kBFloat16, "BF16"},
+                                                 {DType::kFloat16, "F16"}, {DType::kInt32, "I32"},
+                                                 {DType::kUInt8, "U8"}};
+  for (const auto& [dt, name] : names) {
+    EXPECT_STREQ(safetensors_dtype_name(dt), name);
+    EXPECT_EQ(dtype_from_safetensors(name), dt) << name;
+  }
+  const std::int64_t N = 2, C = 3, H = 4, W = 5;
+  std::mt19937 rng(77);
+  std::vector<std::int32_t> ints(static_cast<std::size_t>(N * C * H * W));
+  for (std::int32_t& v : ints) v = static_cast<std::int32_t>(rng());
+  std::vector<std::uint8_t> bytes(ints.size());
+  for (std::uint8_t& v : bytes) v = static_cast<std::uint8_t>(rng());
+  const SafeTensor si{"I32", {N, C, H, W}, le_bytes(ints)}, su{"U8", {N, C, H, W}, bytes};
+  for (Layout layout : {Layout::kNCHW, Layout::kNHWC}) {
+    SCOPED_TRACE(layout_name(layout));
+    const Tensor ti = tensor_from_safetensor(si, layout, "i"), tu = tensor_from_safetensor(su, layout, "u");
+    ASSERT_EQ(ti.dtype(), DType::kInt32);
+    ASSERT_EQ(tu.dtype(), DType::kUInt8);
+    const auto* pi = static_cast<const std::int32_t*>(ti.data());
+    const auto* pu = static_cast<const std::uint8_t*>(tu.data());
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t c = 0; c < C; ++c)
+        for (std::int64_t h = 0; h < H; ++h)
+          for (std::int64_t w = 0; w < W; ++w) {
+            const std::int64_t logical = ((n * C + c) * H + h) * W + w;
+            const std::int64_t phys = layout == Layout::kNCHW ? logical : ((n * H + h) * W + w) * C + c;
+            ASSERT_EQ(pi[phys], ints[static_cast<std::size_t>(logical)]) << logical;
+            ASSERT_EQ(pu[phys], bytes[static_cast<std::size_t>(logical)]) << logical;
+          }
+    const SafeTensor bi = safetensor_from_tensor(ti), bu = safetensor_from_tensor(tu);
+    EXPECT_EQ(bi.dtype, "I32");
+    EXPECT_EQ(bu.dtype, "U8");
+    EXPECT_EQ(bi.shape, si.shape);
+    EXPECT_EQ(bi.data, si.data);
+    EXPECT_EQ(bu.data, su.data);
+  }
+}
+
+// Data of any other length than the shape needs is refused, one byte more as well as one
+// fewer; so is a shape that is no shape, and an undefined tensor; the tensor's name is given.
+TEST(Safetensors, MalformedTensorsAreRefusedNamingThem) {
+  std::vector<float> values(24);
+  std::mt19937 rng(5);
+  for (float& v : values) v = static_cast<float>(rng() % 1000) / 8.f - 60.f;
+  SafeTensor st{"F32", {4, 6}, le_bytes(values)};
+  EXPECT_EQ(tensor_from_safetensor(st, Layout::kNCHW, "w").to_float_vector(), values);
+  for (int extra : {1, -1}) {
+    SafeTensor bad = st;
+    if (extra > 0) bad.data.push_back(0x3f);
+    else bad.data.pop_back();
+    const std::string e = error_of([&] { tensor_from_safetensor(bad, Layout::kNCHW, "w"); });
+    EXPECT_NE(e.find("tensor \"w\": " + std::to_string(96 + extra) + " bytes of data for shape "), std::string::npos) << e;
+  }
+  SafeTensor negative{"F32", {4, -6}, le_bytes(values)};
+  const std::string shape_error = error_of([&] { tensor_from_safetensor(negative, Layout::kNCHW, "w"); });
+  EXPECT_EQ(shape_error.rfind("tensor \"w\": ", 0), 0u) << shape_error;
+  const std::string undefined = error_of([] { safetensor_from_tensor(Tensor()); });
+  EXPECT_NE(undefined.find("safetensor_from_tensor: the tensor is undefined"), std::string::npos) << undefined;
 }
 
 }  // namespace
