@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "kestrel/core/cuda_check_internal.h"
 #include "kestrel/core/error.h"
 
 TEST(Error, CheckNamesConditionMessageFileAndLine) {
@@ -72,4 +73,16 @@ TEST(Error, FloatsInMessagesKeepTheirDigits) {
   EXPECT_EQ(message(1.4142135623730951), "got 1.4142135623730951");
   EXPECT_EQ(message(1e-5f), "got 1e-05");
   EXPECT_EQ(message(std::string("text")), "got text");
+}
+
+// A CUDA status becomes a CudaError naming the status, its number and the runtime's text (these
+// string functions need no device), with the call that failed.
+TEST(Error, CudaStatusesBecomeCudaErrorsNamingTheStatus) {
+  try {
+    kestrel::detail::throw_cuda_error(cudaErrorInvalidValue, "cudaMemcpy(a, b)", "core/x.cpp", 12);
+  } catch (const kestrel::CudaError& e) {
+    EXPECT_EQ(e.code(), static_cast<int>(cudaErrorInvalidValue));
+    EXPECT_EQ(e.message(), std::string("CUDA error cudaErrorInvalidValue (1): ") + cudaGetErrorString(cudaErrorInvalidValue));
+    EXPECT_EQ(e.call(), "cudaMemcpy(a, b)");
+  }
 }
