@@ -53,6 +53,87 @@ TEST(ConvBackend, GraphsFinalizeForEveryOpLayoutAndDtype) {
   }
 }
 
+// Reads n values of an attribute back from a finalized descriptor.
+template <typename T>
+std::vector<T> attribute(const cd::BackendDescriptor& d, cudnnBackendAttributeName_t name,
+                         cudnnBackendAttributeType_t type, std::int64_t n) {
+  std::vector<T> v(static_cast<std::size_t>(n));
+  std::int64_t got = -1;
+  const cudnnStatus_t st = cudnnBackendGetAttribute(d.get(), name, type, n, &got, v.data());
+  EXPECT_EQ(st, CUDNN_STATUS_SUCCESS) << "attribute " << static_cast<int>(name);
+  EXPECT_EQ(got, n) << "attribute " << static_cast<int>(name);
+  return v;
+}
+
+// Packed strides from the order of the dimensions in memory, innermost first (independent of
+// packed_strides' closed forms): NCHW is W, H, C, N; NHWC (and KRSC) is C, W, H, N.
+std::vector<std::int64_t> strides_by_order(const std::vector<std::int64_t>& dims, bool nhwc) {
+  const int inner_first[2][4] = {{3, 2, 1, 0}, {1, 3, 2, 0}};
+  std::vector<std::int64_t> st(4);
+  std::int64_t acc = 1;
+  for (const int i : inner_first[nhwc ? 1 : 0]) {
+    st[static_cast<std::size_t>(i)] = acc;
+    acc *= dims[static_cast<std::size_t>(i)];
+  }
+  return st;
+}
+
+// Every field of an asymmetric convolution (h != w, r != s, each of padding, stride and dilation
+// different along H and W) reaches the descriptors cuDNN plans from, in each op, layout and dtype:
+// the tensors' ids, types, dimensions (the output's from the closed form) and strides, the
+// convolution's paddings, strides, dilations and compute type, and the operation's alpha and beta.
+// A field swapped between H and W still finalizes when the shapes happen to agree, so this reads
+// them back. (cuDNN 9 does not give back a tensor's byte alignment or the convolution mode; the
+// CUDA tests' comparison with the CPU twin covers those.)
+TEST(ConvBackend, DescriptorsCarryEveryFieldOfAnAsymmetricConvolution) {
+  Conv2dDesc d;
+  d.n = 3; d.c = 5; d.h = 19; d.w = 12; d.k = 7; d.r = 3; d.s = 2;
+  d.pad_h = 2; d.pad_w = 1; d.stride_h = 2; d.stride_w = 3; d.dil_h = 2; d.dil_w = 1;
+  const std::int64_t oh = (19 + 2 * 2 - 2 * (3 - 1) - 1) / 2 + 1;  // 10
+  const std::int64_t ow = (12 + 2 * 1 - 1 * (2 - 1) - 1) / 3 + 1;  // 5
+  const cd::ConvAlignment align{4, 8, 16};
+  for (Layout l : {Layout::kNCHW, Layout::kNHWC}) {
+    for (DType t : {DType::kFloat32, DType::kBFloat16}) {
+      for (ConvOp op : {ConvOp::kForward, ConvOp::kBackwardData, ConvOp::kBackwardFilter}) {
+        d.layout = l;
+        d.dtype = t;
+        SCOPED_TRACE(std::string(kestrel::conv_op_name(op)) + " " + kestrel::to_string(d));
+        const cd::ConvGraph g = cd::make_conv_graph(op, d, align, nullptr);
+        const bool nhwc = l == Layout::kNHWC;
+        const cudnnDataType_t type = t == DType::kFloat32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_BFLOAT16;
+        const struct {
+          const cd::BackendDescriptor* desc;
+          std::int64_t uid;
+          std::vector<std::int64_t> dims;
+        } tensors[] = {{&g.x, cd::kUidX, {3, 5, 19, 12}}, {&g.w, cd::kUidW, {7, 5, 3, 2}},
+                       {&g.y, cd::kUidY, {3, 7, oh, ow}}};
+        for (const auto& x : tensors) {
+          EXPECT_EQ(attribute<std::int64_t>(*x.desc, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1)[0], x.uid);
+          EXPECT_EQ(attribute<cudnnDataType_t>(*x.desc, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1)[0], type);
+          EXPECT_EQ(attribute<std::int64_t>(*x.desc, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4), x.dims);
+          EXPECT_EQ(attribute<std::int64_t>(*x.desc, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4),
+                    strides_by_order(x.dims, nhwc));
+        }
+        const std::vector<std::int64_t> pad{2, 1}, stride{2, 3}, dil{2, 1};
+        EXPECT_EQ(attribute<std::int64_t>(g.conv, CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2), pad);
+        EXPECT_EQ(attribute<std::int64_t>(g.conv, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2), pad);
+        EXPECT_EQ(attribute<std::int64_t>(g.conv, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2), stride);
+        EXPECT_EQ(attribute<std::int64_t>(g.conv, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2), dil);
+        EXPECT_EQ(attribute<cudnnDataType_t>(g.conv, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1)[0],
+                  CUDNN_DATA_FLOAT);
+        // y = 1 * op(x, w) + 0 * y: the output is overwritten, not accumulated into.
+        const cudnnBackendAttributeName_t scalars[3][2] = {
+            {CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA},
+            {CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA},
+            {CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA}};
+        const int o = op == ConvOp::kForward ? 0 : (op == ConvOp::kBackwardData ? 1 : 2);
+        EXPECT_EQ(attribute<float>(g.op, scalars[o][0], CUDNN_TYPE_FLOAT, 1)[0], 1.f);
+        EXPECT_EQ(attribute<float>(g.op, scalars[o][1], CUDNN_TYPE_FLOAT, 1)[0], 0.f);
+      }
+    }
+  }
+}
+
 TEST(ConvBackend, GraphsFinalizeWithSmallerPointerAlignments) {
   Conv2dDesc d = desc(16, 16, 3, 1, 1, 1);
   d.dtype = DType::kBFloat16;
@@ -225,4 +306,62 @@ TEST(ConvBackend, PlanKeysDistinguishEveryField) {
   }
 }
 
+}  // namespace
+
+namespace {
+// validate() bounds each tensor's element count at 4e18 / 16 = 2.5e17 (inclusive), the filter's
+// with both of its spatial sizes and the output's with both of its own, and names the tensor.
+TEST(ConvBackend, ElementBoundsAreInclusiveAndNameTheTensorOverThem) {
+  Conv2dDesc d;  // x = 5e8 * 5e8 * 1 * 1 = 2.5e17 exactly
+  d.n = 500000000; d.c = 500000000; d.h = 1; d.w = 1; d.k = 1; d.r = 1; d.s = 1;
+  EXPECT_NO_THROW(kestrel::validate(d));
+  d.n += 1;
+  std::string e = kestrel::testing::error_of([&] { kestrel::validate(d); });
+  EXPECT_NE(e.find("the input x has too many elements"), std::string::npos) << e;
+  // The filter: 1e9 x 1 x 1 x 1e9 = 1e18 (an input 1 x 1 x 1 x 1e9 and an output of 1e9 are fine).
+  d = Conv2dDesc{};
+  d.n = 1; d.c = 1; d.h = 1; d.w = 1000000000; d.k = 1000000000; d.r = 1; d.s = 1000000000;
+  e = kestrel::testing::error_of([&] { kestrel::validate(d); });
+  EXPECT_NE(e.find("the filter w has too many elements"), std::string::npos) << e;
+  // The output: 1 x (2^31 - 1) x 1 x (2^31 - 1) from a 1 x 1 x 1 x (2^31 - 1) input and 1x1 filters.
+  d = Conv2dDesc{};
+  d.n = 1; d.c = 1; d.h = 1; d.w = INT32_MAX; d.k = INT32_MAX; d.r = 1; d.s = 1;
+  e = kestrel::testing::error_of([&] { kestrel::validate(d); });
+  EXPECT_NE(e.find("the output y has too many elements"), std::string::npos) << e;
+}
+
+TEST(ConvBackend, DescriptionsAndOpNamesSayEveryField) {
+  Conv2dDesc d;
+  d.n = 3; d.c = 5; d.h = 19; d.w = 12; d.k = 7; d.r = 3; d.s = 2;
+  d.pad_h = 2; d.pad_w = 1; d.stride_h = 2; d.stride_w = 3; d.dil_h = 4; d.dil_w = 1;
+  d.dtype = DType::kBFloat16;
+  d.layout = Layout::kNHWC;
+  EXPECT_EQ(kestrel::to_string(d), "conv2d n=3 c=5 h=19 w=12 k=7 r=3 s=2 pad=2x1 stride=2x3 dil=4x1 bf16 nhwc");
+  EXPECT_STREQ(kestrel::conv_op_name(ConvOp::kForward), "forward");
+  EXPECT_STREQ(kestrel::conv_op_name(ConvOp::kBackwardData), "backward-data");
+  EXPECT_STREQ(kestrel::conv_op_name(ConvOp::kBackwardFilter), "backward-filter");
+}
+
+// A workspace exactly at the policy's limit fits; the slot names in backward-filter's messages
+// are its own (x, dw, dy).
+TEST(ConvBackend, AWorkspaceAtTheLimitIsKeptAndBackwardFilterNamesItsSlots) {
+  ConvPolicy p;
+  p.workspace_limit = 4096;
+  const cd::EngineRanking r =
+      cd::rank_engines({engine(false, false, false, false, 4096), engine(false, false, false, false, 4097)},
+                       DType::kFloat32, p);
+  EXPECT_EQ(r.order, (std::vector<std::size_t>{0}));
+  EXPECT_EQ(r.dropped_workspace, 1);
+  alignas(64) static unsigned char buf[256];
+  const Conv2dDesc d = desc(16, 16, 3, 1, 1, 1);
+  std::string e = kestrel::testing::error_of(
+      [&] { (void)cd::launcher_alignment(ConvOp::kBackwardFilter, d, buf, buf + 64, nullptr); });
+  EXPECT_NE(e.find("conv2d backward-filter: dw is a null pointer"), std::string::npos) << e;
+  e = kestrel::testing::error_of(
+      [&] { (void)cd::launcher_alignment(ConvOp::kBackwardFilter, d, buf, buf + 66, buf + 128); });
+  EXPECT_NE(e.find("conv2d backward-filter: dy ("), std::string::npos) << e;
+  e = kestrel::testing::error_of(
+      [&] { (void)cd::launcher_alignment(ConvOp::kBackwardData, d, buf + 2, buf + 64, buf + 128); });
+  EXPECT_NE(e.find("conv2d backward-data: dy ("), std::string::npos) << e;
+}
 }  // namespace
