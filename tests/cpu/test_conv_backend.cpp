@@ -1,7 +1,8 @@
 // The cuDNN graph-API pieces of the convolution path that run without a GPU (cuDNN 9.19 on the
 // development machine): tensor, convolution, operation and operation-graph descriptors finalize
-// for every op x layout x dtype (and fail for invalid ones), the engine ranking rules, pointer
-// alignment and the plan cache's argument checks. Heuristics and plans need a device: they are
+// for every op x layout x dtype (and fail for invalid ones) and carry every field of the
+// description (read back with cudnnBackendGetAttribute), the description's bounds and text, the
+// engine ranking rules, pointer alignment and the plan cache's argument checks. Heuristics and plans need a device: they are
 // covered by tests/cuda/test_conv_cuda.cpp.
 #include <gtest/gtest.h>
 
