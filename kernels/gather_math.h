@@ -32,6 +32,10 @@ inline void check_gather(const void* src, std::int64_t rows, std::int64_t row_by
   KESTREL_CHECK(n >= 0 && rows >= 0 && row_bytes >= 0, "gather_rows: negative size (n ", n, ", rows ", rows,
                 ", row_bytes ", row_bytes, ")");
   if (n == 0 || row_bytes == 0) return;
+  // Byte counts below (and the kernels' word indices) must fit in int64.
+  constexpr std::int64_t kMax = INT64_MAX;
+  KESTREL_CHECK(n <= kMax / row_bytes && rows <= kMax / row_bytes, "gather_rows: ", n, " or ", rows,
+                " rows of ", row_bytes, " bytes overflow a 64-bit byte count");
   KESTREL_CHECK(src != nullptr && indices != nullptr && dst != nullptr, "gather_rows: null pointer");
   // The rows are copied in parallel on the GPU: a destination overlapping the source (or the
   // indices) would read rows already overwritten, in no defined order.

@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "error_text.h"
@@ -76,6 +77,13 @@ TEST(CpuGather, BadIndicesAndSizesRaiseAndWriteNothing) {
   EXPECT_NE(error_of([&] { kestrel::cpu::gather_rows(nullptr, 3, 8, idx.data(), 2, dst.data()); }).find("null"),
             std::string::npos);
   EXPECT_NO_THROW(kestrel::cpu::gather_rows(nullptr, 0, 8, nullptr, 0, nullptr)) << "nothing to gather";
+  // Counts whose byte sizes overflow int64 (before: a wrapped size went into the overlap checks).
+  const std::int64_t huge = (std::int64_t{1} << 62) / 8 + 1;  // x 8 bytes > 2^62, x 16 > 2^63
+  for (const auto& [n, rows] : {std::pair<std::int64_t, std::int64_t>{huge, 3}, {2, huge}}) {
+    const std::string e = error_of([&] { kestrel::cpu::gather_rows(src.data(), rows, 16, idx.data(), n, dst.data()); });
+    EXPECT_NE(e.find("overflow a 64-bit byte count"), std::string::npos) << e;
+  }
+  EXPECT_EQ(dst, std::vector<float>(4, -7.f)) << "nothing written";
 }
 
 // Rows of 0 bytes: there is nothing to copy, so (as gather_math.h's checks say) neither the
