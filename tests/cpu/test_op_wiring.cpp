@@ -448,3 +448,42 @@ TEST(OpWiring, Conv2dBiasStartsAtZero) {
     EXPECT_GT(std::count_if(weight.begin(), weight.end(), [](float v) { return v != 0.f; }), 200);
   }
 }
+
+// Softmax and the cross-entropy loss refuse what they cannot use: softmax a non-matrix; the loss
+// labels that are not [N] int32 and a smoothing of 1 (the op itself, not only nn's wrapper);
+// and a cross-entropy whose loss is not the graph's loss (its backward hands out the fused
+// gradient as d loss / d logits, valid only then).
+TEST(OpWiring, SoftmaxAndCrossEntropyRefuseWhatTheyCannotUse) {
+  {
+    Graph g(graph_options(2));
+    const Value x4 = g.input("x4", {Shape{2, 3, 4, 4}});
+    const std::string e = error_of([&] { nn::softmax(g, x4); });
+    EXPECT_NE(e.find("Softmax 'softmax'"), std::string::npos) << e;
+    EXPECT_NE(e.find("[N, classes]"), std::string::npos) << e;
+    const Value z = g.input("z", {Shape{2, 5}});
+    for (const TypeSpec& bad : {TypeSpec{Shape{3}, DType::kInt32}, TypeSpec{Shape{2}, DType::kFloat32},
+                                TypeSpec{Shape{2, 1}, DType::kInt32}}) {
+      const Value labels = g.input("labels_" + bad.shape.to_string() + dtype_name(bad.dtype), bad);
+      const std::string l = error_of([&] { nn::softmax_cross_entropy(g, z, labels); });
+      EXPECT_NE(l.find("expected [2] int32, got " + bad.shape.to_string() + " " + dtype_name(bad.dtype)),
+                std::string::npos) << l;
+    }
+    const std::string s = error_of([] { (void)make_softmax_cross_entropy_op(1.f); });
+    EXPECT_NE(s.find("label smoothing must be in [0, 1), got 1"), std::string::npos) << s;
+  }
+  {  // a first cross-entropy's loss fed on (as a feature) into the graph's loss: its backward
+     // would hand out its fused gradient as if its loss were the graph's
+    Graph g(graph_options(2));
+    const Value x = g.input("x", {Shape{2, 3}});
+    const Value first = nn::softmax_cross_entropy(g, nn::linear(g, "fa", x, 4), nn::label_input(g, "labels"));
+    const Value row = nn::stack(g, {first, first});  // [1, 2]
+    const Value second =
+        nn::softmax_cross_entropy(g, nn::linear(g, "fb", row, 4), g.input("label1", {Shape{1}, DType::kInt32}));
+    EXPECT_EQ(g.loss().id, second.id);
+    Context ctx;
+    ParameterStore store(g, ctx, 1);
+    const std::string e = error_of([&] { Executor ex(g, store, ctx); });
+    EXPECT_NE(e.find("SoftmaxCrossEntropy 'loss': the cross-entropy loss must be the graph's loss and nothing may consume it"),
+              std::string::npos) << e;
+  }
+}
