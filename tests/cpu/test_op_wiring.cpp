@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -486,4 +488,25 @@ TEST(OpWiring, SoftmaxAndCrossEntropyRefuseWhatTheyCannotUse) {
     EXPECT_NE(e.find("SoftmaxCrossEntropy 'loss': the cross-entropy loss must be the graph's loss and nothing may consume it"),
               std::string::npos) << e;
   }
+}
+
+// Activations name themselves in their refusals (each its own name), and a cast takes and makes
+// only floating dtypes.
+TEST(OpWiring, ActivationsNameThemselvesAndCastsTakeAndMakeOnlyFloatingDtypes) {
+  Graph g(graph_options(2));
+  const Value ints = g.input("ints", {Shape{2, 3}, DType::kInt32});
+  const std::pair<const char*, std::function<Value()>> acts[] = {
+      {"ReLU 'relu'", [&] { return nn::relu(g, ints); }},
+      {"Sigmoid 'sigmoid'", [&] { return nn::sigmoid(g, ints); }},
+      {"Tanh 'tanh'", [&] { return nn::tanh(g, ints); }}};
+  for (const auto& [name, build] : acts) {
+    const std::string e = error_of([&] { (void)build(); });
+    EXPECT_NE(e.find(std::string(name) + ": input"), std::string::npos) << e;
+    EXPECT_NE(e.find("expected dtype fp32, bf16 or fp16, got int32"), std::string::npos) << e;
+  }
+  const std::string to_int = error_of([] { (void)make_cast_op(DType::kInt32); });
+  EXPECT_NE(to_int.find("cast target must be fp32, bf16 or fp16, got int32"), std::string::npos) << to_int;
+  const std::string from_int = error_of([&] { g.add_node1(make_cast_op(DType::kFloat32), "cast", {ints}); });
+  EXPECT_NE(from_int.find("Cast<fp32> 'cast'"), std::string::npos) << from_int;
+  EXPECT_NE(from_int.find("expected dtype fp32, bf16 or fp16, got int32"), std::string::npos) << from_int;
 }
