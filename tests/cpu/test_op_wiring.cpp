@@ -510,3 +510,24 @@ TEST(OpWiring, ActivationsNameThemselvesAndCastsTakeAndMakeOnlyFloatingDtypes) {
   EXPECT_NE(from_int.find("Cast<fp32> 'cast'"), std::string::npos) << from_int;
   EXPECT_NE(from_int.find("expected dtype fp32, bf16 or fp16, got int32"), std::string::npos) << from_int;
 }
+
+// Global average pooling takes only [N, C, H, W]; Linear takes two or three inputs and a weight
+// of the input's dtype and rank 2.
+TEST(OpWiring, LinearAndGlobalAvgPoolRefuseWhatTheyCannotUse) {
+  Graph g(graph_options(2));
+  const Value x2 = g.input("x2", {Shape{2, 4}});
+  const std::string pool = error_of([&] { nn::global_avg_pool(g, x2); });
+  EXPECT_NE(pool.find("GlobalAvgPool"), std::string::npos) << pool;
+  EXPECT_NE(pool.find("expected [N, C, H, W], got [2, 4]"), std::string::npos) << pool;
+  const Value w54 = g.parameter("w54", {Shape{5, 4}}, Init::uniform(0.5f));
+  const Value b5 = g.parameter("b5", {Shape{5}}, Init::zeros());
+  const std::string four = error_of([&] { g.add_node1(make_linear_op(), "fc", {x2, w54, b5, b5}); });
+  EXPECT_NE(four.find("Linear 'fc'"), std::string::npos) << four;
+  EXPECT_NE(four.find("expected 2 or 3, got 4"), std::string::npos) << four;
+  for (const TypeSpec& bad : {TypeSpec{Shape{5, 4}, DType::kBFloat16}, TypeSpec{Shape{5, 4, 1}, DType::kFloat32}}) {
+    const Value w = g.input("w_" + std::to_string(bad.shape.rank()) + dtype_name(bad.dtype), bad);
+    const std::string e = error_of([&] { g.add_node1(make_linear_op(), "fc", {x2, w}); });
+    EXPECT_NE(e.find("weight"), std::string::npos) << e;
+  }
+  EXPECT_EQ(g.info(g.add_node1(make_linear_op(), "fc_ok", {x2, w54, b5})).shape(), (Shape{2, 5}));
+}
