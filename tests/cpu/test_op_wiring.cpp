@@ -1,7 +1,8 @@
 // How the graph ops (core/ops/) and the layer builders (layers/nn.cpp) hand their attributes to
 // the kernels, on the CPU backend: stride, padding, dilation and bias of a convolution per axis,
 // label smoothing in the loss and its gradient, a BN layer's eps and momentum, max pooling of odd
-// sizes, the shape checks of Linear, Conv2d's bias, MaxPool2x2, Flatten and BatchNorm2d, the dtype of a cast's
+// sizes, the shape checks of Linear, Conv2d's bias, MaxPool2x2, Flatten, BatchNorm2d, Softmax, the
+// cross-entropy loss, the activations, casts and global average pooling, the dtype of a cast's
 // gradient and a convolution's initial bias. The kernels themselves are checked elsewhere
 // (test_conv.cpp, test_loss.cpp, test_batchnorm.cpp, test_pooling.cpp); these tests close the
 // gaps a mutation test of the ops found (attributes dropped or swapped between H and W on the
