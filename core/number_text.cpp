@@ -8,14 +8,17 @@
 namespace kestrel::detail {
 namespace {
 std::string to_text(double v, std::chars_format format, int digits) {
-  // Room for any double in either notation: a sign, 309 integer digits (DBL_MAX in fixed
-  // notation), the point, `digits` more, and an exponent; so to_chars cannot run out of room and
-  // the text is always printf's, however large the number or the precision.
-  std::string buf(std::size_t{320} + static_cast<std::size_t>(digits > 0 ? digits : 0), '\0');
-  const std::to_chars_result r = std::to_chars(buf.data(), buf.data() + buf.size(), v, format, digits);
-  KESTREL_CHECK(r.ec == std::errc(), "number text: no room for ", digits, " digits of ", v);  // cannot happen
-  buf.resize(static_cast<std::size_t>(r.ptr - buf.data()));
-  return buf;
+  char buf[400];  // fixed notation of 1e308 with a few decimals fits
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof buf, v, format, digits);
+  if (r.ec == std::errc()) return std::string(buf, r.ptr);
+  // Longer (the largest doubles with many decimals): a buffer with room for any double in either
+  // notation (a sign, 309 integer digits, the point, `digits` more, an exponent), so the text is
+  // still printf's.
+  std::string big(std::size_t{320} + static_cast<std::size_t>(digits > 0 ? digits : 0), '\0');
+  const std::to_chars_result rb = std::to_chars(big.data(), big.data() + big.size(), v, format, digits);
+  KESTREL_CHECK(rb.ec == std::errc(), "number text: no room for ", digits, " digits of ", v);  // cannot happen
+  big.resize(static_cast<std::size_t>(rb.ptr - big.data()));
+  return big;
 }
 
 template <typename T>

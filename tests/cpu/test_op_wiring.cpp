@@ -525,10 +525,13 @@ TEST(OpWiring, LinearAndGlobalAvgPoolRefuseWhatTheyCannotUse) {
   const std::string four = error_of([&] { g.add_node1(make_linear_op(), "fc", {x2, w54, b5, b5}); });
   EXPECT_NE(four.find("Linear 'fc'"), std::string::npos) << four;
   EXPECT_NE(four.find("expected 2 or 3, got 4"), std::string::npos) << four;
-  for (const TypeSpec& bad : {TypeSpec{Shape{5, 4}, DType::kBFloat16}, TypeSpec{Shape{5, 4, 1}, DType::kFloat32}}) {
+  const std::pair<TypeSpec, const char*> bad_weights[] = {{TypeSpec{Shape{5, 4}, DType::kBFloat16}, "expected dtype fp32, got bf16"},
+                                                          {TypeSpec{Shape{5, 4, 1}, DType::kFloat32}, "expected rank 2, got rank 3"}};
+  for (const auto& [bad, why] : bad_weights) {
     const Value w = g.input("w_" + std::to_string(bad.shape.rank()) + dtype_name(bad.dtype), bad);
     const std::string e = error_of([&] { g.add_node1(make_linear_op(), "fc", {x2, w}); });
-    EXPECT_NE(e.find("weight"), std::string::npos) << e;
+    EXPECT_NE(e.find("Linear 'fc': weight"), std::string::npos) << e;
+    EXPECT_NE(e.find(why), std::string::npos) << e;
   }
   EXPECT_EQ(g.info(g.add_node1(make_linear_op(), "fc_ok", {x2, w54, b5})).shape(), (Shape{2, 5}));
 }
