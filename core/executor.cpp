@@ -27,6 +27,20 @@ namespace {
 constexpr std::size_t kNotInArena = std::numeric_limits<std::size_t>::max();
 constexpr std::size_t kArenaAlignment = 256;
 constexpr std::size_t kGradNormResultBytes = 256;  // the float sum, then CUB's workspace (aligned)
+
+// When value `v` is an output its node does not write in this mode (Op::writes_output; in an
+// inference executor batch norm's saved statistics and the loss's fused gradient): the reason,
+// for an error; otherwise empty. Such values get no memory, so nothing can read what they held.
+std::string unwritten_reason(const Graph& g, int v, bool training) {
+  for (const Node& n : g.nodes())
+    for (std::size_t o = 0; o < n.outputs.size(); ++o)
+      if (n.outputs[o] == v && !n.op->writes_output(o, training))
+        return n.op->type() + " '" + n.name + "' " +
+               (!training && n.op->writes_output(o, true)
+                    ? "writes it only in a training executor, and this one is for inference"
+                    : "does not write it in this mode");
+  return {};
+}
 }  // namespace
 
 Executor::Executor(const Graph& graph, ParameterStore& store, Context& ctx, CompileOptions options)
@@ -191,13 +205,19 @@ void Executor::plan_arena() {
   std::vector<int> first(g_.values().size(), -1), last(g_.values().size(), -1);
   for (int s = 0; s < nsteps; ++s) {
     const Node& n = g_.nodes()[s];
-    for (int o : n.outputs) {
-      if (first[o] < 0) first[o] = s;
-      last[o] = std::max(last[o], s);
+    for (std::size_t o = 0; o < n.outputs.size(); ++o) {
+      if (!n.op->writes_output(o, opts_.training)) continue;  // never written here: no memory
+      const int v = n.outputs[o];
+      if (first[v] < 0) first[v] = s;
+      last[v] = std::max(last[v], s);
     }
     for (int i : n.inputs) last[i] = std::max(last[i], s);
   }
-  for (const auto& [name, id] : outputs_) last[id] = nsteps;  // readable after the step
+  for (const auto& [name, id] : outputs_) {
+    const std::string why = unwritten_reason(g_, id, opts_.training);
+    KESTREL_CHECK(why.empty(), "output '", name, "' is ", g_.info(id).describe(), ": ", why);
+    last[id] = nsteps;  // readable after the step
+  }
   for (const auto& [name, id] : input_grad_value_) last[id] = nsteps;
   if (!opts_.reuse_memory)
     for (int& l : last) l = nsteps;
@@ -281,8 +301,11 @@ void Executor::plan_arena() {
       st.workspace_bytes = off == kNotInArena ? 0 : node_ws[static_cast<std::size_t>(s)];
     }
     for (int i : n.inputs) {
-      KESTREL_CHECK(bound_[i].defined(), n.op->type(), " '", n.name, "' reads ", g_.info(i).describe(),
-                    ", which nothing produces before it");
+      if (!bound_[i].defined()) {
+        const std::string why = unwritten_reason(g_, i, opts_.training);
+        KESTREL_FAIL(n.op->type(), " '", n.name, "' reads ", g_.info(i).describe(), ", ",
+                     why.empty() ? "which nothing produces before it" : "but " + why);
+      }
       st.in.push_back(bound_[i]);
       input_read_[static_cast<std::size_t>(i)] = 1;
     }
@@ -349,7 +372,10 @@ Tensor Executor::input_gradient(const std::string& input_name) const {
 
 Tensor Executor::value(const std::string& name) const {
   const Value v = g_.find_value(name);
-  KESTREL_CHECK(bound_[v.id].defined(), "value '", name, "' is not computed by this executor");
+  if (!bound_[v.id].defined()) {
+    const std::string why = unwritten_reason(g_, v.id, opts_.training);
+    KESTREL_FAIL("value '", name, "' is not computed by this executor", why.empty() ? "" : ": " + why);
+  }
   if (g_.info(v).kind == ValueKind::kInput) input_filled_[v.id] = 1;  // handed out, as by input()
   return bound_[v.id];
 }
@@ -526,7 +552,7 @@ void Executor::check_numerics(const Step& s) {
   const Node& n = g_.nodes()[s.node];
   for (std::size_t o = 0; o < s.out.size(); ++o) {
     const Tensor& t = s.out[o];
-    if (!is_floating(t.dtype()) || t.numel() == 0 || !n.op->writes_output(o, opts_.training)) continue;
+    if (!n.op->writes_output(o, opts_.training) || !is_floating(t.dtype()) || t.numel() == 0) continue;
     const std::int64_t bad = count_nonfinite(ctx_, t, numerics_scratch_);
     KESTREL_CHECK(bad == 0, "non-finite values first appear in output ", g_.info(n.outputs[o]).describe(),
                   " of ", n.op->type(), " '", n.name, "' (", bad, " of ", t.numel(), " elements)");

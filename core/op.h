@@ -73,8 +73,9 @@ class Op {
   // graph's loss must be the output of such an op (autodiff checks before the backward pass).
   virtual bool takes_loss_seed() const { return false; }
   // Whether run() writes output `i` in this mode (some outputs are for backward only: batch
-  // norm's saved statistics, the loss's fused gradient). check_numerics skips those it does not:
-  // they hold whatever the arena held before.
+  // norm's saved statistics, the loss's fused gradient). The executor gives an output it does not
+  // write no memory (run() sees an undefined tensor there) and refuses to hand it out, to mark it
+  // as a graph output, or to feed it to another node.
   virtual bool writes_output(std::size_t /*i*/, bool /*training*/) const { return true; }
 };
 

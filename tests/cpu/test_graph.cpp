@@ -196,30 +196,74 @@ TEST(GraphNumerics, CheckNumericsNamesTheFirstNonFiniteNode) {
   EXPECT_NE(msg.find("Linear 'fc1'"), std::string::npos) << msg;
 }
 
-// An inference executor checks only the outputs its nodes write: batch norm's saved statistics
-// and the loss's fused gradient are written in training only, and held stale memory (NaN after
-// a diverged run) that check_numerics reported as the first non-finite values.
-TEST(GraphNumerics, InferenceSkipsOutputsWrittenOnlyInTraining) {
+// Batch norm's saved statistics and the loss's fused gradient are written in training only. An
+// inference executor gives them no memory: it refuses them as graph outputs and in value() (they
+// once held stale arena memory there, readable as if computed), and check_numerics skips them.
+namespace {
+Graph bn_loss_graph() {
   Graph g(graph_options(2));
   const Value x = nn::image_input(g, "x", 2, 3, 3);
   const Value labels = nn::label_input(g, "labels");
   const Value h = nn::relu(g, nn::batch_norm(g, "bn", x));
   nn::softmax_cross_entropy(g, nn::linear(g, "fc", nn::global_avg_pool(g, h), 3), labels);
-  g.mark_output(g.find_value("bn:invstd"), "invstd");  // pinned, so the test can reach it
-  g.mark_output(g.find_value("loss:dlogits"), "dlogits");
-  Context ctx;
-  ParameterStore store(g, ctx, 3);
+  return g;
+}
+CompileOptions inference_options() {
   CompileOptions co;
   co.training = false;
   co.fuse = false;
   co.check_numerics = true;
-  Executor ex(g, store, ctx, co);
+  return co;
+}
+}  // namespace
+
+TEST(GraphNumerics, InferenceRefusesOutputsWrittenOnlyInTraining) {
+  for (const char* value : {"bn:invstd", "bn:mean", "loss:dlogits"}) {
+    Graph g = bn_loss_graph();
+    g.mark_output(g.find_value(value), "pinned");
+    Context ctx;
+    ParameterStore store(g, ctx, 3);
+    const std::string msg = error_of([&] { Executor ex(g, store, ctx, inference_options()); });
+    EXPECT_NE(msg.find("output 'pinned' is '" + std::string(value) + "'"), std::string::npos) << msg;
+    const std::string op = value[0] == 'b' ? "BatchNorm2d 'bn'" : "SoftmaxCrossEntropy 'loss'";
+    EXPECT_NE(msg.find(op + " writes it only in a training executor"), std::string::npos) << msg;
+    CompileOptions training;
+    training.optimizer = OptimizerKind::kNone;
+    EXPECT_NO_THROW(Executor(g, store, ctx, training)) << value;  // written there: a fine output
+  }
+}
+
+TEST(GraphNumerics, InferenceHandsOutNoValueWrittenOnlyInTraining) {
+  Graph g = bn_loss_graph();
+  Context ctx;
+  ParameterStore store(g, ctx, 3);
+  Executor ex(g, store, ctx, inference_options());
   kestrel::testing::feed_uniform(ex, "x", 1);
   kestrel::testing::feed_labels(ex, "labels", 3);
-  ex.output("invstd").fill(NAN, ctx.stream());
-  ex.output("dlogits").fill(NAN, ctx.stream());
-  ex.run();
+  ex.run();  // check_numerics skips the saved statistics and the fused gradient, which have no memory
   EXPECT_TRUE(std::isfinite(ex.output("loss").to_float_vector()[0]));
+  const std::string msg = error_of([&] { ex.value("loss:dlogits"); });
+  EXPECT_NE(msg.find("value 'loss:dlogits' is not computed by this executor: SoftmaxCrossEntropy 'loss' writes "
+                     "it only in a training executor, and this one is for inference"),
+            std::string::npos) << msg;
+  EXPECT_NE(error_of([&] { ex.value("bn:invstd"); }).find("BatchNorm2d 'bn' writes it only in a training"),
+            std::string::npos);
+  EXPECT_EQ(ex.value("bn:y").numel(), 2 * 2 * 3 * 3);  // the statistics' node still hands out its output
+}
+
+// A node that reads the fused gradient in the forward pass reads nothing in inference: refused by name.
+TEST(GraphNumerics, InferenceRefusesANodeThatReadsAnOutputWrittenOnlyInTraining) {
+  Graph g(graph_options(2));
+  const Value z = g.input("z", {Shape{2, 3}});
+  const std::vector<Value> ce =
+      g.add_node(make_softmax_cross_entropy_op(0.f), "ce", {z, nn::label_input(g, "labels")});
+  g.mark_output(nn::relu(g, ce[1]), "r");
+  Context ctx;
+  ParameterStore store(g, ctx, 3);
+  const std::string msg = error_of([&] { Executor ex(g, store, ctx, inference_options()); });
+  EXPECT_NE(msg.find("reads 'ce:dlogits' [2, 3] fp32, but SoftmaxCrossEntropy 'ce' writes it only in a training "
+                     "executor"),
+            std::string::npos) << msg;
 }
 
 TEST(GraphTraining, SmallCnnLossFallsWithSgd) {
