@@ -108,6 +108,14 @@ AutodiffResult append_backward(Graph& g, const std::vector<Value>& inputs) {
       KESTREL_CHECK(grad_in[i].valid(), node.op->type(), " '", node.name,
                     "': backward gave no gradient for input ", i, " (",
                     g.info(node.inputs[i]).name, ")");
+      // An op of one's own (core/op.h) may get this wrong; the ops downstream would then read
+      // a gradient of another size or element type as if it were right.
+      const TypeSpec& want = g.info(node.inputs[i]).type;
+      const TypeSpec& got = g.info(grad_in[i]).type;
+      KESTREL_CHECK(got.shape == want.shape && got.dtype == want.dtype && got.layout == want.layout,
+                    node.op->type(), " '", node.name, "': backward gave input ", i, " (",
+                    g.info(node.inputs[i]).describe(), ") the gradient ", g.info(grad_in[i]).describe(),
+                    "; a gradient must have its input's shape, dtype and layout");
       contrib[node.inputs[i]].push_back(grad_in[i]);
     }
   }

@@ -626,6 +626,45 @@ class BadLayoutOp final : public Op {
 };
 }  // namespace
 
+namespace {
+// An op of one's own whose backward gets the gradient's dtype wrong: y = x forward, and a bf16
+// cast of dy handed back as the fp32 input's gradient.
+class BadGradientOp final : public Op {
+ public:
+  std::string type() const override { return "BadGradient"; }
+  std::vector<TypeSpec> infer(const std::vector<const ValueInfo*>& in, const std::string&) const override {
+    return {in[0]->type};
+  }
+  void run(const OpRun& r) const override { Tensor(r.out[0]).copy_from(r.in[0], r.ctx.stream()); }
+  std::vector<Value> backward(Graph& g, const Node& n, const std::vector<Value>& grad_out,
+                              const std::vector<bool>&) const override {
+    return {g.append_node(make_cast_op(DType::kBFloat16), n.name + ".backward", {grad_out[0]}, true)[0]};
+  }
+};
+}  // namespace
+
+// Autodiff checks what each backward hands back against the input it is for: a gradient of
+// another dtype is refused at compile, naming the op, the input and the gradient, instead of
+// being read downstream (here by Linear's backward) as fp32.
+TEST(GraphErrors, ABackwardThatGivesAGradientOfAnotherTypeIsRefused) {
+  Graph g(graph_options(2));
+  const Value x = g.input("x", {Shape{2, 4}});
+  const Value h = g.add_node1(std::make_shared<BadGradientOp>(), "bad", {nn::linear(g, "fc", x, 3)});
+  nn::softmax_cross_entropy(g, h, nn::label_input(g, "labels"));
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  const std::string e = error_of([&] { Executor ex(g, store, ctx, CompileOptions{}); });
+  EXPECT_NE(e.find("BadGradient 'bad': backward gave input 0 ('fc:y' [2, 3] fp32) the gradient "
+                   "'bad.backward:y' [2, 3] bf16; a gradient must have its input's shape, dtype and layout"),
+            std::string::npos) << e;
+  CompileOptions inference;
+  inference.training = false;
+  Executor ex(g, store, ctx, inference);  // no backward pass, nothing to refuse
+  kestrel::testing::feed_uniform(ex, "x", 2);
+  kestrel::testing::feed_labels(ex, "labels", 3);
+  EXPECT_NO_THROW(ex.run());
+}
+
 // A node refused for an output type (nhwc needs rank 4) changes nothing: not even its name, which
 // a retry with a good op gets unchanged.
 TEST(GraphErrors, ANodeRefusedForItsOutputLayoutKeepsItsNameFree) {
