@@ -110,8 +110,8 @@ Tensor label_batch(const CifarSplit& split, const std::int32_t* idx, std::int64_
   return t;
 }
 
-// A device (or host) tensor's values on the host: copy_from into host memory has finished when
-// it returns.
+// The predicted class of one row of a batch's logits (copied to the host with
+// to_float_vector(stream), which has finished when it returns).
 std::int64_t argmax_row(const std::vector<float>& logits, std::int64_t row) {
   const auto* r = logits.data() + row * kCifarClasses;
   return std::max_element(r, r + kCifarClasses) - r;
