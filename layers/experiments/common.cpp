@@ -206,6 +206,12 @@ double l2_norm(const std::vector<float>& v) {
   return std::sqrt(s);
 }
 
+double total_variation(const double* p, const double* q, std::int64_t n) {
+  double d = 0;
+  for (std::int64_t k = 0; k < n; ++k) d += std::fabs(p[k] - q[k]);
+  return 0.5 * d;
+}
+
 CsvTable::CsvTable(std::vector<std::string> header) : header_(std::move(header)) {
   KESTREL_CHECK(!header_.empty(), "a CSV table needs at least one column");
 }

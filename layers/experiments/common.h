@@ -86,6 +86,10 @@ double accuracy(Executor& ex, const DeviceImages& data, const std::string& x_nam
 // Euclidean norm in double precision.
 double l2_norm(const std::vector<float>& v);
 
+// Total variation distance between two distributions over n outcomes: half their L1 distance,
+// in [0, 1] (0: the same, 1: disjoint supports).
+double total_variation(const double* p, const double* q, std::int64_t n);
+
 // The shortest decimal (%g with 6 to 9 digits) that reads back as the same float: 0.3f is "0.3",
 // where its widened double prints as 0.30000001. "nan", "inf", "-inf" when not finite.
 std::string float_text(float v);

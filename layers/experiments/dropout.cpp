@@ -83,9 +83,9 @@ void ensemble_view(const DropoutConfig& c, const Graph& g, ParameterStore& store
         const std::int64_t label = test.y[static_cast<std::size_t>(first + r)];
         correct[next] += argmax(s, kClasses) == label;
         agree[next] += argmax(s, kClasses) == argmax(w, kClasses);
-        double d = 0;
-        for (std::int64_t k = 0; k < kClasses; ++k) d += std::fabs(s[k] / m - w[k]);
-        tv[next] += 0.5 * d;
+        double mean[kClasses];  // the average of the m masked nets' softmax
+        for (std::int64_t k = 0; k < kClasses; ++k) mean[k] = s[k] / m;
+        tv[next] += total_variation(mean, w, kClasses);
       }
       ++next;
     }

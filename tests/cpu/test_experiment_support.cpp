@@ -79,6 +79,33 @@ TEST(ExperimentSupport, FeaturesAreCroppedPooledAndNormalised) {
   EXPECT_NE(error_of([] { to_float_dataset(tiny(3, 2), 3, 2, 8, 3); }).find("crop 8 and pool 3"), std::string::npos);
 }
 
+// A channel of tiny but non-zero spread is scaled by its own standard deviation (the floor under
+// the variance only keeps a constant channel from dividing by zero): channel 0 of every training
+// image alternates the levels 100 and 101 by column, so its mean is 100.5/255, its deviation
+// 0.5/255 and each of its features -1 or +1 (fp32 arithmetic on values near 0.4 divided by 0.002:
+// 1e-3 covers it). A crop larger than the 32x32 image is refused.
+TEST(ExperimentSupport, ANearlyConstantChannelIsScaledByItsOwnSpreadAndACropMustFitTheImage) {
+  CifarDataset d = tiny(4, 1);
+  for (CifarSplit* s : {&d.train, &d.test})
+    for (std::int64_t i = 0; i < s->count; ++i)
+      for (int p = 0; p < 1024; ++p) s->images[static_cast<std::size_t>(i * 3072 + p)] = static_cast<std::uint8_t>(100 + p % 2);
+  const FloatDataset f = to_float_dataset(d, 4, 1, 32, 1);
+  for (const FloatImages* split : {&f.train, &f.test})
+    for (int p = 0; p < 1024; ++p)
+      ASSERT_NEAR(split->x[static_cast<std::size_t>(p)], p % 2 == 0 ? -1.0 : 1.0, 1e-3) << "feature " << p;
+  EXPECT_NE(error_of([] { to_float_dataset(tiny(3, 2), 3, 2, 34, 2); }).find("crop 34 and pool 2"), std::string::npos);
+  EXPECT_NO_THROW(to_float_dataset(tiny(3, 2), 3, 2, 32, 2));
+}
+
+// Half the L1 distance between two distributions, on closed forms.
+TEST(ExperimentSupport, TotalVariationIsHalfTheL1Distance) {
+  const double a[3] = {1, 0, 0}, b[3] = {0, 1, 0}, c[3] = {0.5, 0.25, 0.25};
+  EXPECT_EQ(total_variation(a, b, 3), 1.0);
+  EXPECT_EQ(total_variation(c, c, 3), 0.0);
+  EXPECT_DOUBLE_EQ(total_variation(a, c, 3), 0.5);
+  EXPECT_DOUBLE_EQ(total_variation(c, b, 3), 0.75);
+}
+
 TEST(ExperimentSupport, FeedBatchWrapsAndAccuracyCountsOnlyRealImages) {
   const FloatDataset f = to_float_dataset(tiny(5, 5), 5, 5, 2, 1);  // 12 features
   Graph g(kestrel::testing::graph_options(4));
@@ -107,6 +134,8 @@ TEST(ExperimentSupport, FeedBatchWrapsAndAccuracyCountsOnlyRealImages) {
     correct += (std::max_element(row, row + 10) - row) == f.test.y[static_cast<std::size_t>(i)];
   }
   EXPECT_DOUBLE_EQ(accuracy(ex, f.test, "x", "labels", "logits"), static_cast<double>(correct) / 5.0);
+  EXPECT_NE(error_of([&] { feed_batch(ex, f.train, {}, 0, "x", "labels"); }).find("feed_batch: no images to feed"),
+            std::string::npos);
 }
 
 TEST(ExperimentSupport, DeviceResidentFeedGathersWhatTheHostFeedCopiesInEveryDtypeAndLayout) {
@@ -144,6 +173,25 @@ TEST(ExperimentSupport, DeviceResidentFeedGathersWhatTheHostFeedCopiesInEveryDty
                                              layout, ctx);
     EXPECT_NE(error_of([&] { feed_batch(ex, other, order, 0, "x", "labels"); }).find("does not take images"),
               std::string::npos);
+    DeviceImages narrow = d;  // as high as the input takes, but 2 pixels wide
+    narrow.x = Tensor::from_vector(std::vector<float>(5 * 3 * 4 * 2, 0.5f), Shape{5, 3, 4, 2}, dtype, layout);
+    EXPECT_NE(error_of([&] { feed_batch(ex, narrow, order, 0, "x", "labels"); }).find("does not take images"),
+              std::string::npos);
+    // Labels that are the network's own predictions: every image counts, the one in the last,
+    // partial batch included, on the device and on the host alike.
+    FloatImages right = f.test;
+    for (const std::int64_t first : {0, 4}) {
+      feed_batch(ex, f.test, first == 0 ? std::vector<std::int32_t>{0, 1, 2, 3} : std::vector<std::int32_t>{4}, 0,
+                 "x", "labels");
+      ex.run();
+      const std::vector<float> logits = ex.output("logits").to_float_vector();
+      for (std::int64_t b = 0; b < (first == 0 ? 4 : 1); ++b)
+        right.y[static_cast<std::size_t>(first + b)] =
+            static_cast<std::int32_t>(std::max_element(logits.begin() + b * 10, logits.begin() + b * 10 + 10) -
+                                      (logits.begin() + b * 10));
+    }
+    EXPECT_EQ(accuracy(ex, upload_images(right, dtype, layout, ctx), "x", "labels", "logits"), 1.0);
+    EXPECT_EQ(accuracy(ex, right, "x", "labels", "logits"), 1.0);
   }
 }
 

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "error_text.h"
 #include "temp_dir.h"
 #include "kestrel/core/context.h"
 #include "kestrel/core/error.h"
@@ -26,6 +27,7 @@
 
 using namespace kestrel;
 using namespace kestrel::experiments;
+using kestrel::testing::error_of;
 
 namespace {
 int lines_of(const std::string& path) {
@@ -638,6 +640,19 @@ DegradationConfig tiny_degradation(int steps, int eval_every) {
 }
 }  // namespace
 
+// A model's depth must be 6n + 2 (refused by name, not trained as the depth below it), and a
+// training split exactly one batch large is enough.
+TEST(SeedRuns, DegradationTakesDepthsOfSixNPlusTwoAndATrainingSplitOfOneBatch) {
+  Context ctx;
+  DegradationConfig c = tiny_degradation(1, 1);
+  c.train_images = c.batch;
+  EXPECT_EQ(run_degradation(c, ctx, nullptr).curves.size(), 1u);
+  c.models[0].depth = 10;
+  c.models[0].name = "plain-10";
+  const std::string e = error_of([&] { run_degradation(c, ctx, nullptr); });
+  EXPECT_NE(e.find("model 'plain-10': depth must be 6n+2, got 10"), std::string::npos) << e;
+}
+
 // A loss point is the mean of the steps' losses since the previous point. The same training run
 // (same seed, batches and schedule; evaluation changes nothing) is recorded once with a point
 // after every step, which gives each step's loss, and once with a point every 3 steps: 7 steps
@@ -664,6 +679,16 @@ TEST(SeedRuns, DegradationLossPointsAverageTheStepsSinceTheLastPoint) {
   EXPECT_EQ(b.test_error[0], a.test_error[2]);
   EXPECT_EQ(b.test_error[1], a.test_error[5]);
   EXPECT_EQ(b.test_error[2], a.test_error[6]);
+}
+
+// A depth run's label (its chart series and table name) keeps the gain to six significant digits.
+TEST(SeedReports, DepthRunLabelsKeepSixSignificantDigitsOfTheGain) {
+  DepthRun d;
+  d.kind = "relu";
+  d.gain = 1.23456789;
+  EXPECT_EQ(d.label(), "relu x1.23457");
+  d.gain = 0.5;
+  EXPECT_EQ(d.label(), "relu x0.5");
 }
 
 // As for dropout: distinct numbers in every cell of a gradient-flow result, and a diverged
@@ -915,7 +940,7 @@ TEST(SeedRuns, GradientFlowTrainedViewIsOfTheTrainedNetwork) {
   const GradientFlowConfig cfg = tiny_gradient_flow(1.0, 5);
   const GradientFlowResult r = run_gradient_flow(cfg, ctx, nullptr);
   const FloatImages data = gradient_flow_images(cfg);
-  for (const std::string& kind : std::vector<std::string>{"relu", "residual"}) {
+  for (const std::string& kind : std::vector<std::string>{"relu", "sigmoid", "residual"}) {
     SCOPED_TRACE(kind);
     const Graph g = deep_mlp(cfg, data.features(), kind, 1.0);
     ParameterStore store(g, ctx, cfg.seed);
