@@ -113,7 +113,8 @@ class Executor {
   // until the next run().
   Tensor input_gradient(const std::string& input_name) const;
   // Any value of the compiled graph by name (debugging and tests; arena memory is reused, so
-  // only values alive at the end of the step hold their final contents).
+  // only values alive at the end of the step hold their final contents). An inference executor
+  // refuses the outputs only training writes (Op::writes_output), which it gives no memory.
   Tensor value(const std::string& name) const;
 
   void run();
