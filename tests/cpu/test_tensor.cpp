@@ -327,3 +327,73 @@ TEST(Tensor, ASizeOneDimensionsStrideDoesNotBreakContiguity) {
   EXPECT_EQ(dst.to_float_vector(), (std::vector<float>{1, 2, 3}));
   EXPECT_EQ(cols.reshape(Shape{3}).to_float_vector(), (std::vector<float>{1, 2, 3}));
 }
+
+// The edges of the views' bounds, each inclusive: a narrow to the end of a dimension, an empty
+// narrow at its end, a zero-byte view at the end of the buffer; a negative length is refused by
+// narrow itself. A view of a wrapped null pointer stays null (no arithmetic on it).
+TEST(Tensor, ViewBoundsAreInclusiveAtTheEnd) {
+  std::vector<float> v(4 * 6);
+  std::iota(v.begin(), v.end(), 0.f);
+  const Tensor x = Tensor::from_vector(v, Shape{4, 6});
+  EXPECT_EQ(x.narrow(1, 2, 4).to_float_vector(),
+            (std::vector<float>{2, 3, 4, 5, 8, 9, 10, 11, 14, 15, 16, 17, 20, 21, 22, 23}));
+  EXPECT_EQ(x.narrow(0, 4, 0).shape(), (Shape{0, 6}));
+  const std::string negative = kestrel::testing::error_of([&] { (void)x.narrow(0, 1, -1); });
+  EXPECT_NE(negative.find("narrow: -1 elements from 1 are out of bounds for dimension 0 of size 4"), std::string::npos)
+      << negative;
+  EXPECT_EQ(x.view_bytes(96, Shape{0}, DType::kFloat32).numel(), 0);
+  EXPECT_EQ(Tensor::wrap(nullptr, Shape{4}, DType::kFloat32, kestrel::Device::cpu()).narrow(0, 2, 2).data(), nullptr);
+  // The byte-size limit is inclusive too: 2^62 - 1 floats (2^64 - 4 bytes) can be described
+  // (wrap allocates nothing), 2^62 cannot.
+  float one = 0.f;
+  EXPECT_NO_THROW(Tensor::wrap(&one, Shape{(std::int64_t{1} << 62) - 1}, DType::kFloat32, kestrel::Device::cpu()));
+  EXPECT_THROW(Tensor::wrap(&one, Shape{std::int64_t{1} << 62}, DType::kFloat32, kestrel::Device::cpu()), kestrel::Error);
+}
+
+// An NHWC tensor reshapes without reordering when C is 1 or H*W is 1 (both memory orders
+// agree), and a reshape to its own shape stays NHWC with its values in place.
+TEST(Tensor, NhwcReshapeKeepsTheLayoutForItsOwnShapeAndFlattensASingleChannel) {
+  std::vector<float> v(2 * 3 * 2 * 2);
+  std::iota(v.begin(), v.end(), 0.f);
+  const Tensor x = Tensor::from_vector(v, Shape{2, 3, 2, 2}, DType::kFloat32, Layout::kNHWC);
+  const Tensor same = x.reshape(Shape{2, 3, 2, 2});
+  EXPECT_EQ(same.layout(), Layout::kNHWC);
+  EXPECT_EQ(same.to_float_vector(), v);
+  const Tensor one_channel = Tensor::from_vector(std::vector<float>(v.begin(), v.begin() + 8), Shape{2, 1, 2, 2},
+                                                 DType::kFloat32, Layout::kNHWC);
+  EXPECT_EQ(one_channel.reshape(Shape{2, 4}).to_float_vector(), (std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7}));
+}
+
+// copy_from and the fills take contiguous tensors of one layout: a strided view as source or
+// destination, an NHWC source for an NCHW destination of the same shape, and a fill of a strided
+// view are refused, and nothing is written.
+TEST(Tensor, CopiesAndFillsRefuseStridedViewsAndAnotherLayout) {
+  kestrel::Stream cpu;
+  std::vector<float> v(4 * 6);
+  std::iota(v.begin(), v.end(), 0.f);
+  Tensor x = Tensor::from_vector(v, Shape{4, 6});
+  Tensor cols = x.narrow(1, 2, 3);  // [4, 3], row stride 6
+  Tensor dense = Tensor::from_vector(std::vector<float>(12, -1.f), Shape{4, 3});
+  const std::string from_view = kestrel::testing::error_of([&] { dense.copy_from(cols, cpu); });
+  EXPECT_NE(from_view.find("copy_from needs contiguous tensors"), std::string::npos) << from_view;
+  const std::string into_view = kestrel::testing::error_of([&] { cols.copy_from(dense, cpu); });
+  EXPECT_NE(into_view.find("copy_from needs contiguous tensors"), std::string::npos) << into_view;
+  const std::string fill = kestrel::testing::error_of([&] { cols.fill(7.f, cpu); });
+  EXPECT_NE(fill.find("fill needs a contiguous tensor"), std::string::npos) << fill;
+  EXPECT_EQ(x.to_float_vector(), v);
+  EXPECT_EQ(dense.to_float_vector(), std::vector<float>(12, -1.f));
+  const Tensor nhwc = Tensor::from_vector(std::vector<float>(8, 2.f), Shape{1, 2, 2, 2}, DType::kFloat32, Layout::kNHWC);
+  Tensor nchw = Tensor::empty_cpu(Shape{1, 2, 2, 2}, DType::kFloat32);
+  EXPECT_THROW(nchw.copy_from(nhwc, cpu), kestrel::Error);
+}
+
+// fill_normal draws from the Philox stream at the offset it is given, as fill_uniform does.
+TEST(Tensor, NormalFillTakesItsOffset) {
+  kestrel::Context ctx;
+  Tensor a = Tensor::empty(Shape{64}, DType::kFloat32, ctx), b = Tensor::empty(Shape{64}, DType::kFloat32, ctx);
+  a.fill_normal(5, 0.f, 1.f, ctx.stream());
+  b.fill_normal(5, 0.f, 1.f, ctx.stream(), /*offset=*/0);
+  EXPECT_EQ(a.to_float_vector(), b.to_float_vector());
+  b.fill_normal(5, 0.f, 1.f, ctx.stream(), /*offset=*/1);
+  EXPECT_NE(a.to_float_vector(), b.to_float_vector());
+}
