@@ -214,8 +214,9 @@ void Executor::plan_arena() {
     for (int i : n.inputs) last[i] = std::max(last[i], s);
   }
   for (const auto& [name, id] : outputs_) {
-    const std::string why = unwritten_reason(g_, id, opts_.training);
-    KESTREL_CHECK(why.empty(), "output '", name, "' is ", g_.info(id).describe(), ": ", why);
+    // No memory of its own and no node writing it here: an output only training writes.
+    if (first[id] < 0 && !bound_[id].defined())
+      KESTREL_FAIL("output '", name, "' is ", g_.info(id).describe(), ": ", unwritten_reason(g_, id, opts_.training));
     last[id] = nsteps;  // readable after the step
   }
   for (const auto& [name, id] : input_grad_value_) last[id] = nsteps;

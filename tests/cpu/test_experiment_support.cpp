@@ -185,10 +185,10 @@ TEST(ExperimentSupport, DeviceResidentFeedGathersWhatTheHostFeedCopiesInEveryDty
                  "x", "labels");
       ex.run();
       const std::vector<float> logits = ex.output("logits").to_float_vector();
-      for (std::int64_t b = 0; b < (first == 0 ? 4 : 1); ++b)
-        right.y[static_cast<std::size_t>(first + b)] =
-            static_cast<std::int32_t>(std::max_element(logits.begin() + b * 10, logits.begin() + b * 10 + 10) -
-                                      (logits.begin() + b * 10));
+      for (std::int64_t b = 0; b < (first == 0 ? 4 : 1); ++b) {
+        const auto row = logits.begin() + b * 10;
+        right.y[static_cast<std::size_t>(first + b)] = static_cast<std::int32_t>(std::max_element(row, row + 10) - row);
+      }
     }
     EXPECT_EQ(accuracy(ex, upload_images(right, dtype, layout, ctx), "x", "labels", "logits"), 1.0);
     EXPECT_EQ(accuracy(ex, right, "x", "labels", "logits"), 1.0);

@@ -6,6 +6,7 @@
 // mutation test of core/ops/ (shape_ops.cpp, conv_ops.cpp, batchnorm_op.cpp) found.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -39,7 +40,7 @@ TEST(OpRefusals, Conv2dRefusesEachBadAttributeOnItsOwn) {
 TEST(OpRefusals, BatchNormTakesEpsAboveZeroAndMomentumFromZeroToOne) {
   const auto op = [](float eps, float momentum) { return BatchNormOp(BatchNormAttrs{eps, momentum}, BnActivation::kNone); };
   EXPECT_NE(error_of([&] { op(0.f, 0.1f); }).find("BatchNorm2d eps must be > 0, got 0"), std::string::npos);
-  EXPECT_NO_THROW(op(1e-38f, 0.1f));
+  EXPECT_NO_THROW(op(std::numeric_limits<float>::denorm_min(), 0.1f));
   EXPECT_NO_THROW(op(1e-5f, 0.f));
   EXPECT_NO_THROW(op(1e-5f, 1.f));
   for (float m : {-1e-6f, 1.000001f})
