@@ -225,7 +225,8 @@ class Graph {
   const std::vector<ParamInfo>& params() const noexcept { return params_; }
   Value find_value(const std::string& name) const;  // raises with close matches when missing
 
-  // Human-readable listing of nodes with their input and output types.
+  // Human-readable listing, one line per node: its op, name and output shapes ("bwd" marks backward
+  // nodes).
   std::string summary() const;
 
  private:
