@@ -94,8 +94,8 @@ TrainPlan plan_training(const TrainOptions& o, const std::string& cuda_reason, b
                 "--warmup-epochs does not apply to --schedule onecycle (it warms up on its own)");
   try {
     t.optimizer = parse_optimizer_kind(o.optimizer);
-  } catch (const Error& e) {
-    KESTREL_FAIL("--optimizer: ", e.message());
+  } catch (const Error&) {
+    t.optimizer = OptimizerKind::kNone;  // refused below, naming the two a run can take
   }
   KESTREL_CHECK(t.optimizer != OptimizerKind::kNone, "--optimizer must be sgd or adamw, got '", o.optimizer, "'");
   KESTREL_CHECK(t.optimizer == OptimizerKind::kSgd || (!given("momentum") && !given("nesterov")),

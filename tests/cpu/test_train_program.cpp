@@ -160,7 +160,7 @@ TEST(TrainProgram, InvalidValuesNameTheOption) {
   bad([](TrainOptions& o) { o.layout = "chwn"; }, "--layout must be nchw or nhwc");
   bad([](TrainOptions& o) { o.model = "resnet21"; }, "6n+2");
   bad([](TrainOptions& o) { o.model = "vgg16"; }, "--model: unknown model 'vgg16'");
-  bad([](TrainOptions& o) { o.optimizer = "adam"; }, "--optimizer: unknown optimizer");
+  bad([](TrainOptions& o) { o.optimizer = "adam"; }, "--optimizer must be sgd or adamw, got 'adam'");
   bad([](TrainOptions& o) { o.version = 3; }, "--version must be 1 or 2");
   // Options that would be ignored are refused: a version for a v2-only network, SGD's settings
   // with AdamW.
@@ -177,7 +177,7 @@ TEST(TrainProgram, InvalidValuesNameTheOption) {
   bad([](TrainOptions& o) { o.lr = -0.1; }, "--lr must be in (0, 100]");
   bad([](TrainOptions& o) { o.lr = NAN; }, "--lr must be");
   bad([](TrainOptions& o) { o.schedule = "linear"; }, "--schedule");
-  bad([](TrainOptions& o) { o.optimizer = "lion"; }, "unknown optimizer 'lion'");
+  bad([](TrainOptions& o) { o.optimizer = "lion"; }, "--optimizer must be sgd or adamw, got 'lion'");
   bad([](TrainOptions& o) { o.device = "tpu"; }, "--device must be auto, cpu, cuda or cuda:N, got 'tpu'");
   bad([](TrainOptions& o) { o.dropout = 1.0; }, "--dropout must be in [0, 1)");
   bad([](TrainOptions& o) { o.momentum = 0, o.nesterov = true; }, "--nesterov needs --momentum > 0");
