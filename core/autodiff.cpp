@@ -31,7 +31,8 @@ void check_loss_takes_the_seed(const Graph& g, const std::vector<bool>& requires
   if (!requires_grad[static_cast<std::size_t>(v)]) return;  // no gradient flows from it
   const std::string& loss = g.info(g.loss()).name;
   const int n = producer[static_cast<std::size_t>(v)];
-  KESTREL_CHECK(n >= 0, "the loss '", loss, "' is a parameter itself: make it the output of softmax_cross_entropy");
+  KESTREL_CHECK(n >= 0, "the loss '", loss, "' is made by no node (it is a graph ", value_kind_name(g.info(g.loss()).kind),
+                "): make it the output of softmax_cross_entropy");
   const Node& node = g.nodes()[static_cast<std::size_t>(n)];
   KESTREL_CHECK(node.op->takes_loss_seed(), "the loss '", loss, "' must be the output of softmax_cross_entropy "
                 "(the only op where d loss / d loss enters the backward pass; sums of losses are not supported); it "

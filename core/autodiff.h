@@ -22,11 +22,13 @@ struct AutodiffResult {
 };
 
 // Raises kestrel::Error when the graph has no loss, when the loss is not softmax_cross_entropy's
-// output (where d loss / d loss enters), when an entry of `inputs` is not a floating graph
-// input, or when the loss does not depend on one of them.
+// output (where d loss / d loss enters; a loss that depends on no trainable parameter and no
+// entry of `inputs` is taken as it is and gives no gradients), when an entry of `inputs` is not a
+// floating graph input, or when the loss does not depend on one of them.
 AutodiffResult append_backward(Graph& g, const std::vector<Value>& inputs = {});
 
-// Sums gradient contributions with a chain of Add nodes (returns parts[0] for one part).
+// Sums gradient contributions with a chain of Add nodes (returns parts[0] for one part). Raises
+// kestrel::Error for no parts, and for the loss's seed (Value::seed()) with any other part.
 Value sum_gradients(Graph& g, const std::vector<Value>& parts, std::string name);
 
 }  // namespace kestrel

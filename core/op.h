@@ -66,7 +66,8 @@ class Op {
   virtual std::size_t workspace_bytes(const PlanQuery& /*q*/) const { return 0; }
   // Appends the backward nodes for `n` and returns one gradient per input (invalid where
   // needs_grad is false or the input is not differentiable). grad_out[i] is invalid when output
-  // i receives no gradient, Value::seed() for the loss itself.
+  // i receives no gradient, Value::seed() for the loss itself. Autodiff calls it only when some
+  // output receives a gradient and some input needs one.
   virtual std::vector<Value> backward(Graph& g, const Node& n, const std::vector<Value>& grad_out,
                                       const std::vector<bool>& needs_grad) const;
   // Whether backward() takes Value::seed() (d loss / d loss) as its first output's gradient: the
