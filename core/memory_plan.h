@@ -4,7 +4,9 @@
 // Contract: every request gets an offset aligned to `alignment`; for any two requests whose
 // [first, last] step intervals intersect, their byte ranges [offset, offset + bytes) are
 // disjoint; arena_bytes is the end of the highest placed buffer. Greedy by decreasing size,
-// lowest fitting offset (the classic offline "greedy by size" placement).
+// lowest fitting offset (the classic offline "greedy by size" placement). A zero-byte request is
+// placed as if it held one byte: its offset lies inside the arena (a real address, never the
+// arena's end), apart from the other requests live with it.
 #pragma once
 
 #include <cstddef>

@@ -153,3 +153,27 @@ TEST(MemoryPlan, EqualSizedBuffersPlacedByStartNeedOnlyTheLivePeak) {
     ASSERT_EQ(pq.arena_bytes, peak) << "trial " << trial;
   }
 }
+
+// The edges of the contract in memory_plan.h: a first step of -1 is refused like -3; total_bytes
+// sums the requests as given (zero-byte ones add nothing) while each zero-byte request still
+// takes an aligned slot of its own inside the arena; the checker refuses a plan whose offsets are
+// not one per request.
+TEST(MemoryPlan, EdgesOfTheContract) {
+  EXPECT_THROW(kestrel::plan_memory({{10, -1, 1}}), kestrel::Error);
+  const std::vector<BufferRequest> r = {{0, 0, 2}, {0, 1, 3}, {100, 0, 3}};
+  const MemoryPlan p = kestrel::plan_memory(r, 256);
+  EXPECT_EQ(p.total_bytes, 100u);
+  EXPECT_EQ(p.arena_bytes, 3u * 256u);
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    EXPECT_EQ(p.offsets[i] % 256, 0u);
+    EXPECT_LT(p.offsets[i], p.arena_bytes);
+  }
+  EXPECT_NE(p.offsets[0], p.offsets[1]);
+  EXPECT_TRUE(plan_is_valid(r, p));
+  MemoryPlan extra = p;
+  extra.offsets.push_back(0);
+  EXPECT_FALSE(plan_is_valid(r, extra));
+  MemoryPlan fewer = p;
+  fewer.offsets.pop_back();
+  EXPECT_FALSE(plan_is_valid(r, fewer));
+}
