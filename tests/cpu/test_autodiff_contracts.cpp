@@ -8,16 +8,17 @@
 #include <vector>
 
 #include "error_text.h"
+#include "grad_check.h"
 #include "kestrel/core/autodiff.h"
 #include "kestrel/core/ops/elementwise_ops.h"
 #include "kestrel/layers/nn.h"
 
 using namespace kestrel;
+using kestrel::testing::contains;
 using kestrel::testing::error_of;
+using kestrel::testing::graph_options;
 
 namespace {
-
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 std::size_t backward_nodes(const Graph& g) {
   std::size_t n = 0;
@@ -64,9 +65,7 @@ class SeedTakingOp final : public Op {
 
 // A batch of 2 through x -> fc (a parameter) -> [op] -> softmax cross-entropy.
 std::string backward_refusal(std::shared_ptr<const Op> op) {
-  GraphOptions o;
-  o.batch = 2;
-  Graph g(o);
+  Graph g(graph_options(2));
   const Value h = g.add_node1(std::move(op), "own", {nn::linear(g, "fc", g.input("x", {Shape{2, 4}}), 3)});
   nn::softmax_cross_entropy(g, h, nn::label_input(g, "labels"));
   return error_of([&] { append_backward(g); });
@@ -78,9 +77,9 @@ TEST(AutodiffContracts, SumGradientsRefusesNothingAndTheSeedWithAnotherPart) {
   Graph g;
   const Value a = g.input("a", {Shape{3}});
   const Value b = g.input("b", {Shape{3}});
-  EXPECT_TRUE(has(error_of([&] { sum_gradients(g, {}, "w"); }), "sum_gradients of nothing for 'w'"));
-  EXPECT_TRUE(has(error_of([&] { sum_gradients(g, {Value::seed(), a}, "loss"); }), "the loss 'loss' is used by other nodes"));
-  EXPECT_TRUE(has(error_of([&] { sum_gradients(g, {a, Value::seed()}, "loss"); }), "the loss 'loss' is used by other nodes"));
+  EXPECT_TRUE(contains(error_of([&] { sum_gradients(g, {}, "w"); }), "sum_gradients of nothing for 'w'"));
+  EXPECT_TRUE(contains(error_of([&] { sum_gradients(g, {Value::seed(), a}, "loss"); }), "the loss 'loss' is used by other nodes"));
+  EXPECT_TRUE(contains(error_of([&] { sum_gradients(g, {a, Value::seed()}, "loss"); }), "the loss 'loss' is used by other nodes"));
   EXPECT_EQ(g.nodes().size(), 0u);
   EXPECT_EQ(sum_gradients(g, {a}, "w").id, a.id);  // one part: itself, no node
   EXPECT_TRUE(sum_gradients(g, {Value::seed()}, "loss").is_seed());
@@ -96,13 +95,13 @@ TEST(AutodiffContracts, ALossMadeByNoNodeIsRefusedNamingWhatItIs) {
   const Value w = g.parameter("w", {Shape{1}}, Init::zeros());
   g.set_loss(w);
   std::string e = error_of([&] { append_backward(g); });
-  EXPECT_TRUE(has(e, "the loss 'w' is made by no node (it is a graph parameter): make it the output of softmax_cross_entropy"))
+  EXPECT_TRUE(contains(e, "the loss 'w' is made by no node (it is a graph parameter): make it the output of softmax_cross_entropy"))
       << e;
   Graph h;
   const Value x = h.input("x", {Shape{1}});
   h.set_loss(x);
   e = error_of([&] { append_backward(h, {x}); });
-  EXPECT_TRUE(has(e, "the loss 'x' is made by no node (it is a graph input)")) << e;
+  EXPECT_TRUE(contains(e, "the loss 'x' is made by no node (it is a graph input)")) << e;
 }
 
 // A loss that depends on no trainable parameter (and no input asked for) gives no gradients; it
@@ -116,9 +115,7 @@ TEST(AutodiffContracts, ALossNoGradientFlowsFromGivesNoGradients) {
   EXPECT_EQ(backward_nodes(g), 0u);
   // The same for softmax cross-entropy of logits that no parameter makes: the seed enters it,
   // but none of its inputs needs a gradient, so its backward is not asked for.
-  GraphOptions o;
-  o.batch = 2;
-  Graph plain(o);
+  Graph plain(graph_options(2));
   nn::linear(plain, "fc", plain.input("x", {Shape{2, 4}}), 3);
   nn::softmax_cross_entropy(plain, plain.input("logits", {Shape{2, 3}}), nn::label_input(plain, "labels"));
   EXPECT_EQ(append_backward(plain).param_grad, (std::vector<int>{-1, -1}));
@@ -138,9 +135,7 @@ TEST(AutodiffContracts, ABackwardIsNotAskedForWhenNoInputNeedsAGradient) {
 // A side branch (an output marked for reading, not part of the loss) gets no backward nodes and
 // its parameters no gradient, though its input leads to the loss.
 TEST(AutodiffContracts, ASideBranchThatDoesNotLeadToTheLossGetsNoBackward) {
-  GraphOptions o;
-  o.batch = 2;
-  Graph g(o);
+  Graph g(graph_options(2));
   const Value h = nn::relu(g, nn::linear(g, "fc1", g.input("x", {Shape{2, 4}}), 5));
   g.mark_output(nn::linear(g, "aux", h, 2), "aux");
   nn::softmax_cross_entropy(g, nn::linear(g, "fc2", h, 3), nn::label_input(g, "labels"));
@@ -152,7 +147,7 @@ TEST(AutodiffContracts, ASideBranchThatDoesNotLeadToTheLossGetsNoBackward) {
   }
   for (const Node& n : g.nodes()) {
     if (n.backward) {
-      EXPECT_FALSE(has(n.name, "aux")) << n.name;
+      EXPECT_FALSE(contains(n.name, "aux")) << n.name;
     }
   }
 }
@@ -161,8 +156,8 @@ TEST(AutodiffContracts, ASideBranchThatDoesNotLeadToTheLossGetsNoBackward) {
 // input that needs it.
 TEST(AutodiffContracts, ABackwardMustGiveOneGradientPerInput) {
   std::string e = backward_refusal(std::make_shared<OwnBackwardOp>(2, false));
-  EXPECT_TRUE(has(e, "OwnBackward 'own': backward returned 2 gradients for 1 inputs")) << e;
+  EXPECT_TRUE(contains(e, "OwnBackward 'own': backward returned 2 gradients for 1 inputs")) << e;
   e = backward_refusal(std::make_shared<OwnBackwardOp>(0, true));
-  EXPECT_TRUE(has(e, "OwnBackward 'own': backward gave no gradient for input 0 (fc:y)")) << e;
+  EXPECT_TRUE(contains(e, "OwnBackward 'own': backward gave no gradient for input 0 (fc:y)")) << e;
   EXPECT_EQ(backward_refusal(std::make_shared<OwnBackwardOp>(1, false)), "(no error)");
 }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "grad_check.h"
 #include "kestrel/core/fusion.h"
 #include "kestrel/core/ops/batchnorm_op.h"
 #include "kestrel/core/ops/elementwise_ops.h"
@@ -15,15 +16,12 @@
 #include "kestrel/layers/nn.h"
 
 using namespace kestrel;
+using kestrel::testing::graph_options;
 
 namespace {
 
 struct BnGraph {
-  Graph g{[] {
-    GraphOptions o;
-    o.batch = 2;
-    return o;
-  }()};
+  Graph g{graph_options(2)};
   Value x, residual, running_mean, y;
 };
 
@@ -41,15 +39,18 @@ BnGraph bn_graph(std::shared_ptr<const Op> op = make_batchnorm_op({1e-5f, 0.1f})
   return b;
 }
 
+// The five inputs of the graph's first node, the BN: x, gamma, beta, running mean and variance.
+std::vector<Value> bn_inputs(const BnGraph& b) {
+  std::vector<Value> in;
+  for (int id : b.g.nodes()[0].inputs) in.push_back(Value{id});
+  return in;
+}
+
 }  // namespace
 
 // Consumers per value in node order, once per input slot; outputs and the loss pinned.
 TEST(FusionContracts, ValueUsesListsConsumersAndPinsOutputsAndTheLoss) {
-  Graph g([] {
-    GraphOptions o;
-    o.batch = 2;
-    return o;
-  }());
+  Graph g(graph_options(2));
   const Value x = g.input("x", {Shape{2, 3}});
   const Value s = nn::add(g, x, x);
   const Value r = nn::relu(g, s);
@@ -124,18 +125,14 @@ TEST(FusionContracts, AnAddFollowedByAnythingButReluIsNotFused) {
 // backward of one's own) is neither fused with a backward ReLU nor rebuilt for its readers.
 TEST(FusionContracts, BackwardNodesAreLeftAlone) {
   BnGraph b = bn_graph();
-  const std::vector<Value> in = {b.x, Value{b.g.nodes()[0].inputs[1]}, Value{b.g.nodes()[0].inputs[2]},
-                                 b.running_mean, Value{b.g.nodes()[0].inputs[4]}};
-  const Value y = b.g.append_node(make_batchnorm_op({1e-5f, 0.1f}), "bwd_bn", in, true)[0];
+  const Value y = b.g.append_node(make_batchnorm_op({1e-5f, 0.1f}), "bwd_bn", bn_inputs(b), true)[0];
   b.g.append_node(make_relu_op(), "bwd_relu", {y}, true);
   EXPECT_EQ(fuse_batchnorm_activations(b.g), 0);
 
   const auto plain = std::dynamic_pointer_cast<const BatchNormOp>(make_batchnorm_op({1e-5f, 0.1f}));
   ASSERT_NE(plain, nullptr);
   BnGraph c = bn_graph();
-  const std::vector<Value> cin = {c.x, Value{c.g.nodes()[0].inputs[1]}, Value{c.g.nodes()[0].inputs[2]},
-                                  c.running_mean, Value{c.g.nodes()[0].inputs[4]}};
-  const Value z = c.g.append_node(plain->with_activation(BnActivation::kRelu), "bwd_bn_relu", cin, true)[0];
+  const Value z = c.g.append_node(plain->with_activation(BnActivation::kRelu), "bwd_bn_relu", bn_inputs(c), true)[0];
   c.g.append_node(make_scale_op(1.f), "bwd_reader", {z}, true);
   EXPECT_EQ(recompute_batchnorm_relu(c.g), 0);
 }

@@ -9,17 +9,18 @@
 #include <vector>
 
 #include "error_text.h"
+#include "grad_check.h"
 #include "kestrel/core/autodiff.h"
 #include "kestrel/core/ops/elementwise_ops.h"
 #include "kestrel/core/ops/nn_ops.h"
 #include "kestrel/layers/nn.h"
 
 using namespace kestrel;
+using kestrel::testing::contains;
 using kestrel::testing::error_of;
+using kestrel::testing::graph_options;
 
 namespace {
-
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // An op of one's own with two outputs ("a", "b"), each of its input's type; `extra` makes infer
 // return one type more than it names.
@@ -29,8 +30,7 @@ class TwoOutputOp final : public Op {
   std::string type() const override { return "TwoOutput"; }
   std::vector<std::string> output_names() const override { return {"a", "b"}; }
   std::vector<TypeSpec> infer(const std::vector<const ValueInfo*>& in, const std::string&) const override {
-    std::vector<TypeSpec> t(extra_ ? 3 : 2, in[0]->type);
-    return t;
+    return std::vector<TypeSpec>(extra_ ? 3 : 2, in[0]->type);
   }
   void run(const OpRun&) const override {}
 
@@ -43,12 +43,12 @@ class TwoOutputOp final : public Op {
 TEST(GraphContracts, OptionsOutsideWhatAGraphCanHoldAreRefused) {
   GraphOptions o;
   o.batch = 0;
-  EXPECT_TRUE(has(error_of([&] { Graph g(o); }), "graph batch size must be positive, got 0"));
+  EXPECT_TRUE(contains(error_of([&] { Graph g(o); }), "graph batch size must be positive, got 0"));
   o.batch = 1;
   EXPECT_NO_THROW(Graph g(o));
   for (DType d : {DType::kInt32, DType::kUInt8}) {
     o.dtype = d;
-    EXPECT_TRUE(has(error_of([&] { Graph g(o); }), "graph activation dtype must be fp32 or bf16, got "))
+    EXPECT_TRUE(contains(error_of([&] { Graph g(o); }), "graph activation dtype must be fp32 or bf16, got "))
         << dtype_name(d);
   }
   o.dtype = DType::kBFloat16;
@@ -61,7 +61,7 @@ TEST(GraphContracts, NhwcNeedsRankFourForEveryValue) {
   for (const Shape& s : {Shape{2, 3, 4}, Shape{1, 2, 3, 4, 5}}) {
     TypeSpec t{s};
     t.layout = Layout::kNHWC;
-    EXPECT_TRUE(has(error_of([&] { g.input("x", t); }), "value 'x': layout nhwc needs rank 4, got shape " +
+    EXPECT_TRUE(contains(error_of([&] { g.input("x", t); }), "value 'x': layout nhwc needs rank 4, got shape " +
                                                             s.to_string()));
   }
   TypeSpec four{Shape{1, 2, 3, 4}};
@@ -98,7 +98,7 @@ TEST(GraphContracts, ParametersKeepAnFp32MasterAndStatesAreNotTrainedOrDecayed) 
   EXPECT_EQ(g.info(c).kind, ValueKind::kParameterShadow);
   EXPECT_EQ(g.info(g.params()[1].value).type.dtype, DType::kFloat32);
   for (DType d : {DType::kInt32, DType::kUInt8}) {
-    EXPECT_TRUE(has(error_of([&] { g.parameter("bad", {Shape{3}}, Init::zeros(), true, d); }),
+    EXPECT_TRUE(contains(error_of([&] { g.parameter("bad", {Shape{3}}, Init::zeros(), true, d); }),
                     "parameter 'bad': compute dtype must be fp32 or bf16"))
         << dtype_name(d);
   }
@@ -125,9 +125,9 @@ TEST(GraphContracts, ANodeNameAvoidsAValueNamedLikeItsOutput) {
 TEST(GraphContracts, OutputCountsMustAgree) {
   Graph g;
   const Value x = g.input("x", {Shape{2, 3}});
-  EXPECT_TRUE(has(error_of([&] { g.add_node1(std::make_shared<TwoOutputOp>(), "two", {x}); }),
+  EXPECT_TRUE(contains(error_of([&] { g.add_node1(std::make_shared<TwoOutputOp>(), "two", {x}); }),
                   "node 'two' has 2 outputs, expected one"));
-  EXPECT_TRUE(has(error_of([&] { g.add_node(std::make_shared<TwoOutputOp>(true), "three", {x}); }),
+  EXPECT_TRUE(contains(error_of([&] { g.add_node(std::make_shared<TwoOutputOp>(true), "three", {x}); }),
                   "TwoOutput 'three': infer returned 3 outputs but the op names 2"));
   EXPECT_EQ(g.add_node(std::make_shared<TwoOutputOp>(), "two", {x}).size(), 2u);
 }
@@ -137,14 +137,12 @@ TEST(GraphContracts, ExtraInputsAreRefused) {
   Graph g;
   const Value x = g.input("x", {Shape{2, 3}});
   const std::string e = error_of([&] { g.add_node1(make_relu_op(), "act", {x, x}); });
-  EXPECT_TRUE(has(e, "number of inputs: expected 1, got 2")) << e;
+  EXPECT_TRUE(contains(e, "number of inputs: expected 1, got 2")) << e;
 }
 
 // Values made by backward nodes are gradients; forward nodes make activations.
 TEST(GraphContracts, BackwardNodesMakeGradients) {
-  GraphOptions o;
-  o.batch = 2;
-  Graph g(o);
+  Graph g(graph_options(2));
   const Value x = g.input("x", {Shape{2, 3}});
   const Value logits = nn::linear(g, "fc", x, 4);
   nn::softmax_cross_entropy(g, logits, nn::label_input(g, "labels"));
@@ -165,7 +163,7 @@ TEST(GraphContracts, BackwardNodesMakeGradients) {
 TEST(GraphContracts, ScopePartsAreRefusedWithDotsColonsOrNothing) {
   Graph g;
   for (const std::string bad : {"a.b", "a:b", ""})
-    EXPECT_TRUE(has(error_of([&] { g.push_scope(bad); }), "scope names are non-empty and contain no '.' or ':', got '" +
+    EXPECT_TRUE(contains(error_of([&] { g.push_scope(bad); }), "scope names are non-empty and contain no '.' or ':', got '" +
                                                               bad + "'"))
         << bad;
   g.push_scope("block");
@@ -176,7 +174,7 @@ TEST(GraphContracts, ScopePartsAreRefusedWithDotsColonsOrNothing) {
 TEST(GraphContracts, TheLossMustBeFp32) {
   Graph g;
   const Value b = g.input("b", {Shape{1}, DType::kBFloat16});
-  EXPECT_TRUE(has(error_of([&] { g.set_loss(b); }), "the loss must be a single fp32 value"));
+  EXPECT_TRUE(contains(error_of([&] { g.set_loss(b); }), "the loss must be a single fp32 value"));
   EXPECT_FALSE(g.loss().valid());
 }
 
@@ -185,15 +183,15 @@ TEST(GraphContracts, FindValueSuggestsCloseNamesSortedAndAtMostEight) {
   Graph g;
   for (const char* name : {"fc.weight", "zz", "fc:y", "fc.bias", "f"}) g.input(name, {Shape{1}});
   std::string e = error_of([&] { g.find_value("fc"); });
-  EXPECT_TRUE(has(e, "no value named 'fc' (similar: f, fc.bias, fc.weight, fc:y)")) << e;
+  EXPECT_TRUE(contains(e, "no value named 'fc' (similar: f, fc.bias, fc.weight, fc:y)")) << e;
   e = error_of([&] { g.find_value("zzz"); });
-  EXPECT_TRUE(has(e, "no value named 'zzz' (similar: zz)")) << e;
+  EXPECT_TRUE(contains(e, "no value named 'zzz' (similar: zz)")) << e;
   e = error_of([&] { g.find_value("qq"); });
-  EXPECT_TRUE(has(e, "no value named 'qq'") && !has(e, "similar")) << e;
+  EXPECT_TRUE(contains(e, "no value named 'qq'") && !contains(e, "similar")) << e;
   Graph many;
   for (int i = 0; i < 10; ++i) many.input("h" + std::to_string(i), {Shape{1}});
   e = error_of([&] { many.find_value("h"); });
-  EXPECT_TRUE(has(e, "(similar: h0, h1, h2, h3, h4, h5, h6, h7)")) << e;
+  EXPECT_TRUE(contains(e, "(similar: h0, h1, h2, h3, h4, h5, h6, h7)")) << e;
 }
 
 // summary(): one line per node, its op, name and output shapes; backward nodes marked "bwd".

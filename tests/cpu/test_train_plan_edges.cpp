@@ -13,6 +13,7 @@
 #include "kestrel/layers/train_program.h"
 
 using namespace kestrel;
+using kestrel::testing::contains;
 using kestrel::testing::error_of;
 
 namespace {
@@ -23,24 +24,22 @@ std::string refusal(void (*set)(TrainOptions&)) {
   return error_of([&] { plan_training(o, "", false); });
 }
 
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
 }  // namespace
 
 // Open ends are open: --lr 0, --momentum 1.
 TEST(TrainPlanEdges, OpenRangeEndsAreRefused) {
-  EXPECT_TRUE(has(refusal([](TrainOptions& o) { o.lr = 0.0; }), "--lr must be in (0, 100], got 0"));
-  EXPECT_TRUE(has(refusal([](TrainOptions& o) { o.momentum = 1.0; }), "--momentum must be in [0, 1), got 1"));
+  EXPECT_TRUE(contains(refusal([](TrainOptions& o) { o.lr = 0.0; }), "--lr must be in (0, 100], got 0"));
+  EXPECT_TRUE(contains(refusal([](TrainOptions& o) { o.momentum = 1.0; }), "--momentum must be in [0, 1), got 1"));
   EXPECT_EQ(refusal([](TrainOptions& o) { o.momentum = 0.0; }), "(no error)");
 }
 
 // parse_optimizer_kind knows "none" (checkpoints of runs without an optimizer); a training run
 // needs one, and the message lists the two it can take.
 TEST(TrainPlanEdges, AnOptimizerIsNeeded) {
-  EXPECT_TRUE(has(refusal([](TrainOptions& o) { o.optimizer = "none"; }),
+  EXPECT_TRUE(contains(refusal([](TrainOptions& o) { o.optimizer = "none"; }),
                   "--optimizer must be sgd or adamw, got 'none'"));
   const std::string unknown = refusal([](TrainOptions& o) { o.optimizer = "lion"; });
-  EXPECT_TRUE(has(unknown, "--optimizer must be sgd or adamw, got 'lion'")) << unknown;
+  EXPECT_TRUE(contains(unknown, "--optimizer must be sgd or adamw, got 'lion'")) << unknown;
 }
 
 // --width K gives the stem K channels as well as the stages K, 2K, 4K.
@@ -104,7 +103,7 @@ TEST(TrainPlanEdges, CapsKeepTheFirstRecordsOfEachSplit) {
   EXPECT_TRUE(std::equal(d.train.images.begin(), d.train.images.end(), written.train.images.begin()));
   EXPECT_TRUE(std::equal(d.train.labels.begin(), d.train.labels.end(), written.train.labels.begin()));
   EXPECT_TRUE(std::equal(d.test.labels.begin(), d.test.labels.end(), written.test.labels.begin()));
-  EXPECT_TRUE(has(d.source, "(first 7 train, 3 test images)")) << d.source;
+  EXPECT_TRUE(contains(d.source, "(first 7 train, 3 test images)")) << d.source;
 
   plan.train_images = 7;  // only the training split capped: the test split whole
   plan.test_images = 0;
@@ -112,19 +111,19 @@ TEST(TrainPlanEdges, CapsKeepTheFirstRecordsOfEachSplit) {
   EXPECT_EQ(d.train.count, 7);
   EXPECT_EQ(d.test.count, 8);
   EXPECT_EQ(d.test.labels.size(), 8u);
-  EXPECT_TRUE(has(d.source, "(first 7 train, 8 test images)")) << d.source;
+  EXPECT_TRUE(contains(d.source, "(first 7 train, 8 test images)")) << d.source;
 
   plan.train_images = 0;
   plan.test_images = 100;  // more than the split holds: all of it
   d = load_plan_data(plan, log);
   EXPECT_EQ(d.train.count, 20);
   EXPECT_EQ(d.test.count, 8);
-  EXPECT_TRUE(has(d.source, "(first 20 train, 8 test images)")) << d.source;
+  EXPECT_TRUE(contains(d.source, "(first 20 train, 8 test images)")) << d.source;
 
   plan.test_images = 0;
   d = load_plan_data(plan, log);
   EXPECT_EQ(d.train.count, 20);
-  EXPECT_FALSE(has(d.source, "first")) << d.source;
+  EXPECT_FALSE(contains(d.source, "first")) << d.source;
 }
 
 // --data synthetic means synthetic data even where CIFAR-10 is on disk and a GPU would take it.
@@ -143,9 +142,9 @@ TEST(TrainPlanEdges, TheFlipNoteIsForAutoOnly) {
   TrainOptions o;
   o.data = "synthetic";
   bool noted = false;
-  for (const std::string& n : plan_training(o, "", false).notes) noted = noted || has(n, note);
+  for (const std::string& n : plan_training(o, "", false).notes) noted = noted || contains(n, note);
   EXPECT_TRUE(noted);
   o.flip = "off";
   o.given.insert("flip");
-  for (const std::string& n : plan_training(o, "", false).notes) EXPECT_FALSE(has(n, note)) << n;
+  for (const std::string& n : plan_training(o, "", false).notes) EXPECT_FALSE(contains(n, note)) << n;
 }
