@@ -6,7 +6,8 @@
 // - Slots follow Graph::params() order; each slot starts at a multiple of 8 elements (32-byte
 //   aligned fp32, 16-byte aligned bf16) and padding stays zero.
 // - Initialisation is done on the host from (seed, parameter index) with Philox, so the same
-//   graph and seed give the same weights on every device.
+//   graph and seed give the same weights on every device: entry i of Graph::params() draws the
+//   stream (seed, 2^63 + i), far from the offsets dropout counts up from 0.
 // - A train and an eval Executor compiled from the same graph share one store.
 #pragma once
 
