@@ -207,3 +207,21 @@ TEST(ExecutorWorkspace, StaysOutOfTheArenaWhenSharingWouldCostMore) {
   ex.run();
   EXPECT_TRUE(kestrel::testing::all_close(ex.output("b").to_float_vector(), scaled(xs, 4.f), 0, 0));
 }
+
+// The plan's statistics keep the values apart from the workspaces: with the workspaces in the
+// arena (3 MiB + 256 there), the values alone would need 2 MiB + 256 (b0 and b2 share a slot,
+// b1 has its own, the small output a 256-byte one), and their sizes add up to 3 MiB + 64
+// (three 1 MiB chain values and the 16-float output), workspaces not included.
+TEST(ExecutorWorkspace, StatsCountTheValuesWithoutTheWorkspaces) {
+  const Graph g = small_then_big();
+  Context ctx;
+  ParameterStore store(g, ctx, 1);
+  Executor ex(g, store, ctx, inference());
+  const PlanStats& st = ex.stats();
+  ASSERT_TRUE(st.workspace_in_arena);
+  const std::size_t mib = std::size_t(1) << 20;
+  EXPECT_EQ(st.arena_bytes, 3 * mib + 256);
+  EXPECT_EQ(st.values_arena_bytes, 2 * mib + 256);
+  EXPECT_EQ(st.activation_bytes, 3 * mib + kSmall * sizeof(float));
+  EXPECT_NE(ex.describe().find(" (per node, in the arena)\n"), std::string::npos) << ex.describe();
+}
