@@ -95,12 +95,7 @@ TEST(CheckpointEdges, OptimizerAndBatchesTrackedNamesAreMatchedWhereTheyStand) {
   ParameterStore store(g, ctx, 1);
   ASSERT_EQ(store.optimizer_kind(), OptimizerKind::kNone);
   SafetensorsFile f = checkpoint_from_store(store);
-  SafeTensor gain;
-  gain.dtype = "F32";
-  gain.shape = {2};
-  const float two[2] = {2.5f, -0.5f};
-  gain.data.assign(reinterpret_cast<const std::uint8_t*>(two), reinterpret_cast<const std::uint8_t*>(two) + 8);
-  f.tensors["head.optimizer.gain"] = gain;
+  f.tensors["head.optimizer.gain"] = safetensor_from_tensor(Tensor::from_vector({2.5f, -0.5f}, Shape{2}));
   f.tensors[".num_batches_tracked"] = f16({}, {0});
   EXPECT_EQ(error_of([&] { load_checkpoint(f, store); }), "(no error)");
   EXPECT_EQ(store.value("head.optimizer.gain").to_float_vector(), (std::vector<float>{2.5f, -0.5f}));

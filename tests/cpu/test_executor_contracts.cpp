@@ -17,20 +17,15 @@ using namespace kestrel;
 using kestrel::testing::contains;
 using kestrel::testing::error_of;
 using kestrel::testing::graph_options;
+using kestrel::testing::inference_options;
 
 namespace {
-CompileOptions inference() {
-  CompileOptions co;
-  co.training = false;
-  return co;
-}
-
-// x [1, 4] -> y = x * w (w a trainable [4] parameter), and the given extra parameters.
+// x [1, 4] -> y = 2 x, beside a trainable parameter "w" of w_size elements and the given extra
+// ones (the executor checks the store against them before it plans anything).
 Graph scaled_by(std::int64_t w_size, const std::vector<std::string>& extra = {}) {
   Graph g(graph_options(1));
   const Value x = g.input("x", {Shape{1, 4}});
-  const Value w = g.parameter("w", {Shape{w_size}}, Init::ones(), true);
-  (void)w;
+  g.parameter("w", {Shape{w_size}}, Init::ones(), true);
   for (const std::string& name : extra) g.parameter(name, {Shape{2}}, Init::ones(), true);
   g.mark_output(nn::scale(g, x, 2.f), "y");
   return g;
@@ -52,16 +47,16 @@ TEST(ExecutorContracts, AStoreOfAnotherGraphIsRefusedByCountOrShape) {
   const Graph g = scaled_by(4);
   const Graph larger = scaled_by(4, {"extra"});
   ParameterStore larger_store(larger, ctx, 1);
-  const std::string count = error_of([&] { Executor ex(g, larger_store, ctx, inference()); });
+  const std::string count = error_of([&] { Executor ex(g, larger_store, ctx, inference_options()); });
   EXPECT_TRUE(contains(count, "parameter store holds 2 parameters but the graph has 1")) << count;
 
   const Graph other_shape = scaled_by(5);
   ParameterStore shape_store(other_shape, ctx, 1);
-  const std::string shape = error_of([&] { Executor ex(g, shape_store, ctx, inference()); });
+  const std::string shape = error_of([&] { Executor ex(g, shape_store, ctx, inference_options()); });
   EXPECT_TRUE(contains(shape, "parameter 0 of the graph is 'w' [4] but the store holds 'w' [5]")) << shape;
 
   ParameterStore own(g, ctx, 1);
-  EXPECT_EQ(error_of([&] { Executor ex(g, own, ctx, inference()); }), "(no error)");
+  EXPECT_EQ(error_of([&] { Executor ex(g, own, ctx, inference_options()); }), "(no error)");
 }
 
 // AdamW's options are checked when the executor is compiled, as SGD's are, before the store
@@ -87,7 +82,7 @@ TEST(ExecutorContracts, InputBytesSumEveryInput) {
   g.mark_output(nn::scale(g, b, 3.f), "b3");
   Context ctx;
   ParameterStore store(g, ctx, 1);
-  Executor ex(g, store, ctx, inference());
+  Executor ex(g, store, ctx, inference_options());
   EXPECT_EQ(ex.stats().input_bytes, (4u + 6u) * sizeof(float));
 }
 
@@ -99,7 +94,7 @@ TEST(ExecutorContracts, BindInputRefusesAnotherLayout) {
   g.mark_output(nn::scale(g, x, 2.f), "y");
   Context ctx;
   ParameterStore store(g, ctx, 1);
-  Executor ex(g, store, ctx, inference());
+  Executor ex(g, store, ctx, inference_options());
   std::vector<float> values(18);
   for (std::size_t i = 0; i < values.size(); ++i) values[i] = 0.5f * static_cast<float>(i) - 4.f;
   ex.bind_input("images", Tensor::from_vector(values, Shape{1, 2, 3, 3}));
@@ -118,7 +113,7 @@ TEST(ExecutorContracts, GradientsOfAnInferenceExecutorAreRefusedAsSuch) {
   const Graph g = linear_loss();
   Context ctx;
   ParameterStore store(g, ctx, 1);
-  Executor ex(g, store, ctx, inference());
+  Executor ex(g, store, ctx, inference_options());
   const std::string e = error_of([&] { ex.gradient("fc.weight"); });
   EXPECT_TRUE(contains(e, "gradients exist only in a training executor")) << e;
 }

@@ -14,11 +14,13 @@
 #include <memory>
 
 #include "dtype_buffer.h"
+#include "grad_check.h"
 #include "test_support.h"
 #include "kestrel/core/executor.h"
 #include "kestrel/core/ops/elementwise_ops.h"
 
 using namespace kestrel;
+using kestrel::testing::inference_options;
 using kestrel::testing::random_floats;
 
 namespace {
@@ -57,12 +59,6 @@ std::vector<float> scaled(const std::vector<float>& v, float s) {
   return r;
 }
 
-CompileOptions inference() {
-  CompileOptions co;
-  co.training = false;
-  return co;
-}
-
 constexpr std::int64_t kBig = 1 << 18;    // 1 MiB of fp32 per value
 constexpr std::int64_t kSmall = 16;
 constexpr std::size_t kLargeWorkspace = std::size_t(2) << 20;
@@ -89,7 +85,7 @@ TEST(ExecutorWorkspace, PlannedInTheArenaPerNodeAndNeverOverlapsLiveValues) {
   const Graph g = small_then_big();
   Context ctx;
   ParameterStore store(g, ctx, 1);
-  Executor ex(g, store, ctx, inference());
+  Executor ex(g, store, ctx, inference_options());
   const PlanStats& st = ex.stats();
   EXPECT_TRUE(st.workspace_in_arena);
   EXPECT_EQ(st.workspace_bytes, kLargeWorkspace);
@@ -113,7 +109,7 @@ TEST(ExecutorWorkspace, InTheArenaIsSmallerThanASeparateBuffer) {
   const Graph g = small_then_big();
   Context ctx;
   ParameterStore store(g, ctx, 1);
-  Executor shared(g, store, ctx, inference());
+  Executor shared(g, store, ctx, inference_options());
   // The same graph without the large-workspace node: its arena is what the values alone need.
   Graph values;
   const Value xb = values.input("x_big", {Shape{1, kBig}});
@@ -122,7 +118,7 @@ TEST(ExecutorWorkspace, InTheArenaIsSmallerThanASeparateBuffer) {
     b = values.add_node1(std::make_shared<ScratchDouble>(kBig * sizeof(float)), "b" + std::to_string(i), {b});
   values.mark_output(b, "b");
   ParameterStore store2(values, ctx, 1);
-  Executor chain(values, store2, ctx, inference());
+  Executor chain(values, store2, ctx, inference_options());
   EXPECT_TRUE(shared.stats().workspace_in_arena);
   // A separate buffer would add the 2 MiB workspace to the values' 2 MiB (and the small output);
   // in the arena it costs nothing beyond the chain's own peak: its input and output values and
@@ -131,6 +127,12 @@ TEST(ExecutorWorkspace, InTheArenaIsSmallerThanASeparateBuffer) {
   EXPECT_EQ(shared.stats().arena_bytes, 3 * mib + 256);
   EXPECT_LT(shared.stats().arena_bytes, 2 * mib + kLargeWorkspace);
   EXPECT_LE(shared.stats().arena_bytes, chain.stats().arena_bytes + 256);
+  // The statistics keep the values apart from the workspaces: alone they would need 2 MiB + 256
+  // (b0 and b2 share a slot, b1 has its own, the small output a 256-byte one), and their sizes
+  // add up to 3 MiB + 64 (three 1 MiB chain values and the 16-float output).
+  EXPECT_EQ(shared.stats().values_arena_bytes, 2 * mib + 256);
+  EXPECT_EQ(shared.stats().activation_bytes, 3 * mib + kSmall * sizeof(float));
+  EXPECT_NE(shared.describe().find(" (per node, in the arena)\n"), std::string::npos) << shared.describe();
 }
 
 TEST(ExecutorWorkspace, NoWorkspaceMeansNoneInTheArena) {
@@ -139,7 +141,7 @@ TEST(ExecutorWorkspace, NoWorkspaceMeansNoneInTheArena) {
   g.mark_output(g.add_node1(std::make_shared<ScratchDouble>(0), "s", {x}), "s");
   Context ctx;
   ParameterStore store(g, ctx, 1);
-  Executor ex(g, store, ctx, inference());
+  Executor ex(g, store, ctx, inference_options());
   EXPECT_FALSE(ex.stats().workspace_in_arena);
   EXPECT_EQ(ex.stats().workspace_bytes, 0u);
   EXPECT_EQ(ex.stats().arena_bytes, 256u);  // the one output, rounded to the arena's alignment
@@ -151,7 +153,7 @@ TEST(ExecutorWorkspace, WithoutMemoryReuseStaysOutOfTheArena) {
   const Graph g = small_then_big();
   Context ctx;
   ParameterStore store(g, ctx, 1);
-  CompileOptions co = inference();
+  CompileOptions co = inference_options();
   co.reuse_memory = false;
   Executor ex(g, store, ctx, co);
   EXPECT_FALSE(ex.stats().workspace_in_arena);
@@ -173,7 +175,7 @@ TEST(ExecutorWorkspace, InTheArenaAllocatesNoSeparateBuffer) {
   Context ctx;
   ParameterStore store(g, ctx, 1);
   const std::size_t before = ctx.allocator()->stats().current_bytes;
-  Executor ex(g, store, ctx, inference());
+  Executor ex(g, store, ctx, inference_options());
   ASSERT_TRUE(ex.stats().workspace_in_arena);
   const std::size_t used = ctx.allocator()->stats().current_bytes - before;
   // Size classes round the 3 MiB arena up by at most 512 KiB; a separate workspace adds 2 MiB.
@@ -196,7 +198,7 @@ TEST(ExecutorWorkspace, StaysOutOfTheArenaWhenSharingWouldCostMore) {
   (void)g.add_node1(std::make_shared<ScratchDouble>(1280), "c", {b});
   Context ctx;
   ParameterStore store(g, ctx, 1);
-  Executor ex(g, store, ctx, inference());
+  Executor ex(g, store, ctx, inference_options());
   const PlanStats& st = ex.stats();
   EXPECT_EQ(st.values_arena_bytes, 1536u);
   EXPECT_FALSE(st.workspace_in_arena);
@@ -206,22 +208,4 @@ TEST(ExecutorWorkspace, StaysOutOfTheArenaWhenSharingWouldCostMore) {
   ex.bind_input("x", Tensor::from_vector(xs, Shape{1, n}));
   ex.run();
   EXPECT_TRUE(kestrel::testing::all_close(ex.output("b").to_float_vector(), scaled(xs, 4.f), 0, 0));
-}
-
-// The plan's statistics keep the values apart from the workspaces: with the workspaces in the
-// arena (3 MiB + 256 there), the values alone would need 2 MiB + 256 (b0 and b2 share a slot,
-// b1 has its own, the small output a 256-byte one), and their sizes add up to 3 MiB + 64
-// (three 1 MiB chain values and the 16-float output), workspaces not included.
-TEST(ExecutorWorkspace, StatsCountTheValuesWithoutTheWorkspaces) {
-  const Graph g = small_then_big();
-  Context ctx;
-  ParameterStore store(g, ctx, 1);
-  Executor ex(g, store, ctx, inference());
-  const PlanStats& st = ex.stats();
-  ASSERT_TRUE(st.workspace_in_arena);
-  const std::size_t mib = std::size_t(1) << 20;
-  EXPECT_EQ(st.arena_bytes, 3 * mib + 256);
-  EXPECT_EQ(st.values_arena_bytes, 2 * mib + 256);
-  EXPECT_EQ(st.activation_bytes, 3 * mib + kSmall * sizeof(float));
-  EXPECT_NE(ex.describe().find(" (per node, in the arena)\n"), std::string::npos) << ex.describe();
 }

@@ -192,6 +192,8 @@ TEST(Initialisers, LayersFillInTheirFansAndTheLinearBiasBound) {
 
 // Asking again for the optimizer state the store already holds (every training executor compiled
 // on it does) keeps that state: a second executor must not zero the momentum the first built up.
+// Asking for none (an inference executor compiled on a trained store) is no conflict and keeps it
+// too.
 TEST(ParameterStoreOptimizer, EnsuringTheSameStateAgainKeepsIt) {
   Graph g;
   g.parameter("w", {Shape{5}}, Init::ones(), true);
@@ -202,6 +204,8 @@ TEST(ParameterStoreOptimizer, EnsuringTheSameStateAgainKeepsIt) {
   m0.fill(0.5f, ctx.stream());
   v0.fill(0.25f, ctx.stream());
   store.ensure_optimizer_state(OptimizerKind::kAdamW);
+  store.ensure_optimizer_state(OptimizerKind::kNone);
+  EXPECT_EQ(store.optimizer_kind(), OptimizerKind::kAdamW);
   const std::vector<float> m = store.opt_state(0).to_float_vector(), v = store.opt_state(1).to_float_vector();
   for (std::size_t i = 0; i < 5; ++i) {
     EXPECT_EQ(m[i], 0.5f) << i;

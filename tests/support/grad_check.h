@@ -49,6 +49,13 @@ inline GraphOptions graph_options(std::int64_t batch, Layout layout = Layout::kN
   return o;
 }
 
+// Compile options for an inference executor (no gradients, no optimizer state).
+inline CompileOptions inference_options() {
+  CompileOptions co;
+  co.training = false;
+  return co;
+}
+
 // Fills an input with Philox uniforms in [lo, hi] (CPU executors).
 void feed_uniform(Executor& ex, const std::string& name, std::uint64_t seed, float lo = -1.f, float hi = 1.f);
 // Fills an int32 label input with labels[i] = (i * 7 + 3) % classes.
