@@ -304,22 +304,30 @@ bool Trainer::Impl::run_step_skipping(int epoch, std::int64_t s) {
   return false;
 }
 
-double Trainer::Impl::evaluate() {
-  if (n_test == 0) return -1.0;
+EvalResult Trainer::Impl::evaluate(const std::function<bool()>& stop) {
+  EvalResult r;
+  if (n_test == 0) return r;
   const std::int64_t zero = 0;
   td::write_int64(ctx, eval_correct(), &zero, 1);
   for (std::int64_t b = 0; b < eval_batches; ++b) {
+    if (stop && stop()) {
+      ctx.stream().synchronize();  // the queued batches end before the caller goes on
+      r.stopped = true;
+      return r;
+    }
     td::augment(ctx, test_images, test_labels, eval_indices.data_as<std::int32_t>() + b * eval_batch,
                 eval_batch, ev_images, ev_labels, eval_aug);
     eval->run();
     if (use_graph() && !eval->uses_cuda_graph()) eval->capture_cuda_graph();
     // The final batch is padded with image 0; only its valid rows count.
-    td::count_correct(ctx, ev_logits, ev_labels, std::min(eval_batch, n_test - b * eval_batch),
-                      eval_correct());
+    const std::int64_t rows = std::min(eval_batch, n_test - b * eval_batch);
+    td::count_correct(ctx, ev_logits, ev_labels, rows, eval_correct());
+    r.images += rows;
   }
   std::int64_t correct = 0;
   td::read_int64(ctx, eval_correct(), &correct, 1);
-  return static_cast<double>(correct) / static_cast<double>(n_test);
+  r.accuracy = static_cast<double>(correct) / static_cast<double>(n_test);
+  return r;
 }
 
 bool Trainer::Impl::stop_requested() const {
@@ -475,7 +483,10 @@ TrainResult Trainer::train() {
     throw;
   }
 }
-double Trainer::evaluate() { return impl_->evaluate(); }
+double Trainer::evaluate() { return impl_->evaluate(nullptr).accuracy; }
+EvalResult Trainer::evaluate(const std::function<bool()>& stop_requested) {
+  return impl_->evaluate(stop_requested);
+}
 void Trainer::set_max_steps(std::int64_t max_steps) {
   KESTREL_CHECK(max_steps >= 0, "max steps must be >= 0 (0: no limit), got ", max_steps);
   impl_->cfg.max_steps = max_steps;

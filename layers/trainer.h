@@ -122,6 +122,13 @@ struct TrainResult {
   bool interrupted = false;      // stopped by TrainerConfig::stop_requested
 };
 
+// What Trainer::evaluate(stop_requested) did.
+struct EvalResult {
+  double accuracy = -1.0;        // over the whole test set, in [0, 1]; -1 when stopped or empty
+  std::int64_t images = 0;       // test images evaluated (the test set's size unless stopped)
+  bool stopped = false;          // stop_requested answered true before the last batch
+};
+
 class Trainer {
  public:
   // Builds the graph, store and executors on ctx and copies the dataset to the device once.
@@ -148,6 +155,13 @@ class Trainer {
   // Test-set accuracy in [0, 1] with the current weights (inference executor, running stats);
   // -1 when the test set is empty (nothing to evaluate).
   double evaluate();
+  // The same, asking `stop_requested` (when set) before each evaluation batch: when it answers
+  // true the evaluation ends there, leaving no work queued, with EvalResult::stopped and no
+  // accuracy (a part of the test set is not its accuracy). Nothing the trainer keeps changes, so
+  // training and evaluate() go on as before. On a GPU the batches are queued faster than they
+  // run, so a stop there saves the batches not yet queued; on a CPU each batch runs as it is
+  // asked for. cifar10_train's final evaluation passes its signal flag.
+  EvalResult evaluate(const std::function<bool()>& stop_requested);
   // Writes the checkpoint of the current state (temporary file + rename); refused after a
   // train() call that raised.
   void save_checkpoint(const std::string& path);

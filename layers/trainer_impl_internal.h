@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -92,7 +93,7 @@ struct Trainer::Impl {
   bool run_step_skipping(int epoch, std::int64_t s);
   void read_back(int epoch, std::int64_t done, TrainResult& r, bool log_line);
   EpochResult finish_epoch(int epoch);
-  double evaluate();
+  EvalResult evaluate(const std::function<bool()>& stop);  // stop may be empty
   std::map<std::string, std::string> metadata() const;
   void write_json(Json j);
   void say(const std::string& line, bool transient = false);

@@ -110,7 +110,7 @@ EpochResult Trainer::Impl::finish_epoch(int epoch) {
   e.seconds = epoch_seconds;
   e.images_per_s = epoch_seconds > 0 ? run_steps * cfg.batch / epoch_seconds : 0.0;
   e.lr = lr_at(step - 1);
-  if (cfg.evaluate) e.test_accuracy = evaluate();
+  if (cfg.evaluate) e.test_accuracy = evaluate(nullptr).accuracy;
   std::string line = "epoch " + std::to_string(e.epoch) + "/" + std::to_string(cfg.epochs) +
                      ": loss " + printf_string("%.4f", e.train_loss) + " train acc " +
                      printf_string("%.1f%%", 100 * e.train_accuracy);

@@ -5,10 +5,11 @@
 // stopped the run (130, 143).
 //
 // Once training has started, SIGINT (Ctrl-C) or SIGTERM (what schedulers send before pre-empting
-// a job) stops it at the next step (or, during an epoch's last step, once that epoch is evaluated)
-// and writes the checkpoint when --checkpoint is set, so `--resume` continues with nothing lost; a
-// second signal ends the program at once, as either does while the data loads and the networks
-// are built. A signal that was ignored when the program started (nohup) stays ignored.
+// a job) stops it at the next step (or, during an epoch's last step, once that epoch is evaluated;
+// during the final evaluation, at its next batch) and writes the checkpoint when --checkpoint is
+// set, so `--resume` continues with nothing lost; a second signal ends the program at once, as
+// either does while the data loads and the networks are built. A signal that was ignored when the
+// program started (nohup) stays ignored.
 #include <CLI/CLI.hpp>
 #include <signal.h>
 #include <unistd.h>
@@ -17,9 +18,10 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <optional>
 #include <exception>
 #include <iostream>
+#include <optional>
+#include <string>
 
 #include "cli_checks.h"
 #include "kestrel/core/context.h"
@@ -197,10 +199,18 @@ int main(int argc, char** argv) {
       if (by_signal) return 128 + g_signal;
     }
     double acc = !r.epochs.empty() && r.epochs.back().step == r.steps_done ? r.epochs.back().test_accuracy : -1.0;
-    if (acc < 0 && data.test.count > 0 && !g_stop.load()) acc = trainer.evaluate();
-    if (g_stop.load()) {  // a signal after the last step's check: before or during the final evaluation
-      std::printf("cifar10_train: %s after step %lld, before the final evaluation ended: %s\n", signal_name(),
-                  static_cast<long long>(r.steps_done), progress.c_str());
+    // A signal after the last step's check ends the final evaluation at its next batch.
+    const bool final_evaluation = acc < 0 && data.test.count > 0;
+    kestrel::EvalResult evaluated;
+    if (final_evaluation) {
+      evaluated = trainer.evaluate([] { return g_stop.load(); });
+      acc = evaluated.accuracy;
+    }
+    if (g_stop.load()) {
+      const std::string during = !final_evaluation ? "" : ", during the final evaluation (" +
+          std::to_string(evaluated.images) + " of " + std::to_string(data.test.count) + " test images evaluated)";
+      std::printf("cifar10_train: %s after step %lld%s: %s\n", signal_name(), static_cast<long long>(r.steps_done),
+                  during.c_str(), progress.c_str());
       return 128 + g_signal;
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -391,19 +391,30 @@ TEST(TrainProgram, SigtermStopsAtTheNextStepWritesTheCheckpointAndExitsWith143) 
 }
 
 // A signal after the last step (here --max-steps 2, mid-epoch) lands before or during the final
-// evaluation of 250 test images, which takes seconds on a CPU: the run still ends with 128 +
-// SIGTERM and says so, without a test accuracy (before: it said it was stopping, evaluated on,
-// and exited 0). A signal that comes before the evaluation starts skips it, with the same end.
-TEST(TrainProgram, SigtermDuringTheFinalEvaluationExitsWith143) {
+// evaluation of 2,000 test images (63 batches of 32, seconds on a CPU): the evaluation ends at its
+// next batch, and the run ends with 128 + SIGTERM and says how far the evaluation got, without a
+// test accuracy (before: it said it was stopping, evaluated on, and exited 0; later: it stopped
+// only once all the images were evaluated). A signal that comes before the last step's check
+// stops there, with the same end and no evaluation.
+TEST(TrainProgram, SigtermDuringTheFinalEvaluationEndsItAndExitsWith143) {
   KESTREL_REQUIRE_PROGRAMS_OR_SKIP();
   kestrel::testing::TempDir dir("train_sigterm_eval");
-  const Ran r = run_and_sigterm("--device cpu --model resnet8 --train-images 128 --test-images 250 --batch 32 "
+  const Ran r = run_and_sigterm("--device cpu --model resnet8 --train-images 128 --test-images 2000 --batch 32 "
                                 "--epochs 1 --max-steps 2 --log-every 1 --checkpoint ck.safetensors",
                                 " step 2/", dir);
   EXPECT_EQ(r.code, 143) << r.out << r.err;
   EXPECT_NE(r.out.find("SIGTERM after step 2"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("test accuracy"), std::string::npos) << r.out;
   EXPECT_EQ(checkpoint_metadata(read_safetensors(dir / "ck.safetensors"), "step"), "2");
+  const std::string during = "during the final evaluation (";
+  const std::size_t at = r.out.find(during);
+  if (at != std::string::npos) {
+    const std::int64_t images = std::stoll(r.out.substr(at + during.size()));
+    EXPECT_LT(images, 2000) << "stopped before the last batch\n" << r.out;
+    EXPECT_EQ(images % 32, 0) << "whole batches\n" << r.out;
+    EXPECT_NE(r.out.find(" of 2000 test images evaluated): checkpoint written to ck.safetensors"), std::string::npos)
+        << r.out;
+  }
 }
 
 TEST(TrainProgram, TimeLimitStopsWithACheckpointAndTheTestAccuracy) {

@@ -132,3 +132,57 @@ TEST(TrainerStop, AStopRequestAfterTheLastStepLeavesTheRunFinished) {
   EXPECT_EQ(r.steps_done, 4);
   EXPECT_EQ(r.epochs.size(), 2u);
 }
+
+// evaluate(stop_requested) asks before each evaluation batch (40 test images in batches of 16:
+// three, the last with 8 real rows) and ends at the first true answer with the images done so
+// far and no accuracy. A stopped evaluation changes nothing the trainer keeps: a later complete
+// evaluation and the next training steps are those of a trainer whose evaluation was not stopped.
+TEST(TrainerStop, AStopDuringEvaluationEndsItAtTheNextBatch) {
+  TrainerConfig c = kestrel::testing::tiny_trainer_config(4, 16, 1);
+  c.evaluate = false;
+  c.max_steps = 2;
+  Context ctx, ref_ctx;
+  std::ostringstream out, ref_out;
+  Trainer t(c, data(), ctx, out), ref(c, data(), ref_ctx, ref_out);
+  t.train();
+  ref.train();
+  const double whole = ref.evaluate();
+  ASSERT_GT(whole, 0.0);
+  ASSERT_EQ(t.evaluate(), whole);
+
+  struct Case {
+    int stop_on_call;  // 0: never
+    std::int64_t images;
+  };
+  for (const Case& k : {Case{1, 0}, Case{2, 16}, Case{3, 32}, Case{0, 40}}) {
+    SCOPED_TRACE("stop on call " + std::to_string(k.stop_on_call));
+    int calls = 0;
+    const EvalResult e = t.evaluate([&] { return ++calls == k.stop_on_call; });
+    EXPECT_EQ(e.images, k.images);
+    EXPECT_EQ(e.stopped, k.stop_on_call != 0);
+    EXPECT_EQ(calls, k.stop_on_call != 0 ? k.stop_on_call : 3) << "asked once before each batch";
+    if (k.stop_on_call != 0) {
+      EXPECT_EQ(e.accuracy, -1.0) << "a part of the test set is not its accuracy";
+    } else {
+      EXPECT_EQ(e.accuracy, whole);
+    }
+    EXPECT_EQ(t.evaluate(), whole) << "a stopped evaluation leaves no count behind";
+  }
+  const EvalResult unasked = t.evaluate(std::function<bool()>());
+  EXPECT_EQ(unasked.accuracy, whole);
+  EXPECT_EQ(unasked.images, 40);
+
+  t.set_max_steps(4);
+  ref.set_max_steps(4);
+  EXPECT_TRUE(kestrel::testing::bit_equal(t.train().losses, ref.train().losses)) << "training goes on unchanged";
+
+  const CifarDataset no_test = synthetic_cifar10(32, 0, 5);
+  Context empty_ctx;
+  Trainer empty(c, no_test, empty_ctx, out);
+  bool asked = false;
+  const EvalResult none = empty.evaluate([&] { return asked = true; });
+  EXPECT_EQ(none.accuracy, -1.0);
+  EXPECT_EQ(none.images, 0);
+  EXPECT_FALSE(none.stopped) << "an empty test set has nothing to stop";
+  EXPECT_FALSE(asked);
+}
