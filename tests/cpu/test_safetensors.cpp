@@ -138,6 +138,49 @@ TEST(Safetensors, ReadsAnyEntryOrder) {
   EXPECT_EQ(f.tensors.at("b").data, (std::vector<std::uint8_t>{5, 6}));
   const SafetensorsFile again = parse_safetensors(serialize_safetensors(f).data(), serialize_safetensors(f).size(), "y");
   EXPECT_EQ(again.tensors.at("b").data, f.tensors.at("b").data);
+
+  // An empty tensor may start where another does ("z" at [0, 0] before "a" at [0, 4]: they are
+  // ordered by begin, then end), and a name that only starts with __metadata__ is a tensor's.
+  const std::string shared =
+      R"({"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"z":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},)"
+      R"("__metadata__x":{"dtype":"U8","shape":[1],"data_offsets":[4,5]}})";
+  std::vector<std::uint8_t> b2(8, 0);
+  b2[0] = static_cast<std::uint8_t>(shared.size());
+  b2.insert(b2.end(), shared.begin(), shared.end());
+  for (std::uint8_t v : {0, 0, 128, 63, 9}) b2.push_back(v);
+  const SafetensorsFile g = parse_safetensors(b2.data(), b2.size(), "z");
+  EXPECT_EQ(g.tensors.size(), 3u);
+  EXPECT_TRUE(g.tensors.at("z").data.empty());
+  EXPECT_EQ(g.tensors.at("__metadata__x").data, std::vector<std::uint8_t>{9});
+  EXPECT_TRUE(g.metadata.empty());
+}
+
+// The writer orders tensors as the reference does - by descending dtype rank (I64, F64, F32, I32,
+// BF16, F16, U8), then by name - however many there are (40 here: past the sizes that sort by
+// insertion, where an unstable sort also keeps equal names in order).
+TEST(Safetensors, ManyTensorsAreWrittenInTheReferenceOrder) {
+  const char* dtypes[] = {"U8", "F32", "I64", "BF16", "F16", "I32", "F64"};
+  const int rank[] = {0, 4, 6, 2, 1, 3, 5};
+  SafetensorsFile f;
+  std::vector<std::pair<int, std::string>> want;  // (-rank, name)
+  for (int i = 0; i < 40; ++i) {
+    const std::string name = "t" + std::to_string(10 + i);
+    const int d = (i * 3) % 7;
+    const std::vector<std::uint8_t> data(safetensors_dtype_size(dtypes[d]), static_cast<std::uint8_t>(i));
+    f.tensors[name] = {dtypes[d], {1}, data};
+    want.emplace_back(-rank[d], name);
+  }
+  std::sort(want.begin(), want.end());
+  const std::vector<std::uint8_t> bytes = serialize_safetensors(f);
+  const std::ptrdiff_t header_bytes = bytes[0] | bytes[1] << 8;  // under 64 KiB here
+  const std::string header(bytes.begin() + 8, bytes.begin() + 8 + header_bytes);
+  std::size_t at = 0;
+  for (const auto& w : want) {
+    const std::size_t next = header.find("\"" + w.second + "\"", at);
+    ASSERT_NE(next, std::string::npos) << w.second << " is out of order in " << header;
+    at = next;
+  }
+  EXPECT_EQ(parse_safetensors(bytes.data(), bytes.size(), "many").tensors.size(), 40u);
 }
 
 // A file with the given header text (unpadded) and buffer.
@@ -180,26 +223,42 @@ TEST(Safetensors, MalformedFilesRaiseClearErrors) {
       {"{" + t("w", R"("dtype":"F32","shape":[-2,-1],"data_offsets":[0,8])") + "}", 8,
        "tensor \"w\" has a negative dimension"},
       {"{" + t("w", R"("dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8])") + "}", 8,
-       "overflows 64 bits"},
+       "tensor \"w\" has shape [4294967296, 4294967296, 16] whose byte size overflows 64 bits"},
+      // INT64_MAX itself is a dimension (2^63 is not: ImpossibleLengthsRaise); its bytes are not there.
+      {"{" + t("w", R"("dtype":"U8","shape":[9223372036854775807],"data_offsets":[0,1])") + "}", 1,
+       "(9223372036854775807 bytes) but data_offsets [0, 1] span 1 bytes"},
+      {"{" + t("w", R"("dtype":"F32","shape":[1],"data_offsets":[0,8])") + "}", 8,
+       "tensor \"w\" has shape [1] of F32 (4 bytes) but data_offsets [0, 8] span 8 bytes"},
       {"{" + t("w", R"("dtype":"F32","shape":[3],"data_offsets":[0,8])") + "}", 8,
        "tensor \"w\" has shape [3] of F32 (12 bytes) but data_offsets [0, 8] span 8 bytes"},
       {"{" + t("w", R"("dtype":"F32","shape":[2],"data_offsets":[0])") + "}", 8,
        "is not [begin, end] of two unsigned integers"},
       {"{" + t("w", R"("dtype":"F32","shape":[2],"data_offsets":[-8,0])") + "}", 8,
        "is not [begin, end] of two unsigned integers"},
+      {"{" + t("w", R"("dtype":"F32","shape":[2],"data_offsets":[0,-8])") + "}", 8,
+       "is not [begin, end] of two unsigned integers"},
+      {"{" + t("w", R"("dtype":"F32","shape":[2],"data_offsets":[0,8,8])") + "}", 8,
+       "is not [begin, end] of two unsigned integers"},
+      {"{" + t("w", R"("dtype":null,"shape":[2],"data_offsets":[0,8])") + "}", 8, "dtype is a JSON null, not a string"},
+      {"{" + t("w", R"("dtype":"F32","shape":{},"data_offsets":[0,8])") + "}", 8, "shape is a JSON object, not an array"},
+      {"{\"w\":[]}", 0, "tensor \"w\" is a JSON array, not an object"},
       {"{" + t("w", R"("dtype":"F32","shape":[0],"data_offsets":[8,0])") + "}", 8, "with begin after end"},
       {"{" + t("w", ok) + "}", 4, "tensor \"w\" has data_offsets [0, 8] out of range of the 4-byte data buffer"},
       {"{" + t("w", ok) + "," + t("v", R"("dtype":"F32","shape":[2],"data_offsets":[4,12])") + "}", 12,
        "tensor \"v\" (bytes 4..12) overlaps tensor \"w\""},
+      {"{" + t("w", ok) + "," + t("v", R"("dtype":"U8","shape":[4],"data_offsets":[7,11])") + "}", 11,
+       "tensor \"v\" (bytes 7..11) overlaps tensor \"w\" (which ends at 8)"},  // by one byte
       {"{" + t("w", ok) + "," + t("v", R"("dtype":"U8","shape":[2],"data_offsets":[10,12])") + "}", 12,
        "bytes 8..10 of the data buffer belong to no tensor (gap before tensor \"v\")"},
       {"{" + t("w", ok) + "}", 9, "the last 1 bytes of the data buffer (from offset 8) belong to no tensor"},
       {"{\"__metadata__\":[1]," + t("w", ok) + "}", 8, "__metadata__ is a JSON array"},
+      {"{\"__metadata__\":null," + t("w", ok) + "}", 8, "__metadata__ is a JSON null"},
       {"{\"__metadata__\":{\"k\":1}," + t("w", ok) + "}", 8, "__metadata__ value of \"k\" is a JSON number"},
       {"{" + t("w", ok) + "," + t("w", ok) + "}", 8, "the header has key \"w\" more than once"},
       {"{" + t("w", R"("dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8])") + "}", 8,
        "key \"dtype\" more than once"},
       {"{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 0, "key \"k\" more than once"},
+      {"{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\",\"j\":\"1\",\"j\":\"2\"}}", 0, "key \"k\" more than once"},  // the first
       {"{\"w\xff\":{}}", 0, "the header is not valid JSON"},  // invalid UTF-8
   };
   for (const Case& c : cases) {
@@ -210,6 +269,10 @@ TEST(Safetensors, MalformedFilesRaiseClearErrors) {
 }
 
 TEST(Safetensors, ImpossibleLengthsRaise) {
+  // Eight bytes hold a length (0): the empty header is then not JSON.
+  const std::vector<std::uint8_t> eight(8, 0);
+  const std::string empty_header = error_of([&] { parse_safetensors(eight.data(), eight.size(), "eight.st"); });
+  EXPECT_NE(empty_header.find("the header is not valid JSON"), std::string::npos) << empty_header;
   for (std::size_t size : {0, 1, 7}) {
     const std::vector<std::uint8_t> b(size, 0);
     EXPECT_NE(error_of([&] { parse_safetensors(b.data(), b.size(), "short.st"); })
@@ -221,6 +284,13 @@ TEST(Safetensors, ImpossibleLengthsRaise) {
   b.resize(8 + 2);
   EXPECT_NE(error_of([&] { parse_safetensors(b.data(), b.size(), "f"); }).find("header length 3 is impossible: only 2 bytes"),
             std::string::npos);
+  // The limit itself is a length (refused here only because the bytes are not there); one more is not.
+  for (std::uint64_t n : {100'000'000ull, 100'000'001ull}) {
+    for (int i = 0; i < 8; ++i) b[i] = static_cast<std::uint8_t>(n >> (8 * i));
+    const std::string e = error_of([&] { parse_safetensors(b.data(), b.size(), "f"); });
+    EXPECT_NE(e.find(n == 100'000'000 ? "header length 100000000 is impossible" : "over the 100000000-byte limit"),
+              std::string::npos) << e;
+  }
   b[5] = 1;  // 2^40
   EXPECT_NE(error_of([&] { parse_safetensors(b.data(), b.size(), "f"); }).find("over the 100000000-byte limit"),
             std::string::npos);
@@ -242,6 +312,9 @@ TEST(Safetensors, SerializerRejectsInconsistentTensors) {
   f.tensors["w"] = {"F32", {3}, std::vector<std::uint8_t>(8)};
   EXPECT_NE(error_of([&] { serialize_safetensors(f); }).find("tensor \"w\" has 8 bytes of data for shape [3] of F32"),
             std::string::npos);
+  f.tensors["w"] = {"F32", {1}, std::vector<std::uint8_t>(8)};  // more bytes than the shape holds
+  EXPECT_NE(error_of([&] { serialize_safetensors(f); }).find("tensor \"w\" has 8 bytes of data for shape [1] of F32"),
+            std::string::npos);
   f.tensors["w"] = {"Q8", {1}, {1}};
   EXPECT_NE(error_of([&] { serialize_safetensors(f); }).find("unsupported dtype \"Q8\""), std::string::npos);
   f.tensors["w"] = {"U8", {-1}, {}};
@@ -252,6 +325,10 @@ TEST(Safetensors, SerializerRejectsInconsistentTensors) {
   f.tensors.clear();
   f.tensors["bad\xff"] = {"U8", {1}, {1}};
   EXPECT_NE(error_of([&] { serialize_safetensors(f); }).find("not valid UTF-8"), std::string::npos);
+  f.tensors.clear();
+  f.metadata["key\xff"] = "value";
+  EXPECT_NE(error_of([&] { serialize_safetensors(f); }).find("metadata key \"key\xff\" is not valid UTF-8"), std::string::npos);
+  EXPECT_NE(error_of([&] { safetensors_dtype_size(""); }).find("unsupported safetensors dtype \"\""), std::string::npos);
 }
 
 TEST(Safetensors, AtomicWriteReplacesAndReadsBack) {
