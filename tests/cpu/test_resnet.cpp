@@ -212,3 +212,63 @@ TEST(ResNet, V2HeadZeroInitAndFourDigitDepths) {
   d.dropout = 1.f;
   EXPECT_NE(error_of([&] { build(d); }).find("dropout must be in [0, 1)"), std::string::npos);
 }
+
+// Model names are read whole: a prefix with one to four digits and nothing after them, "wrn" only
+// at the start (WRN-16-4 by default, always pre-activation, as the seed net is), widths from 1.
+// The blocks check their version and dropout, and a network needs stages and blocks.
+TEST(ResNet, ModelNamesAndBlockOptionsAreReadWhole) {
+  for (const char* unknown : {"resnet20x", "resnet00020", "xwrn-16-4", "resnet"}) {
+    const std::string e = error_of([&] { resnet_config(unknown); });
+    EXPECT_NE(e.find(std::string("unknown model '") + unknown + "'"), std::string::npos) << e;
+  }
+  EXPECT_NE(error_of([] { resnet_config("wrn-16-0"); }).find("width 1..16"), std::string::npos);
+  const ResNetConfig wrn = resnet_config("wrn");
+  EXPECT_EQ(wrn.widths, (std::vector<std::int64_t>{64, 128, 256}));
+  EXPECT_EQ(wrn.blocks_per_stage, 2);
+  for (const char* model : {"wrn", "wrn-16-4", "seed-resnet-v2"})
+    EXPECT_EQ(resnet_config(model, 1).version, 2) << model;
+
+  struct Case {
+    void (*set)(ResNetConfig&);
+    const char* error;
+  };
+  const Case cases[] = {
+      {[](ResNetConfig& c) { c.version = 0; }, "layer1.0: block version must be 1 or 2, got 0"},
+      {[](ResNetConfig& c) { c.dropout = -0.1f; }, "layer1.0: dropout must be in [0, 1), got -0.1"},
+      {[](ResNetConfig& c) { c.widths.clear(); }, "ResNet config needs stages and blocks"},
+      {[](ResNetConfig& c) { c.blocks_per_stage = 0; }, "ResNet config needs stages and blocks"},
+  };
+  for (const Case& k : cases) {
+    ResNetConfig c = resnet_config("resnet8");
+    k.set(c);
+    const std::string e = error_of([&] { build(c); });
+    EXPECT_NE(e.find(k.error), std::string::npos) << e;
+  }
+}
+
+// What each block ends in: a plain v1 block in its ReLU (no shortcut to add first), a plain v2
+// block in its second convolution (the next block's BN-ReLU follows); the seed net's head is BN
+// then flatten, with no ReLU between; block dropout (0.3, as WRN has) is in the blocks of
+// both versions.
+TEST(ResNet, BlocksEndAsTheirVersionSays) {
+  const Graph v1 = build(resnet_config("plain8", 1));
+  const Node* next1 = find_node(v1, "layer2.0.conv1");
+  ASSERT_NE(next1, nullptr);
+  const std::string into_next = v1.info(next1->inputs[0]).name;
+  EXPECT_EQ(into_next.rfind("layer1.0.relu", 0), 0u) << into_next;
+  const Graph v2 = build(resnet_config("plain8", 2));
+  const Node* next2 = find_node(v2, "layer2.0.bn1");
+  ASSERT_NE(next2, nullptr);
+  EXPECT_EQ(v2.info(next2->inputs[0]).name, "layer1.0.conv2:y");
+  const Graph seed = build(resnet_config("seed-resnet-v2"));
+  const Node* flatten = nullptr;
+  for (const Node& n : seed.nodes())
+    if (n.name.rfind("flatten", 0) == 0) flatten = &n;
+  ASSERT_NE(flatten, nullptr);
+  EXPECT_EQ(seed.info(flatten->inputs[0]).name.rfind("bn_final", 0), 0u) << seed.info(flatten->inputs[0]).name;
+  for (int version : {1, 2}) {
+    ResNetConfig d = resnet_config("resnet8", version);
+    d.dropout = 0.3f;
+    EXPECT_EQ(count_ops(build(d), "layer1.0.dropout"), 1) << "v" << version;
+  }
+}

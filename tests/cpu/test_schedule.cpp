@@ -171,6 +171,12 @@ TEST(Schedule, AcceptsItsInclusiveBoundaries) {
   c.warmup_div = 1.0f;
   EXPECT_NO_THROW(validate(c));
   for (std::int64_t t : {0, 3, 9, 10, 29}) EXPECT_FLOAT_EQ(learning_rate_at(c, t), 0.2f) << t;
+  // Milestones at 0 and 1 are fractions of training too: the first decays from step 0, the
+  // second never (the last step is total - 1).
+  s.milestones = {0.0, 1.0};
+  EXPECT_NO_THROW(validate(s));
+  for (std::int64_t t : {0, 39}) EXPECT_NEAR(learning_rate_at(s, t), 0.3 * 0.5, 1e-7) << t;
+  s.milestones.clear();
   // Below the boundaries: refused.
   c.warmup_div = 0.99f;
   EXPECT_THROW(validate(c), Error);
