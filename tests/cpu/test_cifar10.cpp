@@ -99,6 +99,14 @@ TEST(Cifar10, LoadsDirectoryAndNestedFolder) {
                            d.train.images.end() - static_cast<std::ptrdiff_t>(last.images.size())));
     EXPECT_TRUE(testing::bit_equal(d.test.images, pattern_split(3, 9).images));
   }
+  // Batches directly in DIR come first; a nested folder without them is no dataset.
+  write_dataset(tmp.path().string(), 1);
+  EXPECT_EQ(load_cifar10(tmp.path().string()).source, "cifar-10-batches-bin at " + tmp.path().string());
+  TempDir empty("cifar_load_empty");
+  std::filesystem::create_directories(empty / "cifar-10-batches-bin");
+  EXPECT_FALSE(cifar10_present(empty.path().string()));
+  EXPECT_NE(error_of([&] { load_cifar10(empty.path().string()); }).find("no CIFAR-10 binary batches in"),
+            std::string::npos);
 }
 
 TEST(Cifar10, WritesADatasetFolderThatLoadsBack) {
@@ -185,6 +193,13 @@ TEST(Cifar10, OversizedBatchIsRefused) {
   testing::write_bytes(tmp / "data_batch_2.bin", big);
   EXPECT_NE(error_of([&] { load_cifar10(tmp.path().string()); }).find("data_batch_2.bin holds 10001 records"),
             std::string::npos);
+  // Refused from its size, before it is read: a sparse file of 2^28 records (825 GB, no blocks on
+  // disk) would otherwise be read into memory.
+  std::error_code ec;
+  std::filesystem::resize_file(tmp / "data_batch_2.bin", std::uintmax_t{kCifarRecordBytes} << 28, ec);
+  if (ec) GTEST_SKIP() << "this file system cannot hold a sparse 825 GB file: " << ec.message();
+  EXPECT_NE(error_of([&] { load_cifar10(tmp.path().string()); }).find("data_batch_2.bin holds 268435456 records"),
+            std::string::npos);
 }
 
 TEST(Cifar10, BadLabelNamesRecordAndOffset) {
@@ -225,6 +240,25 @@ TEST(Cifar10, WriteRejectsInconsistentSplits) {
   big.images.assign(static_cast<std::size_t>(big.count * kCifarImageBytes), 0);
   EXPECT_NE(error_of([&] { write_cifar10_bin(big, tmp / "big.bin"); }).find("is not in 1..10000"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(tmp / "big.bin"));
+  // 10000 is a batch (refused here by the next check, on the sizes); a label or image byte more
+  // than the count is refused, for a batch and for a dataset; 50000 training images are five batches.
+  big.count = kCifarRecordsPerBatch;
+  EXPECT_NE(error_of([&] { write_cifar10_bin(big, tmp / "big.bin"); }).find("count 10000 but 10001 labels"),
+            std::string::npos);
+  for (int extra = 0; extra < 2; ++extra) {
+    CifarSplit more = pattern_split(2, 1);
+    if (extra == 0) more.labels.push_back(1);
+    if (extra == 1) more.images.push_back(1);
+    EXPECT_NE(error_of([&] { write_cifar10_bin(more, tmp / "a.bin"); }).find("count 2 but"), std::string::npos) << extra;
+    CifarDataset d = synthetic_cifar10(5, 1, 2);
+    if (extra == 0) d.train.labels.push_back(1);
+    if (extra == 1) d.train.images.push_back(1);
+    EXPECT_NE(error_of([&] { write_cifar10_dir(d, tmp / "more"); }).find("training split holds"), std::string::npos) << extra;
+  }
+  CifarDataset full;
+  full.train.count = 5 * kCifarRecordsPerBatch;  // its (empty) vectors are refused by the next check
+  EXPECT_NE(error_of([&] { write_cifar10_dir(full, tmp / "full"); }).find("training split holds 0 labels"),
+            std::string::npos);
   // Five training batches need at least five images: four are refused, saying so.
   EXPECT_NE(error_of([&] { write_cifar10_dir(synthetic_cifar10(4, 4, 2), tmp / "four"); })
                 .find("4 training images; five batches need 5.."),
@@ -259,10 +293,29 @@ TEST(Cifar10, FingerprintChangesWithAnyByte) {
   for (std::size_t i : {7, 15, 23, 31}) s.images[i] ^= 0x80;
   differs(s, "top bits of four bytes 8 apart");
   s = base;
+  s.images[8] ^= 1;
+  differs(s, "the low byte of a word");
+  s = base;
   s.images.resize(s.images.size() - kestrel::kCifarImageBytes);
   s.labels.pop_back();
   s.count -= 1;
   differs(s, "one image fewer");
+}
+
+// The function itself is a contract: checkpoints record its value, and a changed function would
+// make every earlier checkpoint refuse to resume. The known answers come from
+// tools/cifar10_fingerprint.py, written apart from the C++ from the function's description: the
+// count as 8 little-endian bytes, then the labels, then the images, each as little-endian 64-bit
+// words (the last one short), each word through splitmix64's finaliser and then FNV-1a's
+// xor-multiply step, and the finaliser over the result.
+TEST(Cifar10, FingerprintKnownAnswers) {
+  kestrel::CifarSplit s;
+  s.count = 3;
+  for (int i = 0; i < 3; ++i) s.labels.push_back(static_cast<std::uint8_t>((i * 3 + 1) % 10));
+  for (int i = 0; i < 3 * kestrel::kCifarImageBytes; ++i)
+    s.images.push_back(static_cast<std::uint8_t>((i * 7 + 3) & 0xff));
+  EXPECT_EQ(kestrel::cifar10_fingerprint(s), "6f98d65fb960f3df");
+  EXPECT_EQ(kestrel::cifar10_fingerprint(kestrel::CifarSplit{}), "25fc6dd36ce04b20");
 }
 
 TEST(Cifar10Synthetic, DeterministicBalancedAndSeedDependent) {
