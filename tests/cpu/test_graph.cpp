@@ -441,6 +441,10 @@ TEST(GraphErrors, NamesStayUniqueAndRefusedCallsChangeNothing) {
   EXPECT_THROW(nn::dropout(g, "drop", ints, 0.5f), Error);
   EXPECT_EQ(g.rng_slots(), slots) << "the refused dropout kept its random-stream slot";
   EXPECT_EQ(sizes(), before_fc);
+  const Value int_rows = g.input("int_rows", {Shape{2, 5}, DType::kInt32});
+  const auto before_int_fc = sizes();
+  EXPECT_THROW(nn::linear(g, "fc", int_rows, 10), Error);
+  EXPECT_EQ(sizes(), before_int_fc) << "the refused dense layer left its weight or bias";
   EXPECT_NO_THROW(nn::linear(g, "fc", flat, 10));
   EXPECT_EQ(g.params().back().name, "fc.bias");
   // A bf16-computed parameter whose copy's name ("w@bf16") is taken: refused whole (before: the
@@ -451,6 +455,23 @@ TEST(GraphErrors, NamesStayUniqueAndRefusedCallsChangeNothing) {
   EXPECT_THROW(g.parameter("w", w, Init::ones(), true, DType::kBFloat16), Error);
   EXPECT_EQ(sizes(), before_w);
   EXPECT_NO_THROW(g.parameter("w", w, Init::ones(), true, DType::kFloat32));
+}
+
+// The layer builders refuse, naming the layer, what their ops could not be given: a convolution
+// of no output channels or of a 0 kernel, a batch norm of anything but [N, C, H, W] data, a
+// dense layer of no outputs.
+TEST(GraphErrors, LayerBuildersNameTheirBadArguments) {
+  Graph g(graph_options(2));
+  const Value x = nn::image_input(g, "x", 3, 8, 8);
+  const Value rows = g.input("rows", {Shape{2, 3}});
+  const std::string cases[][2] = {
+      {error_of([&] { nn::conv2d(g, "c", x, 0, 3); }), "conv2d 'c': out_channels and kernel must be positive (got 0, 3)"},
+      {error_of([&] { nn::conv2d(g, "c", x, 4, 0); }), "conv2d 'c': out_channels and kernel must be positive (got 4, 0)"},
+      {error_of([&] { nn::batch_norm(g, "bn", rows); }), "batch_norm 'bn': input "},
+      {error_of([&] { nn::linear(g, "fc", rows, 0); }), "linear 'fc': out_features must be positive"},
+  };
+  for (const auto& [error, want] : cases) EXPECT_NE(error.find(want), std::string::npos) << error;
+  EXPECT_NE(cases[2][0].find("is not [N, C, H, W]"), std::string::npos) << cases[2][0];
 }
 
 // A graph moved from (or assigned to) inside a Transaction is not "rolled back" into shape: the

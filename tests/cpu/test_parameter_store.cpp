@@ -179,6 +179,27 @@ TEST(Initialisers, LayersFillInTheirFansAndTheLinearBiasBound) {
   EXPECT_EQ(init_of("ch.weight").fan_in, 40 * 25);
   EXPECT_EQ(init_of("fc.weight").fan_in, 32);
   EXPECT_EQ(init_of("fc.weight").fan_out, 4096);
+  // Fans the caller gives are kept, He's and Xavier's alike; a dense layer of one input feature has
+  // its bias too (bound 1 / sqrt(1)).
+  nn::Conv2dOptions cg, chg;
+  cg.init = Init::xavier_uniform(5, 9);
+  chg.init = Init::he_normal(7);
+  nn::conv2d(g, "cg", x, 4, 3, cg);
+  nn::conv2d(g, "chg", x, 4, 3, chg);
+  const Value one = g.input("one", {Shape{2, 1}});
+  nn::LinearOptions fg, fh;
+  fg.init = Init::xavier_uniform(11, 13);
+  fh.init = Init::he_normal(17);
+  nn::linear(g, "fg", one, 3, fg);
+  nn::linear(g, "fh", one, 3, fh);
+  EXPECT_EQ(init_of("cg.weight").fan_in, 5);
+  EXPECT_EQ(init_of("cg.weight").fan_out, 9);
+  EXPECT_EQ(init_of("chg.weight").fan_in, 7);
+  EXPECT_EQ(init_of("fg.weight").fan_in, 11);
+  EXPECT_EQ(init_of("fg.weight").fan_out, 13);
+  EXPECT_EQ(init_of("fh.weight").fan_in, 17);
+  EXPECT_EQ(init_of("fg.bias").kind, Init::Kind::kUniform);
+  EXPECT_EQ(init_of("fg.bias").value, 1.f);
 
   Context ctx;
   ParameterStore store(g, ctx, 7);
