@@ -139,6 +139,40 @@ TEST(CachingAllocator, TracksCurrentPeakAndReservedBytes) {
   EXPECT_EQ(a.allocate(0, stream_id(1)), nullptr);
 }
 
+// Each counter moves with its event and the peaks are maxima: a smaller block after a larger one
+// was freed and released keeps both peaks, and reset_peak() brings both down to what is held now.
+// Releasing an empty cache costs no device synchronisation; a deallocate of nullptr is a no-op,
+// with no warning; an allocator destroyed with a block still in use frees it and says so.
+TEST(CachingAllocator, CountersAndPeaksFollowEveryEvent) {
+  Fixture f;
+  {
+    auto a = f.make(1 << 30);
+    a.deallocate(a.allocate(8192, stream_id(1)));
+    a.release_cached();
+    (void)a.allocate(1024, stream_id(1));  // still in use when the allocator goes
+    auto s = a.stats();
+    EXPECT_EQ(s.allocations, 2u);
+    EXPECT_EQ(s.backend_allocations, 2u);
+    EXPECT_EQ(s.reserved_bytes, 1024u);
+    EXPECT_EQ(s.peak_bytes, 8192u);
+    EXPECT_EQ(s.peak_reserved_bytes, 8192u);
+    a.reset_peak();
+    s = a.stats();
+    EXPECT_EQ(s.peak_bytes, 1024u);
+    EXPECT_EQ(s.peak_reserved_bytes, 1024u);
+    const int syncs = f.syncs;
+    a.release_cached();
+    EXPECT_EQ(f.syncs, syncs) << "nothing cached, nothing to wait for";
+    ::testing::internal::CaptureStderr();
+    a.deallocate(nullptr);
+    EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+    ::testing::internal::CaptureStderr();
+  }
+  const std::string said = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(said.find("allocator for cuda:0 destroyed with 1 block(s) still in use"), std::string::npos) << said;
+  EXPECT_EQ(f.frees, 2) << "the block still in use is freed, not leaked";
+}
+
 TEST(CachingAllocator, OutOfMemoryStatesRequestedAndFreeBytesAndStaysUsable) {
   Fixture f;
   auto a = f.make(1 << 20);  // 1 MiB device
@@ -154,7 +188,18 @@ TEST(CachingAllocator, OutOfMemoryStatesRequestedAndFreeBytesAndStaysUsable) {
     EXPECT_NE(what.find("requested 716800 bytes"), std::string::npos) << what;
     EXPECT_NE(what.find("434176 bytes free"), std::string::npos) << what;
   }
-  EXPECT_EQ(a.stats().ooms, 1u);
+  // The message gives the size class asked of the device too.
+  const std::string rounded = [&] {
+    try {
+      (void)a.allocate(700 * 1024 + 1, stream_id(1));
+    } catch (const kestrel::OutOfMemoryError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  }();
+  EXPECT_NE(rounded.find("requested 716801 bytes (717312 with rounding)"), std::string::npos) << rounded;
+  EXPECT_NE(rounded.find("this allocator holds 614400 bytes in use"), std::string::npos) << rounded;
+  EXPECT_EQ(a.stats().ooms, 2u);
   EXPECT_EQ(a.stats().current_bytes, 600u * 1024u) << "a failed request changes nothing";
   void* q = a.allocate(300 * 1024, stream_id(1));  // still usable
   EXPECT_NE(q, nullptr);
