@@ -17,6 +17,7 @@
 #include "kestrel/layers/checkpoint.h"
 #include "kestrel/layers/cifar10.h"
 #include "kestrel/layers/trainer.h"
+#include "kestrel/layers/trainer_recipe_internal.h"
 
 using namespace kestrel;
 using kestrel::testing::error_of;
@@ -167,6 +168,89 @@ TEST(TrainerRecipe, RecordsEverySettingOfTheOptimizerAndSchedule) {
   EXPECT_EQ(m["recipe.pct_start"], "0.25");
   EXPECT_EQ(m["recipe.div_factor"], "10");
   EXPECT_EQ(m["recipe.final_div_factor"], "100");
+}
+
+// The recipe a checkpoint records, key by key and in order, as exact text: every key of an SGD
+// run with a step schedule and every other setting off its default, then what AdamW, one-cycle,
+// cosine and constant schedules record in place of theirs. A key dropped would let a resume
+// change that setting unnoticed; a value written otherwise would refuse every earlier checkpoint.
+TEST(TrainerRecipe, RecordsEachSettingUnderItsKeyAsExactText) {
+  using trainer_detail::Recipe;
+  using trainer_detail::training_recipe;
+  TrainerConfig c;
+  c.dtype = DType::kBFloat16;
+  c.layout = Layout::kNHWC;
+  c.epochs = 7;
+  c.sgd.nesterov = true;
+  c.decay_bn_and_bias = false;
+  c.schedule.base = 0.2f;
+  c.schedule.warmup_steps = 3;
+  c.schedule.warmup_div = 5.f;
+  c.schedule.milestones = {0.5, 0.875};
+  c.schedule.gamma = 0.2f;
+  c.label_smoothing = 0.1f;
+  c.max_grad_norm = 2.5f;
+  c.net.dropout = 0.3f;
+  c.random_crop = false;
+  c.pad = 2;
+  c.nonfinite = NonFinitePolicy::kSkip;
+  c.fuse = false;
+  const Recipe head = {{"dtype", "bf16"}, {"layout", "nhwc"}, {"epochs", "7"}};
+  const Recipe sgd = {{"recipe.optimizer", "sgd"}, {"recipe.momentum", "0.9"}, {"recipe.dampening", "0"},
+                      {"recipe.weight_decay", "0.0001"}, {"recipe.nesterov", "true"},
+                      {"recipe.decay_bn_and_bias", "false"}};
+  const Recipe tail = {{"recipe.label_smoothing", "0.1"}, {"recipe.max_grad_norm", "2.5"}, {"recipe.dropout", "0.3"},
+                       {"recipe.random_crop", "false"}, {"recipe.random_flip", "true"}, {"recipe.pad", "2"},
+                       {"recipe.nonfinite", "skip"}, {"recipe.fuse", "false"}};
+  const auto joined = [](std::initializer_list<Recipe> parts) {
+    Recipe r;
+    for (const Recipe& p : parts) r.insert(r.end(), p.begin(), p.end());
+    return r;
+  };
+  const Recipe step = {{"recipe.schedule", "step"}, {"recipe.lr", "0.2"}, {"recipe.warmup_steps", "3"},
+                       {"recipe.warmup_div", "5"}, {"recipe.milestones", "0.5,0.875"}, {"recipe.gamma", "0.2"}};
+  EXPECT_EQ(training_recipe(c), joined({head, sgd, step, tail}));
+
+  c.optimizer = OptimizerKind::kAdamW;
+  c.adamw = AdamWConfig{0.8f, 0.99f, 0.001f, 0.05f};
+  c.decay_bn_and_bias = true;
+  c.schedule.kind = LrSchedule::Kind::kOneCycle;
+  c.schedule.warmup_steps = 0;
+  c.schedule.pct_start = 0.25f;
+  c.schedule.div_factor = 10.f;
+  c.schedule.final_div_factor = 100.f;
+  const Recipe adamw = {{"recipe.optimizer", "adamw"}, {"recipe.beta1", "0.8"}, {"recipe.beta2", "0.99"},
+                        {"recipe.eps", "0.001"}, {"recipe.weight_decay", "0.05"}, {"recipe.decay_bn_and_bias", "true"}};
+  const Recipe one_cycle = {{"recipe.schedule", "onecycle"}, {"recipe.lr", "0.2"}, {"recipe.warmup_steps", "0"},
+                            {"recipe.warmup_div", "5"}, {"recipe.pct_start", "0.25"}, {"recipe.div_factor", "10"},
+                            {"recipe.final_div_factor", "100"}};
+  EXPECT_EQ(training_recipe(c), joined({head, adamw, one_cycle, tail}));
+  c.schedule.kind = LrSchedule::Kind::kCosine;
+  c.schedule.min_fraction = 0.125f;
+  const Recipe cosine = {{"recipe.schedule", "cosine"}, {"recipe.lr", "0.2"}, {"recipe.warmup_steps", "0"},
+                         {"recipe.warmup_div", "5"}, {"recipe.min_fraction", "0.125"}};
+  EXPECT_EQ(training_recipe(c), joined({head, adamw, cosine, tail}));
+  c.schedule.kind = LrSchedule::Kind::kConstant;
+  const Recipe constant = {{"recipe.schedule", "constant"}, {"recipe.lr", "0.2"}, {"recipe.warmup_steps", "0"},
+                           {"recipe.warmup_div", "5"}};
+  EXPECT_EQ(training_recipe(c), joined({head, adamw, constant, tail}));
+}
+
+// The differences are exactly the recorded entries whose value differs, named without the
+// "recipe." prefix, in the recipe's order; keys a checkpoint does not record are not differences.
+// Whether it records a recipe at all is said by a key that starts with "recipe.", and said each
+// call (false for a checkpoint without one, whatever the flag held).
+TEST(TrainerRecipe, DifferencesAreTheRecordedValuesThatDiffer) {
+  const trainer_detail::Recipe recipe = {{"epochs", "3"}, {"recipe.lr", "0.1"}, {"recipe.pad", "4"}, {"recipe.fuse", "true"}};
+  const std::map<std::string, std::string> recorded = {
+      {"epochs", "2"}, {"recipe.lr", "0.05"}, {"recipe.pad", "4"}, {"seed", "1"}};
+  bool any = false;
+  EXPECT_EQ(trainer_detail::recipe_differences(recorded, recipe, &any),
+            (std::vector<std::string>{"epochs 2 (this run: 3)", "lr 0.05 (this run: 0.1)"}));
+  EXPECT_TRUE(any);
+  any = true;
+  EXPECT_TRUE(trainer_detail::recipe_differences({{"epochs", "3"}, {"old.recipe.lr", "1"}}, recipe, &any).empty());
+  EXPECT_FALSE(any) << "\"recipe.\" only counts at a key's start";
 }
 
 // A resumed run repeats its checkpoint's recipe: every option that would change the training
