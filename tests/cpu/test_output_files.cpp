@@ -39,6 +39,26 @@ TEST(OutputFiles, AnEmptyNameIsAcceptedWithoutProbingTheCurrentFolder) {
   EXPECT_EQ(e, "") << "an empty name was checked as a file in the current folder";
 }
 
+// Empty names are refused by name, not passed on: an output folder, a file written atomically, a
+// folder to create; and an empty name is the same file as none (not as the current folder). A
+// bare file name lives in the current folder: checked and written there, its folder synced.
+TEST(OutputFiles, EmptyAndBareNames) {
+  EXPECT_NE(error_of([] { kestrel::check_output_folder("", "--out"); }).find("--out: empty folder name"), std::string::npos);
+  const std::uint8_t byte = 7;
+  EXPECT_NE(error_of([&] { kestrel::detail::write_file_atomic(&byte, 1, ""); }).find("cannot write a file with an empty path"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { kestrel::detail::make_directories(""); }).find("cannot create a folder with an empty path"),
+            std::string::npos);
+  EXPECT_FALSE(kestrel::same_file("", "."));
+  EXPECT_FALSE(kestrel::same_file(".", ""));
+  TempDir dir("output_bare_name");
+  const std::filesystem::path cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());
+  const std::string e = error_of([] { kestrel::check_output_file("bare.bin", "--checkpoint"); });
+  std::filesystem::current_path(cwd);
+  EXPECT_EQ(e, "(no error)");
+}
+
 // A folder that exists but takes no files (/proc: even root cannot create one there) is refused
 // by check_output_folder, as is a file's "folder" that is a regular file, named as such.
 TEST(OutputFiles, AnExistingFolderThatTakesNoFilesAndAFileUsedAsAFolderAreRefused) {

@@ -2,8 +2,9 @@
 // InputFile refuses what is not a regular file (a FIFO without a writer included: opening it
 // must not wait for one), continues short and interrupted reads, names the offset of a failed
 // one, and reports a file that shrinks while it is read instead of returning zeros; an atomic
-// write syncs the new bytes before the rename and the folder after it, and a failed sync leaves
-// the old file and no temporary file. Here among the host faults, not in kestrel_cpu_tests:
+// write syncs the new bytes before the rename and the folder after it, a failed sync leaves
+// the old file and no temporary file, and a folder that cannot be synced (EINVAL) is no error
+// where an I/O error is. Here among the host faults, not in kestrel_cpu_tests:
 // this binary replaces fsync and pread (forwarding unless a test sets a watch), which no other
 // CPU test should run under.
 #include <dlfcn.h>
@@ -32,6 +33,7 @@ namespace {
 struct FsyncWatch {
   bool on = false;
   bool fail_files = false;            // regular files fail with EIO
+  int folder_errno = 0;               // folders fail with this errno (0: they do not)
   std::string target;                 // the atomic write's destination
   std::vector<std::string> events;    // "file synced, target had its inode: yes/no", "folder ..."
   ino_t file_inode = 0;
@@ -60,6 +62,10 @@ extern "C" int fsync(int fd) {
       } else if (S_ISDIR(st.st_mode)) {
         g_watch.events.push_back(inode_of(g_watch.target) == g_watch.file_inode ? "folder (after the rename)"
                                                                                  : "folder (before the rename)");
+        if (g_watch.folder_errno != 0) {
+          errno = g_watch.folder_errno;
+          return -1;
+        }
       }
     }
   }
@@ -173,7 +179,7 @@ TEST(AtomicWrite, SyncsTheBytesBeforeTheRenameAndTheFolderAfterIt) {
   TempDir dir("atomic_sync");
   const std::string path = dir / "ck.bin";
   const std::vector<std::uint8_t> bytes = random_bytes(10000, 9);
-  g_watch = FsyncWatch{true, false, path, {}, 0};
+  g_watch = FsyncWatch{true, false, 0, path, {}, 0};
   kestrel::detail::write_file_atomic(bytes.data(), bytes.size(), path);
   g_watch.on = false;
   EXPECT_EQ(g_watch.events, (std::vector<std::string>{"file", "folder (after the rename)"}));
@@ -181,12 +187,33 @@ TEST(AtomicWrite, SyncsTheBytesBeforeTheRenameAndTheFolderAfterIt) {
   EXPECT_EQ(kestrel::testing::read_bytes(path), bytes);
 }
 
+// The folder's sync after the rename: a file system that cannot sync a folder (EINVAL) is no
+// error, since the new bytes are in place all the same; a real I/O error is reported, naming the
+// folder, with the new file in place.
+TEST(AtomicWrite, AFolderThatCannotBeSyncedIsNoErrorButAFailedSyncIs) {
+  TempDir dir("atomic_folder_sync");
+  const std::string path = dir / "ck.bin";
+  const std::vector<std::uint8_t> bytes = random_bytes(700, 12);
+  for (const int err : {EINVAL, EIO}) {
+    g_watch = FsyncWatch{true, false, err, path, {}, 0};
+    const std::string e = error_of([&] { kestrel::detail::write_file_atomic(bytes.data(), bytes.size(), path); });
+    g_watch.on = false;
+    if (err == EINVAL) {
+      EXPECT_EQ(e, "(no error)");
+    } else {
+      EXPECT_NE(e.find(path + " was written, but syncing directory " + dir.path().string() + " failed: Input/output error"),
+                std::string::npos) << e;
+    }
+    EXPECT_EQ(kestrel::testing::read_bytes(path), bytes) << err;
+  }
+}
+
 TEST(AtomicWrite, AFailedSyncLeavesTheOldFileAndNoTemporaryFile) {
   TempDir dir("atomic_sync_fails");
   const std::string path = dir / "ck.bin";
   const std::vector<std::uint8_t> old_bytes = random_bytes(300, 10), new_bytes = random_bytes(5000, 11);
   kestrel::testing::write_bytes(path, old_bytes);
-  g_watch = FsyncWatch{true, true, path, {}, 0};
+  g_watch = FsyncWatch{true, true, 0, path, {}, 0};
   const std::string e = error_of([&] { kestrel::detail::write_file_atomic(new_bytes.data(), new_bytes.size(), path); });
   g_watch.on = false;
   EXPECT_NE(e.find("cannot write " + path + ": fsync of " + path + ".tmp."), std::string::npos) << e;
