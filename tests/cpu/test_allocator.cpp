@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 
+#include "error_text.h"
 #include "kestrel/core/allocator.h"
 #include "kestrel/core/error.h"
 
@@ -189,14 +190,7 @@ TEST(CachingAllocator, OutOfMemoryStatesRequestedAndFreeBytesAndStaysUsable) {
     EXPECT_NE(what.find("434176 bytes free"), std::string::npos) << what;
   }
   // The message gives the size class asked of the device too.
-  const std::string rounded = [&] {
-    try {
-      (void)a.allocate(700 * 1024 + 1, stream_id(1));
-    } catch (const kestrel::OutOfMemoryError& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
-  }();
+  const std::string rounded = kestrel::testing::error_of([&] { (void)a.allocate(700 * 1024 + 1, stream_id(1)); });
   EXPECT_NE(rounded.find("requested 716801 bytes (717312 with rounding)"), std::string::npos) << rounded;
   EXPECT_NE(rounded.find("this allocator holds 614400 bytes in use"), std::string::npos) << rounded;
   EXPECT_EQ(a.stats().ooms, 2u);

@@ -38,6 +38,13 @@ Graph linear_loss() {
   nn::softmax_cross_entropy(g, nn::linear(g, "fc", x, 2), nn::label_input(g, "labels"));
   return g;
 }
+
+// linear_loss() with a CPU context and a store of its parameters, for executors to compile on.
+struct LinearLoss {
+  const Graph g = linear_loss();
+  Context ctx;
+  ParameterStore store{g, ctx, 1};
+};
 }  // namespace
 
 // The store must hold exactly the graph's parameters: more (a store of a larger graph whose
@@ -62,15 +69,13 @@ TEST(ExecutorContracts, AStoreOfAnotherGraphIsRefusedByCountOrShape) {
 // AdamW's options are checked when the executor is compiled, as SGD's are, before the store
 // takes any optimizer state.
 TEST(ExecutorContracts, AdamWOptionsAreCheckedWhenCompiling) {
-  const Graph g = linear_loss();
-  Context ctx;
-  ParameterStore store(g, ctx, 1);
+  LinearLoss m;
   CompileOptions co;
   co.optimizer = OptimizerKind::kAdamW;
   co.adamw.beta1 = 1.f;
-  const std::string e = error_of([&] { Executor ex(g, store, ctx, co); });
+  const std::string e = error_of([&] { Executor ex(m.g, m.store, m.ctx, co); });
   EXPECT_TRUE(contains(e, "AdamW: beta1 must be in [0, 1), got 1")) << e;
-  EXPECT_EQ(store.optimizer_kind(), OptimizerKind::kNone);
+  EXPECT_EQ(m.store.optimizer_kind(), OptimizerKind::kNone);
 }
 
 // stats().input_bytes counts every input's buffer.
@@ -110,10 +115,8 @@ TEST(ExecutorContracts, BindInputRefusesAnotherLayout) {
 // gradient() on an inference executor says that gradients need a training one, not that the
 // loss does not depend on the parameter.
 TEST(ExecutorContracts, GradientsOfAnInferenceExecutorAreRefusedAsSuch) {
-  const Graph g = linear_loss();
-  Context ctx;
-  ParameterStore store(g, ctx, 1);
-  Executor ex(g, store, ctx, inference_options());
+  LinearLoss m;
+  Executor ex(m.g, m.store, m.ctx, inference_options());
   const std::string e = error_of([&] { ex.gradient("fc.weight"); });
   EXPECT_TRUE(contains(e, "gradients exist only in a training executor")) << e;
 }
@@ -121,10 +124,8 @@ TEST(ExecutorContracts, GradientsOfAnInferenceExecutorAreRefusedAsSuch) {
 // An error a node raises while running (here a label past the classes, which the CPU backend
 // refuses) names the node: its op type and name first.
 TEST(ExecutorContracts, ARunErrorNamesItsNode) {
-  const Graph g = linear_loss();
-  Context ctx;
-  ParameterStore store(g, ctx, 1);
-  Executor ex(g, store, ctx);
+  LinearLoss m;
+  Executor ex(m.g, m.store, m.ctx);
   ex.bind_input("x", Tensor::from_vector(std::vector<float>(12, 0.5f), Shape{3, 4}));
   ex.bind_input("labels", Tensor::from_vector({0.f, 7.f, 1.f}, Shape{3}, DType::kInt32));
   const std::string e = error_of([&] { ex.run(); });
@@ -134,10 +135,8 @@ TEST(ExecutorContracts, ARunErrorNamesItsNode) {
 // describe() marks backward nodes "[bwd]" and gives an "@offset" to arena values only: the
 // parameter gradients backward writes live in the store and have none.
 TEST(ExecutorContracts, DescribeMarksBackwardNodesAndArenaOffsetsOnly) {
-  const Graph g = linear_loss();
-  Context ctx;
-  ParameterStore store(g, ctx, 1);
-  Executor ex(g, store, ctx);
+  LinearLoss m;
+  Executor ex(m.g, m.store, m.ctx);
   const std::string d = ex.describe();
   EXPECT_TRUE(contains(d, "\n  [bwd] ")) << d;
   EXPECT_TRUE(contains(d, "\n  Linear 'fc' -> [3, 2]@")) << d;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "error_text.h"
@@ -24,24 +25,26 @@ using kestrel::testing::error_of;
 using kestrel::testing::random_bytes;
 
 
+// The error of `f` (or "(no error)") when run with `dir` as the current folder, which is restored.
+template <typename F>
+std::string error_in_folder(const std::filesystem::path& dir, F&& f) {
+  const std::filesystem::path cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir);
+  const std::string e = error_of(std::forward<F>(f));
+  std::filesystem::current_path(cwd);
+  return e;
+}
+
 // No output asked for ("") touches nothing, not even the current folder: here one where no file
 // can be created (/proc), which a probe there would report.
 TEST(OutputFiles, AnEmptyNameIsAcceptedWithoutProbingTheCurrentFolder) {
-  const std::filesystem::path cwd = std::filesystem::current_path();
-  std::filesystem::current_path("/proc");
-  std::string e;
-  try {
-    kestrel::check_output_file("", "--log");
-  } catch (const kestrel::Error& err) {
-    e = err.what();
-  }
-  std::filesystem::current_path(cwd);
-  EXPECT_EQ(e, "") << "an empty name was checked as a file in the current folder";
+  EXPECT_EQ(error_in_folder("/proc", [] { kestrel::check_output_file("", "--log"); }), "(no error)")
+      << "an empty name was checked as a file in the current folder";
 }
 
 // Empty names are refused by name, not passed on: an output folder, a file written atomically, a
 // folder to create; and an empty name is the same file as none (not as the current folder). A
-// bare file name lives in the current folder: checked and written there, its folder synced.
+// bare file name is checked in the current folder (its folder is ".", not "").
 TEST(OutputFiles, EmptyAndBareNames) {
   EXPECT_NE(error_of([] { kestrel::check_output_folder("", "--out"); }).find("--out: empty folder name"), std::string::npos);
   const std::uint8_t byte = 7;
@@ -52,11 +55,7 @@ TEST(OutputFiles, EmptyAndBareNames) {
   EXPECT_FALSE(kestrel::same_file("", "."));
   EXPECT_FALSE(kestrel::same_file(".", ""));
   TempDir dir("output_bare_name");
-  const std::filesystem::path cwd = std::filesystem::current_path();
-  std::filesystem::current_path(dir.path());
-  const std::string e = error_of([] { kestrel::check_output_file("bare.bin", "--checkpoint"); });
-  std::filesystem::current_path(cwd);
-  EXPECT_EQ(e, "(no error)");
+  EXPECT_EQ(error_in_folder(dir.path(), [] { kestrel::check_output_file("bare.bin", "--checkpoint"); }), "(no error)");
 }
 
 // A folder that exists but takes no files (/proc: even root cannot create one there) is refused
